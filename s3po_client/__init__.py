@@ -1,0 +1,40 @@
+"""s3po: hand uploads to S3 off and forget them.
+
+``import s3po_client`` and ``enqueue(...)`` load only redis-py and the standard library;
+boto3 is imported when a transfer actually runs.
+"""
+
+from __future__ import annotations
+
+from .errors import (
+    ConfigError,
+    DownloadError,
+    JobError,
+    S3poError,
+    SourceChangedError,
+    TransferError,
+    UnsafePathError,
+    UploadError,
+    VerificationError,
+)
+from .job import Job
+from .queue import QueueKeys, enqueue, enqueue_many
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "DownloadError",
+    "Job",
+    "JobError",
+    "QueueKeys",
+    "S3poError",
+    "SourceChangedError",
+    "TransferError",
+    "UnsafePathError",
+    "UploadError",
+    "VerificationError",
+    "__version__",
+    "enqueue",
+    "enqueue_many",
+]

@@ -1,0 +1,135 @@
+"""The job: the one contract between producers and the daemon.
+
+A job is a JSON object that any process, in any language, may ``LPUSH`` onto
+``<prefix>:queue``. :class:`Job` is its typed, immutable form; :meth:`Job.from_json`
+validates strictly and raises :class:`~s3po_client.errors.JobError` naming the field.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass, field, fields, replace
+from types import MappingProxyType
+from typing import Any, Literal, Mapping, get_args
+
+from .errors import JobError
+
+Codec = Literal["gzip", "zlib", "zstd"]
+CODECS: tuple[str, ...] = get_args(Codec)
+FORMAT_VERSION = 1
+DEFAULT_RETRIES = 3
+
+
+def new_job_id() -> str:
+    """Return a fresh, unique job id (32 hex digits)."""
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Job:
+    """One upload request, validated on construction.
+
+    >>> job = Job(bucket="logs", key="2024/app.log", path="/var/spool/app.log", compress="gzip")
+    >>> Job.from_json(job.to_json()) == job
+    True
+    """
+
+    bucket: str
+    key: str
+    path: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    compress: Codec | None = None
+    retries: int = DEFAULT_RETRIES
+    delete: bool = True
+    silent: bool = False
+    id: str = field(default_factory=new_job_id)
+    enqueued_at: float | None = None
+    attempt: int = 0
+    v: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        for name in ("bucket", "key", "path", "id"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                raise JobError(f"field {name!r} must be a non-empty string, got {value!r}")
+        if "\x00" in self.path:
+            raise JobError("field 'path' must not contain a NUL byte")
+        if not os.path.isabs(self.path):
+            raise JobError(f"field 'path' must be an absolute path, got {self.path!r}")
+        if not isinstance(self.headers, Mapping):
+            raise JobError(f"field 'headers' must be an object of strings, got {self.headers!r}")
+        for name, value in self.headers.items():
+            if not isinstance(name, str) or not isinstance(value, str):
+                raise JobError(f"field 'headers' must map strings to strings, got {name!r}: {value!r}")
+        # frozen does not freeze a dict: keep a private read-only copy.
+        object.__setattr__(self, "headers", MappingProxyType(dict(self.headers)))
+        if self.compress is not None and self.compress not in CODECS:
+            raise JobError(
+                f"field 'compress' must be null or one of {', '.join(CODECS)}; got {self.compress!r}"
+            )
+        for name in ("retries", "attempt"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 0:
+                raise JobError(f"field {name!r} must be an integer >= 0, got {value!r}")
+        for name in ("delete", "silent"):
+            if not isinstance(getattr(self, name), bool):
+                raise JobError(f"field {name!r} must be true or false, got {getattr(self, name)!r}")
+        if self.enqueued_at is not None and (
+            isinstance(self.enqueued_at, bool) or not isinstance(self.enqueued_at, (int, float))
+        ):
+            raise JobError(f"field 'enqueued_at' must be a number (Unix time), got {self.enqueued_at!r}")
+        if self.v != FORMAT_VERSION or not _is_int(self.v):
+            raise JobError(f"field 'v' must be {FORMAT_VERSION}, got {self.v!r}")
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Job:
+        """Return the job described by a decoded JSON object; raise JobError naming what is wrong."""
+        if not isinstance(data, dict):
+            raise JobError(f"a job must be a JSON object, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise JobError(f"unknown field {unknown[0]!r} (known: {', '.join(sorted(known))})")
+        for required in ("bucket", "key", "path"):
+            if required not in data:
+                raise JobError(f"missing required field {required!r}")
+        if data.get("headers") is None:
+            data = {**data, "headers": {}}
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Job:
+        """Return the job encoded in ``raw``; raise JobError if it is not a valid job."""
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise JobError(f"not valid JSON: {exc}") from None
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the job as a plain dict, ready for ``json.dumps``."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["headers"] = dict(self.headers)
+        return data
+
+    def to_json(self) -> str:
+        """Return the job's compact JSON form, the one pushed to Redis."""
+        return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True)
+
+    def next_attempt(self) -> Job:
+        """Return a copy of this job with its attempt count raised by one."""
+        return replace(self, attempt=self.attempt + 1)
+
+    def stamped(self) -> Job:
+        """Return this job with ``enqueued_at`` set to now if it was unset."""
+        return self if self.enqueued_at is not None else replace(self, enqueued_at=time.time())
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+__all__ = ["CODECS", "Codec", "FORMAT_VERSION", "Job", "new_job_id"]

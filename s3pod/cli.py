@@ -1,0 +1,94 @@
+"""The ``s3pod`` command: parse options, build settings, configure logging, run the worker."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from s3po_client import __version__
+from s3po_client.errors import ConfigError
+from s3po_client.queue import DEFAULT_PREFIX, connect, redact_url, resolve_redis_url
+from s3po_client.retry import DEFAULT_BACKOFF_BASE_S, RetryPolicy
+from s3po_client.settings import S3Settings
+
+from .safety import PathPolicy
+from .worker import Worker, WorkerConfig
+
+logger = logging.getLogger("s3pod")
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
+def env(name: str) -> str:
+    return f"S3POD_{name}"
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.version_option(__version__, prog_name="s3pod")
+@click.option("--access-id", envvar=env("ACCESS_ID"), show_envvar=True,
+              help="AWS access key id; default: boto3's credential chain.")
+@click.option("--secret-key", envvar=env("SECRET_KEY"), show_envvar=True,
+              help="AWS secret key; prefer the environment variable to the command line.")
+@click.option("--profile", envvar=env("PROFILE"), show_envvar=True, help="AWS profile name.")
+@click.option("--region", envvar=env("REGION"), show_envvar=True, help="AWS region.")
+@click.option("--endpoint-url", envvar=env("ENDPOINT_URL"), show_envvar=True,
+              help="S3 endpoint URL, for S3-compatible stores.")
+@click.option("--redis-url", envvar=env("REDIS_URL"), show_envvar=True,
+              help="Redis URL; default: $S3PO_REDIS_URL, else redis://127.0.0.1:6379/0.")
+@click.option("--prefix", envvar=env("PREFIX"), show_envvar=True, default=DEFAULT_PREFIX,
+              help="Redis key prefix (use {s3po} on Redis Cluster).")
+@click.option("--concurrency", envvar=env("CONCURRENCY"), show_envvar=True, type=click.IntRange(1, 256),
+              default=4, help="Jobs in flight at once.")
+@click.option("--allow-dir", "allow_dirs", envvar=env("ALLOW_DIR"), show_envvar=True, multiple=True,
+              type=click.Path(file_okay=False), help="Only read and delete files under this directory "
+              "(repeatable; the environment variable takes a space-separated list).")
+@click.option("--backoff-base", envvar=env("BACKOFF_BASE"), show_envvar=True, type=click.FloatRange(0),
+              default=DEFAULT_BACKOFF_BASE_S, help="Seconds before the first retry; doubles each attempt.")
+@click.option("--burst", is_flag=True, help="Drain the queue, then exit.")
+@click.option("--log-level", envvar=env("LOG_LEVEL"), show_envvar=True, default="INFO",
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+def command(
+    access_id: str | None,
+    secret_key: str | None,
+    profile: str | None,
+    region: str | None,
+    endpoint_url: str | None,
+    redis_url: str | None,
+    prefix: str,
+    concurrency: int,
+    allow_dirs: tuple[str, ...],
+    backoff_base: float,
+    burst: bool,
+    log_level: str,
+) -> None:
+    """Upload the files queued in Redis to S3; runs in the foreground until SIGTERM."""
+    logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+    try:
+        if secret_key and "--secret-key" in " ".join(sys.argv):
+            logger.warning("--secret-key on the command line is visible to other users; "
+                           "set S3POD_SECRET_KEY in the environment file instead")
+        s3 = S3Settings(access_id=access_id, secret_key=secret_key, profile=profile,
+                        region=region, endpoint_url=endpoint_url)
+        config = WorkerConfig(prefix=prefix, concurrency=concurrency,
+                              paths=PathPolicy.from_dirs(allow_dirs),
+                              retry=RetryPolicy(base_s=backoff_base))
+        url = resolve_redis_url(redis_url)
+        client = connect(url)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    if not allow_dirs:
+        logger.warning("no --allow-dir given: any process able to write to Redis can make s3pod "
+                       "read, upload and delete any file it can access")
+    logger.info("s3pod %s: redis=%s endpoint=%s", __version__, redact_url(url), endpoint_url or "AWS")
+
+    from s3po_client.transfer import TransferEngine
+
+    worker = Worker(client, TransferEngine(s3), config)
+    worker.install_signal_handlers()
+    worker.run(burst=burst)
+
+
+def main() -> None:
+    command(prog_name="s3pod")

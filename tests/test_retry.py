@@ -1,0 +1,40 @@
+"""Retry policy arithmetic: waits and which errors get another attempt."""
+
+from __future__ import annotations
+
+import pytest
+
+from s3po_client.errors import ConfigError, JobError, TransferError
+from s3po_client.retry import RetryPolicy
+
+
+def test_default_backoff_is_one_two_four_minutes() -> None:
+    policy = RetryPolicy()
+    assert [policy.delay_s(n) for n in range(3)] == [60.0, 120.0, 240.0]
+
+
+def test_backoff_is_capped() -> None:
+    assert RetryPolicy(base_s=1, max_s=5).delay_s(10) == 5.0
+
+
+def test_retries_are_counted_after_the_first_attempt() -> None:
+    policy = RetryPolicy()
+    transient = TransferError("503", transient=True)
+    assert policy.should_retry(0, 1, transient)
+    assert not policy.should_retry(1, 1, transient)
+    assert not policy.should_retry(0, 0, transient)
+
+
+def test_permanent_and_job_errors_are_not_retried() -> None:
+    policy = RetryPolicy()
+    assert not policy.should_retry(0, 5, TransferError("NoSuchBucket", transient=False))
+    assert not policy.should_retry(0, 5, JobError("bad"))
+
+
+def test_unexpected_errors_use_the_retries() -> None:
+    assert RetryPolicy().should_retry(0, 1, RuntimeError("bug"))
+
+
+def test_bad_policy_is_a_config_error() -> None:
+    with pytest.raises(ConfigError):
+        RetryPolicy(base_s=-1)
