@@ -1,0 +1,36 @@
+"""What the worker tells observers (metrics, logs) about each job transition."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
+
+
+class OutcomeKind(str, Enum):
+    """How one attempt at a job ended."""
+
+    UPLOADED = "uploaded"   # stored and verified; local file handled; job acknowledged
+    RETRY = "retry"         # failed; another attempt is scheduled
+    DEAD = "dead"           # failed for good; dead-lettered
+    INVALID = "invalid"     # not a valid job (or not an allowed path); dead-lettered at once
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One job transition, with what observers need to count and log it."""
+
+    kind: OutcomeKind
+    job_id: str | None
+    bucket: str | None
+    key: str | None
+    bytes_sent: int = 0
+    duration_s: float = 0.0
+    attempt: int = 0
+    error: str | None = None
+
+
+class Listener(Protocol):
+    """Anything that wants to hear about outcomes (metrics, structured logs)."""
+
+    def on_outcome(self, outcome: Outcome) -> None: ...
