@@ -1,0 +1,280 @@
+"""A fault-injecting HTTP proxy on loopback, for putting between s3po and the S3 server.
+
+It forwards every request unchanged (so SigV4 signatures stay valid) unless a rule
+matches it; a rule can answer with an S3 error, reset the connection, delay the request
+or corrupt its body. Rules fire a given number of times, then the traffic flows again::
+
+    with FaultProxy(s3_server.port) as proxy:
+        rule = proxy.add_rule("error", method="PUT", status=503, code="SlowDown", times=2)
+        ...  # point the client at proxy.url
+        assert rule.hits == 2
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+ACTIONS = ("error", "reset", "delay", "corrupt")
+
+
+@dataclass
+class Rule:
+    """Which requests a fault applies to, what it does, and how often (``times=None``: always)."""
+
+    action: str
+    method: str | None = None
+    path: str | None = None
+    query: str | None = None
+    times: int | None = 1
+    status: int = 503
+    code: str = "SlowDown"
+    delay_s: float = 0.0
+    hits: int = 0
+    _path_re: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.action not in ACTIONS:
+            raise ValueError(f"action must be one of {ACTIONS}, got {self.action!r}")
+        self._path_re = re.compile(self.path) if self.path else None
+
+    def matches(self, method: str, path: str, query: str) -> bool:
+        if self.times is not None and self.hits >= self.times:
+            return False
+        if self.method and self.method.upper() != method.upper():
+            return False
+        if self._path_re is not None and not self._path_re.search(path):
+            return False
+        if self.query is not None and self.query not in query:
+            return False
+        return True
+
+
+class _Closed(Exception):
+    pass
+
+
+class _Stream:
+    """Buffered reads on a socket: lines, exact counts, and up to a delimiter."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = b""
+
+    def _fill(self) -> None:
+        data = self.sock.recv(1 << 16)
+        if not data:
+            raise _Closed()
+        self.buf += data
+
+    def until(self, delim: bytes, limit: int = 1 << 20) -> bytes:
+        while delim not in self.buf:
+            if len(self.buf) > limit:
+                raise _Closed()
+            self._fill()
+        head, _, self.buf = self.buf.partition(delim)
+        return head + delim
+
+    def exactly(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            self._fill()
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
+    def rest(self) -> bytes:
+        chunks = [self.buf]
+        self.buf = b""
+        while True:
+            data = self.sock.recv(1 << 16)
+            if not data:
+                return b"".join(chunks)
+            chunks.append(data)
+
+
+def _parse_head(head: bytes) -> tuple[str, list[tuple[str, str]]]:
+    lines = head.decode("latin-1").split("\r\n")
+    headers = []
+    for line in lines[1:]:
+        if line:
+            name, _, value = line.partition(":")
+            headers.append((name.strip(), value.strip()))
+    return lines[0], headers
+
+
+def _header(headers: list[tuple[str, str]], name: str) -> str | None:
+    for k, v in headers:
+        if k.lower() == name:
+            return v
+    return None
+
+
+def _read_body(stream: _Stream, headers: list[tuple[str, str]]) -> bytes:
+    """Return the raw body bytes (chunk framing kept as is)."""
+    if (_header(headers, "transfer-encoding") or "").lower() == "chunked":
+        parts = []
+        while True:
+            size_line = stream.until(b"\r\n")
+            parts.append(size_line)
+            size = int(size_line.split(b";")[0].strip(), 16)
+            if size == 0:
+                while True:
+                    trailer = stream.until(b"\r\n")
+                    parts.append(trailer)
+                    if trailer == b"\r\n":
+                        return b"".join(parts)
+            parts.append(stream.exactly(size + 2))
+    length = _header(headers, "content-length")
+    return stream.exactly(int(length)) if length else b""
+
+
+class FaultProxy:
+    """Forwards HTTP from ``127.0.0.1:<port>`` to the upstream server, applying fault rules."""
+
+    def __init__(self, upstream_port: int, upstream_host: str = "127.0.0.1") -> None:
+        self.upstream = (upstream_host, upstream_port)
+        self.rules: list[Rule] = []
+        self.requests: list[tuple[str, str, str]] = []
+        self._lock = threading.Lock()
+        self._listener: socket.socket | None = None
+        self._stopping = threading.Event()
+        self._conns: set[socket.socket] = set()
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def add_rule(self, action: str, **options: Any) -> Rule:
+        """Add a fault: ``action`` is error, reset, delay or corrupt; options narrow and shape it."""
+        rule = Rule(action, **options)
+        with self._lock:
+            self.rules.append(rule)
+        return rule
+
+    def clear(self) -> None:
+        """Drop every rule: traffic flows unchanged again."""
+        with self._lock:
+            self.rules.clear()
+
+    def start(self) -> FaultProxy:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        threading.Thread(target=self._accept, name="faultproxy", daemon=True).start()
+        return self
+
+    def close(self) -> None:
+        self._stopping.set()
+        if self._listener is not None:
+            self._listener.close()
+        with self._lock:
+            conns = list(self._conns)
+        for c in conns:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+    def __enter__(self) -> FaultProxy:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- inside ----------------------------------------------------------------------
+
+    def _accept(self) -> None:
+        assert self._listener is not None
+        while not self._stopping.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                self._conns.add(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _pick(self, method: str, path: str, query: str) -> Rule | None:
+        with self._lock:
+            self.requests.append((method, path, query))
+            for rule in self.rules:
+                if rule.matches(method, path, query):
+                    rule.hits += 1
+                    return rule
+        return None
+
+    def _serve(self, client: socket.socket) -> None:
+        upstream: socket.socket | None = None
+        up_stream: _Stream | None = None
+        stream = _Stream(client)
+        try:
+            while not self._stopping.is_set():
+                head = stream.until(b"\r\n\r\n")
+                request_line, headers = _parse_head(head)
+                method, target, _version = request_line.split(" ", 2)
+                path, _, query = target.partition("?")
+                if (_header(headers, "expect") or "").lower() == "100-continue":
+                    # Answer the client's Expect ourselves; Expect is not signed by SigV4.
+                    client.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    headers = [(k, v) for k, v in headers if k.lower() != "expect"]
+                body = _read_body(stream, headers)
+                rule = self._pick(method, path, query)
+                if rule is not None and rule.action == "reset":
+                    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    return
+                if rule is not None and rule.action == "error":
+                    xml = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{rule.code}</Code>'
+                           f"<Message>injected by faultproxy</Message><Resource>{path}</Resource>"
+                           f"<RequestId>faultproxy</RequestId></Error>").encode()
+                    client.sendall(
+                        f"HTTP/1.1 {rule.status} Injected\r\nContent-Type: application/xml\r\n"
+                        f"Content-Length: {len(xml)}\r\n\r\n".encode() + xml
+                    )
+                    continue
+                if rule is not None and rule.action == "delay":
+                    time.sleep(rule.delay_s)
+                if rule is not None and rule.action == "corrupt" and body:
+                    i = len(body) // 2
+                    body = body[:i] + bytes([body[i] ^ 0xFF]) + body[i + 1:]
+                raw_head = request_line + "\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n"
+                if upstream is None:
+                    upstream = socket.create_connection(self.upstream)
+                    up_stream = _Stream(upstream)
+                assert up_stream is not None
+                upstream.sendall(raw_head.encode("latin-1") + body)
+                keep = self._relay_response(up_stream, client, method)
+                if not keep:
+                    upstream.close()
+                    upstream = None
+        except (_Closed, OSError, ValueError):
+            pass
+        finally:
+            with self._lock:
+                self._conns.discard(client)
+            client.close()
+            if upstream is not None:
+                upstream.close()
+
+    def _relay_response(self, up: _Stream, client: socket.socket, method: str) -> bool:
+        """Copy one response to the client; return whether the upstream connection stays open."""
+        while True:
+            head = up.until(b"\r\n\r\n")
+            status_line, headers = _parse_head(head)
+            status = int(status_line.split(" ", 2)[1])
+            if 100 <= status < 200:
+                continue  # interim response; the client was answered already
+            break
+        if method == "HEAD" or status in (204, 304):
+            body = b""
+        elif (_header(headers, "transfer-encoding") or "").lower() == "chunked" or _header(headers, "content-length"):
+            body = _read_body(up, headers)
+        else:
+            body = up.rest()
+            client.sendall(head + body)
+            return False
+        client.sendall(head + body)
+        return (_header(headers, "connection") or "").lower() != "close"
