@@ -25,8 +25,17 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
-bench: $(STAMP)
+# The tools s3po is compared with: rclone from the distribution, the AWS CLI in a venv of
+# its own (it pins botocore, which must not change the project's).
+AWSCLI_STAMP := .venv-awscli/.installed
+$(AWSCLI_STAMP):
+	PYTHON=$(PYTHON) BENCH=1 scripts/install-system-deps
+	test -x .venv-awscli/bin/python || $(PYTHON) -m venv .venv-awscli
+	.venv-awscli/bin/python -m pip install --quiet awscli
+	touch $(AWSCLI_STAMP)
+
+bench: $(STAMP) $(AWSCLI_STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) .venv-awscli build *.egg-info .pytest_cache
