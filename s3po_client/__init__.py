@@ -6,6 +6,7 @@ boto3 is imported when a transfer actually runs.
 
 from __future__ import annotations
 
+from .connection import Connection
 from .errors import (
     ConfigError,
     DownloadError,
@@ -19,11 +20,13 @@ from .errors import (
 )
 from .job import Job
 from .queue import QueueKeys, enqueue, enqueue_many
+from .threaded import UploadFailure
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConfigError",
+    "Connection",
     "DownloadError",
     "Job",
     "JobError",
@@ -33,6 +36,7 @@ __all__ = [
     "TransferError",
     "UnsafePathError",
     "UploadError",
+    "UploadFailure",
     "VerificationError",
     "__version__",
     "enqueue",

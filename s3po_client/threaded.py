@@ -1,0 +1,185 @@
+"""Background upload threads in the calling process: what ``Connection.run_loop()`` starts.
+
+This is the in-process alternative to the daemon, for programs that do not run ``s3pod``.
+It needs no Redis and keeps no state anywhere but memory: uploads still waiting when the
+process dies (a crash, ``kill -9``, a power cut) are lost. At a normal interpreter exit
+the pending uploads are finished first; if that wait is interrupted (a second Ctrl-C),
+each upload left behind is logged at ERROR with its path, so none disappears without a word.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import queue
+import threading
+import time
+import weakref
+from dataclasses import dataclass
+from typing import Callable
+
+from .errors import S3poError
+from .job import Job
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_THREADS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class UploadFailure:
+    """An upload the background threads gave up on: the job, the final error and when."""
+
+    job: Job
+    error: BaseException
+    failed_at: float
+
+    @property
+    def bucket(self) -> str:
+        return self.job.bucket
+
+    @property
+    def key(self) -> str:
+        return self.job.key
+
+    @property
+    def path(self) -> str:
+        return self.job.path
+
+
+class UploadThreads:
+    """A pool of threads running ``upload(job)`` for each submitted job, in submission order.
+
+    ``upload`` raises on failure; the failure is logged (at INFO for a ``silent`` job, else
+    ERROR) and kept for :meth:`failures`. Retries and backoff are ``upload``'s business.
+    """
+
+    def __init__(self, upload: Callable[[Job], object], *, threads: int = DEFAULT_THREADS,
+                 name: str = "s3po-upload") -> None:
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        self._upload = upload
+        self._name = name
+        self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True)
+                         for i in range(threads)]
+        self._changed = threading.Condition()
+        self._unfinished: dict[str, Job] = {}  # submitted and not yet settled, by job id
+        self._failures: list[UploadFailure] = []
+        self._stopped = False
+
+    def start(self) -> UploadThreads:
+        """Start the threads and arrange for pending uploads to be finished at interpreter exit."""
+        for thread in self._threads:
+            thread.start()
+        _finish_at_exit(self)
+        return self
+
+    # -- the caller's side ---------------------------------------------------------------
+
+    def submit(self, job: Job) -> None:
+        """Hand ``job`` to the threads; returns at once."""
+        with self._changed:
+            if self._stopped:
+                raise S3poError("the background upload threads are stopped (the connection was closed)")
+            self._unfinished[job.id] = job
+        self._queue.put(job)
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        """Block until every job submitted so far is settled; return False if ``timeout_s`` ran out."""
+        with self._changed:
+            return self._changed.wait_for(lambda: not self._unfinished, timeout_s)
+
+    def close(self) -> None:
+        """Wait for every submitted job, then stop the threads. Later submissions raise."""
+        with self._changed:
+            if self._stopped:
+                return
+        self.wait()
+        with self._changed:
+            self._stopped = True
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join()
+
+    def failures(self) -> list[UploadFailure]:
+        """Return the uploads that failed for good so far, oldest first."""
+        with self._changed:
+            return list(self._failures)
+
+    @property
+    def pending(self) -> list[Job]:
+        """The jobs submitted and not yet settled (queued or in hand)."""
+        with self._changed:
+            return list(self._unfinished.values())
+
+    # -- the threads' side ---------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            try:
+                self._upload(job)
+            except Exception as exc:  # noqa: BLE001 - a failed upload never ends a thread
+                self._fail(job, exc)
+            finally:
+                with self._changed:
+                    self._unfinished.pop(job.id, None)
+                    self._changed.notify_all()
+
+    def _fail(self, job: Job, exc: Exception) -> None:
+        if not isinstance(exc, S3poError):
+            logger.exception("bug while uploading job=%s", job.id)
+        log = logger.info if job.silent else logger.error
+        log("failed job=%s bucket=%s key=%s path=%s error=%s", job.id, job.bucket, job.key, job.path,
+            str(exc) or type(exc).__name__)
+        with self._changed:
+            self._failures.append(UploadFailure(job=job, error=exc, failed_at=time.time()))
+
+    def _finish_at_exit(self) -> None:
+        """Finish the pending uploads; if interrupted, log each one left behind."""
+        with self._changed:
+            if self._stopped or not self._unfinished:
+                return
+            count = len(self._unfinished)
+        logger.warning("finishing %d pending upload(s) before exit (Ctrl-C to abandon them)", count)
+        try:
+            self.wait()
+        except KeyboardInterrupt:
+            for job in self.pending:
+                logger.error("abandoned job=%s bucket=%s key=%s path=%s: not uploaded, the local file is kept",
+                             job.id, job.bucket, job.key, job.path)
+
+
+def _finish_at_exit(threads: UploadThreads) -> None:
+    """Run ``threads._finish_at_exit`` when the interpreter exits, holding it only weakly.
+
+    ``threading._register_atexit`` hooks run while the main thread ends, before
+    ``concurrent.futures`` refuses new work (it registers the same way, and hooks run in
+    reverse order), so an upload that uses a thread pool can still finish. Importing
+    ``concurrent.futures.thread`` first puts our hook after its one. ``atexit`` is the
+    fallback where that private hook is missing.
+    """
+    import concurrent.futures.thread  # noqa: F401 - registers its exit hook before ours
+
+    ref = weakref.ref(threads)
+
+    def hook() -> None:
+        alive = ref()
+        if alive is not None:
+            alive._finish_at_exit()
+
+    register = getattr(threading, "_register_atexit", None)
+    if register is None:
+        atexit.register(hook)
+        return
+    try:
+        register(hook)
+    except RuntimeError:  # already shutting down
+        atexit.register(hook)
+
+
+__all__ = ["DEFAULT_THREADS", "UploadFailure", "UploadThreads"]
