@@ -1,4 +1,4 @@
-"""The ``s3pod`` command: parse options, build settings, configure logging, run the worker."""
+"""The ``s3pod`` command: parse options, build settings, configure logging, run the daemon."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import click
 
 from s3po_client import __version__
 from s3po_client.errors import ConfigError
-from s3po_client.queue import DEFAULT_PREFIX, connect, redact_url, resolve_redis_url
+from s3po_client.queue import DEFAULT_PREFIX, resolve_redis_url
 from s3po_client.retry import DEFAULT_BACKOFF_BASE_S, RetryPolicy
 from s3po_client.settings import S3Settings
 
 from .safety import PathPolicy
-from .worker import Worker, WorkerConfig
+from .worker import WorkerConfig, default_concurrency, serve
 
 logger = logging.getLogger("s3pod")
 
@@ -40,12 +40,19 @@ def env(name: str) -> str:
 @click.option("--prefix", envvar=env("PREFIX"), show_envvar=True, default=DEFAULT_PREFIX,
               help="Redis key prefix (use {s3po} on Redis Cluster).")
 @click.option("--concurrency", envvar=env("CONCURRENCY"), show_envvar=True, type=click.IntRange(1, 256),
-              default=4, help="Jobs in flight at once.")
+              default=default_concurrency(), help="Jobs in flight at once (default: 4 per CPU, 4 to 32).")
 @click.option("--allow-dir", "allow_dirs", envvar=env("ALLOW_DIR"), show_envvar=True, multiple=True,
               type=click.Path(file_okay=False), help="Only read and delete files under this directory "
               "(repeatable; the environment variable takes a space-separated list).")
 @click.option("--backoff-base", envvar=env("BACKOFF_BASE"), show_envvar=True, type=click.FloatRange(0),
               default=DEFAULT_BACKOFF_BASE_S, help="Seconds before the first retry; doubles each attempt.")
+@click.option("--heartbeat-timeout", envvar=env("HEARTBEAT_TIMEOUT"), show_envvar=True,
+              type=click.FloatRange(0.3), default=30.0,
+              help="Seconds without a heartbeat after which a worker's jobs are put back "
+              "(use one value for every s3pod on a queue).")
+@click.option("--shutdown-timeout", envvar=env("SHUTDOWN_TIMEOUT"), show_envvar=True,
+              type=click.FloatRange(0), default=30.0,
+              help="Seconds jobs in flight may take after SIGTERM before they are put back.")
 @click.option("--burst", is_flag=True, help="Drain the queue, then exit.")
 @click.option("--log-level", envvar=env("LOG_LEVEL"), show_envvar=True, default="INFO",
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
@@ -60,6 +67,8 @@ def command(
     concurrency: int,
     allow_dirs: tuple[str, ...],
     backoff_base: float,
+    heartbeat_timeout: float,
+    shutdown_timeout: float,
     burst: bool,
     log_level: str,
 ) -> None:
@@ -73,21 +82,14 @@ def command(
                         region=region, endpoint_url=endpoint_url)
         config = WorkerConfig(prefix=prefix, concurrency=concurrency,
                               paths=PathPolicy.from_dirs(allow_dirs),
-                              retry=RetryPolicy(base_s=backoff_base))
+                              retry=RetryPolicy(base_s=backoff_base),
+                              heartbeat_timeout_s=heartbeat_timeout,
+                              shutdown_timeout_s=shutdown_timeout)
         url = resolve_redis_url(redis_url)
-        client = connect(url)
+        status = serve(s3, url, config, burst=burst)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
-    if not allow_dirs:
-        logger.warning("no --allow-dir given: any process able to write to Redis can make s3pod "
-                       "read, upload and delete any file it can access")
-    logger.info("s3pod %s: redis=%s endpoint=%s", __version__, redact_url(url), endpoint_url or "AWS")
-
-    from s3po_client.transfer import TransferEngine
-
-    worker = Worker(client, TransferEngine(s3), config)
-    worker.install_signal_handlers()
-    worker.run(burst=burst)
+    sys.exit(status)
 
 
 def main() -> None:

@@ -1,9 +1,15 @@
-"""The daemon's side of the Redis layout: claim, ack, dead-letter, put back.
+"""The daemon's side of the Redis layout: claim, ack, delay, dead-letter, put back, reap.
 
 Every job stays in Redis until it is settled: BLMOVE moves it atomically from the queue
-into this worker's processing list, and it leaves that list only in the same transaction
-that acknowledges, dead-letters or puts it back (https://redis.io/commands/blmove/,
-"Pattern: Reliable queue").
+into this worker's processing list, and it leaves that list only in the same atomic step
+(a Lua script in ``s3pod/lua``) that acknowledges, delays, dead-letters or puts it back
+(https://redis.io/commands/blmove/, "Pattern: Reliable queue"). Workers heartbeat into
+``<prefix>:workers``; any worker reaps the processing lists of workers whose heartbeat is
+older than the timeout. Times (heartbeats, due times) come from the Redis server's clock,
+so hosts whose clocks differ still agree.
+
+Each script names every key it touches in KEYS, so with a hash-tagged prefix such as
+``{s3po}`` every step stays atomic on Redis Cluster too.
 """
 
 from __future__ import annotations
@@ -11,13 +17,20 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from importlib import resources
+from typing import Any
 
 import redis
+from redis.commands.core import Script
 
 from s3po_client.queue import QueueKeys
 
 logger = logging.getLogger(__name__)
+
+#: Most delayed jobs one promote call moves, so no call holds Redis for long.
+PROMOTE_BATCH = 500
+
+SCRIPTS = ("ack", "delay", "dead", "put_back", "promote", "heartbeat", "requeue")
 
 
 def raw_text(raw: bytes) -> str:
@@ -30,53 +43,121 @@ def raw_bytes(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
-@dataclass(slots=True)
+def dead_entry(raw: bytes, error: str, attempts: int, worker_id: str) -> str:
+    """Return the dead-list entry for a job: the job exactly as pushed, why, how often, when, who."""
+    entry = {
+        "job": raw_text(raw),
+        "error": error,
+        "attempts": attempts,
+        "failed_at": time.time(),
+        "worker": worker_id,
+    }
+    return json.dumps(entry, separators=(",", ":"))
+
+
+def load_scripts(client: redis.Redis) -> dict[str, Script]:
+    """Return the Lua scripts of ``s3pod/lua`` registered on ``client`` (EVALSHA, reloaded after a Redis restart)."""
+    folder = resources.files("s3pod") / "lua"
+    return {name: client.register_script((folder / f"{name}.lua").read_text()) for name in SCRIPTS}
+
+
+def _as_bytes(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
+def _as_text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 class Consumer:
     """One worker's handle on the queue: the Redis client, the keys and its processing list."""
 
-    client: redis.Redis
-    keys: QueueKeys
-    worker_id: str
+    def __init__(self, client: redis.Redis, keys: QueueKeys, worker_id: str) -> None:
+        self.client = client
+        self.keys = keys
+        self.worker_id = worker_id
+        self.scripts = load_scripts(client)
 
     @property
     def processing(self) -> str:
         return self.keys.processing(self.worker_id)
 
+    # -- one job -------------------------------------------------------------------------
+
     def claim(self, timeout_s: float) -> bytes | None:
         """Move the oldest pending job into this worker's processing list and return it, or None."""
         raw = self.client.blmove(self.keys.queue, self.processing, timeout_s, "RIGHT", "LEFT")
-        return raw if raw is None or isinstance(raw, bytes) else str(raw).encode()
+        return None if raw is None else _as_bytes(raw)
 
-    def ack(self, raw: bytes) -> None:
-        """Forget a job that is done: remove it from this worker's processing list."""
-        self.client.lrem(self.processing, 1, raw)
+    def ack(self, raw: bytes) -> int:
+        """Forget a job that is done; return where it was found (1 processing, 2 queue, 0 nowhere)."""
+        return int(self.scripts["ack"](keys=[self.processing, self.keys.queue], args=[raw]))
 
-    def dead_letter(self, raw: bytes, error: str, attempts: int) -> None:
-        """Record a job as failed for good (kept exactly as pushed) and drop it from processing."""
-        entry = {
-            "job": raw_text(raw),
-            "error": error,
-            "attempts": attempts,
-            "failed_at": time.time(),
-            "worker": self.worker_id,
-        }
-        pipe = self.client.pipeline(transaction=True)
-        pipe.lpush(self.keys.dead, json.dumps(entry, separators=(",", ":")))
-        pipe.lrem(self.processing, 1, raw)
-        pipe.execute()
+    def delay(self, raw: bytes, next_raw: bytes | str, delay_s: float) -> float:
+        """Schedule ``next_raw`` (the job's next attempt) ``delay_s`` from now; return its due time."""
+        due = self.scripts["delay"](keys=[self.processing, self.keys.queue, self.keys.delayed],
+                                    args=[raw, next_raw, repr(float(delay_s))])
+        return float(_as_text(due))
 
-    def put_back(self, raw: bytes) -> None:
-        """Return a job to the taking end of the queue, so it is the next one claimed."""
-        pipe = self.client.pipeline(transaction=True)
-        pipe.rpush(self.keys.queue, raw)
-        pipe.lrem(self.processing, 1, raw)
-        pipe.execute()
+    def dead_letter(self, raw: bytes, entry: str) -> bool:
+        """Record a job as failed for good (``entry`` from :func:`dead_entry`); False if already recorded."""
+        pushed = self.scripts["dead"](keys=[self.processing, self.keys.queue, self.keys.dead], args=[raw, entry])
+        return bool(pushed)
 
-    def put_back_all(self) -> int:
-        """Return every job still in this worker's processing list to the queue, oldest next; count them."""
+    def put_back(self, raw: bytes) -> bool:
+        """Return a job this worker holds to the taking end of the queue; False if it did not hold it."""
+        return bool(self.scripts["put_back"](keys=[self.processing, self.keys.queue], args=[raw]))
+
+    def held(self) -> list[bytes]:
+        """Return the jobs in this worker's processing list."""
+        return [_as_bytes(raw) for raw in self.client.lrange(self.processing, 0, -1)]
+
+    # -- upkeep --------------------------------------------------------------------------
+
+    def heartbeat(self) -> bool:
+        """Record that this worker is alive; False if Redis did not know it (first beat, or reaped)."""
+        return bool(self.scripts["heartbeat"](keys=[self.keys.workers], args=[self.worker_id]))
+
+    def promote(self) -> int:
+        """Move delayed jobs that are due back onto the queue; return how many moved."""
         moved = 0
-        # The list's head holds the newest claim: moving head-first onto the queue's taking
-        # end leaves the oldest claim there, so jobs are taken again in their first order.
-        while self.client.lmove(self.processing, self.keys.queue, "LEFT", "RIGHT") is not None:
-            moved += 1
-        return moved
+        while True:
+            n = int(self.scripts["promote"](keys=[self.keys.delayed, self.keys.queue], args=[PROMOTE_BATCH]))
+            moved += n
+            if n < PROMOTE_BATCH:
+                return moved
+
+    def requeue(self, worker_id: str, timeout_s: float) -> int:
+        """Put back every job ``worker_id`` holds unless it beat within ``timeout_s`` (then -1).
+
+        A negative ``timeout_s`` puts them back whatever the heartbeat says.
+        """
+        keys = [self.keys.workers, self.keys.processing(worker_id), self.keys.queue]
+        return int(self.scripts["requeue"](keys=keys, args=[worker_id, repr(float(timeout_s))]))
+
+    def retire(self) -> int:
+        """Put back every job this worker still holds and leave the workers set; return how many."""
+        return self.requeue(self.worker_id, -1)
+
+    def reap(self, timeout_s: float) -> dict[str, int]:
+        """Put back the jobs of every worker whose heartbeat is older than ``timeout_s``.
+
+        Returns ``{worker id: jobs put back}`` for the workers reaped. Candidates are the
+        workers with a stale heartbeat and the processing lists with no heartbeat at all
+        (a daemon of an older version, or one killed before its first beat); the script
+        checks the heartbeat again inside its atomic step.
+        """
+        seconds, micros = self.client.time()
+        now = seconds + micros / 1e6
+        beats = {_as_text(w): float(s) for w, s in self.client.zrange(self.keys.workers, 0, -1, withscores=True)}
+        marker = self.keys.processing("")
+        listed = {_as_text(name)[len(marker):]
+                  for name in self.client.scan_iter(match=self.keys.processing_pattern, count=500)}
+        stale = {w for w, beat in beats.items() if now - beat >= timeout_s}
+        orphans = listed - set(beats)
+        reaped: dict[str, int] = {}
+        for worker_id in sorted((stale | orphans) - {self.worker_id}):
+            moved = self.requeue(worker_id, timeout_s)
+            if moved >= 0:
+                reaped[worker_id] = moved
+        return reaped

@@ -1,4 +1,11 @@
-"""The daemon loop: claim a job, upload it, delete the local file, settle the job."""
+"""The daemon loop: claim a job, upload it, delete the local file, settle the job.
+
+One :class:`Worker` per ``s3pod`` process: ``concurrency`` job threads that each claim a
+job, upload it (one attempt) and settle it — acknowledged, scheduled for a later attempt in
+``<prefix>:delayed``, or dead-lettered — and a :class:`~s3pod.keeper.Keeper` thread for the
+heartbeat, the promotion of due retries and the reaping of dead workers. No thread sleeps
+through a backoff.
+"""
 
 from __future__ import annotations
 
@@ -9,25 +16,34 @@ import socket
 import threading
 import time
 import uuid
+from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Callable
+from typing import Callable, Iterator, Sequence
 
 import redis
 
-from s3po_client.errors import JobError, S3poError, SourceChangedError, TransferError
+from s3po_client import __version__
+from s3po_client.errors import ConfigError, JobError, S3poError, SourceChangedError
 from s3po_client.job import Job
-from s3po_client.queue import QueueKeys
+from s3po_client.queue import DEFAULT_PREFIX, QueueKeys, connect, redact_url
 from s3po_client.retry import RetryPolicy
-from s3po_client.transfer import FileStat, TransferEngine
+from s3po_client.settings import S3Settings
+from s3po_client.transfer import FileStat, TransferEngine, UploadResult
 
-from .consumer import Consumer
+from .consumer import Consumer, dead_entry
+from .events import Listener, Outcome, OutcomeKind
+from .keeper import Keeper
+from .reachability import Backoff, RedisWatch, s3_answers
 from .safety import PathPolicy
 
 logger = logging.getLogger(__name__)
 
-CLAIM_TIMEOUT_S = 1.0
-REDIS_RETRY_MAX_S = 10.0
+#: How long the stop waits for a thread that is deleting a file and acknowledging its job.
+SETTLE_LOCK_WAIT_S = 5.0
+#: How long the stop keeps trying to put jobs back while Redis is away.
+RETIRE_TRY_S = 10.0
 
 
 def new_worker_id() -> str:
@@ -35,158 +51,398 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
+def default_concurrency() -> int:
+    """Return the default number of jobs in flight: 4 per CPU, between 4 and 32.
+
+    Uploads wait on the network far more than on the CPU; compression is what bounds it.
+    """
+    return max(4, min(32, 4 * (os.cpu_count() or 1)))
+
+
 @dataclass
 class WorkerConfig:
-    """What a worker needs besides its Redis client and engine."""
+    """What a worker needs besides its Redis client and engine.
 
-    prefix: str = "s3po"
+    ``heartbeat_timeout_s``: a worker silent this long is taken for dead and its jobs put
+    back (every daemon on one queue should use the same value). ``shutdown_timeout_s``:
+    after SIGTERM, how long jobs in flight may take before they are put back.
+
+    Hooks for the service layer, each called with no argument; one that raises is logged
+    and does not stop the worker:
+
+    - ``on_ready``: called once, from the thread running :meth:`Worker.run`, when Redis
+      answered PING and the S3 endpoint (``s3_probe_url``, if set) answered HTTP; no job is
+      claimed before. For systemd ``READY=1`` and readiness probes.
+    - ``on_tick``: called every ``tick_interval_s`` from the keeper thread for as long as
+      it runs (heartbeats, promotions), Redis or not. For systemd ``WATCHDOG=1`` pings.
+    """
+
+    prefix: str = DEFAULT_PREFIX
     worker_id: str = field(default_factory=new_worker_id)
-    concurrency: int = 4
+    concurrency: int = field(default_factory=default_concurrency)
     paths: PathPolicy = field(default_factory=PathPolicy)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    heartbeat_timeout_s: float = 30.0
+    shutdown_timeout_s: float = 30.0
+    claim_timeout_s: float = 1.0
+    tick_interval_s: float = 1.0
+    s3_probe_url: str | None = None
+    on_ready: Callable[[], None] | None = None
+    on_tick: Callable[[], None] | None = None
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ConfigError(f"concurrency must be at least 1, got {self.concurrency}")
+        for name in ("heartbeat_timeout_s", "claim_timeout_s", "tick_interval_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.shutdown_timeout_s < 0:
+            raise ConfigError(f"shutdown_timeout_s must be >= 0, got {self.shutdown_timeout_s}")
+
+    @property
+    def promote_interval_s(self) -> float:
+        """How often due retries are promoted: a quarter of the backoff base, within 0.05–1 s."""
+        return min(1.0, max(0.05, self.retry.base_s / 4))
 
 
 class Worker:
     """Consumes ``<prefix>:queue`` with ``concurrency`` threads until stopped.
 
     ``run(burst=True)`` drains the queue and returns, so tests can run it in-process.
+    ``listeners`` hear one :class:`~s3pod.events.Outcome` per job transition (uploaded,
+    retry, dead, invalid); a listener that raises is logged and ignored.
     """
 
-    def __init__(self, client: redis.Redis, engine: TransferEngine, config: WorkerConfig) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        engine: TransferEngine,
+        config: WorkerConfig,
+        listeners: Sequence[Listener] = (),
+    ) -> None:
         self.client = client
         self.engine = engine
         self.config = config
+        self.listeners = tuple(listeners)
         self.consumer = Consumer(client, QueueKeys(config.prefix), config.worker_id)
-        self.stopping = threading.Event()
-        self._redis_down = False
+        self.watch = RedisWatch()
+        self.stopping = threading.Event()  # warm stop: take no more jobs
+        self.hurry = threading.Event()     # cold stop: put back the jobs in flight now
+        self._hand: Counter[bytes] = Counter()
+        self._hand_lock = threading.Lock()
+        # Held from a file's deletion to its job's ack, so a stop never puts back a job
+        # whose file is already gone (it would be dead-lettered as missing).
+        self._settle_lock = threading.Lock()
+        self._abandoned = False
 
-    # -- lifecycle ---------------------------------------------------------------------
+    # -- lifecycle -----------------------------------------------------------------------
 
     def install_signal_handlers(self) -> None:
-        """First SIGTERM/SIGINT: finish the jobs in hand, then stop. Second: stop at once."""
+        """First SIGTERM/SIGINT: finish the jobs in hand, then stop. Second: put them back now."""
         def handle(signum: int, frame: FrameType | None) -> None:
+            name = signal.Signals(signum).name
             if self.stopping.is_set():
-                logger.warning("second %s: cold stop, jobs in hand go back to the queue",
-                               signal.Signals(signum).name)
-                raise SystemExit(1)
-            logger.info("%s: warm stop, finishing the jobs in hand", signal.Signals(signum).name)
-            self.stopping.set()
+                logger.warning("second %s: cold stop, jobs in flight go back to the queue", name)
+            else:
+                logger.info("%s: warm stop, finishing the jobs in flight (at most %.0fs)", name,
+                            self.config.shutdown_timeout_s)
+            self.stop(cold=self.stopping.is_set())
 
         signal.signal(signal.SIGTERM, handle)
         signal.signal(signal.SIGINT, handle)
 
-    def run(self, burst: bool = False) -> None:
-        """Work until stopped (or, with ``burst``, until the queue is empty)."""
-        logger.info("worker %s started: prefix=%s concurrency=%d", self.config.worker_id,
-                    self.config.prefix, self.config.concurrency)
-        threads = [
-            threading.Thread(target=self._loop, args=(burst,), name=f"s3pod-{i}", daemon=True)
-            for i in range(self.config.concurrency)
-        ]
+    def stop(self, cold: bool = False) -> None:
+        """Ask :meth:`run` to return: warm (finish the jobs in flight) or cold (put them back)."""
+        self.stopping.set()
+        if cold:
+            self.hurry.set()
+
+    def run(self, burst: bool = False) -> int:
+        """Work until stopped (or, with ``burst``, until the queue is empty); return an exit status.
+
+        0 when every job this worker held was settled or put back; 1 when Redis stayed
+        away during the stop (the jobs stay in its processing list until a reaper frees them).
+        """
+        config = self.config
+        if not self._wait_until_ready():
+            return 0
+        self._call(self.consumer.heartbeat, "first heartbeat")  # before any claim: see Consumer.reap
+        keeper = Keeper(self.consumer, self.watch, self._held, heartbeat_timeout_s=config.heartbeat_timeout_s,
+                        promote_interval_s=config.promote_interval_s, tick_interval_s=config.tick_interval_s,
+                        on_tick=config.on_tick)
+        threads = [threading.Thread(target=self._work, args=(burst,), name=f"s3pod-{i}", daemon=True)
+                   for i in range(config.concurrency)]
+        keeper.start()
+        for t in threads:
+            t.start()
+        logger.info("worker %s ready: prefix=%s concurrency=%d heartbeat_timeout=%.0fs", config.worker_id,
+                    config.prefix, config.concurrency, config.heartbeat_timeout_s)
+        self._call(config.on_ready, "on_ready")
+        deadline: float | None = None
         try:
-            for t in threads:
-                t.start()
             while any(t.is_alive() for t in threads):
-                for t in threads:
-                    t.join(timeout=0.2)
+                if self.stopping.is_set():
+                    if deadline is None:
+                        deadline = time.monotonic() + config.shutdown_timeout_s
+                    if self.hurry.is_set() or time.monotonic() >= deadline:
+                        break
+                next(t for t in threads if t.is_alive()).join(timeout=0.1)
         finally:
             self.stopping.set()
-            self._teardown()
+            keeper.stop()
+            clean = self._retire(sum(t.is_alive() for t in threads))
+        logger.info("worker %s stopped", config.worker_id)
+        return 0 if clean else 1
 
-    def _teardown(self) -> None:
+    def _wait_until_ready(self) -> bool:
+        """Wait until Redis and the S3 endpoint answer; False if asked to stop first."""
+        backoff = Backoff(max_s=10.0)
+        said = None
+        while not self.stopping.is_set():
+            problem = self._readiness_problem()
+            if problem is None:
+                if said is not None:
+                    logger.info("Redis and S3 answer now")
+                return True
+            if problem.split(":")[0] != said:
+                logger.warning("not ready, retrying: %s", problem)
+                said = problem.split(":")[0]
+            self.stopping.wait(backoff.step())
+        return False
+
+    def _readiness_problem(self) -> str | None:
         try:
-            moved = self.consumer.put_back_all()
+            self.client.ping()
         except redis.RedisError as exc:
-            logger.error("could not put jobs in hand back (they stay in %s): %s",
-                         self.consumer.processing, exc)
-            return
+            return f"Redis: {exc}"
+        if self.config.s3_probe_url:
+            why = s3_answers(self.config.s3_probe_url)
+            if why is not None:
+                return f"S3 endpoint {self.config.s3_probe_url}: {why}"
+        return None
+
+    def _retire(self, in_flight: int) -> bool:
+        """Put back every job still held (those in flight if the stop timed out); False if Redis refused."""
+        if in_flight:
+            logger.warning("%d job(s) still in flight at the stop: putting them back on the queue", in_flight)
+        got_lock = self._settle_lock.acquire(timeout=SETTLE_LOCK_WAIT_S)
+        try:
+            self._abandoned = True
+            deadline = time.monotonic() + RETIRE_TRY_S
+            backoff = Backoff()
+            while True:
+                try:
+                    moved = self.consumer.retire()
+                    break
+                except redis.RedisError as exc:
+                    if time.monotonic() > deadline:
+                        logger.error("could not put back the jobs in hand (they stay in %s until a reaper "
+                                     "frees them): %s", self.consumer.processing, exc)
+                        return False
+                    time.sleep(backoff.step())
+        finally:
+            if got_lock:
+                self._settle_lock.release()
         if moved:
             logger.warning("put %d unfinished job(s) back on the queue", moved)
-        logger.info("worker %s stopped", self.config.worker_id)
+        return True
 
-    def _loop(self, burst: bool) -> None:
-        delay_s = 0.5
+    # -- job threads ---------------------------------------------------------------------
+
+    def _work(self, burst: bool) -> None:
+        backoff = Backoff()
         while not self.stopping.is_set():
             try:
-                raw = self.consumer.claim(CLAIM_TIMEOUT_S)
+                raw = self.consumer.claim(self.config.claim_timeout_s)
             except redis.RedisError as exc:
-                if not self._redis_down:
-                    logger.error("Redis unavailable, retrying: %s", exc)
-                    self._redis_down = True
-                self.stopping.wait(delay_s)
-                delay_s = min(REDIS_RETRY_MAX_S, delay_s * 2)
+                self.watch.failed(exc)
+                self.stopping.wait(backoff.step())
                 continue
-            if self._redis_down:
-                logger.info("Redis is back")
-                self._redis_down = False
-            delay_s = 0.5
+            self.watch.answered()
+            backoff.reset()
             if raw is None:
                 if burst:
                     return
                 continue
-            self.process(raw)
+            with self._holding(raw):
+                if self.stopping.is_set():  # claimed as the stop came: not ours to start
+                    self._settle(lambda: self.consumer.put_back(raw))
+                    return
+                self.process(raw)
 
-    # -- one job -----------------------------------------------------------------------
+    @contextmanager
+    def _holding(self, raw: bytes) -> Iterator[None]:
+        with self._hand_lock:
+            self._hand[raw] += 1
+        try:
+            yield
+        finally:
+            with self._hand_lock:
+                self._hand[raw] -= 1
+                if self._hand[raw] <= 0:
+                    del self._hand[raw]
 
-    def process(self, raw: bytes) -> None:
-        """Settle one claimed job: uploaded and acknowledged, or dead-lettered."""
+    def _held(self) -> Counter[bytes]:
+        with self._hand_lock:
+            return Counter(self._hand)
+
+    # -- one job -------------------------------------------------------------------------
+
+    def process(self, raw: bytes) -> Outcome:
+        """Settle one claimed job: acknowledged, delayed for another attempt, or dead-lettered."""
+        started = time.monotonic()
         try:
             job = Job.from_json(raw)
         except JobError as exc:
-            logger.error("dead job=? reason=%s", exc)
-            self._settle(lambda: self.consumer.dead_letter(raw, f"invalid job: {exc}", 0))
-            return
-        attempt = job.attempt
-        while True:
-            try:
-                self.upload(job)
-            except Exception as exc:  # noqa: BLE001 - every failure settles the job, none ends the worker
-                if not isinstance(exc, S3poError):
-                    logger.exception("bug while uploading job=%s", job.id)
-                error = str(exc) or type(exc).__name__
-                if self.config.retry.should_retry(attempt, job.retries, exc):
-                    delay = self.config.retry.delay_s(attempt)
-                    logger.warning("retry job=%s attempt=%d in=%.1fs error=%s", job.id, attempt + 1, delay, error)
-                    attempt += 1
-                    if self.stopping.wait(delay):  # asked to stop: the job goes back, not lost
-                        self._settle(lambda: self.consumer.put_back(raw))
-                        return
-                    continue
-                log = logger.info if job.silent else logger.error
-                log("dead job=%s bucket=%s key=%s attempts=%d error=%s", job.id, job.bucket, job.key,
-                    attempt + 1, error)
-                self._settle(lambda: self.consumer.dead_letter(raw, error, attempt + 1))
-                return
-            self._settle(lambda: self.consumer.ack(raw))
-            return
+            return self._dead_letter(raw, None, f"invalid job: {exc}", started, OutcomeKind.INVALID)
+        logger.info("claimed job=%s bucket=%s key=%s attempt=%d", job.id, job.bucket, job.key, job.attempt)
+        try:
+            path = self.config.paths.check(job.path)
+        except JobError as exc:
+            return self._dead_letter(raw, job, str(exc), started, OutcomeKind.INVALID)
+        try:
+            result = self.engine.upload_file(job.bucket, job.key, path, headers=job.headers,
+                                             compress=job.compress)
+            logger.info("uploaded job=%s bucket=%s key=%s bytes=%d duration=%.3fs attempt=%d", job.id,
+                        job.bucket, job.key, result.bytes_sent, time.monotonic() - started, job.attempt)
+            if job.delete:
+                ensure_unchanged(job, path, result)
+        except Exception as exc:  # noqa: BLE001 - every failure settles the job, none ends the worker
+            return self._failed(raw, job, exc, started)
+        return self._finish(raw, job, path, result, started)
 
-    def upload(self, job: Job) -> None:
-        """Upload one job's file, then delete it if asked and unchanged."""
-        path = self.config.paths.check(job.path)
-        started = time.monotonic()
-        result = self.engine.upload_file(job.bucket, job.key, path, headers=job.headers, compress=job.compress)
-        logger.info("uploaded job=%s bucket=%s key=%s bytes=%d duration=%.3fs attempt=%d",
-                    job.id, job.bucket, job.key, result.bytes_read, time.monotonic() - started, job.attempt)
-        if job.delete:
-            try:
-                now = FileStat.of(path)
-            except FileNotFoundError:
-                raise SourceChangedError(f"{path!r} vanished during upload", bucket=job.bucket, key=job.key) from None
-            if result.source is not None and now != result.source:
-                raise SourceChangedError(f"{path!r} changed during upload; uploading again",
-                                         bucket=job.bucket, key=job.key)
-            os.unlink(path)
-            logger.info("deleted job=%s path=%s", job.id, path)
+    def _finish(self, raw: bytes, job: Job, path: str, result: UploadResult, started: float) -> Outcome:
+        with self._settle_lock:
+            if self._abandoned:
+                logger.warning("uploaded job=%s after the stop put it back: it will run again", job.id)
+            else:
+                if job.delete:
+                    delete_file(job, path)
+                self._settle(lambda: self.consumer.ack(raw))
+        return self._emit(Outcome(OutcomeKind.UPLOADED, job.id, job.bucket, job.key, result.bytes_sent,
+                                  time.monotonic() - started, job.attempt))
 
-    def _settle(self, action: Callable[[], None]) -> None:
-        """Run a Redis settle step, retrying while Redis is away so the outcome is not lost."""
-        delay_s = 0.2
+    def _failed(self, raw: bytes, job: Job, exc: Exception, started: float) -> Outcome:
+        if not isinstance(exc, S3poError):
+            logger.exception("bug while uploading job=%s", job.id)
+        error = str(exc) or type(exc).__name__
+        if not self.config.retry.should_retry(job.attempt, job.retries, exc):
+            return self._dead_letter(raw, job, error, started, OutcomeKind.DEAD)
+        delay_s = self.config.retry.delay_s(job.attempt)
+        next_raw = job.next_attempt().to_json()
+        self._settle(lambda: self.consumer.delay(raw, next_raw, delay_s))
+        logger.warning("retry job=%s bucket=%s key=%s attempt=%d in=%.2fs error=%s", job.id, job.bucket,
+                       job.key, job.attempt + 1, delay_s, error)
+        return self._emit(Outcome(OutcomeKind.RETRY, job.id, job.bucket, job.key, 0,
+                                  time.monotonic() - started, job.attempt, error))
+
+    def _dead_letter(self, raw: bytes, job: Job | None, error: str, started: float, kind: OutcomeKind) -> Outcome:
+        attempts = 0 if job is None else job.attempt + (kind is OutcomeKind.DEAD)
+        entry = dead_entry(raw, error, attempts, self.config.worker_id)
+        self._settle(lambda: self.consumer.dead_letter(raw, entry))
+        log = logger.info if job is not None and job.silent else logger.error
+        log("dead job=%s bucket=%s key=%s attempts=%d error=%s", job.id if job else "?",
+            job.bucket if job else "?", job.key if job else "?", attempts, error)
+        return self._emit(Outcome(kind, job.id if job else None, job.bucket if job else None,
+                                  job.key if job else None, 0, time.monotonic() - started,
+                                  job.attempt if job else 0, error))
+
+    def _settle(self, action: Callable[[], object]) -> bool:
+        """Run a Redis settle step, retrying while Redis is away so no outcome is lost.
+
+        Gives up (False) only once the stop has put this worker's jobs back.
+        """
+        backoff = Backoff()
         while True:
             try:
                 action()
-                return
             except redis.RedisError as exc:
-                logger.error("Redis unavailable while settling a job, retrying: %s", exc)
-                time.sleep(delay_s)
-                delay_s = min(REDIS_RETRY_MAX_S, delay_s * 2)
+                self.watch.failed(exc)
+                if self._abandoned:
+                    return False
+                time.sleep(backoff.step())
+                continue
+            self.watch.answered()
+            return True
 
+    def _emit(self, outcome: Outcome) -> Outcome:
+        for listener in self.listeners:
+            try:
+                listener.on_outcome(outcome)
+            except Exception:  # noqa: BLE001 - an observer must never break the worker
+                logger.exception("listener %r failed on %s", listener, outcome.kind.value)
+        return outcome
+
+    def _call(self, hook: Callable[[], object] | None, what: str) -> None:
+        if hook is None:
+            return
+        try:
+            hook()
+        except redis.RedisError as exc:
+            self.watch.failed(exc)
+        except Exception:  # noqa: BLE001 - a hook must never break the worker
+            logger.exception("%s failed", what)
+
+
+def ensure_unchanged(job: Job, path: str, result: UploadResult) -> None:
+    """Raise SourceChangedError unless the file is still the one whose upload began."""
+    try:
+        now = FileStat.of(path)
+    except FileNotFoundError:
+        raise SourceChangedError(f"{path!r} vanished during the upload", bucket=job.bucket, key=job.key) from None
+    if result.source is not None and now != result.source:
+        raise SourceChangedError(f"{path!r} changed during the upload; it will be uploaded again",
+                                 bucket=job.bucket, key=job.key)
+
+
+def delete_file(job: Job, path: str) -> None:
+    """Delete an uploaded job's local file; a failure is logged, the job still counts as done."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        logger.warning("deleted job=%s path=%s was gone already", job.id, path)
+        return
+    except OSError as exc:
+        logger.error("could not delete job=%s path=%s: %s (the object is stored)", job.id, path, exc)
+        return
+    logger.info("deleted job=%s path=%s", job.id, path)
+
+
+def probe_url(s3: S3Settings) -> str:
+    """Return the URL whose HTTP answer means the S3 endpoint is reachable."""
+    if s3.endpoint_url:
+        return s3.endpoint_url
+    return f"https://s3.{s3.region or 'us-east-1'}.amazonaws.com"
+
+
+def serve(
+    s3: S3Settings,
+    redis_url: str,
+    config: WorkerConfig,
+    *,
+    burst: bool = False,
+    listeners: Sequence[Listener] = (),
+    signals: bool = True,
+) -> int:
+    """Run the daemon until SIGTERM/SIGINT (or, with ``burst``, until the queue is empty); return its exit status.
+
+    Connects to Redis (with socket timeouts, so a silent network cannot hang a thread),
+    builds the transfer engine, warns when no ``--allow-dir`` limits the files, and runs
+    one :class:`Worker`.
+    """
+    client = connect(redis_url, socket_timeout=config.claim_timeout_s + 10, socket_connect_timeout=5,
+                     health_check_interval=30)
+    if not config.paths.allow_dirs:
+        logger.warning("no --allow-dir given: any process able to write to Redis can make s3pod "
+                       "read, upload and delete any file it can access")
+    if config.s3_probe_url is None:
+        config.s3_probe_url = probe_url(s3)
+    logger.info("s3pod %s: worker=%s redis=%s endpoint=%s", __version__, config.worker_id,
+                redact_url(redis_url), s3.endpoint_url or "AWS")
+    worker = Worker(client, TransferEngine(s3), config, listeners)
+    if signals:
+        worker.install_signal_handlers()
+    try:
+        return worker.run(burst=burst)
+    finally:
+        client.close()

@@ -1,0 +1,21 @@
+-- Schedule a failed job's next attempt: out of processing, into the delayed set.
+--
+-- KEYS[1]  <prefix>:processing:<worker>  list: the jobs this worker holds
+-- KEYS[2]  <prefix>:queue                list: pending jobs (a reaper may have put it back there)
+-- KEYS[3]  <prefix>:delayed              zset: jobs waiting for their next attempt, scored by due time
+-- ARGV[1]  the job exactly as it was claimed
+-- ARGV[2]  the job for its next attempt (attempt count raised)
+-- ARGV[3]  seconds to wait
+--
+-- The due time uses the Redis server's clock, so daemons on hosts whose clocks differ
+-- agree on it. The job is scheduled even if it was in neither list: a settle step never
+-- drops a job (a duplicate is harmless, a loss is not). Running it twice is harmless too:
+-- ZADD of the same member only moves its score.
+-- Returns the due time (Unix seconds, as a string).
+local t = redis.call('TIME')
+local due = tonumber(t[1]) + tonumber(t[2]) / 1000000 + tonumber(ARGV[3])
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
+  redis.call('LREM', KEYS[2], -1, ARGV[1])
+end
+redis.call('ZADD', KEYS[3], due, ARGV[2])
+return tostring(due)

@@ -1,0 +1,17 @@
+-- Move the delayed jobs that are due onto the taking end of the queue.
+--
+-- KEYS[1]  <prefix>:delayed  zset: jobs waiting for their next attempt, scored by due time
+-- KEYS[2]  <prefix>:queue    list: pending jobs, taken from the right
+-- ARGV[1]  the most jobs to move in one call (keeps each call short)
+--
+-- "Due" is judged by the Redis server's clock, the one delay.lua scored them with.
+-- Earliest due first; each is claimed before the jobs that were already pending, since
+-- it has waited its backoff already. Returns the number of jobs moved.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+for _, job in ipairs(due) do
+  redis.call('ZREM', KEYS[1], job)
+  redis.call('RPUSH', KEYS[2], job)
+end
+return #due

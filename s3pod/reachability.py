@@ -1,0 +1,84 @@
+"""Whether the daemon's two servers answer: Redis outages logged once, and an S3 endpoint probe."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import urllib.error
+import urllib.request
+
+logger = logging.getLogger(__name__)
+
+#: Longest wait between two tries while Redis is away.
+REDIS_RETRY_MAX_S = 5.0
+
+
+class RedisWatch:
+    """Tracks Redis outages across the daemon's threads, so each outage is logged once.
+
+    Every thread reports what its last Redis call did (:meth:`failed`, :meth:`answered`);
+    the first failure logs "Redis unavailable", the first answer after it "Redis is back".
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._down_since: float | None = None
+        self._up_since = float("-inf")  # never down yet: as if up forever
+
+    @property
+    def down(self) -> bool:
+        return self._down_since is not None
+
+    def up_for_s(self) -> float:
+        """Return the seconds since Redis last came back (infinite if it never went away)."""
+        return time.monotonic() - self._up_since
+
+    def failed(self, exc: BaseException) -> None:
+        with self._lock:
+            if self._down_since is None:
+                self._down_since = time.monotonic()
+                logger.error("Redis unavailable, retrying until it is back: %s", exc)
+
+    def answered(self) -> None:
+        if self._down_since is None:  # the common case, without the lock
+            return
+        with self._lock:
+            if self._down_since is not None:
+                now = time.monotonic()
+                logger.warning("Redis is back after %.1fs", now - self._down_since)
+                self._down_since = None
+                self._up_since = now
+
+
+class Backoff:
+    """Capped doubling waits for a loop that retries a server call: 0.2 s, 0.4 s, … ``max_s``."""
+
+    def __init__(self, first_s: float = 0.2, max_s: float = REDIS_RETRY_MAX_S) -> None:
+        self.first_s = first_s
+        self.max_s = max_s
+        self.next_s = first_s
+
+    def step(self) -> float:
+        """Return the wait before the next try, and double the one after."""
+        wait = self.next_s
+        self.next_s = min(self.max_s, self.next_s * 2)
+        return wait
+
+    def reset(self) -> None:
+        self.next_s = self.first_s
+
+
+def s3_answers(url: str, timeout_s: float = 5.0) -> str | None:
+    """Return None if an HTTP server answers at ``url`` (any status), else why not.
+
+    Any answer counts, 403 included: readiness asks whether the endpoint is reachable, not
+    whether these credentials may list buckets (a daemon often may only put objects).
+    """
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout_s):
+            return None
+    except urllib.error.HTTPError:
+        return None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        return str(getattr(exc, "reason", exc))
