@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
@@ -210,13 +210,15 @@ def push_jobs(
 
 @dataclass(frozen=True, slots=True)
 class QueueCounts:
-    """How many jobs are in each state, as ``s3po status`` shows."""
+    """How many jobs are in each state, and which workers beat how long ago, as ``s3po status`` shows."""
 
     pending: int
     processing: int
     delayed: int
     dead: int
     processing_by_worker: Mapping[str, int]
+    #: worker id -> seconds since its last heartbeat (by the Redis server's clock)
+    heartbeat_age_s: Mapping[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -225,11 +227,12 @@ class QueueCounts:
             "delayed": self.delayed,
             "dead": self.dead,
             "processing_by_worker": dict(self.processing_by_worker),
+            "workers": {w: {"heartbeat_age_s": round(age, 3)} for w, age in self.heartbeat_age_s.items()},
         }
 
 
 def count_jobs(client: redis.Redis, prefix: str = DEFAULT_PREFIX) -> QueueCounts:
-    """Return the number of pending, processing, delayed and dead jobs under ``prefix``."""
+    """Return the number of pending, processing, delayed and dead jobs under ``prefix``, and the workers."""
     keys = QueueKeys(prefix)
     marker = keys.processing("")
     by_worker: dict[str, int] = {}
@@ -240,11 +243,16 @@ def count_jobs(client: redis.Redis, prefix: str = DEFAULT_PREFIX) -> QueueCounts
     pipe.llen(keys.queue)
     pipe.zcard(keys.delayed)
     pipe.llen(keys.dead)
-    pending, delayed, dead = pipe.execute()
+    pipe.zrange(keys.workers, 0, -1, withscores=True)
+    pipe.time()
+    pending, delayed, dead, beats, (seconds, micros) = pipe.execute()
+    now = seconds + micros / 1e6
+    ages = {(w.decode() if isinstance(w, bytes) else str(w)): max(0.0, now - float(t)) for w, t in beats}
     return QueueCounts(
         pending=int(pending),
         processing=sum(by_worker.values()),
         delayed=int(delayed),
         dead=int(dead),
         processing_by_worker=by_worker,
+        heartbeat_age_s=ages,
     )

@@ -11,11 +11,11 @@
 -- agree on it. The job is scheduled even if it was in neither list: a settle step never
 -- drops a job (a duplicate is harmless, a loss is not). Running it twice is harmless too:
 -- ZADD of the same member only moves its score.
--- Returns the due time (Unix seconds, as a string).
+-- Returns the due time (Unix seconds, as a string with microseconds).
 local t = redis.call('TIME')
 local due = tonumber(t[1]) + tonumber(t[2]) / 1000000 + tonumber(ARGV[3])
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
   redis.call('LREM', KEYS[2], -1, ARGV[1])
 end
 redis.call('ZADD', KEYS[3], due, ARGV[2])
-return tostring(due)
+return string.format('%.6f', due)
