@@ -358,6 +358,7 @@ def test_threaded_silent_failure_is_recorded_but_not_logged_as_an_error(make_con
         conn.uploadFile("no-such-bucket-s3po", "quiet", str(quiet), silent=True)
         assert conn.wait(60)
     assert sorted(f.key for f in conn.failures()) == ["loud", "quiet"]
+    assert all(isinstance(f.error, UploadError) and "NoSuchBucket" in str(f.error) for f in conn.failures())
     failed = [r for r in caplog.records if r.getMessage().startswith("failed job=")]
     levels = {("loud" if "key=loud" in r.getMessage() else "quiet"): r.levelname for r in failed}
     assert levels == {"loud": "ERROR", "quiet": "INFO"}
