@@ -285,7 +285,7 @@ class Connection:
 
     def _store(self, bucket: str, key: str, path: str, *, headers: Mapping[str, str] | None,
                compress: Codec | None, retries: int, delete: bool, silent: bool,
-               job_id: str | None = None) -> bool:
+               job_id: str = "-") -> bool:
         """Upload ``path`` now, then delete it if asked and unchanged; True, or False when silent.
 
         A file that changed while it was sent is uploaded again (each time counts as a
