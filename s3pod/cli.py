@@ -13,6 +13,7 @@ from s3po_client.queue import DEFAULT_PREFIX, resolve_redis_url
 from s3po_client.retry import DEFAULT_BACKOFF_BASE_S, RetryPolicy
 from s3po_client.settings import S3Settings
 
+from .budget import MiB
 from .safety import PathPolicy
 from .worker import WorkerConfig, default_concurrency, serve
 
@@ -41,6 +42,8 @@ def env(name: str) -> str:
               help="Redis key prefix (use {s3po} on Redis Cluster).")
 @click.option("--concurrency", envvar=env("CONCURRENCY"), show_envvar=True, type=click.IntRange(1, 256),
               default=default_concurrency(), help="Jobs in flight at once (default: 4 per CPU, 4 to 32).")
+@click.option("--max-memory", envvar=env("MAX_MEMORY"), show_envvar=True, type=click.IntRange(16), default=512,
+              help="MiB that all uploads in flight may hold at once; large uploads wait for room.")
 @click.option("--allow-dir", "allow_dirs", envvar=env("ALLOW_DIR"), show_envvar=True, multiple=True,
               type=click.Path(file_okay=False), help="Only read and delete files under this directory "
               "(repeatable; the environment variable takes a space-separated list).")
@@ -65,6 +68,7 @@ def command(
     redis_url: str | None,
     prefix: str,
     concurrency: int,
+    max_memory: int,
     allow_dirs: tuple[str, ...],
     backoff_base: float,
     heartbeat_timeout: float,
@@ -81,6 +85,7 @@ def command(
         s3 = S3Settings(access_id=access_id, secret_key=secret_key, profile=profile,
                         region=region, endpoint_url=endpoint_url)
         config = WorkerConfig(prefix=prefix, concurrency=concurrency,
+                              max_memory_bytes=max_memory * MiB,
                               paths=PathPolicy.from_dirs(allow_dirs),
                               retry=RetryPolicy(base_s=backoff_base),
                               heartbeat_timeout_s=heartbeat_timeout,

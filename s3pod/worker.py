@@ -32,6 +32,7 @@ from s3po_client.retry import RetryPolicy
 from s3po_client.settings import S3Settings
 from s3po_client.transfer import FileStat, TransferEngine, UploadResult
 
+from .budget import MiB, MemoryBudget
 from .consumer import Consumer, dead_entry
 from .events import Listener, Outcome, OutcomeKind
 from .keeper import Keeper
@@ -63,7 +64,8 @@ def default_concurrency() -> int:
 class WorkerConfig:
     """What a worker needs besides its Redis client and engine.
 
-    ``heartbeat_timeout_s``: a worker silent this long is taken for dead and its jobs put
+    ``max_memory_bytes``: the bound on what all uploads in flight hold in memory (see
+    :class:`~s3pod.budget.MemoryBudget`). ``heartbeat_timeout_s``: a worker silent this long is taken for dead and its jobs put
     back (every daemon on one queue should use the same value). ``shutdown_timeout_s``:
     after SIGTERM, how long jobs in flight may take before they are put back.
 
@@ -82,6 +84,7 @@ class WorkerConfig:
     concurrency: int = field(default_factory=default_concurrency)
     paths: PathPolicy = field(default_factory=PathPolicy)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    max_memory_bytes: int = 512 * MiB
     heartbeat_timeout_s: float = 30.0
     shutdown_timeout_s: float = 30.0
     claim_timeout_s: float = 1.0
@@ -91,6 +94,8 @@ class WorkerConfig:
     on_tick: Callable[[], None] | None = None
 
     def __post_init__(self) -> None:
+        if self.max_memory_bytes < 1:
+            raise ConfigError(f"max_memory_bytes must be positive, got {self.max_memory_bytes}")
         if self.concurrency < 1:
             raise ConfigError(f"concurrency must be at least 1, got {self.concurrency}")
         for name in ("heartbeat_timeout_s", "claim_timeout_s", "tick_interval_s"):
@@ -126,6 +131,7 @@ class Worker:
         self.listeners = tuple(listeners)
         self.consumer = Consumer(client, QueueKeys(config.prefix), config.worker_id)
         self.watch = RedisWatch()
+        self.budget = MemoryBudget(config.max_memory_bytes)
         self.stopping = threading.Event()  # warm stop: take no more jobs
         self.hurry = threading.Event()     # cold stop: put back the jobs in flight now
         self._hand: Counter[bytes] = Counter()
@@ -298,8 +304,15 @@ class Worker:
         logger.info("claimed job=%s bucket=%s key=%s attempt=%d", job.id, job.bucket, job.key, job.attempt)
         try:
             path = self.config.paths.check(job.path)
+            reserved = self.budget.estimate(os.stat(path).st_size)
         except JobError as exc:
             return self._dead_letter(raw, job, str(exc), started, OutcomeKind.INVALID)
+        except OSError as exc:  # vanished since the check
+            return self._dead_letter(raw, job, f"path {job.path!r} cannot be read: {exc.strerror}", started,
+                                     OutcomeKind.INVALID)
+        if not self.budget.acquire(reserved, self.stopping):  # stopping while waiting for memory
+            self._settle(lambda: self.consumer.put_back(raw))
+            return Outcome(OutcomeKind.RETRY, job.id, job.bucket, job.key, attempt=job.attempt, error="stopping")
         try:
             result = self.engine.upload_file(job.bucket, job.key, path, headers=job.headers,
                                              compress=job.compress)
@@ -309,6 +322,8 @@ class Worker:
                 ensure_unchanged(job, path, result)
         except Exception as exc:  # noqa: BLE001 - every failure settles the job, none ends the worker
             return self._failed(raw, job, exc, started)
+        finally:
+            self.budget.release(reserved)
         return self._finish(raw, job, path, result, started)
 
     def _finish(self, raw: bytes, job: Job, path: str, result: UploadResult, started: float) -> Outcome:

@@ -141,6 +141,23 @@ def start_daemon(daemon_env: dict[str, str], redis_client: redis.Redis, tmp_path
         daemon.stop()
 
 
+@pytest.fixture
+def fault_proxy(s3_server: S3Server) -> Iterator[Any]:
+    """A FaultProxy in front of the test S3 server; point s3pod at ``fault_proxy.url``."""
+    from faultproxy import FaultProxy
+
+    with FaultProxy(s3_server.port) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def aof_redis() -> Iterator[RedisServer]:
+    """A redis-server of this test's own with AOF on (appendfsync always), to restart or kill."""
+    server = RedisServer(appendonly=True).start()
+    yield server
+    server.close()
+
+
 def wait_until(predicate: Callable[[], Any], timeout_s: float = 30, interval_s: float = 0.05,
                message: str = "condition") -> Any:
     """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout_s``."""
