@@ -1,0 +1,337 @@
+"""Running s3pod as a service: the pidfile, daemon mode, and the parts around the worker.
+
+Two ways to run it:
+
+- under systemd (``Type=notify``): in the foreground; :class:`Service` sends READY=1 once
+  Redis and S3 answer, WATCHDOG=1 from the worker's loop, STOPPING=1 on the way out;
+- without systemd: ``--daemon --pidfile PATH --log-file PATH`` detaches with python-daemon.
+
+The pidfile is locked with ``flock``, not with python-daemon's ``TimeoutPIDLockFile``
+(whose lock is the file's existence, so a daemon killed with SIGKILL leaves a pidfile
+that blocks every later start, and whose error surfaces after the fork, where nobody
+sees it). The kernel drops an ``flock`` when its holder dies, so a stale pidfile is
+simply taken over, and the lock is taken before detaching, so a second start fails on
+the terminal that started it.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import signal
+import threading
+from dataclasses import dataclass, field, replace
+from types import TracebackType
+from typing import IO, Callable
+
+import redis
+
+from s3po_client.errors import ConfigError, S3poError
+from s3po_client.queue import DEFAULT_PREFIX, redact_url
+from s3po_client.settings import S3Settings
+
+from .api import DEFAULT_MAX_BODY_BYTES, ApiServer
+from .events import Listener
+from .logs import LOG_FORMATS, OutcomeLogger
+from .metrics import DEFAULT_WORKER_TTL_S, Metrics, MetricsServer
+from .notify import Notifier
+from .safety import PathPolicy
+
+logger = logging.getLogger(__name__)
+
+#: Longest wait between two checks of Redis and S3 while starting up.
+STARTUP_RETRY_MAX_S = 10.0
+#: Timeouts for the S3 health probe, so /healthz and start-up never hang on a dead endpoint.
+S3_PROBE_TIMEOUTS_S = {"connect_timeout": 3, "read_timeout": 5}
+
+
+class AlreadyRunningError(S3poError):
+    """Raised when another s3pod holds the pidfile's lock; names its pid."""
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """A ``HOST:PORT`` to listen on (``[::1]:9100`` for IPv6)."""
+
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> Address:
+        """Return the address in ``text``; raise ConfigError if it is not ``HOST:PORT``."""
+        host, sep, port = text.rpartition(":")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ConfigError(f"expected HOST:PORT (e.g. 127.0.0.1:9100), got {text!r}")
+        return cls(host, int(port))
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSettings:
+    """How s3pod runs as a service: detached or not, where it logs, what it serves."""
+
+    daemon: bool = False
+    pidfile: str | None = None
+    log_file: str | None = None
+    log_format: str = "text"
+    metrics_listen: Address | None = None
+    api_listen: Address | None = None
+    api_token: str | None = field(default=None, repr=False)
+    api_max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    worker_ttl_s: float = DEFAULT_WORKER_TTL_S
+
+    def __post_init__(self) -> None:
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigError(f"log format must be one of {', '.join(LOG_FORMATS)}, got {self.log_format!r}")
+        if self.daemon and not self.pidfile:
+            raise ConfigError("--daemon needs --pidfile: it is how the daemon is found and stopped")
+        if self.daemon and not self.log_file:
+            raise ConfigError("--daemon needs --log-file: a detached daemon has no terminal to log to")
+        if self.api_max_body_bytes < 1024:
+            raise ConfigError(f"API body limit must be at least 1024 bytes, got {self.api_max_body_bytes}")
+
+
+class PidFile:
+    """A pidfile held with ``flock`` for the life of the process.
+
+    :meth:`acquire` (before detaching) takes the lock or raises AlreadyRunningError;
+    entering the context (in the daemon, after the fork) writes the daemon's pid;
+    leaving it removes the file.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = os.path.abspath(path)
+        self._fd: int | None = None
+
+    def fileno(self) -> int:
+        if self._fd is None:
+            raise RuntimeError("pidfile not acquired")
+        return self._fd
+
+    def acquire(self) -> None:
+        """Lock the pidfile; take it over if its process is gone; refuse if it is alive."""
+        for _ in range(10):
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except OSError as exc:
+                raise ConfigError(f"cannot open pidfile {self.path}: {exc.strerror}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                holder = _read_pid(fd)
+                os.close(fd)
+                if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                    raise AlreadyRunningError(
+                        f"s3pod is already running (pid {holder or 'unknown'}) with pidfile {self.path}; "
+                        "stop it first, or give another --pidfile"
+                    ) from None
+                raise ConfigError(f"cannot lock pidfile {self.path}: {exc.strerror}") from None
+            # The holder may have removed the file between our open and our lock: then we
+            # locked an orphan inode, and must start again on the file now at the path.
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                stale = _read_pid(fd)
+                if stale and stale != os.getpid():
+                    logger.info("taking over stale pidfile %s (pid %d is not running)", self.path, stale)
+                self._fd = fd
+                self.write_pid()
+                return
+            os.close(fd)
+        raise ConfigError(f"pidfile {self.path} keeps being replaced; is another s3pod starting?")
+
+    def write_pid(self) -> None:
+        """Write this process's pid (again: after a fork, the pid has changed)."""
+        fd = self.fileno()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+
+    def release(self) -> None:
+        """Remove the pidfile if it still names this process, and drop the lock."""
+        if self._fd is None:
+            return
+        try:
+            if _read_pid(self._fd) == os.getpid():
+                os.unlink(self.path)
+        except OSError:
+            pass
+        os.close(self._fd)
+        self._fd = None
+
+    def __enter__(self) -> PidFile:
+        if self._fd is None:
+            self.acquire()
+        else:
+            self.write_pid()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.release()
+
+
+def _read_pid(fd: int) -> int | None:
+    text = os.pread(fd, 64, 0).decode(errors="replace").strip()
+    return int(text) if text.isdigit() else None
+
+
+def daemonize(pidfile: PidFile, log_file: str) -> None:
+    """Detach into the background (python-daemon), keeping the pidfile's lock; log to ``log_file``.
+
+    Call after :meth:`PidFile.acquire`, before opening any socket or thread: the parent
+    exits here, and only the daemon returns. Its stdout and stderr go to ``log_file``, so a
+    crash's traceback is not lost.
+    """
+    import daemon  # python-daemon; imported here since only --daemon needs it
+
+    stream: IO[str] = open(log_file, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the daemon
+    context = daemon.DaemonContext(
+        pidfile=pidfile,
+        files_preserve=[pidfile.fileno(), stream],
+        stdout=stream,
+        stderr=stream,
+        working_directory="/",
+        umask=0o027,
+        detach_process=True,
+        # SIGTERM is the worker's (warm stop); python-daemon's default would exit at once.
+        signal_map={signal.SIGTTIN: None, signal.SIGTTOU: None, signal.SIGTSTP: None},
+    )
+    context.open()
+
+
+def s3_probe(settings: S3Settings) -> Callable[[], None]:
+    """Return a check that returns if the S3 endpoint answers and accepts our credentials.
+
+    AccessDenied on ListBuckets counts as an answer: a key allowed only to put objects
+    is the least privilege we recommend.
+    """
+    from s3po_client.transfer import TransferEngine  # boto3: only when the daemon runs
+
+    options = {**settings.boto_options, **S3_PROBE_TIMEOUTS_S}
+    engine = TransferEngine(replace(settings, boto_options=options))
+
+    def check() -> None:
+        try:
+            engine.client.list_buckets()
+        except Exception as exc:
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+            if code != "AccessDenied":
+                raise
+
+    return check
+
+
+class Service:
+    """What surrounds the worker: metrics and API servers, outcome listeners, systemd.
+
+    Build it, ``start()`` it, give ``listeners`` to the worker, call ``wait_until_reachable``
+    then ``ready()`` before work starts, ``tick()`` from the worker's loop, and ``close()``
+    at the end (it says STOPPING=1 first).
+    """
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        client: redis.Redis,
+        *,
+        redis_url: str,
+        prefix: str = DEFAULT_PREFIX,
+        paths: PathPolicy | None = None,
+        check_s3: Callable[[], None] | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.settings = settings
+        self.client = client
+        self.redis_url = redis_url
+        self.prefix = prefix
+        self.paths = paths or PathPolicy()
+        self.check_s3 = check_s3
+        self.notifier = notifier if notifier is not None else Notifier.from_env()
+        self.metrics = Metrics()
+        self.listeners: list[Listener] = [self.metrics, OutcomeLogger()]
+        self.metrics_server: MetricsServer | None = None
+        self.api_server: ApiServer | None = None
+
+    def start(self) -> None:
+        """Open the metrics and API ports (raise ConfigError if one cannot be opened)."""
+        s = self.settings
+        try:
+            if s.metrics_listen is not None:
+                self.metrics.watch_queue(self.client, self.prefix, s.worker_ttl_s)
+                try:
+                    self.metrics_server = MetricsServer(self.metrics.registry, s.metrics_listen.host,
+                                                        s.metrics_listen.port)
+                except OSError as exc:
+                    raise ConfigError(f"cannot serve metrics on {s.metrics_listen}: {exc.strerror}") from None
+            if s.api_listen is not None:
+                self.api_server = ApiServer(
+                    self.client, host=s.api_listen.host, port=s.api_listen.port, prefix=self.prefix,
+                    paths=self.paths, token=s.api_token, check_s3=self.check_s3,
+                    max_body_bytes=s.api_max_body_bytes,
+                )
+        except BaseException:
+            self._close_servers()
+            raise
+
+    def wait_until_reachable(self, stop: threading.Event | None = None) -> bool:
+        """Block until Redis and S3 both answer (retrying, with STATUS= updates); False if stopped."""
+        stop = stop or threading.Event()
+        delay_s = 0.5
+        while not stop.is_set():
+            problem = self._unreachable()
+            if problem is None:
+                return True
+            logger.warning("waiting: %s; next check in %.1fs", problem, delay_s)
+            self.notifier.status(f"waiting: {problem}")
+            stop.wait(delay_s)
+            delay_s = min(STARTUP_RETRY_MAX_S, delay_s * 2)
+        return False
+
+    def _unreachable(self) -> str | None:
+        try:
+            self.client.ping()
+        except redis.RedisError as exc:
+            return f"Redis at {redact_url(self.redis_url)} does not answer ({exc})"
+        if self.check_s3 is not None:
+            try:
+                self.check_s3()
+            except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
+                return f"S3 endpoint does not answer ({exc})"
+        return None
+
+    def ready(self) -> None:
+        """Tell systemd start-up is done (READY=1) and start the watchdog clock."""
+        self.notifier.ready(f"processing jobs from {redact_url(self.redis_url)} prefix={self.prefix}")
+        if self.notifier.watchdog_interval_s is not None:
+            self.notifier.watchdog()
+
+    def tick(self) -> None:
+        """Call from the worker's loop: pings the watchdog when due."""
+        self.notifier.watchdog_if_due()
+
+    def close(self) -> None:
+        """Say STOPPING=1, then close the servers."""
+        self.notifier.stopping("finishing the jobs in hand")
+        self._close_servers()
+
+    def _close_servers(self) -> None:
+        for server in (self.api_server, self.metrics_server):
+            if server is not None:
+                server.close()
+        self.api_server = self.metrics_server = None
+
+    def __enter__(self) -> Service:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
