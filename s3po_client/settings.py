@@ -1,13 +1,31 @@
-"""Settings as values: where the S3 store is and how transfers behave."""
+"""Settings as values: where the S3 store is (``S3Settings``) and how transfers behave (``TransferSettings``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 from .errors import ConfigError
 
-MiB = 1024 * 1024
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+
+# S3's own limits: https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html
+#: the smallest part S3 accepts, except for the last one
+MIN_PART_SIZE_BYTES = 5 * MiB
+#: the largest part S3 accepts
+MAX_PART_SIZE_BYTES = 5 * GiB
+#: the most parts one multipart upload may have
+MAX_PARTS = 10_000
+#: the largest object one PUT may store
+MAX_SINGLE_PUT_BYTES = 5 * GiB
+#: the largest object S3 stores
+MAX_OBJECT_BYTES = 5 * 1024 * GiB
+
+#: How uploads prove their integrity (see ``TransferSettings.checksum``).
+ChecksumMode = Literal["md5", "crc32"]
+CHECKSUM_MODES: tuple[str, ...] = get_args(ChecksumMode)
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,3 +45,70 @@ class S3Settings:
             raise ConfigError("give both the access id and the secret key, or neither")
         if self.endpoint_url is not None and not self.endpoint_url.startswith(("http://", "https://")):
             raise ConfigError(f"endpoint URL must start with http:// or https://, got {self.endpoint_url!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransferSettings:
+    """How the transfer engine moves bytes: multipart sizes, parallelism, checksums, compression.
+
+    Memory: one upload or download holds at most about
+    ``(max_concurrency + 1) × part_size_bytes`` of data (parts in flight plus the one being
+    filled), 40 MiB with the defaults, whatever the object's size. A part of an object
+    larger than 10,000 × ``part_size_bytes`` is bigger (the part size grows so any object up
+    to 5 TiB fits in S3's 10,000 parts), and so is that bound.
+
+    >>> TransferSettings(part_size_bytes=16 * MiB, max_concurrency=8).multipart_threshold_bytes
+    16777216
+    """
+
+    #: objects at least this large go as multipart uploads (and downloads as parallel ranged GETs)
+    multipart_threshold_bytes: int = 16 * MiB
+    #: the size of each part (and of each ranged GET); grows by itself for objects past
+    #: 10,000 parts. Memory cost: one part per thread in flight, plus one being read.
+    part_size_bytes: int = 8 * MiB
+    #: parts (or ranges) in flight at once for one transfer; threads per transfer
+    max_concurrency: int = 4
+    #: HTTP connections the engine's client keeps; share it between transfers running at once
+    max_pool_connections: int = 32
+    #: times one S3 request (a PUT, a part, a ranged GET, …) is retried alone within an attempt,
+    #: on a transient failure, before the attempt fails
+    request_retries: int = 4
+    #: the wait before a request's first retry; doubles each time, capped at 10 s
+    request_backoff_base_s: float = 0.25
+    #: ``"md5"`` (default): Content-MD5 on every PUT and part, compared with the ETag the
+    #: store returns; works on AWS and on every S3-compatible store, which is why the
+    #: flexible checksums boto3 sends by default since 1.36 are turned off
+    #: (``request_checksum_calculation="when_required"``).
+    #: ``"crc32"``: also send ``x-amz-checksum-crc32`` (computed by s3po) and compare it with the
+    #: store's; for stores that support flexible checksums.
+    checksum: ChecksumMode = "md5"
+    #: compression level: ``None`` is the codec's fast default (ISA-L level 1 for gzip/zlib,
+    #: zstd level 1). gzip/zlib take 0–3 with ISA-L (higher values use 3) and 1–9 with the
+    #: standard library fallback; zstd takes 1–22.
+    compress_level: int | None = None
+    #: seconds to wait for a TCP connection, and for a response's next bytes
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.part_size_bytes < MIN_PART_SIZE_BYTES or self.part_size_bytes > MAX_PART_SIZE_BYTES:
+            problems.append(f"part_size_bytes must be between 5 MiB and 5 GiB, got {self.part_size_bytes}")
+        if self.multipart_threshold_bytes < 1 or self.multipart_threshold_bytes > MAX_SINGLE_PUT_BYTES:
+            problems.append(f"multipart_threshold_bytes must be between 1 and 5 GiB, got {self.multipart_threshold_bytes}")
+        if self.max_concurrency < 1:
+            problems.append(f"max_concurrency must be at least 1, got {self.max_concurrency}")
+        if self.max_pool_connections < 1:
+            problems.append(f"max_pool_connections must be at least 1, got {self.max_pool_connections}")
+        if self.request_retries < 0:
+            problems.append(f"request_retries must be at least 0, got {self.request_retries}")
+        if self.request_backoff_base_s < 0:
+            problems.append(f"request_backoff_base_s must be at least 0, got {self.request_backoff_base_s}")
+        if self.checksum not in CHECKSUM_MODES:
+            problems.append(f"checksum must be one of {', '.join(CHECKSUM_MODES)}, got {self.checksum!r}")
+        if self.compress_level is not None and not 0 <= self.compress_level <= 22:
+            problems.append(f"compress_level must be between 0 and 22, got {self.compress_level}")
+        if self.connect_timeout_s <= 0 or self.read_timeout_s <= 0:
+            problems.append("connect_timeout_s and read_timeout_s must be positive")
+        if problems:
+            raise ConfigError("; ".join(problems))

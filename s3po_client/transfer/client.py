@@ -1,0 +1,211 @@
+"""boto3, behind one small typed function per S3 call, and its errors translated into ours.
+
+Each call is made through a ``Requester``: it retries that one request alone on a
+transient failure (``TransferSettings.request_retries``, short backoff), and raises a
+``TransferError`` naming bucket, key and cause, so no caller sees ``botocore`` exceptions.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+
+from ..errors import TransferError, UploadError
+from ..retry import RetryPolicy
+from ..settings import S3Settings, TransferSettings
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: S3 error codes that no retry can fix (https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html).
+#: Everything else, notably 5xx, SlowDown, RequestTimeout, BadDigest and
+#: XAmzContentSHA256Mismatch (bytes damaged on the way), is worth another try.
+PERMANENT_CODES = frozenset({
+    "AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch",
+    "NoSuchBucket", "InvalidBucketName", "InvalidArgument", "InvalidRequest",
+    "EntityTooLarge", "KeyTooLongError", "MethodNotAllowed", "InvalidStorageClass",
+    "AccountProblem", "NoSuchKey", "MetadataTooLarge", "InvalidObjectState",
+    "InvalidEncryptionAlgorithmError", "KMS.NotFoundException", "NotImplemented",
+    "InvalidTag", "UnsupportedHeader",
+    "404", "403", "400", "405", "501",
+})
+
+#: ceiling of the wait between two tries of one request
+REQUEST_BACKOFF_MAX_S = 10.0
+
+
+def make_client(s3: S3Settings, settings: TransferSettings | None = None) -> S3Client:
+    """Return a boto3 S3 client for ``s3``, configured as ``settings`` says.
+
+    botocore's own retries are off (s3po retries each request itself, with its own
+    classification), and so are the flexible checksums botocore adds by default since
+    1.36 (``when_required``): many S3-compatible stores reject them, and s3po proves each
+    upload with Content-MD5 instead (see ``TransferSettings.checksum``).
+    """
+    settings = settings or TransferSettings()
+    session = boto3.session.Session(
+        profile_name=s3.profile,
+        aws_access_key_id=s3.access_id,
+        aws_secret_access_key=s3.secret_key,
+        region_name=s3.region,
+    )
+    options: dict[str, Any] = {
+        "s3": {"addressing_style": "path" if s3.endpoint_url else "auto"},
+        "retries": {"total_max_attempts": 1, "mode": "standard"},
+        "max_pool_connections": settings.max_pool_connections,
+        "connect_timeout": settings.connect_timeout_s,
+        "read_timeout": settings.read_timeout_s,
+        "request_checksum_calculation": "when_required",
+        "response_checksum_validation": "when_required",
+    }
+    options.update(s3.boto_options)
+    return session.client("s3", endpoint_url=s3.endpoint_url, config=Config(**options))
+
+
+def error_code(exc: BaseException) -> str:
+    """Return the S3 error code of a botocore ClientError (``""`` for anything else)."""
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def translate_error(exc: BaseException, bucket: str, key: str, cls: type[TransferError] = UploadError) -> TransferError:
+    """Return the TransferError for a boto3/OS error, marked transient or permanent."""
+    where = f"s3://{bucket}/{key}"
+    if isinstance(exc, TransferError):
+        return exc
+    if isinstance(exc, ClientError):
+        code = error_code(exc)
+        message = exc.response.get("Error", {}).get("Message", "") or str(exc)
+        if code == "404":  # a HEAD's answer has no body to name the error
+            message = "no such object (or bucket)"
+        return cls(f"{where}: {code}: {message}", bucket=bucket, key=key,
+                   transient=code not in PERMANENT_CODES)
+    if isinstance(exc, FileNotFoundError):
+        return cls(f"{where}: local file {exc.filename!r} does not exist", bucket=bucket, key=key,
+                   transient=False)
+    if isinstance(exc, OSError):
+        return cls(f"{where}: local file error: {exc}", bucket=bucket, key=key, transient=False)
+    if isinstance(exc, EndpointConnectionError):
+        return cls(f"{where}: cannot connect to the S3 endpoint: {exc}", bucket=bucket, key=key)
+    if isinstance(exc, BotoCoreError):
+        return cls(f"{where}: {exc}", bucket=bucket, key=key)
+    # urllib3 errors that escape botocore while a body is read (reset, timeout): transient
+    return cls(f"{where}: {type(exc).__name__}: {exc}", bucket=bucket, key=key)
+
+
+@dataclass
+class Requester:
+    """Makes S3 requests for one transfer, retrying each alone on a transient failure.
+
+    ``cancelled`` is set when the transfer has failed elsewhere (another part), so a
+    request still waiting to retry gives up at once.
+    """
+
+    client: Any
+    settings: TransferSettings
+    bucket: str
+    key: str
+    error_cls: type[TransferError]
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+    def call(self, what: str, request: Callable[[], T]) -> T:
+        """Return ``request()``; retry it on transient failures; raise a TransferError when it fails for good."""
+        backoff = RetryPolicy(base_s=self.settings.request_backoff_base_s, max_s=REQUEST_BACKOFF_MAX_S)
+        tries = 0
+        while True:
+            try:
+                return request()
+            except Exception as exc:  # noqa: BLE001 - translated below, nothing escapes untyped
+                if isinstance(exc, TransferError):
+                    error = exc
+                else:
+                    error = translate_error(exc, self.bucket, self.key, self.error_cls)
+                    error.__cause__ = exc
+                if not error.transient or tries >= self.settings.request_retries or self.cancelled.is_set():
+                    raise error from exc
+                delay_s = backoff.delay_s(tries)
+                tries += 1
+                logger.debug("request retry what=%s bucket=%s key=%s try=%d in=%.2fs error=%s",
+                             what, self.bucket, self.key, tries, delay_s, error)
+                if self.cancelled.wait(delay_s):
+                    raise error from exc
+
+
+# -- one function per S3 call -----------------------------------------------------------
+
+def put_object(client: Any, bucket: str, key: str, body: bytes, *, content_md5: str,
+               checksum_crc32: str | None, object_args: dict[str, Any]) -> dict[str, Any]:
+    """PUT ``body`` as the whole object; return the response (ETag, checksums)."""
+    extra = {"ChecksumCRC32": checksum_crc32} if checksum_crc32 else {}
+    return client.put_object(Bucket=bucket, Key=key, Body=body, ContentMD5=content_md5,  # type: ignore[no-any-return]
+                             **extra, **object_args)
+
+
+def create_multipart_upload(client: Any, bucket: str, key: str, *, checksum_crc32: bool,
+                            object_args: dict[str, Any]) -> str:
+    """Start a multipart upload; return its upload id."""
+    extra = {"ChecksumAlgorithm": "CRC32"} if checksum_crc32 else {}
+    response = client.create_multipart_upload(Bucket=bucket, Key=key, **extra, **object_args)
+    return str(response["UploadId"])
+
+
+def upload_part(client: Any, bucket: str, key: str, upload_id: str, number: int, body: bytes, *,
+                content_md5: str, checksum_crc32: str | None) -> dict[str, Any]:
+    """Send part ``number``; return the response (ETag, checksums)."""
+    extra = {"ChecksumCRC32": checksum_crc32} if checksum_crc32 else {}
+    return client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number,  # type: ignore[no-any-return]
+                              Body=body, ContentMD5=content_md5, **extra)
+
+
+def complete_multipart_upload(client: Any, bucket: str, key: str, upload_id: str,
+                              parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Assemble the parts into the object; return the response (ETag)."""
+    return client.complete_multipart_upload(  # type: ignore[no-any-return]
+        Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts})
+
+
+def abort_multipart_upload(client: Any, bucket: str, key: str, upload_id: str) -> None:
+    """Abort a multipart upload, so the store drops (and stops billing) its parts."""
+    client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+
+
+def head_object(client: Any, bucket: str, key: str, part_number: int | None = None) -> dict[str, Any]:
+    """Return the object's metadata (of one part's byte range with ``part_number``)."""
+    extra = {"PartNumber": part_number} if part_number is not None else {}
+    return client.head_object(Bucket=bucket, Key=key, **extra)  # type: ignore[no-any-return]
+
+
+def get_object_bytes(client: Any, bucket: str, key: str, *, byte_range: tuple[int, int] | None,
+                     if_match: str | None) -> bytes:
+    """GET the object (or the inclusive ``byte_range``) and return its stored bytes.
+
+    ``if_match`` (the ETag seen first) makes a store refuse the request if the object was
+    replaced meanwhile, so a download never stitches two versions together.
+    """
+    extra: dict[str, Any] = {}
+    if byte_range is not None:
+        extra["Range"] = f"bytes={byte_range[0]}-{byte_range[1]}"
+    if if_match:
+        extra["IfMatch"] = if_match
+    response = client.get_object(Bucket=bucket, Key=key, **extra)
+    body = response["Body"]
+    try:
+        data = body.read()
+    finally:
+        body.close()
+    expected = response.get("ContentLength")
+    if expected is not None and len(data) != expected:
+        raise TransferError(f"s3://{bucket}/{key}: short read: {len(data)} of {expected} bytes",
+                            bucket=bucket, key=key)
+    return bytes(data)

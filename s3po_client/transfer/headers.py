@@ -1,0 +1,107 @@
+"""HTTP header names → the object settings boto3 takes, checked before any byte is sent.
+
+>>> object_args({"Content-Type": "text/plain", "x-amz-meta-owner": "ops"}, compress="gzip", name="a.txt")
+{'ContentType': 'text/plain', 'Metadata': {'owner': 'ops'}, 'ContentEncoding': 'gzip'}
+>>> object_args({}, compress=None, name="report.csv")
+{'ContentType': 'text/csv'}
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from typing import Any, Mapping
+
+from ..codecs import content_encoding
+from ..errors import JobError
+
+#: header (lower case) → boto3 parameter, for the headers stored as they are given
+HEADER_ARGS: dict[str, str] = {
+    "content-type": "ContentType",
+    "cache-control": "CacheControl",
+    "content-disposition": "ContentDisposition",
+    "content-language": "ContentLanguage",
+    "content-encoding": "ContentEncoding",
+    "expires": "Expires",
+    "x-amz-storage-class": "StorageClass",
+    "x-amz-server-side-encryption": "ServerSideEncryption",
+    "x-amz-server-side-encryption-aws-kms-key-id": "SSEKMSKeyId",
+    "x-amz-server-side-encryption-context": "SSEKMSEncryptionContext",
+    "x-amz-acl": "ACL",
+    "x-amz-tagging": "Tagging",
+    "x-amz-website-redirect-location": "WebsiteRedirectLocation",
+}
+
+#: header → boto3 parameter, for the yes/no headers
+BOOLEAN_HEADER_ARGS: dict[str, str] = {
+    "x-amz-server-side-encryption-bucket-key-enabled": "BucketKeyEnabled",
+}
+
+METADATA_PREFIX = "x-amz-meta-"
+
+#: the Content-Type of a file whose name says it is compressed (``.gz``, …) but not how
+#: its contents are typed: stored as the archive it is, never as Content-Encoding
+_ARCHIVE_TYPES = {"gzip": "application/gzip", "bzip2": "application/x-bzip2", "xz": "application/x-xz",
+                  "br": "application/x-brotli", "compress": "application/x-compress"}
+
+
+def guess_content_type(name: str) -> str | None:
+    """Return the Content-Type a file called ``name`` should have, or None when unknown.
+
+    >>> guess_content_type("logs/app.log.gz")
+    'application/gzip'
+    """
+    mime, encoding = mimetypes.guess_type(name, strict=False)
+    if encoding is not None:
+        return _ARCHIVE_TYPES.get(encoding, "application/octet-stream")
+    return mime
+
+
+def object_args(headers: Mapping[str, str] | None, *, compress: str | None, name: str | None) -> dict[str, Any]:
+    """Return the boto3 parameters for ``headers``; raise ``JobError`` for one s3po cannot map.
+
+    Content-Encoding comes from ``compress`` (gzip → ``gzip``, zlib → ``deflate``, zstd →
+    ``zstd``); a Content-Encoding header that says otherwise is an error. Without a
+    Content-Type, one is guessed from ``name`` (the key, then the file name).
+    """
+    args: dict[str, Any] = {}
+    metadata: dict[str, str] = {}
+    problems: list[str] = []
+    for raw_name, value in (headers or {}).items():
+        if not isinstance(raw_name, str) or not isinstance(value, str):
+            problems.append(f"header {raw_name!r} must map a string to a string, got {value!r}")
+            continue
+        lower = raw_name.strip().lower()
+        if lower.startswith(METADATA_PREFIX) and len(lower) > len(METADATA_PREFIX):
+            metadata[lower[len(METADATA_PREFIX):]] = value
+        elif lower in HEADER_ARGS:
+            args[HEADER_ARGS[lower]] = value
+        elif lower in BOOLEAN_HEADER_ARGS:
+            if value.strip().lower() not in ("true", "false"):
+                problems.append(f"header {raw_name!r} must be 'true' or 'false', got {value!r}")
+            args[BOOLEAN_HEADER_ARGS[lower]] = value.strip().lower() == "true"
+        else:
+            problems.append(f"header {raw_name!r} is not one s3po can set on an object")
+    if metadata:
+        args["Metadata"] = metadata
+    if compress is not None:
+        encoding = content_encoding(compress)
+        given = args.get("ContentEncoding")
+        if given is not None and given.strip().lower() != encoding:
+            problems.append(f"header Content-Encoding {given!r} contradicts compress={compress!r} "
+                            f"(which stores Content-Encoding {encoding!r})")
+        args["ContentEncoding"] = encoding
+    if problems:
+        raise JobError("; ".join(problems) + " (settable: Content-Type, Cache-Control, Content-Disposition, "
+                       "Content-Language, Content-Encoding, Expires, x-amz-meta-*, x-amz-storage-class, "
+                       "x-amz-server-side-encryption[-aws-kms-key-id|-context|-bucket-key-enabled], "
+                       "x-amz-acl, x-amz-tagging, x-amz-website-redirect-location)")
+    if "ContentType" not in args and name:
+        guessed = guess_content_type(name)
+        if guessed:
+            args["ContentType"] = guessed
+    return args
+
+
+def etag_is_md5(args: Mapping[str, Any]) -> bool:
+    """Return True when the store's ETag will be the MD5 of the bytes (not with SSE-KMS, which hides it)."""
+    return str(args.get("ServerSideEncryption", "")).lower() not in ("aws:kms", "aws:kms:dsse")

@@ -1,0 +1,272 @@
+"""One upload attempt: a single PUT for small bodies, a parallel multipart upload for the rest.
+
+The body is read once, in order, by the calling thread (from the file, or from the
+compressor), and cut into parts that a bounded pool sends; each part is verified
+(Content-MD5, checked by the store, and its ETag compared with the MD5 s3po computed) and
+retried alone. The length need not be known in advance: whatever is still being read
+when ``multipart_threshold_bytes`` have been read goes multipart. A multipart upload that
+fails is aborted, so no parts stay behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..errors import TransferError, VerificationError
+from ..settings import MAX_OBJECT_BYTES, MAX_PARTS, TransferSettings
+from . import client as s3
+from .client import Requester
+from .parts import b64, clean_etag, composite_crc32, crc32_b64, md5, multipart_etag, part_size_for
+from .sources import Reader
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[int, "int | None"], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """What one attempt stored: the object's ETag and the bytes sent."""
+
+    etag: str
+    bytes_sent: int
+    parts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    """One PUT's or part's bytes and the checksums that prove them."""
+
+    data: bytes
+    md5: bytes
+    crc32: str | None
+    #: source bytes consumed once this body was cut (for progress, with compression)
+    source_done: int
+
+    @classmethod
+    def of(cls, data: bytes, *, crc32: bool, source_done: int) -> Body:
+        return cls(data=data, md5=md5(data).digest(), crc32=crc32_b64(data) if crc32 else None,
+                   source_done=source_done)
+
+
+def read_exactly(reader: Reader, size: int) -> bytes:
+    """Return the next ``size`` bytes of ``reader`` (fewer only at its end)."""
+    chunks = []
+    left = size
+    while left > 0:
+        chunk = reader.read(left)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class ProgressReporter:
+    """Calls ``progress(done, total)`` with a done count that only grows, one call at a time."""
+
+    def __init__(self, progress: Progress | None, total: int | None) -> None:
+        self.progress = progress
+        self.total = total
+        self.done = 0
+        self._lock = threading.Lock()
+
+    def advance_to(self, done: int) -> None:
+        if self.progress is None:
+            return
+        with self._lock:
+            if done > self.done or done == 0:
+                self.done = done
+                self.progress(done, self.total)
+
+
+def upload_stream(req: Requester, reader: Reader, *, object_args: dict[str, Any], settings: TransferSettings,
+                  size_hint: int | None, source_done: Callable[[], int], progress: ProgressReporter,
+                  verify_etag: bool, before_commit: Callable[[int], None]) -> Sent:
+    """Send what ``reader`` yields as ``s3://bucket/key``; return what was stored.
+
+    ``source_done()`` says how many source bytes are consumed (for progress);
+    ``before_commit(bytes_sent)`` runs after the last byte was read and before the object is
+    made visible (it raises when the source changed); ``verify_etag`` is False when the
+    store's ETag is not an MD5 (SSE-KMS).
+    """
+    if size_hint is not None and size_hint > MAX_OBJECT_BYTES:
+        raise TransferError(f"s3://{req.bucket}/{req.key}: {size_hint} bytes is more than S3's 5 TiB limit",
+                            bucket=req.bucket, key=req.key, transient=False)
+    crc = settings.checksum == "crc32"
+    first = read_exactly(reader, settings.multipart_threshold_bytes)
+    if len(first) < settings.multipart_threshold_bytes:
+        body = Body.of(first, crc32=crc, source_done=source_done())
+        before_commit(len(first))
+        return put_single(req, body, object_args=object_args, verify_etag=verify_etag, progress=progress)
+    return MultipartUpload(req, settings, object_args, size_hint, verify_etag, progress).run(
+        reader, first, source_done, before_commit)
+
+
+def put_single(req: Requester, body: Body, *, object_args: dict[str, Any], verify_etag: bool,
+               progress: ProgressReporter) -> Sent:
+    """PUT ``body`` as the whole object; verify the ETag (and CRC32) the store returns."""
+    response = req.call("put", lambda: s3.put_object(
+        req.client, req.bucket, req.key, body.data, content_md5=b64(body.md5), checksum_crc32=body.crc32,
+        object_args=object_args))
+    etag = clean_etag(response.get("ETag"))
+    check_acknowledged(req, "object", etag, body, response, verify_etag)
+    progress.advance_to(body.source_done)
+    return Sent(etag=etag, bytes_sent=len(body.data), parts=0)
+
+
+def check_acknowledged(req: Requester, what: str, etag: str, body: Body, response: dict[str, Any],
+                       verify_etag: bool) -> None:
+    """Raise VerificationError when the store acknowledged other bytes than ``body``."""
+    if verify_etag and etag != body.md5.hex():
+        raise VerificationError(f"s3://{req.bucket}/{req.key}: the store's ETag {etag!r} for {what} is not "
+                                f"the MD5 of the bytes sent ({body.md5.hex()})", bucket=req.bucket, key=req.key)
+    stored_crc = response.get("ChecksumCRC32")
+    if body.crc32 is not None and stored_crc is not None and stored_crc != body.crc32:
+        raise VerificationError(f"s3://{req.bucket}/{req.key}: the store's CRC32 {stored_crc} for {what} is not "
+                                f"the CRC32 of the bytes sent ({body.crc32})", bucket=req.bucket, key=req.key)
+
+
+class MultipartUpload:
+    """One multipart upload: create, parts in parallel (each retried alone), complete — or abort."""
+
+    def __init__(self, req: Requester, settings: TransferSettings, object_args: dict[str, Any],
+                 size_hint: int | None, verify_etag: bool, progress: ProgressReporter) -> None:
+        self.req = req
+        self.settings = settings
+        self.object_args = object_args
+        self.size_hint = size_hint
+        self.verify_etag = verify_etag
+        self.progress = progress
+        self.crc = settings.checksum == "crc32"
+        self.upload_id: str | None = None
+        self.done: dict[int, tuple[Body, str]] = {}
+        self._slots = threading.Semaphore(settings.max_concurrency)
+        self._failure: BaseException | None = None
+
+    def run(self, reader: Reader, first: bytes, source_done: Callable[[], int],
+            before_commit: Callable[[int], None]) -> Sent:
+        req = self.req
+        self.upload_id = req.call("create", lambda: s3.create_multipart_upload(
+            req.client, req.bucket, req.key, checksum_crc32=self.crc, object_args=self.object_args))
+        logger.debug("multipart started bucket=%s key=%s upload_id=%s", req.bucket, req.key, self.upload_id)
+        try:
+            sent = self._send_parts(reader, first, source_done)
+            before_commit(sent)
+            return self._complete(sent)
+        except BaseException:
+            self.req.cancelled.set()
+            self._abort()
+            raise
+
+    def _send_parts(self, reader: Reader, first: bytes, source_done: Callable[[], int]) -> int:
+        pending = memoryview(first)
+        sent = 0
+        number = 1
+        futures: list[Future[None]] = []
+        with ThreadPoolExecutor(max_workers=self.settings.max_concurrency,
+                                thread_name_prefix="s3po-part") as pool:
+            try:
+                while True:
+                    size = part_size_for(number, base_bytes=self.settings.part_size_bytes, size_hint=self.size_hint)
+                    if len(pending) >= size:
+                        data, pending = bytes(pending[:size]), pending[size:]
+                    else:
+                        data = bytes(pending) + read_exactly(reader, size - len(pending))
+                        pending = memoryview(b"")
+                    if not data and number > 1:
+                        break
+                    if number > MAX_PARTS:
+                        raise TransferError(f"s3://{self.req.bucket}/{self.req.key}: more than {MAX_PARTS} parts",
+                                            bucket=self.req.bucket, key=self.req.key, transient=False)
+                    body = Body.of(data, crc32=self.crc, source_done=source_done())
+                    while not self._slots.acquire(timeout=0.2):
+                        self._raise_if_failed()
+                    self._raise_if_failed()
+                    futures.append(pool.submit(self._send_part, number, body))
+                    sent += len(data)
+                    number += 1
+                    if len(data) < size:
+                        break
+            except BaseException:
+                self.req.cancelled.set()  # parts waiting to retry give up; queued ones never start
+                for f in futures:
+                    f.cancel()
+                raise
+        for f in futures:
+            f.result()  # raises the first part's error
+        return sent
+
+    def _raise_if_failed(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    def _send_part(self, number: int, body: Body) -> None:
+        req = self.req
+        assert self.upload_id is not None
+        upload_id = self.upload_id
+        try:
+            def attempt() -> str:
+                response = s3.upload_part(req.client, req.bucket, req.key, upload_id, number, body.data,
+                                          content_md5=b64(body.md5), checksum_crc32=body.crc32)
+                etag = clean_etag(response.get("ETag"))
+                check_acknowledged(req, f"part {number}", etag, body, response, self.verify_etag)
+                return etag
+            etag = req.call(f"part {number}", attempt)
+            self.done[number] = (body, etag)
+            self.progress.advance_to(body.source_done)
+        except BaseException as exc:
+            if self._failure is None:
+                self._failure = exc
+            self.req.cancelled.set()
+            raise
+        finally:
+            self._slots.release()
+
+    def _complete(self, sent: int) -> Sent:
+        req = self.req
+        assert self.upload_id is not None
+        upload_id = self.upload_id
+        numbers = sorted(self.done)
+        parts: list[dict[str, Any]] = []
+        for n in numbers:
+            body, etag = self.done[n]
+            part: dict[str, Any] = {"PartNumber": n, "ETag": f'"{etag}"'}
+            if body.crc32 is not None:
+                part["ChecksumCRC32"] = body.crc32
+            parts.append(part)
+        # Drop the bodies now: only their digests are needed from here on.
+        digests = [self.done[n][0].md5 for n in numbers]
+        crcs = [self.done[n][0].crc32 for n in numbers]
+        self.done.clear()
+        response = req.call("complete", lambda: s3.complete_multipart_upload(
+            req.client, req.bucket, req.key, upload_id, parts))
+        etag = clean_etag(response.get("ETag"))
+        expected = multipart_etag(digests)
+        if self.verify_etag and "-" in etag and etag != expected:
+            raise VerificationError(f"s3://{req.bucket}/{req.key}: the store's ETag {etag!r} is not the one "
+                                    f"of the parts sent ({expected})", bucket=req.bucket, key=req.key)
+        stored_crc = response.get("ChecksumCRC32")
+        if self.crc and stored_crc and "-" in stored_crc and stored_crc != composite_crc32(c for c in crcs if c):
+            raise VerificationError(f"s3://{req.bucket}/{req.key}: the store's CRC32 {stored_crc} is not the "
+                                    "one of the parts sent", bucket=req.bucket, key=req.key)
+        logger.debug("multipart completed bucket=%s key=%s parts=%d bytes=%d", req.bucket, req.key,
+                     len(numbers), sent)
+        return Sent(etag=etag, bytes_sent=sent, parts=len(numbers))
+
+    def _abort(self) -> None:
+        if self.upload_id is None:
+            return
+        req = self.req
+        upload_id = self.upload_id
+        abort = Requester(req.client, req.settings, req.bucket, req.key, req.error_cls)  # not cancelled
+        try:
+            abort.call("abort", lambda: s3.abort_multipart_upload(req.client, req.bucket, req.key, upload_id))
+            logger.debug("multipart aborted bucket=%s key=%s upload_id=%s", req.bucket, req.key, upload_id)
+        except TransferError as exc:
+            logger.error("could not abort multipart upload bucket=%s key=%s upload_id=%s (its parts stay until "
+                         "a lifecycle rule removes them): %s", req.bucket, req.key, upload_id, exc)
