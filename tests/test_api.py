@@ -274,3 +274,34 @@ def test_a_busy_port_is_a_config_error(make_api: Callable[..., ApiServer]) -> No
     api = make_api()
     with pytest.raises(ConfigError, match="cannot listen on 127.0.0.1"):
         make_api(port=api.port)
+
+
+def test_openapi_file_is_valid_and_matches_the_routes() -> None:
+    import yaml
+    from openapi_spec_validator import validate
+
+    from s3pod.api import ROUTES
+
+    spec = yaml.safe_load((ROOT / "docs" / "openapi.yaml").read_text())
+    validate(spec)
+    documented = {path: tuple(sorted(m.upper() for m in ops)) for path, ops in spec["paths"].items()}
+    assert documented == {path: tuple(sorted(methods)) for path, methods in ROUTES.items()}
+    job_fields = set(spec["components"]["schemas"]["Job"]["properties"])
+    assert job_fields == set(Job.__dataclass_fields__)
+
+
+def test_responses_match_the_openapi_file(make_api: Callable[..., ApiServer], spool: Path) -> None:
+    """Every status the API answered in these calls is one the OpenAPI file documents."""
+    import yaml
+
+    spec = yaml.safe_load((ROOT / "docs" / "openapi.yaml").read_text())
+    api = make_api(token=TOKEN, max_body_bytes=1024)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    good = {"bucket": "b", "key": "k", "path": spooled(spool, "f")}
+    for method, path, body, headers in [
+        ("POST", "/v1/jobs", good, auth), ("POST", "/v1/jobs", {**good, "x": 1}, auth),
+        ("POST", "/v1/jobs", good, {}), ("POST", "/v1/jobs", [good] * 50, auth),
+        ("GET", "/v1/status", None, auth), ("GET", "/v1/status", None, {}), ("GET", "/healthz", None, {}),
+    ]:
+        r = call(api.port, method, path, body, headers)
+        assert str(r.status) in spec["paths"][path][method.lower()]["responses"], (method, path, r.status)
