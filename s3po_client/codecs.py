@@ -210,12 +210,8 @@ class _DeflateDecoder:
                 self.emit(self.obj.decompress(data, CHUNK_BYTES))
                 while self.obj.unconsumed_tail and not self.obj.eof:
                     self.emit(self.obj.decompress(self.obj.unconsumed_tail, CHUNK_BYTES))
-            except zlib.error as exc:
+            except (zlib.error, getattr(self.backend, "error", zlib.error)) as exc:
                 raise ValueError(f"corrupt {'gzip' if self.gzip else 'deflate'} stream: {exc}") from exc
-            except Exception as exc:  # isal raises its own error type
-                if type(exc).__name__ == "error":
-                    raise ValueError(f"corrupt {'gzip' if self.gzip else 'deflate'} stream: {exc}") from exc
-                raise
             data = self.obj.unused_data if self.obj.eof else b""
 
     def finish(self) -> None:
