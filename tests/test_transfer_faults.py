@@ -1,0 +1,187 @@
+"""Transient and permanent failures, injected on real traffic by the fault proxy (no mocks)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from s3po_client.errors import DownloadError, SourceChangedError, UploadError
+from s3po_client.retry import RetryPolicy
+from s3po_client.settings import MiB, TransferSettings
+from s3po_client.transfer import TransferEngine
+from test_transfer import PART, SMALL, THRESHOLD, make_engine, no_uploads_left, pattern  # noqa: F401
+
+NO_REQUEST_RETRIES = TransferSettings(multipart_threshold_bytes=THRESHOLD, part_size_bytes=PART,
+                                      max_concurrency=3, request_retries=0)
+QUICK = TransferSettings(multipart_threshold_bytes=THRESHOLD, part_size_bytes=PART, max_concurrency=3,
+                         request_backoff_base_s=0.01)
+
+
+def puts(proxy: Any, query: str = "") -> list[tuple[str, str, str]]:
+    return [r for r in proxy.requests if r[0] == "PUT" and query in r[2]]
+
+
+def test_a_transient_error_is_retried_within_one_attempt(make_engine: Callable[..., TransferEngine],
+                                                         fault_proxy: Any, s3: Any, bucket: str) -> None:
+    engine = make_engine(QUICK, endpoint=fault_proxy.url)
+    rule = fault_proxy.add_rule("error", method="PUT", status=503, code="SlowDown", times=2)
+    result = engine.upload_bytes(bucket, "k", b"payload", retries=0)
+    assert result is not False and rule.hits == 2 and len(puts(fault_proxy)) == 3
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"payload"
+
+
+@pytest.mark.parametrize("action", ["error", "reset", "corrupt"])
+def test_a_failed_part_is_retried_alone(make_engine: Callable[..., TransferEngine], fault_proxy: Any, s3: Any,
+                                        bucket: str, action: str) -> None:
+    engine = make_engine(QUICK, endpoint=fault_proxy.url)
+    data = pattern(3 * PART + 10)
+    rule = fault_proxy.add_rule(action, method="PUT", query="partNumber=2", status=500, code="InternalError")
+    result = engine.upload_bytes(bucket, "parts", data, retries=0)
+    assert result is not False and rule.hits == 1
+    sent = [q for _, _, q in puts(fault_proxy, "partNumber=")]
+    assert sum("partNumber=2&" in q + "&" for q in sent) == 2  # part 2 twice
+    assert sum("partNumber=1&" in q + "&" for q in sent) == 1  # the others once
+    assert s3.get_object(Bucket=bucket, Key="parts")["Body"].read() == data
+    assert no_uploads_left(s3, bucket)
+
+
+def test_a_corrupted_single_put_is_caught_and_sent_again(make_engine: Callable[..., TransferEngine],
+                                                         fault_proxy: Any, s3: Any, bucket: str) -> None:
+    engine = make_engine(QUICK, endpoint=fault_proxy.url)
+    rule = fault_proxy.add_rule("corrupt", method="PUT")
+    engine.upload_bytes(bucket, "c", b"precious bytes" * 100)
+    assert rule.hits == 1 and len(puts(fault_proxy)) == 2
+    assert s3.get_object(Bucket=bucket, Key="c")["Body"].read() == b"precious bytes" * 100
+
+
+def test_attempts_retry_after_the_policy_delay(make_engine: Callable[..., TransferEngine], fault_proxy: Any,
+                                               bucket: str) -> None:
+    engine = make_engine(NO_REQUEST_RETRIES, endpoint=fault_proxy.url, retry=RetryPolicy(base_s=0.01))
+    fault_proxy.add_rule("error", method="PUT", status=503, code="SlowDown", times=2)
+    assert engine.upload_bytes(bucket, "k", b"x", retries=2) is not False
+    fault_proxy.clear()
+    fault_proxy.add_rule("error", method="PUT", status=503, code="SlowDown", times=None)
+    with pytest.raises(UploadError, match="SlowDown") as info:
+        engine.upload_bytes(bucket, "k", b"x", retries=2)
+    assert info.value.transient is True and info.value.attempt == 2
+    assert engine.upload_bytes(bucket, "k", b"x", retries=1, silent=True) is False
+
+
+def test_a_permanent_error_fails_without_waiting_for_backoff(make_engine: Callable[..., TransferEngine],
+                                                             fault_proxy: Any, bucket: str) -> None:
+    # An hour of backoff: if the engine waited for it, the test would time out.
+    engine = make_engine(QUICK, endpoint=fault_proxy.url, retry=RetryPolicy(base_s=3600))
+    fault_proxy.add_rule("error", method="PUT", status=403, code="AccessDenied", times=None)
+    started = time.monotonic()
+    with pytest.raises(UploadError, match="AccessDenied") as info:
+        engine.upload_bytes(bucket, "k", b"x", retries=3)
+    assert time.monotonic() - started < 60
+    assert info.value.transient is False and info.value.bucket == bucket and info.value.key == "k"
+    assert len(puts(fault_proxy)) == 1
+
+
+def test_an_interrupted_multipart_upload_leaves_no_parts(make_engine: Callable[..., TransferEngine],
+                                                         fault_proxy: Any, s3: Any, bucket: str) -> None:
+    engine = make_engine(QUICK, endpoint=fault_proxy.url)
+    fault_proxy.add_rule("error", method="PUT", query="partNumber=3", status=500, code="InternalError", times=None)
+    with pytest.raises(UploadError, match="InternalError") as info:
+        engine.upload_bytes(bucket, "broken", pattern(4 * PART), retries=0)
+    assert info.value.transient is True
+    assert [r for r in fault_proxy.requests if r[0] == "DELETE" and "uploadId=" in r[2]]  # aborted
+    assert no_uploads_left(s3, bucket)
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
+
+
+def test_a_file_changed_while_sent_is_not_stored(make_engine: Callable[..., TransferEngine], s3: Any,
+                                                 bucket: str, tmp_path: Path) -> None:
+    engine = make_engine(QUICK)
+    path = tmp_path / "growing.log"
+    path.write_bytes(pattern(3 * PART))
+
+    def append_once(done: int, total: int | None) -> None:
+        if done and path.stat().st_size == 3 * PART:
+            with open(path, "ab") as f:
+                f.write(b"one more line\n")
+
+    with pytest.raises(SourceChangedError, match="changed while it was sent") as info:
+        engine.upload_file(bucket, "growing.log", str(path), progress=append_once, retries=0)
+    assert info.value.transient is True
+    assert no_uploads_left(s3, bucket)
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
+    result = engine.upload_file(bucket, "growing.log", str(path), retries=0)
+    assert result is not False and result.bytes_read == 3 * PART + 14
+
+
+def test_a_failed_range_is_fetched_again(make_engine: Callable[..., TransferEngine], fault_proxy: Any, s3: Any,
+                                         bucket: str, tmp_path: Path) -> None:
+    engine = make_engine(QUICK, endpoint=fault_proxy.url)
+    data = pattern(2 * THRESHOLD)
+    s3.put_object(Bucket=bucket, Key="big", Body=data)
+    rule = fault_proxy.add_rule("reset", method="GET", times=2)
+    target = tmp_path / "big"
+    engine.download_file(bucket, "big", str(target), retries=0)
+    assert rule.hits == 2 and target.read_bytes() == data
+    gets = [r for r in fault_proxy.requests if r[0] == "GET"]
+    assert len(gets) == 3 + 2  # three ranges of 5 MiB, two of them twice
+
+
+def test_a_download_that_keeps_failing_leaves_no_file(make_engine: Callable[..., TransferEngine],
+                                                      fault_proxy: Any, s3: Any, bucket: str,
+                                                      tmp_path: Path) -> None:
+    engine = make_engine(NO_REQUEST_RETRIES, endpoint=fault_proxy.url)
+    s3.put_object(Bucket=bucket, Key="big", Body=pattern(2 * THRESHOLD))
+    fault_proxy.add_rule("error", method="GET", query="", status=503, code="SlowDown", times=None)
+    target = tmp_path / "sub" / "big"
+    with pytest.raises(DownloadError, match="SlowDown") as info:
+        engine.download_file(bucket, "big", str(target), retries=1)
+    assert info.value.transient is True and info.value.attempt == 1
+    assert list((tmp_path / "sub").iterdir()) == []
+
+
+def test_the_object_replaced_during_a_download_is_not_stitched(make_engine: Callable[..., TransferEngine],
+                                                               fault_proxy: Any, s3: Any, bucket: str) -> None:
+    engine = make_engine(QUICK, endpoint=fault_proxy.url)
+    # more ranges (6) than the engine fetches ahead (3), so some are asked for after the swap
+    old, new = pattern(6 * PART, 1), pattern(6 * PART, 2)
+    s3.put_object(Bucket=bucket, Key="v", Body=old)
+    replaced = []
+
+    def replace_once(done: int, total: int | None) -> None:
+        if done and not replaced:
+            s3.put_object(Bucket=bucket, Key="v", Body=new)
+            replaced.append(True)
+
+    with pytest.raises(DownloadError, match="PreconditionFailed"):
+        engine.download_fileobj(bucket, "v", _Discard(replace_once), retries=0)
+    assert engine.download_bytes(bucket, "v", retries=1) == new
+
+
+class _Discard:
+    """A sink that drops the bytes and calls ``hook`` after each write."""
+
+    def __init__(self, hook: Callable[[int, int | None], None]) -> None:
+        self.hook = hook
+        self.count = 0
+
+    def write(self, data: bytes) -> int:
+        self.count += len(data)
+        self.hook(self.count, None)
+        return len(data)
+
+    def seekable(self) -> bool:
+        return False
+
+
+def test_request_retries_give_up_on_a_dead_endpoint(make_engine: Callable[..., TransferEngine],
+                                                     bucket: str) -> None:
+    from servers import free_port
+
+    engine = make_engine(TransferSettings(request_retries=1, request_backoff_base_s=0.01, connect_timeout_s=1),
+                         endpoint=f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(UploadError, match="connect") as info:
+        engine.upload_bytes(bucket, "k", b"x", retries=1)
+    assert info.value.transient is True
+    assert MiB  # the settings module's unit is importable beside the engine
