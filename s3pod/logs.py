@@ -1,8 +1,12 @@
-"""Log records as text or JSON lines, one line per job outcome, and no secret ever written.
+"""Log records as text or JSON lines, and no secret ever written.
 
 ``configure_logging`` is what the ``s3pod`` command calls (the only place handlers are
-set up). Structured fields travel in ``extra={"fields": {...}}``: the JSON formatter
-writes them as keys of the object, the text formatter as ``key=value`` after the message.
+set up). s3pod's log lines have a fixed shape, a verb then ``key=%s`` fields with %-args
+(``"uploaded job=%s bucket=%s key=%s bytes=%d duration=%.3fs attempt=%d"``): the JSON
+formatter turns each ``key=%x`` of the template into a field holding its argument, typed
+(``"bytes": 1024``, ``"duration": 0.25``), so each job transition the worker logs is one
+parseable line without a second logging call. More fields may come in
+``extra={"fields": {...}}``: JSON gets them as keys, text as ``key=value`` at the end.
 """
 
 from __future__ import annotations
@@ -12,25 +16,22 @@ import json
 import logging
 import re
 import sys
-from typing import Any, Iterable, Literal
-
-from .events import Outcome, OutcomeKind
+from typing import Any, Iterable
 
 logger = logging.getLogger(__name__)
 
-LogFormat = Literal["text", "json"]
 LOG_FORMATS: tuple[str, ...] = ("text", "json")
-
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+REDACTED = "***"
 
 #: ``scheme://user:password@host`` → ``scheme://user:***@host``
 _URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s/]+(?=@)")
 #: ``?password=...`` or ``&password=...`` in a URL's query string
 _QUERY_PASSWORD = re.compile(r"(?P<head>[?&](?:password|passwd|secret|token)=)[^&\s]+", re.IGNORECASE)
-
-REDACTED = "***"
-
-_STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+#: one %-conversion of a log template, with the ``key=`` right before it when there is one
+_CONVERSION = re.compile(
+    r"(?:(?P<name>[A-Za-z_][A-Za-z0-9_]*)=)?%(?P<spec>[-#0 +]*(?:\*|\d+)?(?:\.(?:\*|\d+))?[diouxXeEfFgGcrsa%])"
+)
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
@@ -42,6 +43,43 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     return _QUERY_PASSWORD.sub(lambda m: m.group("head") + REDACTED, text)
 
 
+def template_fields(record: logging.LogRecord) -> dict[str, Any]:
+    """Return ``{key: argument}`` for each ``key=%x`` in the record's template.
+
+    Numbers and booleans keep their type; anything else becomes its ``str``.
+    """
+    args = record.args
+    if not isinstance(args, tuple) or not isinstance(record.msg, str):
+        return {}
+    found: dict[str, Any] = {}
+    index = 0
+    for match in _CONVERSION.finditer(record.msg):
+        spec = match.group("spec")
+        if spec == "%":
+            continue
+        if "*" in spec or index >= len(args):
+            break  # a width taken from the arguments: stop pairing rather than guess
+        name, value = match.group("name"), args[index]
+        if name:
+            found[name] = value if value is None or isinstance(value, (bool, int, float)) else str(value)
+        index += 1
+    return found
+
+
+def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
+    """Return the fields passed with ``extra={"fields": {...}}``."""
+    fields = getattr(record, "fields", None)
+    return dict(fields) if isinstance(fields, dict) else {}
+
+
+def record_fields(record: logging.LogRecord) -> dict[str, Any]:
+    """Return every field of a record: its template's, then its extra ones."""
+    fields = getattr(record, "all_fields", None)  # set by RedactingFilter, already redacted
+    if isinstance(fields, dict):
+        return dict(fields)
+    return {**template_fields(record), **extra_fields(record)}
+
+
 class RedactingFilter(logging.Filter):
     """Rewrites every record passing a handler so that no secret reaches the output.
 
@@ -51,42 +89,43 @@ class RedactingFilter(logging.Filter):
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
-        # Longest first, so a secret containing another is replaced whole.
+        # Longest first, so a secret containing another is replaced whole. Very short
+        # "secrets" would blank ordinary words; they are not worth hiding anyway.
         self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        record.msg = redact(message, self.secrets)
+        if getattr(record, "all_fields", None) is not None:
+            return True  # done already (a record can pass several handlers)
+
+        def clean(fields: dict[str, Any]) -> dict[str, Any]:
+            return {k: redact(v, self.secrets) if isinstance(v, str) else v for k, v in fields.items()}
+
+        # Fields first, from the arguments as given (typed); then the message, formatted once.
+        record.all_fields = clean(record_fields(record))
+        if isinstance(getattr(record, "fields", None), dict):
+            record.fields = clean(extra_fields(record))
+        record.msg = redact(record.getMessage(), self.secrets)
         record.args = None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
             record.exc_text = redact(record.exc_text, self.secrets)
             record.exc_info = None  # the redacted text is what gets written
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
-            record.fields = {k: redact(v, self.secrets) if isinstance(v, str) else v
-                             for k, v in fields.items()}
         return True
 
 
-def _fields(record: logging.LogRecord) -> dict[str, Any]:
-    fields = getattr(record, "fields", None)
-    return dict(fields) if isinstance(fields, dict) else {}
-
-
 class TextFormatter(logging.Formatter):
-    """``time LEVEL logger message key=value...`` on one line (tracebacks included)."""
+    """``time LEVEL logger message key=value...`` on one line, traceback included."""
 
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
-        fields = _fields(record)
-        if fields and not getattr(record, "fields_in_message", False):
+        fields = extra_fields(record)  # the template's fields are in the message already
+        if fields:
             line += " " + " ".join(f"{k}={_text_value(v)}" for k, v in fields.items())
-        # One record, one line: journald and grep see a traceback as part of its record.
+        # One record, one line: journald and grep keep a traceback with its record.
         return line.replace("\n", "\\n")
 
 
@@ -100,8 +139,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for key, value in _fields(record).items():
-            data.setdefault(key, value)
+        for key, value in record_fields(record).items():
+            data.setdefault(key, value)  # a field never hides ts, level, logger or message
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:
@@ -122,7 +161,7 @@ def configure_logging(level: str = "INFO", log_format: str = "text", log_file: s
                       secrets: Iterable[str] = ()) -> logging.Handler:
     """Send every record to stderr (or ``log_file``), formatted and redacted; return the handler.
 
-    Replaces the root logger's handlers, so calling it twice (after daemonizing, say)
+    Replaces the root logger's handlers, so calling it again (after daemonizing, say)
     does not double the lines.
     """
     handler: logging.Handler
@@ -138,44 +177,10 @@ def configure_logging(level: str = "INFO", log_format: str = "text", log_file: s
         old.close()
     root.addHandler(handler)
     root.setLevel(level.upper())
-    # boto's DEBUG output includes signed headers; keep it out even at DEBUG.
+    # botocore's DEBUG output includes request headers; keep libraries at INFO and above.
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
         logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))
     return handler
-
-
-class OutcomeLogger:
-    """A Listener that logs one line per job outcome, with its fields.
-
-    ``uploaded`` is INFO, ``retry`` WARNING, ``dead`` and ``invalid`` ERROR.
-    """
-
-    LEVELS = {
-        OutcomeKind.UPLOADED: logging.INFO,
-        OutcomeKind.RETRY: logging.WARNING,
-        OutcomeKind.DEAD: logging.ERROR,
-        OutcomeKind.INVALID: logging.ERROR,
-    }
-
-    def __init__(self, log: logging.Logger | None = None) -> None:
-        self.log = log or logging.getLogger("s3pod.jobs")
-
-    def on_outcome(self, outcome: Outcome) -> None:
-        fields: dict[str, Any] = {
-            "event": outcome.kind.value,
-            "job": outcome.job_id,
-            "bucket": outcome.bucket,
-            "key": outcome.key,
-            "bytes": outcome.bytes_sent,
-            "duration_s": round(outcome.duration_s, 3),
-            "attempt": outcome.attempt,
-        }
-        if outcome.error:
-            fields["error"] = outcome.error
-        message = " ".join([outcome.kind.value] + [f"{k}={_text_value(v)}" for k, v in fields.items()
-                                                   if k != "event"])
-        self.log.log(self.LEVELS[outcome.kind], "%s", message,
-                     extra={"fields": fields, "fields_in_message": True})
 
 
 def _text_value(value: Any) -> str:

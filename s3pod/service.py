@@ -21,30 +21,29 @@ import fcntl
 import logging
 import os
 import signal
-import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import TracebackType
-from typing import IO, Callable
+from typing import IO, Any, Callable
 
 import redis
 
 from s3po_client.errors import ConfigError, S3poError
-from s3po_client.queue import DEFAULT_PREFIX, redact_url
+from s3po_client.queue import DEFAULT_PREFIX, connect, redact_url
 from s3po_client.settings import S3Settings
 
 from .api import DEFAULT_MAX_BODY_BYTES, ApiServer
 from .events import Listener
-from .logs import LOG_FORMATS, OutcomeLogger
+from .logs import LOG_FORMATS
 from .metrics import DEFAULT_WORKER_TTL_S, Metrics, MetricsServer
 from .notify import Notifier
+from .reachability import s3_answers
 from .safety import PathPolicy
+from .worker import WorkerConfig, probe_url, serve
 
 logger = logging.getLogger(__name__)
 
-#: Longest wait between two checks of Redis and S3 while starting up.
-STARTUP_RETRY_MAX_S = 10.0
-#: Timeouts for the S3 health probe, so /healthz and start-up never hang on a dead endpoint.
-S3_PROBE_TIMEOUTS_S = {"connect_timeout": 3, "read_timeout": 5}
+#: Socket timeouts of the Redis client the API and the metrics use (not the worker's).
+REDIS_TIMEOUT_S = 5.0
 
 
 class AlreadyRunningError(S3poError):
@@ -84,7 +83,6 @@ class ServiceSettings:
     api_listen: Address | None = None
     api_token: str | None = field(default=None, repr=False)
     api_max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    worker_ttl_s: float = DEFAULT_WORKER_TTL_S
 
     def __post_init__(self) -> None:
         if self.log_format not in LOG_FORMATS:
@@ -183,19 +181,19 @@ def _read_pid(fd: int) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def daemonize(pidfile: PidFile, log_file: str) -> None:
+def daemonize(pidfile: PidFile, log_file: str, preserve: list[Any] | None = None) -> None:
     """Detach into the background (python-daemon), keeping the pidfile's lock; log to ``log_file``.
 
     Call after :meth:`PidFile.acquire`, before opening any socket or thread: the parent
     exits here, and only the daemon returns. Its stdout and stderr go to ``log_file``, so a
-    crash's traceback is not lost.
+    crash's traceback is not lost; the files in ``preserve`` (log handlers') stay open.
     """
     import daemon  # python-daemon; imported here since only --daemon needs it
 
     stream: IO[str] = open(log_file, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the daemon
     context = daemon.DaemonContext(
         pidfile=pidfile,
-        files_preserve=[pidfile.fileno(), stream],
+        files_preserve=[pidfile.fileno(), stream, *(preserve or [])],
         stdout=stream,
         stderr=stream,
         working_directory="/",
@@ -207,24 +205,16 @@ def daemonize(pidfile: PidFile, log_file: str) -> None:
     context.open()
 
 
-def s3_probe(settings: S3Settings) -> Callable[[], None]:
-    """Return a check that returns if the S3 endpoint answers and accepts our credentials.
+def s3_check(url: str) -> Callable[[], None]:
+    """Return a check that returns if an HTTP server answers at ``url`` and raises otherwise.
 
-    AccessDenied on ListBuckets counts as an answer: a key allowed only to put objects
-    is the least privilege we recommend.
+    The same test as the worker's readiness (any HTTP answer, 403 included), so /healthz
+    and READY=1 agree.
     """
-    from s3po_client.transfer import TransferEngine  # boto3: only when the daemon runs
-
-    options = {**settings.boto_options, **S3_PROBE_TIMEOUTS_S}
-    engine = TransferEngine(replace(settings, boto_options=options))
-
     def check() -> None:
-        try:
-            engine.client.list_buckets()
-        except Exception as exc:
-            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
-            if code != "AccessDenied":
-                raise
+        why = s3_answers(url)
+        if why is not None:
+            raise ConnectionError(f"S3 endpoint {url}: {why}")
 
     return check
 
@@ -232,9 +222,9 @@ def s3_probe(settings: S3Settings) -> Callable[[], None]:
 class Service:
     """What surrounds the worker: metrics and API servers, outcome listeners, systemd.
 
-    Build it, ``start()`` it, give ``listeners`` to the worker, call ``wait_until_reachable``
-    then ``ready()`` before work starts, ``tick()`` from the worker's loop, and ``close()``
-    at the end (it says STOPPING=1 first).
+    Build it, ``start()`` it, give ``listeners`` to the worker, ``ready`` and ``tick`` to
+    its ``on_ready`` and ``on_tick`` hooks, and ``close()`` it at the end (it says
+    STOPPING=1 first). :func:`run` does all that.
     """
 
     def __init__(
@@ -247,6 +237,7 @@ class Service:
         paths: PathPolicy | None = None,
         check_s3: Callable[[], None] | None = None,
         notifier: Notifier | None = None,
+        worker_ttl_s: float = DEFAULT_WORKER_TTL_S,
     ) -> None:
         self.settings = settings
         self.client = client
@@ -255,8 +246,9 @@ class Service:
         self.paths = paths or PathPolicy()
         self.check_s3 = check_s3
         self.notifier = notifier if notifier is not None else Notifier.from_env()
+        self.worker_ttl_s = worker_ttl_s
         self.metrics = Metrics()
-        self.listeners: list[Listener] = [self.metrics, OutcomeLogger()]
+        self.listeners: list[Listener] = [self.metrics]
         self.metrics_server: MetricsServer | None = None
         self.api_server: ApiServer | None = None
 
@@ -265,7 +257,7 @@ class Service:
         s = self.settings
         try:
             if s.metrics_listen is not None:
-                self.metrics.watch_queue(self.client, self.prefix, s.worker_ttl_s)
+                self.metrics.watch_queue(self.client, self.prefix, self.worker_ttl_s)
                 try:
                     self.metrics_server = MetricsServer(self.metrics.registry, s.metrics_listen.host,
                                                         s.metrics_listen.port)
@@ -281,32 +273,6 @@ class Service:
             self._close_servers()
             raise
 
-    def wait_until_reachable(self, stop: threading.Event | None = None) -> bool:
-        """Block until Redis and S3 both answer (retrying, with STATUS= updates); False if stopped."""
-        stop = stop or threading.Event()
-        delay_s = 0.5
-        while not stop.is_set():
-            problem = self._unreachable()
-            if problem is None:
-                return True
-            logger.warning("waiting: %s; next check in %.1fs", problem, delay_s)
-            self.notifier.status(f"waiting: {problem}")
-            stop.wait(delay_s)
-            delay_s = min(STARTUP_RETRY_MAX_S, delay_s * 2)
-        return False
-
-    def _unreachable(self) -> str | None:
-        try:
-            self.client.ping()
-        except redis.RedisError as exc:
-            return f"Redis at {redact_url(self.redis_url)} does not answer ({exc})"
-        if self.check_s3 is not None:
-            try:
-                self.check_s3()
-            except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
-                return f"S3 endpoint does not answer ({exc})"
-        return None
-
     def ready(self) -> None:
         """Tell systemd start-up is done (READY=1) and start the watchdog clock."""
         self.notifier.ready(f"processing jobs from {redact_url(self.redis_url)} prefix={self.prefix}")
@@ -319,7 +285,7 @@ class Service:
 
     def close(self) -> None:
         """Say STOPPING=1, then close the servers."""
-        self.notifier.stopping("finishing the jobs in hand")
+        self.notifier.stopping()
         self._close_servers()
 
     def _close_servers(self) -> None:
@@ -335,3 +301,49 @@ class Service:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+def run(s3: S3Settings, redis_url: str, config: WorkerConfig, settings: ServiceSettings, *,
+        burst: bool = False) -> int:
+    """Run the daemon with everything around it; return its exit status.
+
+    With ``settings.daemon``, first lock the pidfile (AlreadyRunningError if another s3pod
+    holds it) and detach; the log handlers configured so far keep their files. Then open
+    the metrics and API ports, and run the worker with the service's listeners and hooks.
+    """
+    if settings.daemon:
+        assert settings.pidfile is not None and settings.log_file is not None  # checked by ServiceSettings
+        pidfile = PidFile(settings.pidfile)
+        pidfile.acquire()
+        daemonize(pidfile, settings.log_file, preserve=_log_streams())
+        logger.info("detached: pid=%d pidfile=%s", os.getpid(), pidfile.path)
+    if config.s3_probe_url is None:
+        config.s3_probe_url = probe_url(s3)
+    client = connect(redis_url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S)
+    service = Service(settings, client, redis_url=redis_url, prefix=config.prefix, paths=config.paths,
+                      check_s3=s3_check(config.s3_probe_url), worker_ttl_s=config.heartbeat_timeout_s)
+    config.on_ready = _chain(config.on_ready, service.ready)
+    config.on_tick = _chain(config.on_tick, service.tick)
+    try:
+        with service:
+            service.notifier.status("starting: waiting for Redis and the S3 endpoint")
+            return serve(s3, redis_url, config, burst=burst, listeners=service.listeners)
+    finally:
+        client.close()
+
+
+def _chain(first: Callable[[], None] | None, second: Callable[[], None]) -> Callable[[], None]:
+    if first is None:
+        return second
+
+    def both() -> None:
+        first()
+        second()
+
+    return both
+
+
+def _log_streams() -> list[Any]:
+    """Return the open files of the root logger's handlers, which detaching must not close."""
+    return [h.stream for h in logging.getLogger().handlers
+            if isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) is not None]

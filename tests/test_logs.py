@@ -9,8 +9,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from s3pod.events import Outcome, OutcomeKind
-from s3pod.logs import OutcomeLogger, configure_logging, redact
+from s3pod.logs import configure_logging, redact
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 
@@ -41,33 +40,38 @@ def lines(path: Path) -> list[str]:
     return path.read_text().splitlines()
 
 
-UPLOADED = Outcome(OutcomeKind.UPLOADED, "0f1e2d", "logs", "2024/app log.gz", bytes_sent=123456,
-                   duration_s=1.23456, attempt=2)
+UPLOADED = "uploaded job=%s bucket=%s key=%s bytes=%d duration=%.3fs attempt=%d"  # the worker's shape
 
 
-def test_json_outcome_line_carries_the_job_fields(log_to: Callable[..., Path]) -> None:
+def test_json_line_carries_the_templates_fields_typed(log_to: Callable[..., Path]) -> None:
     path = log_to("json")
-    OutcomeLogger().on_outcome(UPLOADED)
-    OutcomeLogger().on_outcome(Outcome(OutcomeKind.DEAD, "9", "logs", "k", attempt=4, error="NoSuchBucket"))
-    first, second = (json.loads(line) for line in lines(path))
-    assert first["level"] == "INFO"
-    assert first["logger"] == "s3pod.jobs"
-    assert {k: first[k] for k in ("event", "job", "bucket", "key", "bytes", "duration_s", "attempt")} == {
-        "event": "uploaded", "job": "0f1e2d", "bucket": "logs", "key": "2024/app log.gz",
-        "bytes": 123456, "duration_s": 1.235, "attempt": 2,
+    log = logging.getLogger("s3pod.worker")
+    log.info(UPLOADED, "0f1e2d", "logs", "2024/app log.gz", 123456, 1.23456, 2)
+    log.error("dead job=%s bucket=%s key=%s attempts=%d error=%s", "9", "logs", "k", 4, "NoSuchBucket: gone")
+    log.info("100%% done, %d left, rate=%.1f/s", 3, 2.5)
+    log.info("plain message", extra={"fields": {"event": "x", "n": 1}})
+    first, second, third, fourth = (json.loads(line) for line in lines(path))
+    assert first["level"] == "INFO" and first["logger"] == "s3pod.worker"
+    assert first["message"] == "uploaded job=0f1e2d bucket=logs key=2024/app log.gz bytes=123456 duration=1.235s attempt=2"
+    assert {k: first[k] for k in ("job", "bucket", "key", "bytes", "duration", "attempt")} == {
+        "job": "0f1e2d", "bucket": "logs", "key": "2024/app log.gz", "bytes": 123456, "duration": 1.23456,
+        "attempt": 2,
     }
     assert first["ts"].endswith("+00:00")
-    assert first["message"].startswith("uploaded job=0f1e2d bucket=logs key=\"2024/app log.gz\"")
     assert second["level"] == "ERROR"
-    assert (second["event"], second["error"], second["attempt"]) == ("dead", "NoSuchBucket", 4)
+    assert (second["attempts"], second["error"]) == (4, "NoSuchBucket: gone")
+    assert third["message"] == "100% done, 3 left, rate=2.5/s" and third["rate"] == 2.5
+    assert (fourth["event"], fourth["n"]) == ("x", 1)
 
 
-def test_text_outcome_line_is_key_value_on_one_line(log_to: Callable[..., Path]) -> None:
+def test_text_line_is_the_message_plus_extra_fields(log_to: Callable[..., Path]) -> None:
     path = log_to("text")
-    OutcomeLogger().on_outcome(UPLOADED)
-    (line,) = lines(path)
-    assert " INFO s3pod.jobs uploaded job=0f1e2d bucket=logs key=\"2024/app log.gz\" bytes=123456 " in line
-    assert line.endswith("duration_s=1.235 attempt=2")
+    log = logging.getLogger("s3pod.worker")
+    log.info(UPLOADED, "0f1e2d", "logs", "a b", 1, 0.5, 0)
+    log.info("enqueued", extra={"fields": {"job": "j1", "key": "a b"}})
+    first, second = lines(path)
+    assert first.endswith(" INFO s3pod.worker uploaded job=0f1e2d bucket=logs key=a b bytes=1 duration=0.500s attempt=0")
+    assert second.endswith(' INFO s3pod.worker enqueued job=j1 key="a b"')
 
 
 def test_a_traceback_stays_on_its_record_line(log_to: Callable[..., Path]) -> None:
@@ -91,6 +95,7 @@ def test_secrets_never_reach_the_log(log_to: Callable[..., Path], log_format: st
     log.warning("connecting to redis://s3pod:hunter2-pw@10.0.0.5:6379/0")  # a URL's password
     log.warning("rediss://:only-pw@cache:6380 and unix:///run/r.sock?password=sockpw&db=1")
     log.info("api token tok-4f9a8e7d given", extra={"fields": {"auth": "Bearer tok-4f9a8e7d"}})
+    log.info("retry job=%s error=%s", "j", f"InvalidAccessKeyId for {SECRET}")  # a field
     try:
         raise ValueError(f"bad signature for {SECRET}")
     except ValueError:
@@ -102,8 +107,11 @@ def test_secrets_never_reach_the_log(log_to: Callable[..., Path], log_format: st
     assert "redis://s3pod:***@10.0.0.5:6379/0" in text
     assert "rediss://:***@cache:6380" in text
     assert "password=***&db=1" in text
-    assert text.count("***") >= 7
-    assert len(lines(path)) == 6
+    assert text.count("***") >= 8
+    assert len(lines(path)) == 7
+    if log_format == "json":
+        retry = json.loads(lines(path)[4])
+        assert retry["error"] == "InvalidAccessKeyId for ***"
 
 
 def test_redact_leaves_ordinary_text_alone() -> None:

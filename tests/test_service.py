@@ -8,23 +8,18 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
-import time
 import urllib.request
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from conftest import ROOT, wait_until
 from notifysocket import NotifySocket, notify_socket  # noqa: F401 - fixture
 from s3po_client.errors import ConfigError
-from s3po_client.settings import S3Settings
 from s3pod.notify import Notifier
-from s3pod.service import Address, AlreadyRunningError, PidFile, Service, ServiceSettings, s3_probe
+from s3pod.service import Address, AlreadyRunningError, PidFile, Service, ServiceSettings, s3_check
 from servers import free_port
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -194,14 +189,13 @@ def test_daemonize_takes_over_a_stale_pidfile(tmp_path: Path) -> None:
 
 # -- the Service around the worker -------------------------------------------------------
 
-def test_service_tells_systemd_and_serves(redis_client: redis.Redis, redis_server: object,
-                                          s3_settings: S3Settings, notify_socket: NotifySocket) -> None:
+def test_service_tells_systemd_and_serves(redis_client: redis.Redis, s3_server: Any,
+                                          notify_socket: NotifySocket) -> None:
     settings = ServiceSettings(metrics_listen=Address("127.0.0.1", 0), api_listen=Address("127.0.0.1", 0))
     url = f"redis://user:pw-9f8e@127.0.0.1:{redis_client.connection_pool.connection_kwargs['port']}/0"
-    service = Service(settings, redis_client, redis_url=url, check_s3=s3_probe(s3_settings),
+    service = Service(settings, redis_client, redis_url=url, check_s3=s3_check(s3_server.url),
                       notifier=Notifier(notify_socket.name, watchdog_usec=200_000))
     with service:
-        assert service.wait_until_reachable()
         service.ready()
         ready = notify_socket.wait_for("READY")
         assert ready["STATUS"] == f"processing jobs from {url.replace('pw-9f8e', '***')} prefix=s3po"
@@ -216,23 +210,6 @@ def test_service_tells_systemd_and_serves(redis_client: redis.Redis, redis_serve
     for port in ports:  # both closed
         with pytest.raises(OSError):
             urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5)
-
-
-def test_service_waits_for_redis_and_reports_why(notify_socket: NotifySocket) -> None:
-    port = free_port()
-    client = redis.Redis(port=port, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
-    service = Service(ServiceSettings(), client, redis_url=f"redis://:hidden-pw@127.0.0.1:{port}/0",
-                      notifier=Notifier(notify_socket.name))
-    stop = threading.Event()
-    threading.Timer(1.0, stop.set).start()
-    started = time.monotonic()
-    assert service.wait_until_reachable(stop) is False
-    assert time.monotonic() - started < 5
-    messages = notify_socket.read(timeout_s=2)
-    assert messages, "no STATUS= sent while waiting"
-    for message in messages:
-        assert list(message) == ["STATUS"]  # never READY=1
-        assert message["STATUS"].startswith(f"waiting: Redis at redis://:***@127.0.0.1:{port}/0 does not answer")
 
 
 def test_a_busy_api_port_fails_start_and_closes_the_metrics_server(redis_client: redis.Redis) -> None:
