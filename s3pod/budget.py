@@ -6,8 +6,8 @@ import threading
 
 MiB = 1024 * 1024
 
-#: What one upload holds at most with the engine's defaults: (4 parts in flight + 1 being
-#: read) × 8 MiB parts (see ``s3po_client.settings.TransferSettings``).
+#: What one upload holds at most with the engine's default settings: (4 parts in flight +
+#: 1 being read) × 8 MiB parts (see ``s3po_client.settings.TransferSettings``).
 UPLOAD_MEMORY_BYTES = 40 * MiB
 
 

@@ -15,7 +15,8 @@ from s3po_client.settings import S3Settings
 
 from .budget import MiB
 from .safety import PathPolicy
-from .worker import WorkerConfig, default_concurrency, serve
+from .config import WorkerConfig, default_concurrency
+from .worker import serve
 
 logger = logging.getLogger("s3pod")
 

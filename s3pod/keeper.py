@@ -15,6 +15,9 @@ from .reachability import RedisWatch
 
 logger = logging.getLogger(__name__)
 
+#: How often a worker looks for jobs in its own processing list that no thread holds.
+SWEEP_INTERVAL_S = 2.0
+
 
 class Keeper(threading.Thread):
     """Runs the periodic Redis chores of one worker, so no job thread ever waits on them.
@@ -25,8 +28,8 @@ class Keeper(threading.Thread):
     - reap the workers whose heartbeat expired, at start and every heartbeat interval, but
       only once Redis has been reachable for a heartbeat interval and up for a whole
       timeout (after an outage every heartbeat is old, the living workers' too);
-    - sweep this worker's own processing list for jobs no thread holds (a BLMOVE whose
-      reply was lost when Redis went away) and put them back once seen twice;
+    - sweep this worker's own processing list every 2 s for jobs no thread holds (a BLMOVE
+      whose reply was lost when Redis went away) and put them back once seen twice;
     - call ``on_tick`` every ``tick_interval_s`` (systemd watchdog pings), Redis or not.
     """
 
@@ -64,7 +67,7 @@ class Keeper(threading.Thread):
         chores: list[tuple[float, Callable[[], None]]] = [
             (self.heartbeat_interval_s, self.beat),
             (self.heartbeat_interval_s, self.reap),
-            (self.heartbeat_interval_s, self.sweep),
+            (min(SWEEP_INTERVAL_S, self.heartbeat_interval_s), self.sweep),
             (self.promote_interval_s, self.promote),
             (self.tick_interval_s, self.tick),
         ]

@@ -7,7 +7,9 @@ import os
 import stat
 from dataclasses import dataclass
 
-from s3po_client.errors import ConfigError, JobError, UnsafePathError
+from s3po_client.errors import ConfigError, JobError, SourceChangedError, UnsafePathError
+from s3po_client.job import Job
+from s3po_client.transfer import FileStat, UploadResult
 
 logger = logging.getLogger(__name__)
 
@@ -51,3 +53,27 @@ class PathPolicy:
         if not stat.S_ISREG(mode):
             raise JobError(f"path {path!r} is not a regular file")
         return real
+
+
+def ensure_unchanged(job: Job, path: str, result: UploadResult) -> None:
+    """Raise SourceChangedError unless the file is still the one whose upload began."""
+    try:
+        now = FileStat.of(path)
+    except FileNotFoundError:
+        raise SourceChangedError(f"{path!r} vanished during the upload", bucket=job.bucket, key=job.key) from None
+    if result.source is not None and now != result.source:
+        raise SourceChangedError(f"{path!r} changed during the upload; it will be uploaded again",
+                                 bucket=job.bucket, key=job.key)
+
+
+def delete_file(job: Job, path: str) -> None:
+    """Delete an uploaded job's local file; a failure is logged, the job still counts as done."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        logger.warning("deleted job=%s path=%s was gone already", job.id, path)
+        return
+    except OSError as exc:
+        logger.error("could not delete job=%s path=%s: %s (the object is stored)", job.id, path, exc)
+        return
+    logger.info("deleted job=%s path=%s", job.id, path)

@@ -12,32 +12,30 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import threading
 import time
-import uuid
 from collections import Counter
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import replace
 from types import FrameType
 from typing import Callable, Iterator, Sequence
 
 import redis
 
 from s3po_client import __version__
-from s3po_client.errors import ConfigError, JobError, S3poError, SourceChangedError
+from s3po_client.errors import JobError, S3poError
 from s3po_client.job import Job
-from s3po_client.queue import DEFAULT_PREFIX, QueueKeys, connect, redact_url
-from s3po_client.retry import RetryPolicy
-from s3po_client.settings import S3Settings
-from s3po_client.transfer import FileStat, TransferEngine, UploadResult
+from s3po_client.queue import QueueKeys, connect, redact_url
+from s3po_client.settings import S3Settings, TransferSettings
+from s3po_client.transfer import TransferEngine, UploadResult
 
-from .budget import MiB, MemoryBudget
+from .budget import MemoryBudget
+from .config import WorkerConfig, default_concurrency, new_worker_id  # noqa: F401 - re-exported
 from .consumer import Consumer, dead_entry
 from .events import Listener, Outcome, OutcomeKind
 from .keeper import Keeper
 from .reachability import Backoff, RedisWatch, s3_answers
-from .safety import PathPolicy
+from .safety import delete_file, ensure_unchanged
 
 logger = logging.getLogger(__name__)
 
@@ -45,69 +43,6 @@ logger = logging.getLogger(__name__)
 SETTLE_LOCK_WAIT_S = 5.0
 #: How long the stop keeps trying to put jobs back while Redis is away.
 RETIRE_TRY_S = 10.0
-
-
-def new_worker_id() -> str:
-    """Return an id naming this daemon: host, pid and a random suffix."""
-    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-
-
-def default_concurrency() -> int:
-    """Return the default number of jobs in flight: 4 per CPU, between 4 and 32.
-
-    Uploads wait on the network far more than on the CPU; compression is what bounds it.
-    """
-    return max(4, min(32, 4 * (os.cpu_count() or 1)))
-
-
-@dataclass
-class WorkerConfig:
-    """What a worker needs besides its Redis client and engine.
-
-    ``max_memory_bytes``: the bound on what all uploads in flight hold in memory (see
-    :class:`~s3pod.budget.MemoryBudget`). ``heartbeat_timeout_s``: a worker silent this long is taken for dead and its jobs put
-    back (every daemon on one queue should use the same value). ``shutdown_timeout_s``:
-    after SIGTERM, how long jobs in flight may take before they are put back.
-
-    Hooks for the service layer, each called with no argument; one that raises is logged
-    and does not stop the worker:
-
-    - ``on_ready``: called once, from the thread running :meth:`Worker.run`, when Redis
-      answered PING and the S3 endpoint (``s3_probe_url``, if set) answered HTTP; no job is
-      claimed before. For systemd ``READY=1`` and readiness probes.
-    - ``on_tick``: called every ``tick_interval_s`` from the keeper thread for as long as
-      it runs (heartbeats, promotions), Redis or not. For systemd ``WATCHDOG=1`` pings.
-    """
-
-    prefix: str = DEFAULT_PREFIX
-    worker_id: str = field(default_factory=new_worker_id)
-    concurrency: int = field(default_factory=default_concurrency)
-    paths: PathPolicy = field(default_factory=PathPolicy)
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    max_memory_bytes: int = 512 * MiB
-    heartbeat_timeout_s: float = 30.0
-    shutdown_timeout_s: float = 30.0
-    claim_timeout_s: float = 1.0
-    tick_interval_s: float = 1.0
-    s3_probe_url: str | None = None
-    on_ready: Callable[[], None] | None = None
-    on_tick: Callable[[], None] | None = None
-
-    def __post_init__(self) -> None:
-        if self.max_memory_bytes < 1:
-            raise ConfigError(f"max_memory_bytes must be positive, got {self.max_memory_bytes}")
-        if self.concurrency < 1:
-            raise ConfigError(f"concurrency must be at least 1, got {self.concurrency}")
-        for name in ("heartbeat_timeout_s", "claim_timeout_s", "tick_interval_s"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.shutdown_timeout_s < 0:
-            raise ConfigError(f"shutdown_timeout_s must be >= 0, got {self.shutdown_timeout_s}")
-
-    @property
-    def promote_interval_s(self) -> float:
-        """How often due retries are promoted: a quarter of the backoff base, within 0.05–1 s."""
-        return min(1.0, max(0.05, self.retry.base_s / 4))
 
 
 class Worker:
@@ -131,7 +66,9 @@ class Worker:
         self.listeners = tuple(listeners)
         self.consumer = Consumer(client, QueueKeys(config.prefix), config.worker_id)
         self.watch = RedisWatch()
-        self.budget = MemoryBudget(config.max_memory_bytes)
+        transfer = engine.settings
+        self.budget = MemoryBudget(config.max_memory_bytes,
+                                   (transfer.max_concurrency + 1) * transfer.part_size_bytes)
         self.stopping = threading.Event()  # warm stop: take no more jobs
         self.hurry = threading.Event()     # cold stop: put back the jobs in flight now
         self._hand: Counter[bytes] = Counter()
@@ -314,8 +251,9 @@ class Worker:
             self._settle(lambda: self.consumer.put_back(raw))
             return Outcome(OutcomeKind.RETRY, job.id, job.bucket, job.key, attempt=job.attempt, error="stopping")
         try:
+            # One attempt (retries=0): the next one is scheduled in Redis, not slept through here.
             result = self.engine.upload_file(job.bucket, job.key, path, headers=job.headers,
-                                             compress=job.compress)
+                                             compress=job.compress, retries=0)
             logger.info("uploaded job=%s bucket=%s key=%s bytes=%d duration=%.3fs attempt=%d", job.id,
                         job.bucket, job.key, result.bytes_sent, time.monotonic() - started, job.attempt)
             if job.delete:
@@ -341,6 +279,8 @@ class Worker:
         if not isinstance(exc, S3poError):
             logger.exception("bug while uploading job=%s", job.id)
         error = str(exc) or type(exc).__name__
+        if isinstance(exc, JobError):  # e.g. a header the engine cannot map: no attempt will help
+            return self._dead_letter(raw, job, error, started, OutcomeKind.INVALID)
         if not self.config.retry.should_retry(job.attempt, job.retries, exc):
             return self._dead_letter(raw, job, error, started, OutcomeKind.DEAD)
         delay_s = self.config.retry.delay_s(job.attempt)
@@ -399,30 +339,6 @@ class Worker:
             logger.exception("%s failed", what)
 
 
-def ensure_unchanged(job: Job, path: str, result: UploadResult) -> None:
-    """Raise SourceChangedError unless the file is still the one whose upload began."""
-    try:
-        now = FileStat.of(path)
-    except FileNotFoundError:
-        raise SourceChangedError(f"{path!r} vanished during the upload", bucket=job.bucket, key=job.key) from None
-    if result.source is not None and now != result.source:
-        raise SourceChangedError(f"{path!r} changed during the upload; it will be uploaded again",
-                                 bucket=job.bucket, key=job.key)
-
-
-def delete_file(job: Job, path: str) -> None:
-    """Delete an uploaded job's local file; a failure is logged, the job still counts as done."""
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        logger.warning("deleted job=%s path=%s was gone already", job.id, path)
-        return
-    except OSError as exc:
-        logger.error("could not delete job=%s path=%s: %s (the object is stored)", job.id, path, exc)
-        return
-    logger.info("deleted job=%s path=%s", job.id, path)
-
-
 def probe_url(s3: S3Settings) -> str:
     """Return the URL whose HTTP answer means the S3 endpoint is reachable."""
     if s3.endpoint_url:
@@ -454,7 +370,11 @@ def serve(
         config.s3_probe_url = probe_url(s3)
     logger.info("s3pod %s: worker=%s redis=%s endpoint=%s", __version__, config.worker_id,
                 redact_url(redis_url), s3.endpoint_url or "AWS")
-    worker = Worker(client, TransferEngine(s3), config, listeners)
+    # Enough pooled connections for every job in flight to send all its parts at once.
+    transfer = TransferSettings()
+    transfer = replace(transfer, max_pool_connections=max(transfer.max_pool_connections,
+                                                           config.concurrency * transfer.max_concurrency))
+    worker = Worker(client, TransferEngine(s3, transfer), config, listeners)
     if signals:
         worker.install_signal_handlers()
     try:

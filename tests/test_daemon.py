@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 from datetime import datetime
-from pathlib import Path
 
 from conftest import wait_until
 from s3po_client import enqueue

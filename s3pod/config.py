@@ -1,0 +1,82 @@
+"""What one worker is configured with, besides its Redis client and transfer engine."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from typing import Callable
+
+from s3po_client.errors import ConfigError
+from s3po_client.queue import DEFAULT_PREFIX
+from s3po_client.retry import RetryPolicy
+
+from .budget import MiB
+from .safety import PathPolicy
+
+
+def new_worker_id() -> str:
+    """Return an id naming this daemon: host, pid and a random suffix."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def default_concurrency() -> int:
+    """Return the default number of jobs in flight: 4 per CPU, between 4 and 32.
+
+    Uploads wait on the network far more than on the CPU; compression is what bounds it.
+    """
+    return max(4, min(32, 4 * (os.cpu_count() or 1)))
+
+
+@dataclass
+class WorkerConfig:
+    """What a worker needs besides its Redis client and engine.
+
+    ``max_memory_bytes``: the bound on what all uploads in flight hold in memory (see
+    :class:`~s3pod.budget.MemoryBudget`). ``heartbeat_timeout_s``: a worker silent this long is taken for dead and its jobs put
+    back (every daemon on one queue should use the same value). ``shutdown_timeout_s``:
+    after SIGTERM, how long jobs in flight may take before they are put back.
+
+    Hooks for the service layer, each called with no argument; one that raises is logged
+    and does not stop the worker:
+
+    - ``on_ready``: called once, from the thread running :meth:`Worker.run`, when Redis
+      answered PING and the S3 endpoint (``s3_probe_url``, if set) answered HTTP; no job is
+      claimed before. For systemd ``READY=1`` and readiness probes.
+    - ``on_tick``: called every ``tick_interval_s`` from the keeper thread for as long as
+      it runs (heartbeats, promotions), Redis or not. For systemd ``WATCHDOG=1`` pings.
+    """
+
+    prefix: str = DEFAULT_PREFIX
+    worker_id: str = field(default_factory=new_worker_id)
+    concurrency: int = field(default_factory=default_concurrency)
+    paths: PathPolicy = field(default_factory=PathPolicy)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    max_memory_bytes: int = 512 * MiB
+    heartbeat_timeout_s: float = 30.0
+    shutdown_timeout_s: float = 30.0
+    claim_timeout_s: float = 1.0
+    tick_interval_s: float = 1.0
+    s3_probe_url: str | None = None
+    on_ready: Callable[[], None] | None = None
+    on_tick: Callable[[], None] | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_memory_bytes < 1:
+            raise ConfigError(f"max_memory_bytes must be positive, got {self.max_memory_bytes}")
+        if self.concurrency < 1:
+            raise ConfigError(f"concurrency must be at least 1, got {self.concurrency}")
+        for name in ("heartbeat_timeout_s", "claim_timeout_s", "tick_interval_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.shutdown_timeout_s < 0:
+            raise ConfigError(f"shutdown_timeout_s must be >= 0, got {self.shutdown_timeout_s}")
+
+    @property
+    def promote_interval_s(self) -> float:
+        """How often due retries are promoted: a quarter of the backoff base, within 0.05–1 s."""
+        return min(1.0, max(0.05, self.retry.base_s / 4))
+
+
+__all__ = ["WorkerConfig", "default_concurrency", "new_worker_id"]
