@@ -1,53 +1,44 @@
-"""Running s3pod as a service: the pidfile, daemon mode, and the parts around the worker.
+"""Running s3pod as a service: the parts around the worker, and :func:`run` to start them.
 
 Two ways to run it:
 
 - under systemd (``Type=notify``): in the foreground; :class:`Service` sends READY=1 once
-  Redis and S3 answer, WATCHDOG=1 from the worker's loop, STOPPING=1 on the way out;
-- without systemd: ``--daemon --pidfile PATH --log-file PATH`` detaches with python-daemon.
+  Redis and S3 answer, WATCHDOG=1 from the worker's upkeep loop, STOPPING=1 on the way out;
+- without systemd: ``--daemon --pidfile PATH --log-file PATH`` detaches (:mod:`s3pod.pidfile`).
 
-The pidfile is locked with ``flock``, not with python-daemon's ``TimeoutPIDLockFile``
-(whose lock is the file's existence, so a daemon killed with SIGKILL leaves a pidfile
-that blocks every later start, and whose error surfaces after the fork, where nobody
-sees it). The kernel drops an ``flock`` when its holder dies, so a stale pidfile is
-simply taken over, and the lock is taken before detaching, so a second start fails on
-the terminal that started it.
+Around the worker, it serves metrics (:mod:`s3pod.metrics`) and the HTTP API
+(:mod:`s3pod.api`) when asked to.
 """
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import logging
 import os
-import signal
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import IO, Any, Callable
+from typing import Any, Callable
 
 import redis
 
-from s3po_client.errors import ConfigError, S3poError
+from s3po_client.errors import ConfigError
 from s3po_client.queue import DEFAULT_PREFIX, connect, redact_url
 from s3po_client.settings import S3Settings
 
 from .api import DEFAULT_MAX_BODY_BYTES, ApiServer
+from .config import WorkerConfig
 from .events import Listener
 from .logs import LOG_FORMATS
 from .metrics import DEFAULT_WORKER_TTL_S, Metrics, MetricsServer
 from .notify import Notifier
+from .pidfile import AlreadyRunningError, PidFile, daemonize
 from .reachability import s3_answers
 from .safety import PathPolicy
-from .worker import WorkerConfig, probe_url, serve
+from .worker import probe_url, serve
 
 logger = logging.getLogger(__name__)
 
 #: Socket timeouts of the Redis client the API and the metrics use (not the worker's).
 REDIS_TIMEOUT_S = 5.0
-
-
-class AlreadyRunningError(S3poError):
-    """Raised when another s3pod holds the pidfile's lock; names its pid."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,116 +84,6 @@ class ServiceSettings:
             raise ConfigError("--daemon needs --log-file: a detached daemon has no terminal to log to")
         if self.api_max_body_bytes < 1024:
             raise ConfigError(f"API body limit must be at least 1024 bytes, got {self.api_max_body_bytes}")
-
-
-class PidFile:
-    """A pidfile held with ``flock`` for the life of the process.
-
-    :meth:`acquire` (before detaching) takes the lock or raises AlreadyRunningError;
-    entering the context (in the daemon, after the fork) writes the daemon's pid;
-    leaving it removes the file.
-    """
-
-    def __init__(self, path: str) -> None:
-        self.path = os.path.abspath(path)
-        self._fd: int | None = None
-
-    def fileno(self) -> int:
-        if self._fd is None:
-            raise RuntimeError("pidfile not acquired")
-        return self._fd
-
-    def acquire(self) -> None:
-        """Lock the pidfile; take it over if its process is gone; refuse if it is alive."""
-        for _ in range(10):
-            try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            except OSError as exc:
-                raise ConfigError(f"cannot open pidfile {self.path}: {exc.strerror}") from None
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                holder = _read_pid(fd)
-                os.close(fd)
-                if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                    raise AlreadyRunningError(
-                        f"s3pod is already running (pid {holder or 'unknown'}) with pidfile {self.path}; "
-                        "stop it first, or give another --pidfile"
-                    ) from None
-                raise ConfigError(f"cannot lock pidfile {self.path}: {exc.strerror}") from None
-            # The holder may have removed the file between our open and our lock: then we
-            # locked an orphan inode, and must start again on the file now at the path.
-            try:
-                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                stale = _read_pid(fd)
-                if stale and stale != os.getpid():
-                    logger.info("taking over stale pidfile %s (pid %d is not running)", self.path, stale)
-                self._fd = fd
-                self.write_pid()
-                return
-            os.close(fd)
-        raise ConfigError(f"pidfile {self.path} keeps being replaced; is another s3pod starting?")
-
-    def write_pid(self) -> None:
-        """Write this process's pid (again: after a fork, the pid has changed)."""
-        fd = self.fileno()
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-
-    def release(self) -> None:
-        """Remove the pidfile if it still names this process, and drop the lock."""
-        if self._fd is None:
-            return
-        try:
-            if _read_pid(self._fd) == os.getpid():
-                os.unlink(self.path)
-        except OSError:
-            pass
-        os.close(self._fd)
-        self._fd = None
-
-    def __enter__(self) -> PidFile:
-        if self._fd is None:
-            self.acquire()
-        else:
-            self.write_pid()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.release()
-
-
-def _read_pid(fd: int) -> int | None:
-    text = os.pread(fd, 64, 0).decode(errors="replace").strip()
-    return int(text) if text.isdigit() else None
-
-
-def daemonize(pidfile: PidFile, log_file: str, preserve: list[Any] | None = None) -> None:
-    """Detach into the background (python-daemon), keeping the pidfile's lock; log to ``log_file``.
-
-    Call after :meth:`PidFile.acquire`, before opening any socket or thread: the parent
-    exits here, and only the daemon returns. Its stdout and stderr go to ``log_file``, so a
-    crash's traceback is not lost; the files in ``preserve`` (log handlers') stay open.
-    """
-    import daemon  # python-daemon; imported here since only --daemon needs it
-
-    stream: IO[str] = open(log_file, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the daemon
-    context = daemon.DaemonContext(
-        pidfile=pidfile,
-        files_preserve=[pidfile.fileno(), stream, *(preserve or [])],
-        stdout=stream,
-        stderr=stream,
-        working_directory="/",
-        umask=0o027,
-        detach_process=True,
-        # SIGTERM is the worker's (warm stop); python-daemon's default would exit at once.
-        signal_map={signal.SIGTTIN: None, signal.SIGTTOU: None, signal.SIGTSTP: None},
-    )
-    context.open()
 
 
 def s3_check(url: str) -> Callable[[], None]:

@@ -19,7 +19,8 @@ from conftest import ROOT, wait_until
 from notifysocket import NotifySocket, notify_socket  # noqa: F401 - fixture
 from s3po_client.errors import ConfigError
 from s3pod.notify import Notifier
-from s3pod.service import Address, AlreadyRunningError, PidFile, Service, ServiceSettings, s3_check
+from s3pod.pidfile import AlreadyRunningError, PidFile
+from s3pod.service import Address, Service, ServiceSettings, s3_check
 from servers import free_port
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -72,11 +73,10 @@ def test_settings_check_themselves() -> None:
 
 HOLD = textwrap.dedent("""
     import sys, time
-    from s3pod.service import PidFile
-    pidfile = PidFile(sys.argv[1])
-    pidfile.acquire()
-    print("locked", flush=True)
-    time.sleep(120)
+    from s3pod.pidfile import PidFile
+    with PidFile(sys.argv[1]):
+        print("locked", flush=True)
+        time.sleep(120)
 """)
 
 
@@ -106,6 +106,8 @@ def test_the_pidfile_of_a_killed_process_is_taken_over(holder: tuple[subprocess.
     assert path.read_text() == f"{proc.pid}\n"
     pidfile = PidFile(str(path))
     pidfile.acquire()
+    assert path.read_text() == ""  # neither the dead pid nor one that is not the daemon's yet
+    pidfile.write_pid()
     assert path.read_text() == f"{os.getpid()}\n"
     pidfile.release()
     assert not path.exists()
@@ -131,7 +133,7 @@ def test_pidfile_in_a_missing_directory_is_a_config_error(tmp_path: Path) -> Non
 DAEMON = textwrap.dedent("""
     import logging, signal, sys, threading
     from s3pod.logs import configure_logging
-    from s3pod.service import AlreadyRunningError, PidFile, daemonize
+    from s3pod.pidfile import AlreadyRunningError, PidFile, daemonize
     pidfile = PidFile(sys.argv[1])
     try:
         pidfile.acquire()
