@@ -127,7 +127,8 @@ class CompressingReader:
             out = bytes(self._pending)
             self._pending.clear()
         else:
-            out = bytes(self._pending[:size])
+            with memoryview(self._pending) as view:
+                out = bytes(view[:size])  # one copy, not a slice and then a copy
             del self._pending[:size]
         self.bytes_out += len(out)
         return out

@@ -40,6 +40,9 @@ PERMANENT_CODES = frozenset({
     "404", "403", "400", "405", "501",
 })
 
+#: how much of a GET's body is read at a time
+READ_CHUNK_BYTES = 1024 * 1024
+
 #: ceiling of the wait between two tries of one request
 REQUEST_BACKOFF_MAX_S = 10.0
 
@@ -187,7 +190,7 @@ def head_object(client: Any, bucket: str, key: str, part_number: int | None = No
 
 
 def get_object_bytes(client: Any, bucket: str, key: str, *, byte_range: tuple[int, int] | None,
-                     if_match: str | None) -> bytes:
+                     if_match: str | None) -> bytearray:
     """GET the object (or the inclusive ``byte_range``) and return its stored bytes.
 
     ``if_match`` (the ETag seen first) makes a store refuse the request if the object was
@@ -200,12 +203,24 @@ def get_object_bytes(client: Any, bucket: str, key: str, *, byte_range: tuple[in
         extra["IfMatch"] = if_match
     response = client.get_object(Bucket=bucket, Key=key, **extra)
     body = response["Body"]
+    expected = response.get("ContentLength")
     try:
-        data = body.read()
+        if expected is None:
+            return bytearray(body.read())
+        # Read into one buffer of the announced size: no list of chunks joined into a copy.
+        data = bytearray(expected)
+        view = memoryview(data)
+        got = 0
+        while got < expected:
+            chunk = body.read(min(READ_CHUNK_BYTES, expected - got))
+            if not chunk:
+                break
+            view[got:got + len(chunk)] = chunk
+            got += len(chunk)
+        view.release()
     finally:
         body.close()
-    expected = response.get("ContentLength")
-    if expected is not None and len(data) != expected:
-        raise TransferError(f"s3://{bucket}/{key}: short read: {len(data)} of {expected} bytes",
+    if got != expected:
+        raise TransferError(f"s3://{bucket}/{key}: short read: {got} of {expected} bytes",
                             bucket=bucket, key=key)
-    return bytes(data)
+    return data

@@ -61,7 +61,7 @@ class Checker:
         self.part_digests: list[bytes] = []
         self.part = md5(b"") if boundaries else None
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | bytearray) -> None:
         if self.whole is not None:
             self.whole.update(data)
         if self.part is not None and self.boundaries is not None:
@@ -139,7 +139,7 @@ def download_stream(req: Requester, *, settings: TransferSettings, on_start: Cal
             ranges = [(start, min(start + step, info.size) - 1) for start in range(0, info.size, step)]
         etag = info.etag or None
 
-        def fetch(byte_range: tuple[int, int] | None) -> bytes:
+        def fetch(byte_range: tuple[int, int] | None) -> bytearray:
             data = req.call("get", lambda: s3.get_object_bytes(req.client, req.bucket, req.key,
                                                                byte_range=byte_range, if_match=etag))
             if byte_range is not None and len(data) != byte_range[1] - byte_range[0] + 1:
@@ -147,7 +147,7 @@ def download_stream(req: Requester, *, settings: TransferSettings, on_start: Cal
                                     bucket=req.bucket, key=req.key)
             return data
 
-        pending: deque[Future[bytes]] = deque()
+        pending: deque[Future[bytearray]] = deque()
         upcoming = iter(ranges)
         try:
             for byte_range in upcoming:

@@ -68,6 +68,7 @@ class TransferEngine:
         if self._client is None:
             with self._lock:
                 if self._client is None:
+                    return_large_buffers_to_the_os()
                     self._client = make_client(self.s3, self.settings)
         return self._client
 
@@ -310,6 +311,30 @@ class TransferEngine:
                                bucket, key, attempt + 1, delay_s, error)
                 time.sleep(delay_s)
                 attempt += 1
+
+
+#: glibc's mallopt parameter for the size from which malloc maps memory of its own
+_M_MMAP_THRESHOLD = -3
+LARGE_BUFFER_BYTES = 1024 * 1024
+
+
+def return_large_buffers_to_the_os() -> bool:
+    """Make glibc serve buffers of 1 MiB and more with mmap, so freeing one returns it to the OS.
+
+    Parts and ranges are buffers of several MiB, allocated and freed by many threads. By
+    default glibc raises its mmap threshold to the size of the last such buffer freed and
+    serves the next ones from per-thread heaps, which fragment: a 1 GiB upload measured
+    430–560 MiB peak RSS that way, 170–220 MiB with this fixed threshold
+    (tests/test_transfer_memory.py). Returns False where there is no glibc (nothing to do).
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, LARGE_BUFFER_BYTES))
 
 
 class _CountingReader:

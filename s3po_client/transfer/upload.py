@@ -144,7 +144,8 @@ class MultipartUpload:
         self.progress = progress
         self.crc = settings.checksum == "crc32"
         self.upload_id: str | None = None
-        self.done: dict[int, tuple[Body, str]] = {}
+        #: part number → (MD5, CRC32, ETag) of each part stored; never the part's bytes
+        self.done: dict[int, tuple[bytes, str | None, str]] = {}
         self._slots = threading.Semaphore(settings.max_concurrency)
         self._failure: BaseException | None = None
 
@@ -217,7 +218,7 @@ class MultipartUpload:
                 check_acknowledged(req, f"part {number}", etag, body, response, self.verify_etag)
                 return etag
             etag = req.call(f"part {number}", attempt)
-            self.done[number] = (body, etag)
+            self.done[number] = (body.md5, body.crc32, etag)
             self.progress.advance_to(body.source_done)
         except BaseException as exc:
             if self._failure is None:
@@ -234,15 +235,13 @@ class MultipartUpload:
         numbers = sorted(self.done)
         parts: list[dict[str, Any]] = []
         for n in numbers:
-            body, etag = self.done[n]
+            _, crc32, etag = self.done[n]
             part: dict[str, Any] = {"PartNumber": n, "ETag": f'"{etag}"'}
-            if body.crc32 is not None:
-                part["ChecksumCRC32"] = body.crc32
+            if crc32 is not None:
+                part["ChecksumCRC32"] = crc32
             parts.append(part)
-        # Drop the bodies now: only their digests are needed from here on.
-        digests = [self.done[n][0].md5 for n in numbers]
-        crcs = [self.done[n][0].crc32 for n in numbers]
-        self.done.clear()
+        digests = [self.done[n][0] for n in numbers]
+        crcs = [self.done[n][1] for n in numbers]
         response = req.call("complete", lambda: s3.complete_multipart_upload(
             req.client, req.bucket, req.key, upload_id, parts))
         etag = clean_etag(response.get("ETag"))
