@@ -12,7 +12,7 @@ the standard formats. zstd uses ``zstandard``.
 >>> packed = CompressingReader(io.BytesIO(b"hello " * 1000), "gzip").read()
 >>> out = io.BytesIO()
 >>> with DecodingWriter(out, "gzip") as writer:
-...     writer.write(packed)
+...     _ = writer.write(packed)
 >>> out.getvalue() == b"hello " * 1000
 True
 """
