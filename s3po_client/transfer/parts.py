@@ -5,7 +5,7 @@ True
 >>> part_size_for(1, base_bytes=8 * MiB, size_hint=200 * GiB) // MiB   # 200 GiB / 10,000, rounded up
 21
 >>> multipart_etag([md5(b"a").digest(), md5(b"b").digest()])
-'14a5b8e6316b3f0e5b4f9e9b2d4ef0d6-2'
+'96e024ba2074fe77e8e965ba43a704be-2'
 """
 
 from __future__ import annotations
