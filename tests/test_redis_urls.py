@@ -8,11 +8,12 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 import redis
 
+from conftest import wait_until
 from s3po_client.errors import ConfigError
 from s3po_client.job import Job
 from s3po_client.queue import connect, count_jobs, push_jobs, redact_url
@@ -156,3 +157,48 @@ def test_tls_url(tmp_path: Path) -> None:
             connect(f"rediss://127.0.0.1:{port}/0", socket_timeout=2).ping()
     finally:
         server.close()
+
+
+# -- s3pod itself on each kind of URL ------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["unix", "tls"])
+def test_s3pod_uploads_through_the_url(kind: str, start_daemon: Any, s3: Any, bucket: str, tmp_path: Path) -> None:
+    if kind == "tls" and shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed: it makes the test certificates (scripts/install-system-deps installs it)")
+    if kind == "unix":
+        directory = tempfile.mkdtemp(prefix="s3po-u-", dir="/tmp")
+        sock = os.path.join(directory, "redis.sock")
+        server = ExtraRedis("--port", "0", "--unixsocket", sock, "--unixsocketperm", "700")
+        url = f"unix://{sock}?db=0"
+    else:
+        directory = None
+        certs = make_certs(tmp_path)
+        port = free_port()
+        server = ExtraRedis("--port", "0", "--tls-port", str(port), "--tls-cert-file", str(certs["cert"]),
+                            "--tls-key-file", str(certs["key"]), "--tls-ca-cert-file", str(certs["ca"]),
+                            "--tls-auth-clients", "no")
+        url = f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={certs['ca']}"
+    try:
+        wait_ping(url, server.proc, server.log, tls=kind == "tls")
+        daemon = start_daemon(env={"S3POD_REDIS_URL": url})
+        path = tmp_path / "via.txt"
+        path.write_text(f"over {kind}")
+        client = connect(url)
+        push_jobs([Job(bucket=bucket, key="via.txt", path=str(path))], client=client)
+
+        def stored() -> bool:
+            try:
+                return s3.get_object(Bucket=bucket, Key="via.txt")["Body"].read() == f"over {kind}".encode()
+            except Exception:  # noqa: BLE001 - not yet
+                return False
+
+        wait_until(stored, message=f"upload with Redis over {kind}")
+        wait_until(lambda: not path.exists(), message="file deleted")
+        assert count_jobs(client).pending == 0
+        client.close()
+        daemon.stop()
+        assert redact_url(url) in daemon.log
+    finally:
+        server.close()
+        if directory:
+            shutil.rmtree(directory, ignore_errors=True)
