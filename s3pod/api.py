@@ -263,19 +263,19 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
-    api: ApiServer
+
+    def __init__(self, address: tuple[str, int], family: socket.AddressFamily, api: ApiServer) -> None:
+        self.address_family = family  # read by TCPServer.__init__ when it makes the socket
+        self.api = api
+        super().__init__(address, _Handler)
 
 
 def _make_server(host: str, port: int, api: ApiServer) -> _Server:
-    family = socket.AF_INET
     try:
         family = socket.getaddrinfo(host or None, port, proto=socket.IPPROTO_TCP)[0][0]
     except socket.gaierror as exc:
         raise ConfigError(f"cannot resolve API host {host!r}: {exc.strerror}") from None
-    server_class = type("_FamilyServer", (_Server,), {"address_family": family})
     try:
-        server = server_class((host, port), _Handler)
+        return _Server((host, port), family, api)
     except OSError as exc:
         raise ConfigError(f"cannot listen on {host}:{port} for the API: {exc.strerror}") from None
-    server.api = api
-    return server
