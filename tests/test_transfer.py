@@ -257,3 +257,13 @@ def test_permanent_errors_name_bucket_key_and_cause(engine: TransferEngine, buck
     with pytest.raises(UploadError, match="does not exist") as info:
         engine.upload_file(bucket, "k", str(tmp_path / "missing"), retries=5)
     assert info.value.transient is False
+
+
+def test_crc32_checksum_mode_round_trips(make_engine: Callable[..., TransferEngine], s3: Any, bucket: str) -> None:
+    engine = make_engine(TransferSettings(multipart_threshold_bytes=THRESHOLD, part_size_bytes=PART,
+                                          checksum="crc32"))
+    for size in (100, 2 * PART + 1):
+        data = pattern(size)
+        result = engine.upload_bytes(bucket, f"crc-{size}", data, compress="zstd")
+        assert result is not False
+        assert engine.download_bytes(bucket, f"crc-{size}") == data
