@@ -18,7 +18,7 @@ import json
 import logging
 import time
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 import redis
 from redis.commands.core import Script
@@ -86,7 +86,7 @@ class Consumer:
 
     def claim(self, timeout_s: float) -> bytes | None:
         """Move the oldest pending job into this worker's processing list and return it, or None."""
-        raw = self.client.blmove(self.keys.queue, self.processing, timeout_s, "RIGHT", "LEFT")
+        raw = self.client.blmove(self.keys.queue, self.processing, timeout_s, "RIGHT", "LEFT")  # type: ignore[arg-type]  # Redis takes fractional seconds
         return None if raw is None else _as_bytes(raw)
 
     def ack(self, raw: bytes) -> int:
@@ -149,7 +149,8 @@ class Consumer:
         """
         seconds, micros = self.client.time()
         now = seconds + micros / 1e6
-        beats = {_as_text(w): float(s) for w, s in self.client.zrange(self.keys.workers, 0, -1, withscores=True)}
+        scored = cast("list[tuple[bytes, float]]", self.client.zrange(self.keys.workers, 0, -1, withscores=True))
+        beats = {_as_text(w): float(score) for w, score in scored}
         marker = self.keys.processing("")
         listed = {_as_text(name)[len(marker):]
                   for name in self.client.scan_iter(match=self.keys.processing_pattern, count=500)}

@@ -23,7 +23,7 @@ from typing import Callable, Iterator, Sequence
 import redis
 
 from s3po_client import __version__
-from s3po_client.errors import JobError, S3poError
+from s3po_client.errors import JobError, S3poError, TransferError
 from s3po_client.job import Job
 from s3po_client.queue import QueueKeys, connect, redact_url
 from s3po_client.settings import S3Settings, TransferSettings
@@ -254,6 +254,8 @@ class Worker:
             # One attempt (retries=0): the next one is scheduled in Redis, not slept through here.
             result = self.engine.upload_file(job.bucket, job.key, path, headers=job.headers,
                                              compress=job.compress, retries=0)
+            if result is False:  # only with silent=True, which the daemon never asks for
+                raise TransferError("the engine returned no result", bucket=job.bucket, key=job.key)
             logger.info("uploaded job=%s bucket=%s key=%s bytes=%d duration=%.3fs attempt=%d", job.id,
                         job.bucket, job.key, result.bytes_sent, time.monotonic() - started, job.attempt)
             if job.delete:
