@@ -72,11 +72,19 @@ def s3(s3_server: S3Server) -> Any:
 
 
 @pytest.fixture
-def bucket(s3: Any) -> str:
-    """A fresh, empty bucket for this test."""
+def bucket(s3: Any) -> Iterator[str]:
+    """A fresh, empty bucket for this test, deleted with its contents afterwards.
+
+    SeaweedFS gives each bucket volumes of its own; buckets left behind would use up the
+    server's volume slots over a long run.
+    """
     name = f"t-{uuid.uuid4().hex[:20]}"
     s3.create_bucket(Bucket=name)
-    return name
+    yield name
+    try:
+        s3.delete_bucket(Bucket=name)  # the server runs with -s3.allowDeleteBucketNotEmpty
+    except Exception:  # noqa: BLE001 - the server may be down after a fault test; nothing to keep
+        pass
 
 
 @pytest.fixture

@@ -151,6 +151,7 @@ class S3Server:
         args = [
             find_binary("weed"), "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             "-webdav=false", "-admin.ui=false", "-master.telemetry=false", "-s3.autoCreateBucket=false",
+            "-s3.allowDeleteBucketNotEmpty=true",
             *(f"-{name}={port}" for name, port in self.ports.items()),
         ]
         env = {**os.environ, "AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key}
