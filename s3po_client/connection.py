@@ -33,7 +33,7 @@ from .threaded import DEFAULT_THREADS, UploadFailure, UploadThreads
 if TYPE_CHECKING:
     import redis
 
-    from .transfer import TransferEngine, UploadResult
+    from .transfer import TransferEngine
 
 logger = logging.getLogger(__name__)
 
@@ -300,7 +300,8 @@ class Connection:
                     return False
                 logger.info("uploaded job=%s bucket=%s key=%s bytes=%d", job_id, bucket, key, result.bytes_read)
                 if delete:
-                    delete_if_unchanged(path, result)
+                    result.ensure_source_unchanged(path)
+                    os.unlink(path)
                     logger.info("deleted job=%s path=%s", job_id, path)
                 return True
             except SourceChangedError as exc:
@@ -318,21 +319,6 @@ class Connection:
                 raise
             except TransferError as exc:
                 raise as_upload_error(exc) from exc
-
-
-def delete_if_unchanged(path: str, result: UploadResult) -> None:
-    """Delete ``path`` if it is still the file that was read; raise SourceChangedError otherwise."""
-    from .transfer import FileStat
-
-    try:
-        now = FileStat.of(path)
-    except FileNotFoundError:
-        raise SourceChangedError(f"{path!r} vanished during upload", bucket=result.bucket,
-                                 key=result.key) from None
-    if result.source is not None and now != result.source:
-        raise SourceChangedError(f"{path!r} changed during upload; it is kept", bucket=result.bucket,
-                                 key=result.key)
-    os.unlink(path)
 
 
 def as_upload_error(exc: TransferError) -> UploadError:

@@ -91,6 +91,19 @@ def connect(redis_url: str | None = None, **options: Any) -> redis.Redis:
         raise ConfigError(f"bad Redis URL {redact_url(url)}: {exc}") from None
 
 
+def require_regular_file(path: str, shown: str | None = None) -> None:
+    """Raise JobError unless ``path`` is an existing regular file (``shown`` names it in the message)."""
+    name = shown if shown is not None else path
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise JobError(f"path {name!r} does not exist") from None
+    except OSError as exc:
+        raise JobError(f"path {name!r} cannot be read: {exc.strerror}") from None
+    if not stat.S_ISREG(mode):
+        raise JobError(f"path {name!r} is not a regular file")
+
+
 def make_job(
     bucket: str,
     key: str,
@@ -108,14 +121,7 @@ def make_job(
     JobError, so a producer hears about a typo at once rather than in the dead-letter list.
     """
     abspath = os.path.abspath(os.fspath(path))
-    try:
-        mode = os.stat(abspath).st_mode
-    except FileNotFoundError:
-        raise JobError(f"path {abspath!r} does not exist") from None
-    except OSError as exc:
-        raise JobError(f"path {abspath!r} cannot be read: {exc.strerror}") from None
-    if not stat.S_ISREG(mode):
-        raise JobError(f"path {abspath!r} is not a regular file")
+    require_regular_file(abspath)
     job = Job(
         bucket=bucket,
         key=key,

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
 from dataclasses import dataclass
 
-from s3po_client.errors import ConfigError, JobError, SourceChangedError, UnsafePathError
+from s3po_client.errors import ConfigError, UnsafePathError
 from s3po_client.job import Job
-from s3po_client.transfer import FileStat, UploadResult
+from s3po_client.queue import require_regular_file
 
 logger = logging.getLogger(__name__)
 
@@ -44,26 +43,8 @@ class PathPolicy:
                 f"path {path!r} resolves to {real!r}, outside the allowed directories "
                 f"({', '.join(self.allow_dirs)})"
             )
-        try:
-            mode = os.stat(real).st_mode
-        except FileNotFoundError:
-            raise JobError(f"path {path!r} does not exist") from None
-        except OSError as exc:
-            raise JobError(f"path {path!r} cannot be read: {exc.strerror}") from None
-        if not stat.S_ISREG(mode):
-            raise JobError(f"path {path!r} is not a regular file")
+        require_regular_file(real, shown=path)
         return real
-
-
-def ensure_unchanged(job: Job, path: str, result: UploadResult) -> None:
-    """Raise SourceChangedError unless the file is still the one whose upload began."""
-    try:
-        now = FileStat.of(path)
-    except FileNotFoundError:
-        raise SourceChangedError(f"{path!r} vanished during the upload", bucket=job.bucket, key=job.key) from None
-    if result.source is not None and now != result.source:
-        raise SourceChangedError(f"{path!r} changed during the upload; it will be uploaded again",
-                                 bucket=job.bucket, key=job.key)
 
 
 def delete_file(job: Job, path: str) -> None:

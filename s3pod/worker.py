@@ -35,7 +35,7 @@ from .consumer import Consumer, dead_entry
 from .events import Listener, Outcome, OutcomeKind
 from .keeper import Keeper
 from .reachability import Backoff, RedisWatch, s3_answers
-from .safety import delete_file, ensure_unchanged
+from .safety import delete_file
 
 logger = logging.getLogger(__name__)
 
@@ -259,7 +259,7 @@ class Worker:
             logger.info("uploaded job=%s bucket=%s key=%s bytes=%d duration=%.3fs attempt=%d", job.id,
                         job.bucket, job.key, result.bytes_sent, time.monotonic() - started, job.attempt)
             if job.delete:
-                ensure_unchanged(job, path, result)
+                result.ensure_source_unchanged(path)
         except Exception as exc:  # noqa: BLE001 - every failure settles the job, none ends the worker
             return self._failed(raw, job, exc, started)
         finally:

@@ -41,6 +41,21 @@ class UploadResult:
     etag: str
     source: FileStat | None = None
 
+    def ensure_source_unchanged(self, path: str) -> None:
+        """Raise SourceChangedError unless ``path`` is still the file this upload read.
+
+        Call it before deleting the local file: a file that was rewritten, replaced or
+        removed while it was sent must be kept (and uploaded again), never deleted.
+        """
+        try:
+            now = FileStat.of(path)
+        except FileNotFoundError:
+            raise SourceChangedError(f"{path!r} vanished during the upload", bucket=self.bucket,
+                                     key=self.key) from None
+        if self.source is not None and now != self.source:
+            raise SourceChangedError(f"{path!r} changed during the upload; it is kept and uploaded again",
+                                     bucket=self.bucket, key=self.key)
+
 
 class TransferEngine:
     """Uploads and downloads, verified and retried, with one boto3 client built on first use.
