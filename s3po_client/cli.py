@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
+from typing import Any, Callable
 
 import click
 import redis
 
 from . import __version__
-from .errors import ConfigError
 from .deadletters import list_dead, purge_dead, retry_dead
-from .queue import DEFAULT_PREFIX, QueueKeys, connect, count_jobs, redact_url, resolve_redis_url
+from .errors import ConfigError, JobError, TransferError
+from .job import CODECS, DEFAULT_RETRIES
+from .queue import DEFAULT_PREFIX, QueueKeys, connect, count_jobs, enqueue, redact_url, resolve_redis_url
 
 
 def redis_options(func):  # type: ignore[no-untyped-def]
@@ -34,10 +37,190 @@ def open_redis(redis_url: str | None) -> redis.Redis:
     return client
 
 
+def s3_options(func):  # type: ignore[no-untyped-def]
+    """Add the S3 connection options (with their S3PO_* variables) to a command."""
+    for name, env, text in reversed([
+        ("--endpoint-url", "S3PO_ENDPOINT_URL", "S3 endpoint URL, for S3-compatible stores."),
+        ("--region", "S3PO_REGION", "AWS region."),
+        ("--profile", "S3PO_PROFILE", "AWS profile name."),
+        ("--access-id", "S3PO_ACCESS_ID", "AWS access key id; default: boto3's credential chain."),
+        ("--secret-key", "S3PO_SECRET_KEY", "AWS secret key; prefer the environment variable."),
+    ]):
+        func = click.option(name, envvar=env, show_envvar=True, help=text)(func)
+    return func
+
+
+def s3_url(value: str) -> tuple[str, str]:
+    """Return (bucket, key) of ``s3://bucket/key``; raise a usage error otherwise."""
+    if not value.startswith("s3://") or "/" not in value[5:] or value[5:].startswith("/") or value.endswith("/"):
+        raise click.UsageError(f"expected s3://BUCKET/KEY, got {value!r}")
+    bucket, key = value[5:].split("/", 1)
+    return bucket, key
+
+
+def parse_headers(values: tuple[str, ...]) -> dict[str, str]:
+    headers = {}
+    for value in values:
+        name, sep, text = value.partition(":")
+        if not sep or not name.strip():
+            raise click.UsageError(f"--header takes 'Name: value', got {value!r}")
+        headers[name.strip()] = text.strip()
+    return headers
+
+
+def make_engine(endpoint_url: str | None, region: str | None, profile: str | None, access_id: str | None,
+                secret_key: str | None, backoff_base_s: float = 60.0) -> Any:
+    """Return a transfer engine (this is where boto3 gets imported)."""
+    from .retry import RetryPolicy
+    from .settings import S3Settings
+    from .transfer import TransferEngine
+
+    try:
+        return TransferEngine(S3Settings(access_id=access_id, secret_key=secret_key, profile=profile,
+                                         region=region, endpoint_url=endpoint_url),
+                              retry=RetryPolicy(base_s=backoff_base_s))
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+class Progress:
+    """A click progress bar fed by the engine's ``progress(done, total)`` callback (stderr, TTY only)."""
+
+    def __init__(self, label: str, enabled: bool) -> None:
+        self.label = label
+        self.enabled = enabled and sys.stderr.isatty()
+        self.bar: Any = None
+        self.done = 0
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr, show_pos=True)
+            self.bar.__enter__()
+        self.bar.update(done - self.done)
+        self.done = done
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+
+def run_transfer(action: Callable[[Progress], Any], label: str, progress: bool) -> Any:
+    """Run one transfer; turn our errors into one line and the right exit code."""
+    bar = Progress(label, progress)
+    try:
+        return action(bar)
+    except JobError as exc:
+        raise click.UsageError(str(exc)) from None
+    except TransferError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        bar.close()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="s3po")
 def cli() -> None:
-    """s3po: queue uploads for s3pod, and look after the queue."""
+    """s3po: upload and download files, queue uploads for s3pod, and look after the queue.
+
+    Exit status: 0 done, 1 failed, 2 bad usage.
+    """
+
+
+header_option = click.option("--header", "-H", "headers", multiple=True, metavar="'NAME: VALUE'",
+                             help="Object setting, e.g. 'Content-Type: text/html' (repeatable).")
+compress_option = click.option("--compress", type=click.Choice(CODECS), help="Compress on the way.")
+retries_option = click.option("--retries", type=click.IntRange(0), default=DEFAULT_RETRIES, show_default=True,
+                              help="Retries after the first attempt.")
+
+
+@cli.command("enqueue")
+@redis_options
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.argument("target", metavar="s3://BUCKET/KEY")
+@header_option
+@compress_option
+@retries_option
+@click.option("--keep", is_flag=True, help="Keep the local file after the upload (default: delete it).")
+@click.option("--silent", is_flag=True, help="On final failure, log at a lower level.")
+def enqueue_command(redis_url: str | None, prefix: str, path: str, target: str, headers: tuple[str, ...],
+                    compress: str | None, retries: int, keep: bool, silent: bool) -> None:
+    """Queue PATH for upload by s3pod; print the job id."""
+    bucket, key = s3_url(target)
+    try:
+        job_id = enqueue(bucket, key, path, headers=parse_headers(headers), compress=compress,  # type: ignore[arg-type]
+                         retries=retries, delete=not keep, silent=silent, redis_url=redis_url, prefix=prefix)
+    except JobError as exc:
+        raise click.UsageError(str(exc)) from None
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(job_id)
+
+
+@cli.command()
+@s3_options
+@click.argument("path", type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("target", metavar="s3://BUCKET/KEY")
+@header_option
+@compress_option
+@retries_option
+@click.option("--delete", is_flag=True, help="Delete PATH once the object is stored and verified.")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar on a terminal.")
+@click.option("--backoff-base", type=click.FloatRange(0), default=60.0, show_default=True,
+              help="Seconds before the first retry; doubles each attempt.")
+def upload(endpoint_url: str | None, region: str | None, profile: str | None, access_id: str | None,
+           secret_key: str | None, path: str, target: str, headers: tuple[str, ...], compress: str | None,
+           retries: int, delete: bool, progress: bool, backoff_base: float) -> None:
+    """Upload PATH (or - for standard input) to s3://BUCKET/KEY now, and wait for it."""
+    import os
+
+    bucket, key = s3_url(target)
+    engine = make_engine(endpoint_url, region, profile, access_id, secret_key, backoff_base)
+    parsed = parse_headers(headers)
+
+    def action(bar: Progress) -> Any:
+        if path == "-":
+            return engine.upload_fileobj(bucket, key, sys.stdin.buffer, headers=parsed, compress=compress,
+                                         retries=retries, progress=bar)
+        result = engine.upload_file(bucket, key, path, headers=parsed, compress=compress, retries=retries,
+                                    progress=bar)
+        if delete:
+            result.ensure_source_unchanged(path)
+            os.unlink(path)
+        return result
+
+    try:
+        result = run_transfer(action, key, progress)
+    finally:
+        engine.close()
+    click.echo(f"uploaded s3://{bucket}/{key} ({result.bytes_read} bytes read, {result.bytes_sent} stored)", err=True)
+
+
+@cli.command()
+@s3_options
+@click.argument("source", metavar="s3://BUCKET/KEY")
+@click.argument("path", required=False, type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--raw", is_flag=True, help="Keep the stored bytes (do not decode Content-Encoding).")
+@retries_option
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar on a terminal.")
+def download(endpoint_url: str | None, region: str | None, profile: str | None, access_id: str | None,
+             secret_key: str | None, source: str, path: str | None, raw: bool, retries: int,
+             progress: bool) -> None:
+    """Download s3://BUCKET/KEY to PATH (default: the key's file name; - for standard output)."""
+    bucket, key = s3_url(source)
+    target = path or key.rsplit("/", 1)[-1]
+    engine = make_engine(endpoint_url, region, profile, access_id, secret_key)
+
+    def action(bar: Progress) -> Any:
+        if target == "-":
+            return engine.download_fileobj(bucket, key, sys.stdout.buffer, raw=raw, retries=retries)
+        return engine.download_file(bucket, key, target, raw=raw, retries=retries, progress=bar)
+
+    try:
+        run_transfer(action, key, progress)
+    finally:
+        engine.close()
 
 
 @cli.command()
@@ -114,5 +297,7 @@ def dead_purge(redis_url: str | None, prefix: str, yes: bool) -> None:
 
 def main() -> None:
     cli(prog_name="s3po")
+
+
 if __name__ == "__main__":
     main()
