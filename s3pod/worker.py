@@ -110,6 +110,7 @@ class Worker:
         if not self._wait_until_ready():
             return 0
         self._call(self.consumer.heartbeat, "first heartbeat")  # before any claim: see Consumer.reap
+        self.engine.client  # build boto3's client (about half a second) before the first job, not during it
         keeper = Keeper(self.consumer, self.watch, self._held, heartbeat_timeout_s=config.heartbeat_timeout_s,
                         promote_interval_s=config.promote_interval_s, tick_interval_s=config.tick_interval_s,
                         on_tick=config.on_tick)
