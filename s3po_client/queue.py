@@ -59,6 +59,14 @@ class QueueKeys:
         """Sorted set of jobs waiting for their next attempt, scored by due time."""
         return f"{self.prefix}:delayed"
 
+    def stored(self, job_id: str) -> str:
+        """Marker (with a TTL) set just before a job's local file is deleted, cleared by its ack.
+
+        If a daemon dies between deleting the file and acknowledging the job, the job runs
+        again and finds its file gone; the marker says the object was stored already.
+        """
+        return f"{self.prefix}:stored:{job_id}"
+
     @property
     def dead(self) -> str:
         """List of jobs that failed for good, newest first."""

@@ -33,6 +33,11 @@ PROMOTE_BATCH = 500
 SCRIPTS = ("ack", "delay", "dead", "put_back", "promote", "heartbeat", "requeue")
 
 
+#: How long a stored marker outlives a daemon that died before acknowledging its job: long
+#: enough for a reaper (seconds to minutes) or an admin's ``s3po dead retry`` (days).
+STORED_MARKER_TTL_S = 7 * 24 * 3600
+
+
 def raw_text(raw: bytes) -> str:
     """Return ``raw`` as text that JSON can hold and :func:`raw_bytes` turns back exactly."""
     return raw.decode("utf-8", "surrogateescape")
@@ -92,6 +97,18 @@ class Consumer:
     def ack(self, raw: bytes) -> int:
         """Forget a job that is done; return where it was found (1 processing, 2 queue, 0 nowhere)."""
         return int(self.scripts["ack"](keys=[self.processing, self.keys.queue], args=[raw]))
+
+    def mark_stored(self, job_id: str, ttl_s: int = STORED_MARKER_TTL_S) -> None:
+        """Record that a job's object is stored and verified, before its local file is deleted."""
+        self.client.set(self.keys.stored(job_id), self.worker_id, ex=ttl_s)
+
+    def was_stored(self, job_id: str) -> bool:
+        """Return whether an earlier run stored this job's object (and may have deleted its file)."""
+        return bool(self.client.exists(self.keys.stored(job_id)))
+
+    def forget_stored(self, job_id: str) -> None:
+        """Drop the stored marker of an acknowledged job."""
+        self.client.delete(self.keys.stored(job_id))
 
     def delay(self, raw: bytes, next_raw: bytes | str, delay_s: float) -> float:
         """Schedule ``next_raw`` (the job's next attempt) ``delay_s`` from now; return its due time."""

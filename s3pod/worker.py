@@ -244,6 +244,8 @@ class Worker:
             path = self.config.paths.check(job.path)
             reserved = self.budget.estimate(os.stat(path).st_size)
         except JobError as exc:
+            if job.delete and not os.path.lexists(job.path) and self._was_stored(job):
+                return self._already_stored(raw, job, started)
             return self._dead_letter(raw, job, str(exc), started, OutcomeKind.INVALID)
         except OSError as exc:  # vanished since the check
             return self._dead_letter(raw, job, f"path {job.path!r} cannot be read: {exc.strerror}", started,
@@ -273,9 +275,27 @@ class Worker:
                 logger.warning("uploaded job=%s after the stop put it back: it will run again", job.id)
             else:
                 if job.delete:
+                    self._settle(lambda: self.consumer.mark_stored(job.id))
                     delete_file(job, path)
                 self._settle(lambda: self.consumer.ack(raw))
+                if job.delete:
+                    self._call(lambda: self.consumer.forget_stored(job.id), "forget stored marker")
         return self._emit(Outcome(OutcomeKind.UPLOADED, job.id, job.bucket, job.key, result.bytes_sent,
+                                  time.monotonic() - started, job.attempt))
+
+    def _was_stored(self, job: Job) -> bool:
+        try:
+            return self.consumer.was_stored(job.id)
+        except redis.RedisError:
+            return False  # cannot tell: dead-lettering keeps the job for an admin to look at
+
+    def _already_stored(self, raw: bytes, job: Job, started: float) -> Outcome:
+        """Acknowledge a job whose object an earlier run stored before dying, its file deleted."""
+        logger.warning("uploaded job=%s bucket=%s key=%s already: an earlier run stored it and deleted its file "
+                       "but died before acknowledging it", job.id, job.bucket, job.key)
+        self._settle(lambda: self.consumer.ack(raw))
+        self._call(lambda: self.consumer.forget_stored(job.id), "forget stored marker")
+        return self._emit(Outcome(OutcomeKind.UPLOADED, job.id, job.bucket, job.key, 0,
                                   time.monotonic() - started, job.attempt))
 
     def _failed(self, raw: bytes, job: Job, exc: Exception, started: float) -> Outcome:

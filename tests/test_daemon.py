@@ -204,3 +204,29 @@ def test_status_lists_a_running_worker_and_forgets_it_after_it_stops(redis_clien
     assert daemon.wait(30) == 0
     assert status(daemon_env)["workers"] == {}
     assert count_jobs(redis_client).processing == 0
+
+
+def test_a_job_stored_by_a_run_that_died_before_its_ack_is_not_dead_lettered(
+        redis_client, s3, bucket, start_daemon, daemon_env, tmp_path) -> None:
+    from s3po_client import Job
+    from s3po_client.queue import QueueKeys
+
+    keys = QueueKeys("s3po")
+    # What a daemon leaves when it dies between deleting the file and acknowledging the job
+    # (a reaper then puts the job back): the stored marker, no file, the job queued again.
+    stored = Job(bucket=bucket, key="stored-before", path=str(tmp_path / "deleted-already.txt"))
+    redis_client.set(keys.stored(stored.id), "a-dead-worker", ex=600)
+    # Without a marker, a missing file is still a dead job.
+    missing = Job(bucket=bucket, key="never", path=str(tmp_path / "never-existed.txt"))
+    fresh_file = tmp_path / "fresh.txt"
+    fresh_file.write_text("fresh")
+    fresh = Job(bucket=bucket, key="fresh", path=str(fresh_file))
+    redis_client.lpush(keys.queue, stored.to_json(), missing.to_json(), fresh.to_json())
+
+    daemon = start_daemon("--concurrency", "1")
+    wait_until(lambda: counts(daemon_env) == (0, 0, 0, 1) and not fresh_file.exists(), message="three settled jobs")
+    entry = json.loads(redis_client.lindex(keys.dead, 0))
+    assert json.loads(entry["job"])["id"] == missing.id
+    assert "already" in daemon.log and stored.id in daemon.log
+    assert object_bytes(s3, bucket, "fresh") == b"fresh"
+    assert redis_client.keys(keys.stored("*")) == [], "markers are cleared once their jobs are acknowledged"
