@@ -338,9 +338,11 @@ def return_large_buffers_to_the_os() -> bool:
 
     Parts and ranges are buffers of several MiB, allocated and freed by many threads. By
     default glibc raises its mmap threshold to the size of the last such buffer freed and
-    serves the next ones from per-thread heaps, which fragment: a 1 GiB upload measured
-    430–560 MiB peak RSS that way, 170–220 MiB with this fixed threshold
-    (tests/test_transfer_memory.py). Returns False where there is no glibc (nothing to do).
+    serves the next ones from per-thread heaps, which fragment: a 1 GiB gzip upload and
+    download (tests/test_transfer_memory.py) peaked at 205–227 MiB (VmHWM) that way, at
+    143–150 MiB with this fixed threshold. The setting is process-wide: it applies to the
+    whole program that uses the engine, and only changes where large blocks come from.
+    Returns False where there is no glibc (nothing to do).
     """
     try:
         import ctypes
