@@ -14,13 +14,13 @@ from s3po_client.retry import DEFAULT_BACKOFF_BASE_S, RetryPolicy
 from s3po_client.settings import S3Settings
 
 from .budget import MiB
-from .safety import PathPolicy
 from .config import WorkerConfig, default_concurrency
-from .worker import serve
+from .logs import LOG_FORMATS, configure_logging
+from .pidfile import AlreadyRunningError
+from .safety import PathPolicy
+from .service import Address, ServiceSettings, run
 
 logger = logging.getLogger("s3pod")
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
 def env(name: str) -> str:
@@ -60,6 +60,20 @@ def env(name: str) -> str:
 @click.option("--burst", is_flag=True, help="Drain the queue, then exit.")
 @click.option("--log-level", envvar=env("LOG_LEVEL"), show_envvar=True, default="INFO",
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@click.option("--log-format", envvar=env("LOG_FORMAT"), show_envvar=True, default="text",
+              type=click.Choice(LOG_FORMATS), help="json: one JSON object per line.")
+@click.option("--log-file", envvar=env("LOG_FILE"), show_envvar=True, type=click.Path(dir_okay=False),
+              help="Write the log to this file instead of stderr (required with --daemon).")
+@click.option("--metrics-listen", envvar=env("METRICS_LISTEN"), show_envvar=True, metavar="HOST:PORT",
+              help="Serve Prometheus metrics at /metrics on this address.")
+@click.option("--api-listen", envvar=env("API_LISTEN"), show_envvar=True, metavar="HOST:PORT",
+              help="Serve the HTTP enqueue API on this address (loopback unless --api-token is set).")
+@click.option("--api-token", envvar=env("API_TOKEN"), show_envvar=True,
+              help="Bearer token the HTTP API requires; needed when it listens beyond loopback.")
+@click.option("--daemon", "detach", envvar=env("DAEMON"), show_envvar=True, is_flag=True,
+              help="Detach into the background (not under systemd); needs --pidfile and --log-file.")
+@click.option("--pidfile", envvar=env("PIDFILE"), show_envvar=True, type=click.Path(dir_okay=False),
+              help="With --daemon: the pidfile, locked while the daemon runs.")
 def command(
     access_id: str | None,
     secret_key: str | None,
@@ -76,13 +90,31 @@ def command(
     shutdown_timeout: float,
     burst: bool,
     log_level: str,
+    log_format: str,
+    log_file: str | None,
+    metrics_listen: str | None,
+    api_listen: str | None,
+    api_token: str | None,
+    detach: bool,
+    pidfile: str | None,
 ) -> None:
     """Upload the files queued in Redis to S3; runs in the foreground until SIGTERM."""
-    logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+    url = resolve_redis_url(redis_url)
     try:
-        if secret_key and "--secret-key" in " ".join(sys.argv):
+        configure_logging(log_level, log_format, log_file,
+                          secrets=[s for s in (secret_key, api_token) if s])
+    except OSError as exc:
+        raise click.UsageError(f"cannot open --log-file {log_file!r}: {exc.strerror}") from None
+    try:
+        if secret_key and any(a == "--secret-key" or a.startswith("--secret-key=") for a in sys.argv):
             logger.warning("--secret-key on the command line is visible to other users; "
-                           "set S3POD_SECRET_KEY in the environment file instead")
+                           "set S3POD_SECRET_KEY in the environment file (/etc/s3po/s3pod.env) instead")
+        service = ServiceSettings(
+            daemon=detach, pidfile=pidfile, log_file=log_file, log_format=log_format,
+            metrics_listen=Address.parse(metrics_listen) if metrics_listen else None,
+            api_listen=Address.parse(api_listen) if api_listen else None,
+            api_token=api_token,
+        )
         s3 = S3Settings(access_id=access_id, secret_key=secret_key, profile=profile,
                         region=region, endpoint_url=endpoint_url)
         config = WorkerConfig(prefix=prefix, concurrency=concurrency,
@@ -91,8 +123,10 @@ def command(
                               retry=RetryPolicy(base_s=backoff_base),
                               heartbeat_timeout_s=heartbeat_timeout,
                               shutdown_timeout_s=shutdown_timeout)
-        url = resolve_redis_url(redis_url)
-        status = serve(s3, url, config, burst=burst)
+        status = run(s3, url, config, service, burst=burst)
+    except AlreadyRunningError as exc:
+        click.echo(f"s3pod: {exc}", err=True)
+        sys.exit(1)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     sys.exit(status)
