@@ -242,7 +242,8 @@ class Bench:
         for case, entries in cases.items():
             base = entries[0][1]
             for tool, seconds in entries:
-                lines.append(f"| {case} | {tool} | {seconds:.3f} | {seconds / base:.2f}× |")
+                shown = tool.replace("|", "\\|")  # a pipe in a tool's name would split the table cell
+                lines.append(f"| {case} | {shown} | {seconds:.3f} | {seconds / base:.2f}× |")
         return "\n".join(lines) + "\n"
 
 
