@@ -190,6 +190,14 @@ def test_content_type_is_guessed_from_the_name(engine: TransferEngine, s3: Any, 
     # a .gz name is an archive, not a Content-Encoding a browser would undo
     head = s3.head_object(Bucket=bucket, Key="archive.tar.gz")
     assert head["ContentType"] == "application/gzip" and "ContentEncoding" not in head
+    # compressed by s3po: the type is what a client gets once it undoes Content-Encoding
+    csv = tmp_path / "report.csv"
+    csv.write_text("a,b\n1,2\n")
+    engine.upload_file(bucket, "reports/report.csv.gz", str(csv), compress="gzip")
+    engine.upload_file(bucket, "reports/report.csv.zst", str(csv), compress="zstd")
+    for key, encoding in (("reports/report.csv.gz", "gzip"), ("reports/report.csv.zst", "zstd")):
+        head = s3.head_object(Bucket=bucket, Key=key)
+        assert (head["ContentType"], head["ContentEncoding"]) == ("text/csv", encoding)
 
 
 def test_an_unmappable_header_fails_before_any_byte_is_sent(make_engine: Callable[..., TransferEngine],

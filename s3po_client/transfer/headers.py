@@ -44,12 +44,28 @@ _ARCHIVE_TYPES = {"gzip": "application/gzip", "bzip2": "application/x-bzip2", "x
                   "br": "application/x-brotli", "compress": "application/x-compress"}
 
 
-def guess_content_type(name: str) -> str | None:
+#: name suffixes that say "compressed with this codec", for each codec s3po applies
+_CODEC_SUFFIXES = {"gzip": (".gz", ".gzip"), "zlib": (".z", ".zz", ".zlib"), "zstd": (".zst", ".zstd")}
+
+
+def guess_content_type(name: str, compress: str | None = None) -> str | None:
     """Return the Content-Type a file called ``name`` should have, or None when unknown.
+
+    When s3po compresses the object itself (``compress``), the stored bytes are sent with
+    Content-Encoding, and a client that decodes them gets the content the name describes
+    without its compression suffix: ``report.csv.gz`` uploaded with ``compress="gzip"`` is
+    ``text/csv``, not ``application/gzip`` (which browsers would decode into a gzip file).
 
     >>> guess_content_type("logs/app.log.gz")
     'application/gzip'
+    >>> guess_content_type("reports/report.csv.gz", compress="gzip")
+    'text/csv'
     """
+    if compress is not None:
+        lower = name.lower()
+        for suffix in _CODEC_SUFFIXES.get(compress, ()):
+            if lower.endswith(suffix):
+                return guess_content_type(name[: -len(suffix)])
     mime, encoding = mimetypes.guess_type(name, strict=False)
     if encoding is not None:
         return _ARCHIVE_TYPES.get(encoding, "application/octet-stream")
@@ -96,7 +112,7 @@ def object_args(headers: Mapping[str, str] | None, *, compress: str | None, name
                        "x-amz-server-side-encryption[-aws-kms-key-id|-context|-bucket-key-enabled], "
                        "x-amz-acl, x-amz-tagging, x-amz-website-redirect-location)")
     if "ContentType" not in args and name:
-        guessed = guess_content_type(name)
+        guessed = guess_content_type(name, compress)
         if guessed:
             args["ContentType"] = guessed
     return args
