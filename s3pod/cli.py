@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from urllib.parse import unquote, urlsplit
 
 import click
 
@@ -101,14 +102,18 @@ def command(
     """Upload the files queued in Redis to S3; runs in the foreground until SIGTERM."""
     url = resolve_redis_url(redis_url)
     try:
+        # A URL's password is redacted by pattern too; naming it also catches it out of a URL.
+        redis_password = unquote(urlsplit(url).password or "")
         configure_logging(log_level, log_format, log_file,
-                          secrets=[s for s in (secret_key, api_token) if s])
+                          secrets=[s for s in (secret_key, api_token, redis_password) if s])
     except OSError as exc:
         raise click.UsageError(f"cannot open --log-file {log_file!r}: {exc.strerror}") from None
     try:
-        if secret_key and any(a == "--secret-key" or a.startswith("--secret-key=") for a in sys.argv):
-            logger.warning("--secret-key on the command line is visible to other users; "
-                           "set S3POD_SECRET_KEY in the environment file (/etc/s3po/s3pod.env) instead")
+        for option, value in (("--secret-key", secret_key), ("--api-token", api_token)):
+            if value and any(a == option or a.startswith(f"{option}=") for a in sys.argv):
+                logger.warning("%s on the command line is visible to other users; set %s in the "
+                               "environment file (/etc/s3po/s3pod.env) instead", option,
+                               env(option[2:].replace("-", "_").upper()))
         service = ServiceSettings(
             daemon=detach, pidfile=pidfile, log_file=log_file, log_format=log_format,
             metrics_listen=Address.parse(metrics_listen) if metrics_listen else None,

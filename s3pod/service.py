@@ -30,7 +30,7 @@ from .events import Listener
 from .logs import LOG_FORMATS
 from .metrics import DEFAULT_WORKER_TTL_S, Metrics, MetricsServer
 from .notify import Notifier
-from .pidfile import AlreadyRunningError, PidFile, daemonize
+from .pidfile import PidFile, daemonize
 from .reachability import s3_answers
 from .safety import PathPolicy
 from .worker import probe_url, serve
