@@ -46,6 +46,8 @@ class WorkerConfig:
       claimed before. For systemd ``READY=1`` and readiness probes.
     - ``on_tick``: called every ``tick_interval_s`` from the keeper thread for as long as
       it runs (heartbeats, promotions), Redis or not. For systemd ``WATCHDOG=1`` pings.
+    - ``on_stopping``: called once, from the thread running :meth:`Worker.run`, when a stop
+      begins (before the jobs in flight finish). For systemd ``STOPPING=1``.
     """
 
     prefix: str = DEFAULT_PREFIX
@@ -61,6 +63,7 @@ class WorkerConfig:
     s3_probe_url: str | None = None
     on_ready: Callable[[], None] | None = None
     on_tick: Callable[[], None] | None = None
+    on_stopping: Callable[[], None] | None = None
 
     def __post_init__(self) -> None:
         if self.max_memory_bytes < 1:

@@ -132,6 +132,7 @@ class Service:
         self.listeners: list[Listener] = [self.metrics]
         self.metrics_server: MetricsServer | None = None
         self.api_server: ApiServer | None = None
+        self._said_stopping = False
 
     def start(self) -> None:
         """Open the metrics and API ports (raise ConfigError if one cannot be opened)."""
@@ -164,9 +165,15 @@ class Service:
         """Call from the worker's loop: pings the watchdog when due."""
         self.notifier.watchdog_if_due()
 
+    def stopping(self) -> None:
+        """Tell systemd the service is shutting down (STOPPING=1), once, as the stop begins."""
+        if not self._said_stopping:
+            self._said_stopping = True
+            self.notifier.stopping("stopping: finishing the jobs in flight")
+
     def close(self) -> None:
-        """Say STOPPING=1, then close the servers."""
-        self.notifier.stopping()
+        """Say STOPPING=1 (unless the stop said it already), then close the servers."""
+        self.stopping()
         self._close_servers()
 
     def _close_servers(self) -> None:
@@ -205,6 +212,7 @@ def run(s3: S3Settings, redis_url: str, config: WorkerConfig, settings: ServiceS
                       check_s3=s3_check(config.s3_probe_url), worker_ttl_s=config.heartbeat_timeout_s)
     config.on_ready = _chain(config.on_ready, service.ready)
     config.on_tick = _chain(config.on_tick, service.tick)
+    config.on_stopping = _chain(config.on_stopping, service.stopping)
     try:
         with service:
             service.notifier.status("starting: waiting for Redis and the S3 endpoint")

@@ -128,6 +128,7 @@ class Worker:
                 if self.stopping.is_set():
                     if deadline is None:
                         deadline = time.monotonic() + config.shutdown_timeout_s
+                        self._call(config.on_stopping, "on_stopping")
                     if self.hurry.is_set() or time.monotonic() >= deadline:
                         break
                 next(t for t in threads if t.is_alive()).join(timeout=0.1)

@@ -41,12 +41,22 @@ def metric(text: str, name: str) -> float:
     return 0.0
 
 
-def test_notify_ready_then_stopping(start_daemon, notify_socket) -> None:  # noqa: F811
-    daemon = start_daemon(env={"NOTIFY_SOCKET": notify_socket.name})
+def test_notify_ready_then_stopping_as_the_stop_begins(start_daemon, notify_socket, fault_proxy, redis_server,  # noqa: F811
+                                                      s3, bucket, tmp_path) -> None:
+    from s3po_client import enqueue
+
+    fault_proxy.add_rule("delay", method="PUT", delay_s=4.0)
+    daemon = start_daemon(env={"NOTIFY_SOCKET": notify_socket.name, "S3POD_ENDPOINT_URL": fault_proxy.url})
     notify_socket.wait_for("READY")
+    f = tmp_path / "slow.txt"
+    f.write_text("in flight")
+    enqueue(bucket, "slow.txt", f, redis_url=redis_server.url)
+    wait_until(lambda: ("PUT", f"/{bucket}/slow.txt", "") in fault_proxy.requests, message="the upload to start")
     daemon.signal(signal.SIGTERM)
+    notify_socket.wait_for("STOPPING", timeout_s=2)
+    assert f.exists(), "STOPPING=1 is said when the stop begins, while the job in flight still runs"
     assert daemon.wait(30) == 0
-    notify_socket.wait_for("STOPPING")
+    assert not f.exists() and s3.get_object(Bucket=bucket, Key="slow.txt")["Body"].read() == b"in flight"
 
 
 def test_api_enqueues_metrics_count_and_json_logs_parse(start_daemon, redis_client, s3, bucket,
