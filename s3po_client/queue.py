@@ -6,10 +6,11 @@ Producers only need this module (and redis-py): ``enqueue`` never imports boto3.
 from __future__ import annotations
 
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import redis
 
@@ -79,15 +80,23 @@ def resolve_redis_url(redis_url: str | None = None) -> str:
 
 
 def redact_url(url: str) -> str:
-    """Return ``url`` with any password replaced by ``***``, for logs and messages."""
+    """Return ``url`` with any password (``user:password@`` or ``?password=``) replaced by ``***``.
+
+    >>> redact_url("rediss://app:s3cret@cache:6380/0?password=also")
+    'rediss://app:***@cache:6380/0?password=***'
+    """
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    if parts.password is not None:
+        user = parts.username or ""
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+        url = url.replace(parts.netloc, f"{user}:***@{host}", 1)
+    return _QUERY_PASSWORD.sub(r"\1***", url)
+
+
+#: ``password=`` in a URL's query string (redis-py reads it there too)
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
 
 
 def connect(redis_url: str | None = None, **options: Any) -> redis.Redis:
@@ -214,8 +223,8 @@ def push_jobs(
     try:
         r.lpush(keys.queue, *(job.to_json() for job in jobs))
     except redis.RedisError as exc:
-        url = redact_url(resolve_redis_url(redis_url))
-        raise ConfigError(f"cannot enqueue on Redis at {url}: {exc}") from exc
+        where = "" if client is not None else f" at {redact_url(resolve_redis_url(redis_url))}"
+        raise ConfigError(f"cannot enqueue on Redis{where}: {exc}") from exc
     finally:
         if client is None:
             r.close()

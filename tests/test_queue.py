@@ -105,6 +105,7 @@ def test_redact_url_hides_the_password() -> None:
     assert redact_url("redis://user:s3cret@host:6380/1") == "redis://user:***@host:6380/1"
     assert redact_url("redis://:s3cret@host/0") == "redis://:***@host/0"
     assert redact_url("redis://host:6379/0") == "redis://host:6379/0"
+    assert redact_url("unix:///run/redis.sock?db=2&password=s3cret") == "unix:///run/redis.sock?db=2&password=***"
 
 
 def test_importing_and_enqueueing_does_not_load_boto3(redis_server, tmp_path) -> None:
