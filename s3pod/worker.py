@@ -30,7 +30,7 @@ from s3po_client.settings import S3Settings, TransferSettings
 from s3po_client.transfer import TransferEngine, UploadResult
 
 from .budget import MemoryBudget
-from .config import WorkerConfig, default_concurrency, new_worker_id  # noqa: F401 - re-exported
+from .config import WorkerConfig
 from .consumer import Consumer, dead_entry
 from .events import Listener, Outcome, OutcomeKind
 from .keeper import Keeper

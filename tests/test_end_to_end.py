@@ -6,7 +6,6 @@ import json
 import signal
 from pathlib import Path
 
-import pytest
 
 from conftest import wait_until
 from s3po_client import enqueue
