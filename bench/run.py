@@ -264,6 +264,8 @@ def main() -> int:
     parser.add_argument("--large-mib", type=int, default=256)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--cases", default="small,large,compressed",
+                        help="comma-separated cases to run: small, large, compressed")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.md"))
     args = parser.parse_args()
     if not AWS:
@@ -272,9 +274,9 @@ def main() -> int:
         print("rclone not found: its rows are left out (make bench installs it)")
     bench = Bench(args)
     try:
-        bench.small_files()
-        bench.large_file()
-        bench.compressed_file()
+        cases = {"small": bench.small_files, "large": bench.large_file, "compressed": bench.compressed_file}
+        for name in args.cases.split(","):
+            cases[name.strip()]()
     finally:
         bench.close()
     text = bench.report()

@@ -51,6 +51,18 @@ def find_binary(name: str) -> str:
     return found
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM when the process that started it dies.
+
+    A test run killed by a timeout (or a Ctrl-C that skips teardown) then leaves no
+    redis-server or weed behind on the machine.
+    """
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def stop_process(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM, timeout_s: float = 10) -> None:
     if proc is None or proc.poll() is not None:
         return
@@ -83,7 +95,7 @@ class RedisServer:
             "--logfile", os.path.join(self.dir, "redis.log"),
         ]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=_die_with_parent)
         self._wait_ready()
         return self
 
@@ -157,7 +169,7 @@ class S3Server:
         env = {**os.environ, "AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key}
         self.log = open(os.path.join(self.dir, "weed.log"), "ab")
         self.proc = subprocess.Popen(args, cwd=self.dir, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=_die_with_parent)
         self._wait_ready()
         return self
 
