@@ -22,6 +22,7 @@ from conftest import wait_until
 from notifysocket import NotifySocket, notify_socket  # noqa: F401 - fixture
 from s3po_client import enqueue
 from servers import RedisServer, free_port
+from test_service import pid_alive
 
 TOKEN = "e2e-token-5c7a1d93"
 
@@ -198,14 +199,6 @@ def test_redis_password_works_and_is_never_logged(
 def s3pod(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "s3pod", *args], env=env, capture_output=True, text=True,
                           timeout=60)
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_daemon_mode_uploads_after_detaching_and_cleans_up(
