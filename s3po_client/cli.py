@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import click
 import redis
@@ -17,7 +17,10 @@ from .job import CODECS, DEFAULT_RETRIES
 from .queue import DEFAULT_PREFIX, QueueKeys, connect, count_jobs, enqueue, redact_url, resolve_redis_url
 
 
-def redis_options(func):  # type: ignore[no-untyped-def]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def redis_options(func: F) -> F:
     """Add ``--redis-url`` and ``--prefix`` (with their S3PO_* variables) to a command."""
     func = click.option("--prefix", envvar="S3PO_PREFIX", show_envvar=True, default=DEFAULT_PREFIX,
                         show_default=True, help="Redis key prefix.")(func)
@@ -37,7 +40,7 @@ def open_redis(redis_url: str | None) -> redis.Redis:
     return client
 
 
-def s3_options(func):  # type: ignore[no-untyped-def]
+def s3_options(func: F) -> F:
     """Add the S3 connection options (with their S3PO_* variables) to a command."""
     for name, env, text in reversed([
         ("--endpoint-url", "S3PO_ENDPOINT_URL", "S3 endpoint URL, for S3-compatible stores."),

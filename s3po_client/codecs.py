@@ -22,7 +22,7 @@ from __future__ import annotations
 import zlib
 from functools import lru_cache
 from types import ModuleType, TracebackType
-from typing import Any, BinaryIO, Protocol
+from typing import IO, Any, BinaryIO, Protocol, cast
 
 from .job import CODECS, Codec
 
@@ -238,7 +238,7 @@ class _ZstdDecoder:
 
         self.zstandard = zstandard
         self.writer = zstandard.ZstdDecompressor().stream_writer(
-            _Emitter(emit), write_size=CHUNK_BYTES, closefd=False)
+            cast(IO[bytes], _Emitter(emit)), write_size=CHUNK_BYTES, closefd=False)
 
     def feed(self, data: bytes) -> None:
         try:
@@ -247,7 +247,7 @@ class _ZstdDecoder:
             raise ValueError(f"corrupt zstd stream: {exc}") from exc
 
     def finish(self) -> None:
-        self.writer.flush()
+        self.writer.flush()  # type: ignore[no-untyped-call]  # zstandard's stub leaves it untyped
 
 
 class _Emitter:

@@ -122,7 +122,7 @@ def part_boundaries(req: Requester, info: ObjectInfo, pool: ThreadPoolExecutor) 
 
 
 def download_stream(req: Requester, *, settings: TransferSettings, on_start: Callable[[ObjectInfo], None],
-                    write: Callable[[bytes], Any], progress: Callable[[int, int], None]) -> ObjectInfo:
+                    write: Callable[[bytes | bytearray], Any], progress: Callable[[int, int], None]) -> ObjectInfo:
     """Fetch the object, pass its stored bytes in order to ``write``, verify them; return its info.
 
     ``on_start(info)`` runs once HEAD has answered, before the first byte is written.
@@ -156,8 +156,8 @@ def download_stream(req: Requester, *, settings: TransferSettings, on_start: Cal
                     break
             while pending:
                 data = pending.popleft().result()
-                following = next(upcoming, False)
-                if following is not False:
+                following = next(upcoming, None)
+                if following is not None:
                     pending.append(pool.submit(fetch, following))
                 checker.feed(data)
                 write(data)
