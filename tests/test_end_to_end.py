@@ -129,7 +129,7 @@ def test_sigterm_stops_cleanly_and_loses_nothing(redis_server, redis_client, s3,
     uploaded = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])}
     for i, f in enumerate(files):
         # Every job is either stored (and its file gone) or still queued (and its file kept).
-        assert (f"k{i}" in uploaded) != f.exists() or (f"k{i}" in uploaded and not f.exists())
+        assert (f"k{i}" in uploaded) == (not f.exists())
     assert counts.pending == sum(f.exists() for f in files)
     assert "stopped" in daemon.log
 
