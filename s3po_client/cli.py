@@ -176,7 +176,6 @@ def upload(endpoint_url: str | None, region: str | None, profile: str | None, ac
            secret_key: str | None, path: str, target: str, headers: tuple[str, ...], compress: str | None,
            retries: int, delete: bool, progress: bool, backoff_base: float) -> None:
     """Upload PATH (or - for standard input) to s3://BUCKET/KEY now, and wait for it."""
-    import os
 
     bucket, key = s3_url(target)
     engine = make_engine(endpoint_url, region, profile, access_id, secret_key, backoff_base)
@@ -189,8 +188,7 @@ def upload(endpoint_url: str | None, region: str | None, profile: str | None, ac
         result = engine.upload_file(bucket, key, path, headers=parsed, compress=compress, retries=retries,
                                     progress=bar)
         if delete:
-            result.ensure_source_unchanged(path)
-            os.unlink(path)
+            result.delete_source()
         return result
 
     try:

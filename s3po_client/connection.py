@@ -300,9 +300,7 @@ class Connection:
                     return False
                 logger.info("uploaded job=%s bucket=%s key=%s bytes=%d", job_id, bucket, key, result.bytes_read)
                 if delete:
-                    result.ensure_source_unchanged(path)
-                    os.unlink(path)
-                    logger.info("deleted job=%s path=%s", job_id, path)
+                    result.delete_source(job_id)
                 return True
             except SourceChangedError as exc:
                 if changes < retries:

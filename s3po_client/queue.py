@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 from urllib.parse import urlsplit
@@ -16,6 +15,7 @@ import redis
 
 from .errors import ConfigError, JobError
 from .job import DEFAULT_RETRIES, Codec, Job
+from .localfile import require_regular_file
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_PREFIX = "s3po"
@@ -106,19 +106,6 @@ def connect(redis_url: str | None = None, **options: Any) -> redis.Redis:
         return redis.Redis.from_url(url, **options)
     except ValueError as exc:
         raise ConfigError(f"bad Redis URL {redact_url(url)}: {exc}") from None
-
-
-def require_regular_file(path: str, shown: str | None = None) -> None:
-    """Raise JobError unless ``path`` is an existing regular file (``shown`` names it in the message)."""
-    name = shown if shown is not None else path
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        raise JobError(f"path {name!r} does not exist") from None
-    except OSError as exc:
-        raise JobError(f"path {name!r} cannot be read: {exc.strerror}") from None
-    if not stat.S_ISREG(mode):
-        raise JobError(f"path {name!r} is not a regular file")
 
 
 def make_job(

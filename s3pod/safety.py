@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
+from typing import BinaryIO
 
-from s3po_client.errors import ConfigError, UnsafePathError
-from s3po_client.job import Job
-from s3po_client.queue import require_regular_file
-
-logger = logging.getLogger(__name__)
+from s3po_client.errors import ConfigError
+from s3po_client.localfile import open_checked
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,32 +26,17 @@ class PathPolicy:
             resolved.append(real)
         return cls(tuple(resolved))
 
-    def check(self, path: str) -> str:
-        """Return the real path of the job's file; raise JobError if the daemon must not touch it.
+    def open(self, path: str) -> tuple[BinaryIO, str]:
+        """Open the job's file for reading; return it and its real path, or raise JobError.
 
-        The path is resolved with realpath, so a symlink or ``..`` that leads out of every
-        allowed directory is refused, and what is checked is what is read.
+        The check is made on the opened descriptor (``localfile.open_checked``): a symlink or
+        ``..`` that leads out of every allowed directory is refused, and so is a name swapped
+        for a symlink between the check and the read.
         """
-        real = os.path.realpath(path)
-        if self.allow_dirs and not any(
-            real == d or real.startswith(d.rstrip(os.sep) + os.sep) for d in self.allow_dirs
-        ):
-            raise UnsafePathError(
-                f"path {path!r} resolves to {real!r}, outside the allowed directories "
-                f"({', '.join(self.allow_dirs)})"
-            )
-        require_regular_file(real, shown=path)
+        return open_checked(path, allow_dirs=self.allow_dirs)
+
+    def check(self, path: str) -> str:
+        """Return the real path of the job's file; raise JobError if the daemon must not touch it."""
+        file, real = self.open(path)
+        file.close()
         return real
-
-
-def delete_file(job: Job, path: str) -> None:
-    """Delete an uploaded job's local file; a failure is logged, the job still counts as done."""
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        logger.warning("deleted job=%s path=%s was gone already", job.id, path)
-        return
-    except OSError as exc:
-        logger.error("could not delete job=%s path=%s: %s (the object is stored)", job.id, path, exc)
-        return
-    logger.info("deleted job=%s path=%s", job.id, path)

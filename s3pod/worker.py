@@ -23,7 +23,7 @@ from typing import Callable, Iterator, Sequence
 import redis
 
 from s3po_client import __version__
-from s3po_client.errors import JobError, S3poError, TransferError
+from s3po_client.errors import JobError, S3poError, SourceChangedError, TransferError
 from s3po_client.job import Job
 from s3po_client.queue import QueueKeys, connect, redact_url
 from s3po_client.settings import S3Settings, TransferSettings
@@ -35,7 +35,6 @@ from .consumer import Consumer, dead_entry
 from .events import Listener, Outcome, OutcomeKind
 from .keeper import Keeper
 from .reachability import Backoff, RedisWatch, s3_answers
-from .safety import delete_file
 
 logger = logging.getLogger(__name__)
 
@@ -242,42 +241,51 @@ class Worker:
             return self._dead_letter(raw, None, f"invalid job: {exc}", started, OutcomeKind.INVALID)
         logger.info("claimed job=%s bucket=%s key=%s attempt=%d", job.id, job.bucket, job.key, job.attempt)
         try:
-            path = self.config.paths.check(job.path)
-            reserved = self.budget.estimate(os.stat(path).st_size)
+            opened = self.config.paths.open(job.path)  # checked on the descriptor that is read
         except JobError as exc:
             if job.delete and not os.path.lexists(job.path) and self._was_stored(job):
                 return self._already_stored(raw, job, started)
             return self._dead_letter(raw, job, str(exc), started, OutcomeKind.INVALID)
-        except OSError as exc:  # vanished since the check
-            return self._dead_letter(raw, job, f"path {job.path!r} cannot be read: {exc.strerror}", started,
-                                     OutcomeKind.INVALID)
-        if not self.budget.acquire(reserved, self.stopping):  # stopping while waiting for memory
-            self._settle(lambda: self.consumer.put_back(raw))
-            return Outcome(OutcomeKind.RETRY, job.id, job.bucket, job.key, attempt=job.attempt, error="stopping")
+        file, path = opened
+        try:
+            reserved = self.budget.estimate(os.fstat(file.fileno()).st_size)
+            if not self.budget.acquire(reserved, self.stopping):  # stopping while waiting for memory
+                self._settle(lambda: self.consumer.put_back(raw))
+                return Outcome(OutcomeKind.RETRY, job.id, job.bucket, job.key, attempt=job.attempt,
+                               error="stopping")
+        except BaseException:
+            file.close()
+            raise
         try:
             # One attempt (retries=0): the next one is scheduled in Redis, not slept through here.
             result = self.engine.upload_file(job.bucket, job.key, path, headers=job.headers,
-                                             compress=job.compress, retries=0)
+                                             compress=job.compress, retries=0,
+                                             allow_dirs=self.config.paths.allow_dirs, opened=opened)
             if result is False:  # only with silent=True, which the daemon never asks for
                 raise TransferError("the engine returned no result", bucket=job.bucket, key=job.key)
             logger.info("uploaded job=%s bucket=%s key=%s bytes=%d duration=%.3fs attempt=%d", job.id,
                         job.bucket, job.key, result.bytes_sent, time.monotonic() - started, job.attempt)
             if job.delete:
-                result.ensure_source_unchanged(path)
+                result.ensure_source_unchanged()
         except Exception as exc:  # noqa: BLE001 - every failure settles the job, none ends the worker
             return self._failed(raw, job, exc, started)
         finally:
+            file.close()
             self.budget.release(reserved)
-        return self._finish(raw, job, path, result, started)
+        return self._finish(raw, job, result, started)
 
-    def _finish(self, raw: bytes, job: Job, path: str, result: UploadResult, started: float) -> Outcome:
+    def _finish(self, raw: bytes, job: Job, result: UploadResult, started: float) -> Outcome:
         with self._settle_lock:
             if self._abandoned:
                 logger.warning("uploaded job=%s after the stop put it back: it will run again", job.id)
             else:
                 if job.delete:
                     self._settle(lambda: self.consumer.mark_stored(job.id))
-                    delete_file(job, path)
+                    try:
+                        result.delete_source(job.id)
+                    except SourceChangedError as exc:
+                        self._call(lambda: self.consumer.forget_stored(job.id), "forget stored marker")
+                        return self._failed(raw, job, exc, started)
                 self._settle(lambda: self.consumer.ack(raw))
                 if job.delete:
                     self._call(lambda: self.consumer.forget_stored(job.id), "forget stored marker")

@@ -20,7 +20,7 @@ from __future__ import annotations
 from .client import PERMANENT_CODES, make_client, translate_error
 from .engine import TransferEngine, UploadResult
 from .headers import HEADER_ARGS, object_args
-from .sources import FileStat
+from ..localfile import FileStat
 
 __all__ = [
     "HEADER_ARGS",

@@ -8,16 +8,18 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from typing import IO, Any, Callable, Literal, Mapping, TypeVar
+from typing import IO, Any, BinaryIO, Callable, Literal, Mapping, Sequence, TypeVar
 
 from ..codecs import DECODABLE, CompressingReader, DecodingWriter
 from ..errors import DownloadError, JobError, SourceChangedError, TransferError, UploadError
+from ..localfile import delete_unchanged, ensure_unchanged
 from ..retry import RetryPolicy
 from ..settings import S3Settings, TransferSettings
 from .client import Requester, make_client, translate_error
 from .download import ObjectInfo, download_stream
 from .headers import etag_is_md5, object_args
-from .sources import BytesSource, FileobjSource, FileSource, FileStat, Reader, Source
+from ..localfile import FileStat
+from .sources import BytesSource, FileobjSource, FileSource, Reader, Source
 from .upload import Progress, ProgressReporter, upload_stream
 
 logger = logging.getLogger(__name__)
@@ -40,21 +42,24 @@ class UploadResult:
     bytes_sent: int
     etag: str
     source: FileStat | None = None
+    #: the real path of the file read (symlinks resolved), the one to delete
+    source_path: str | None = None
 
-    def ensure_source_unchanged(self, path: str) -> None:
-        """Raise SourceChangedError unless ``path`` is still the file this upload read.
+    def ensure_source_unchanged(self) -> None:
+        """Raise SourceChangedError unless the file this upload read is still there, unchanged.
 
-        Call it before deleting the local file: a file that was rewritten, replaced or
-        removed while it was sent must be kept (and uploaded again), never deleted.
+        A file that was rewritten, replaced or removed while it was sent must be kept (and
+        uploaded again), never deleted.
         """
-        try:
-            now = FileStat.of(path)
-        except FileNotFoundError:
-            raise SourceChangedError(f"{path!r} vanished during the upload", bucket=self.bucket,
-                                     key=self.key) from None
-        if self.source is not None and now != self.source:
-            raise SourceChangedError(f"{path!r} changed during the upload; it is kept and uploaded again",
-                                     bucket=self.bucket, key=self.key)
+        if self.source is None or self.source_path is None:
+            raise ValueError("only the result of a file upload has a source file")
+        ensure_unchanged(self.source_path, self.source, bucket=self.bucket, key=self.key)
+
+    def delete_source(self, job_id: str = "-") -> bool:
+        """Delete the uploaded file if it is unchanged (see :func:`~s3po_client.localfile.delete_unchanged`)."""
+        if self.source is None or self.source_path is None:
+            raise ValueError("only the result of a file upload has a source file")
+        return delete_unchanged(self.source_path, self.source, job_id=job_id, bucket=self.bucket, key=self.key)
 
 
 class TransferEngine:
@@ -101,7 +106,8 @@ class TransferEngine:
 
     def upload_file(self, bucket: str, key: str, path: str | os.PathLike[str], *,
                     headers: Mapping[str, str] | None = None, compress: str | None = None, retries: int = 0,
-                    silent: bool = False, progress: Progress | None = None) -> UploadResult | Literal[False]:
+                    silent: bool = False, progress: Progress | None = None, allow_dirs: Sequence[str] = (),
+                    opened: tuple[BinaryIO, str] | None = None) -> UploadResult | Literal[False]:
         """Store the file at ``path`` as ``s3://bucket/key`` and return what was stored.
 
         Small files go in one PUT; from ``settings.multipart_threshold_bytes`` on, as a
@@ -116,13 +122,18 @@ class TransferEngine:
         with ``silent=True`` logs and returns False instead. ``progress(done, total)`` gets the
         source bytes stored so far, from the engine's threads.
 
+        The file is read through a descriptor opened with ``O_NOFOLLOW`` and checked (a
+        regular file, inside ``allow_dirs`` when given: see ``localfile.open_checked``);
+        ``opened`` is such a file already opened by the caller, read by the first attempt.
+        The result's ``delete_source()`` deletes the file read if it is unchanged.
+
         >>> result = engine.upload_file("logs", "2024/06/01/app.log.gz", "/var/log/app.log",
         ...                             compress="gzip", headers={"Content-Type": "text/plain"})
         >>> result.bytes_read, result.bytes_sent     # doctest: +SKIP
         (104857600, 9230411)
         """
         path = os.fspath(path)
-        return self._upload(bucket, key, FileSource(path), headers=headers, compress=compress, retries=retries,
+        return self._upload(bucket, key, FileSource(path, allow_dirs, opened), headers=headers, compress=compress, retries=retries,
                             silent=silent, progress=progress, name=key or path)
 
     def upload_bytes(self, bucket: str, key: str, data: bytes | str, *, headers: Mapping[str, str] | None = None,
@@ -187,7 +198,7 @@ class TransferEngine:
         logger.debug("uploaded bucket=%s key=%s read=%d sent=%d parts=%d", bucket, key, counted.count,
                      sent.bytes_sent, sent.parts)
         return UploadResult(bucket=bucket, key=key, bytes_read=counted.count, bytes_sent=sent.bytes_sent,
-                            etag=sent.etag, source=source.stat)
+                            etag=sent.etag, source=source.stat, source_path=getattr(source, "real_path", None))
 
     # -- downloads -------------------------------------------------------------------
 

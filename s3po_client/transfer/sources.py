@@ -10,28 +10,10 @@ from __future__ import annotations
 
 import io
 import os
-from dataclasses import dataclass
-from typing import IO, Any, Protocol
+from typing import Any, BinaryIO, Protocol, Sequence
 
-from ..errors import SourceChangedError
-
-
-@dataclass(frozen=True, slots=True)
-class FileStat:
-    """What identifies a version of a local file: size, mtime and inode."""
-
-    size: int
-    mtime_ns: int
-    inode: int
-
-    @classmethod
-    def of(cls, path: str) -> FileStat:
-        """Return the stat of ``path`` (raises FileNotFoundError when it is gone)."""
-        return cls.from_stat(os.stat(path))
-
-    @classmethod
-    def from_stat(cls, st: os.stat_result) -> FileStat:
-        return cls(size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino)
+from ..errors import JobError, SourceChangedError, TransferError, UnsafePathError
+from ..localfile import FileStat, open_checked
 
 
 class Reader(Protocol):
@@ -62,23 +44,38 @@ class Source(Protocol):
 
 
 class FileSource:
-    """A local file, by path: stat taken at open, compared again after the last byte."""
+    """A local file, by path: opened once per attempt with ``O_NOFOLLOW`` and checked on the
+    descriptor (see :func:`~s3po_client.localfile.open_checked`), its stat compared again
+    after the last byte.
+
+    ``allow_dirs`` limits which files may be read (the daemon's ``--allow-dir``);
+    :attr:`real_path` is the file actually read, the one to delete after the upload.
+    """
 
     rereadable = True
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], allow_dirs: Sequence[str] = (),
+                 opened: tuple[BinaryIO, str] | None = None) -> None:
         self.path = os.fspath(path)
-        self._file: IO[bytes] | None = None
+        self.allow_dirs = tuple(allow_dirs)
+        #: a file the caller already opened with open_checked, read by the first attempt
+        self._opened = opened
+        self.real_path: str | None = None
+        self._file: BinaryIO | None = None
         self._stat: FileStat | None = None
 
     def open(self) -> Reader:
         self.close()
-        before = FileStat.of(self.path)
-        self._file = open(self.path, "rb")
-        opened = FileStat.from_stat(os.fstat(self._file.fileno()))
-        if opened != before:  # replaced between stat and open: take what we opened
-            before = opened
-        self._stat = before
+        if self._opened is not None:
+            (self._file, self.real_path), self._opened = self._opened, None
+        else:
+            try:
+                self._file, self.real_path = open_checked(self.path, allow_dirs=self.allow_dirs)
+            except UnsafePathError:
+                raise
+            except JobError as exc:  # missing, unreadable, not a regular file: no attempt will help
+                raise TransferError(str(exc), transient=False) from None
+        self._stat = FileStat.from_stat(os.fstat(self._file.fileno()))
         return self._file
 
     @property
@@ -90,9 +87,9 @@ class FileSource:
         return self._stat
 
     def check_unchanged(self, bytes_read: int, bucket: str, key: str) -> None:
-        assert self._file is not None and self._stat is not None
+        assert self._file is not None and self._stat is not None and self.real_path is not None
         try:
-            now = FileStat.of(self.path)
+            now = FileStat.of(self.real_path, follow_symlinks=False)
         except FileNotFoundError:
             raise SourceChangedError(f"s3://{bucket}/{key}: {self.path!r} vanished while it was sent",
                                      bucket=bucket, key=key) from None
@@ -107,6 +104,9 @@ class FileSource:
         if self._file is not None:
             self._file.close()
             self._file = None
+        if self._opened is not None:
+            self._opened[0].close()
+            self._opened = None
 
 
 class BytesSource:

@@ -1,0 +1,145 @@
+"""The local file an upload reads and may delete: open it safely, tell whether it changed, delete it.
+
+One home for three rules that the daemon, ``Connection`` and the ``s3po`` command share:
+
+- a file is read through one descriptor, opened with ``O_NOFOLLOW``; what is checked
+  (regular file, inside the allowed directories) is that descriptor, not a name that
+  could be swapped for a symlink between the check and the read;
+- a file is "unchanged" while its size, mtime, inode and device are those seen when its
+  upload began;
+- a file is deleted only if the name still refers to that same unchanged file
+  (:func:`delete_unchanged`), so a symlink or a new file put in its place survives.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from dataclasses import dataclass
+from typing import BinaryIO, Sequence
+
+from .errors import JobError, SourceChangedError, UnsafePathError
+
+logger = logging.getLogger(__name__)
+
+#: Flags for reading a job's file: never through a final symlink, never blocking on a FIFO.
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+
+
+@dataclass(frozen=True, slots=True)
+class FileStat:
+    """What identifies one version of a local file: size, mtime, inode and device."""
+
+    size: int
+    mtime_ns: int
+    inode: int
+    device: int = 0
+
+    @classmethod
+    def of(cls, path: str, *, follow_symlinks: bool = True) -> FileStat:
+        """Return the stat of ``path`` (raises FileNotFoundError when it is gone)."""
+        return cls.from_stat(os.stat(path, follow_symlinks=follow_symlinks))
+
+    @classmethod
+    def from_stat(cls, st: os.stat_result) -> FileStat:
+        return cls(size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino, device=st.st_dev)
+
+
+def inside(real: str, dirs: Sequence[str]) -> bool:
+    """Return whether the resolved path ``real`` is one of ``dirs`` or below one of them."""
+    return any(real == d or real.startswith(d.rstrip(os.sep) + os.sep) for d in dirs)
+
+
+def _descriptor_path(fd: int, fallback: str) -> str:
+    """Return the real path of the file open as ``fd`` (Linux: /proc/self/fd), else ``fallback``'s realpath."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return os.path.realpath(fallback)
+
+
+def open_checked(path: str, *, allow_dirs: Sequence[str] = (), shown: str | None = None) -> tuple[BinaryIO, str]:
+    """Open the regular file at ``path`` for reading; return it and its real path.
+
+    ``path`` is resolved first (symlinks inside the allowed directories are fine), then the
+    resolved name is opened with ``O_NOFOLLOW``: if it was swapped for a symlink since, the
+    open fails. The opened descriptor is then checked — a regular file, whose real path is
+    inside ``allow_dirs`` when any are given — so what is checked is what is read. Raises
+    JobError (UnsafePathError for a path outside ``allow_dirs``) naming ``shown`` (default
+    ``path``).
+    """
+    name = shown if shown is not None else path
+    real = os.path.realpath(path)
+    if allow_dirs and not inside(real, allow_dirs):
+        raise UnsafePathError(f"path {name!r} resolves to {real!r}, outside the allowed directories "
+                              f"({', '.join(allow_dirs)})")
+    try:
+        fd = os.open(real, _OPEN_FLAGS)
+    except FileNotFoundError:
+        raise JobError(f"path {name!r} does not exist") from None
+    except OSError as exc:
+        if os.path.islink(real):
+            raise UnsafePathError(f"path {name!r} was replaced by a symlink while it was checked") from None
+        raise JobError(f"path {name!r} cannot be read: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise JobError(f"path {name!r} is not a regular file")
+        opened = _descriptor_path(fd, real)
+        if allow_dirs and not inside(opened, allow_dirs):
+            raise UnsafePathError(f"path {name!r} opened {opened!r}, outside the allowed directories "
+                                  f"({', '.join(allow_dirs)})")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb"), opened
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def require_regular_file(path: str, shown: str | None = None) -> None:
+    """Raise JobError unless ``path`` is an existing regular file (``shown`` names it in the message)."""
+    name = shown if shown is not None else path
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise JobError(f"path {name!r} does not exist") from None
+    except OSError as exc:
+        raise JobError(f"path {name!r} cannot be read: {exc.strerror}") from None
+    if not stat.S_ISREG(mode):
+        raise JobError(f"path {name!r} is not a regular file")
+
+
+def ensure_unchanged(path: str, expected: FileStat, *, bucket: str = "", key: str = "") -> None:
+    """Raise SourceChangedError unless the name ``path`` (not followed) is still the file ``expected`` describes."""
+    try:
+        now = FileStat.of(path, follow_symlinks=False)
+    except FileNotFoundError:
+        raise SourceChangedError(f"{path!r} vanished during the upload", bucket=bucket, key=key) from None
+    if now != expected:
+        raise SourceChangedError(f"{path!r} changed during the upload; it is kept and uploaded again",
+                                 bucket=bucket, key=key)
+
+
+def delete_unchanged(path: str, expected: FileStat, *, job_id: str = "-", bucket: str = "", key: str = "") -> bool:
+    """Delete the uploaded file ``path`` if it is still the version ``expected`` describes.
+
+    Raises SourceChangedError (and deletes nothing) when the name now refers to something
+    else: the file was rewritten, replaced, swapped for a symlink, or removed. Returns
+    False when the unlink itself failed (logged: the object is stored, the file stays),
+    True once the file is deleted.
+    """
+    ensure_unchanged(path, expected, bucket=bucket, key=key)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        raise SourceChangedError(f"{path!r} vanished during the upload", bucket=bucket, key=key) from None
+    except OSError as exc:
+        logger.error("could not delete job=%s path=%s: %s (the object is stored)", job_id, path, exc.strerror)
+        return False
+    logger.info("deleted job=%s path=%s", job_id, path)
+    return True
+
+
+__all__ = ["FileStat", "delete_unchanged", "ensure_unchanged", "inside", "open_checked", "require_regular_file"]
