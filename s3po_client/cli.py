@@ -11,7 +11,7 @@ import click
 import redis
 
 from . import __version__
-from .deadletters import list_dead, purge_dead, retry_dead
+from .queue.dead import list_dead, purge_dead, retry_dead
 from .errors import ConfigError, JobError, TransferError
 from .job import CODECS, DEFAULT_RETRIES
 from .queue import DEFAULT_PREFIX, QueueKeys, connect, count_jobs, enqueue, redact_url, resolve_redis_url

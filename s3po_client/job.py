@@ -7,6 +7,7 @@ validates strictly and raises :class:`~s3po_client.errors.JobError` naming the f
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -26,6 +27,21 @@ DEFAULT_RETRIES = 3
 def new_job_id() -> str:
     """Return a fresh, unique job id (32 hex digits)."""
     return uuid.uuid4().hex
+
+
+def derived_job_id(raw: bytes | str) -> str:
+    """Return the id of a job pushed without one: 32 hex digits of a hash of its exact bytes.
+
+    A producer in another language may ``LPUSH`` a job with no ``id``. Deriving the id from
+    the bytes gives that job the same id on every claim, in every log line, in its stored
+    marker and in the dead-letter list, with nothing written back to Redis. Two pushes of
+    the very same text are the very same job, so sharing an id is right for them.
+
+    >>> derived_job_id('{"bucket":"b","key":"k","path":"/tmp/f"}')
+    '0c1e2635a213437c1c70910bb6ba4ff0'
+    """
+    data = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else raw
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -86,7 +102,11 @@ class Job:
 
     @classmethod
     def from_dict(cls, data: Any) -> Job:
-        """Return the job described by a decoded JSON object; raise JobError naming what is wrong."""
+        """Return the job described by a decoded JSON object; raise JobError naming what is wrong.
+
+        A job without ``id`` gets a fresh one: this builds a new job. :meth:`from_json`, which
+        reads a queued job, derives a missing id from the job's bytes instead.
+        """
         if not isinstance(data, dict):
             raise JobError(f"a job must be a JSON object, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
@@ -107,6 +127,8 @@ class Job:
             data = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             raise JobError(f"not valid JSON: {exc}") from None
+        if isinstance(data, dict) and "id" not in data:
+            data["id"] = derived_job_id(raw)
         return cls.from_dict(data)
 
     def to_dict(self) -> dict[str, Any]:
@@ -132,4 +154,4 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-__all__ = ["CODECS", "Codec", "FORMAT_VERSION", "Job", "new_job_id"]
+__all__ = ["CODECS", "Codec", "FORMAT_VERSION", "Job", "derived_job_id", "new_job_id"]

@@ -10,7 +10,7 @@ from typing import Callable
 
 import redis
 
-from .consumer import Consumer
+from s3po_client.queue.consumer import Consumer
 from .reachability import RedisWatch
 
 logger = logging.getLogger(__name__)
@@ -91,11 +91,11 @@ class Keeper(threading.Thread):
     # -- chores --------------------------------------------------------------------------
 
     def beat(self) -> None:
-        known = self.consumer.heartbeat()
+        state = self.consumer.heartbeat()
         self.watch.answered()
-        if not known:
-            logger.warning("worker %s was taken for dead (no heartbeat for %.0fs) and its jobs were put back: "
-                           "some may be uploaded twice", self.consumer.worker_id, self.heartbeat_timeout_s)
+        if state == 2:
+            logger.warning("worker %s was silent for more than %.0fs: a reaper may have put its jobs back, "
+                           "so some may be uploaded twice", self.consumer.worker_id, self.heartbeat_timeout_s)
 
     def promote(self) -> None:
         moved = self.consumer.promote()

@@ -18,29 +18,16 @@ import re
 import sys
 from typing import Any, Iterable
 
+from s3po_client.redaction import REDACTED, redact
+
 logger = logging.getLogger(__name__)
 
 LOG_FORMATS: tuple[str, ...] = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
-REDACTED = "***"
-
-#: ``scheme://user:password@host`` → ``scheme://user:***@host``
-_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s/]+(?=@)")
-#: ``?password=...`` or ``&password=...`` in a URL's query string
-_QUERY_PASSWORD = re.compile(r"(?P<head>[?&](?:password|passwd|secret|token)=)[^&\s]+", re.IGNORECASE)
 #: one %-conversion of a log template, with the ``key=`` right before it when there is one
 _CONVERSION = re.compile(
     r"(?:(?P<name>[A-Za-z_][A-Za-z0-9_]*)=)?%(?P<spec>[-#0 +]*(?:\*|\d+)?(?:\.(?:\*|\d+))?[diouxXeEfFgGcrsa%])"
 )
-
-
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """Return ``text`` with each secret, and any password in a URL, replaced by ``***``."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
-    text = _URL_PASSWORD.sub(lambda m: m.group("head") + REDACTED, text)
-    return _QUERY_PASSWORD.sub(lambda m: m.group("head") + REDACTED, text)
 
 
 def template_fields(record: logging.LogRecord) -> dict[str, Any]:

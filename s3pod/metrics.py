@@ -31,7 +31,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import start_http_server
 from prometheus_client.registry import Collector
 
-from s3po_client.queue import DEFAULT_PREFIX, QueueKeys, count_jobs
+from s3po_client.queue import DEFAULT_PREFIX, QueueKeys, count_jobs, workers_alive
 
 from .events import Outcome, OutcomeKind
 
@@ -99,7 +99,7 @@ class QueueCollector(Collector):
         up = GaugeMetricFamily("s3pod_redis_up", "1 if this scrape could read Redis.")
         try:
             counts = count_jobs(self.client, self.prefix)
-            alive = self.client.zcount(self.keys.workers, time.time() - self.worker_ttl_s, "+inf")
+            alive = workers_alive(self.client, self.keys, self.worker_ttl_s)  # by Redis's clock, as heartbeats
         except redis.RedisError as exc:
             # A scrape must still answer: report Redis down instead of failing the whole page.
             logger.warning("metrics: cannot read queue depths from Redis: %s", exc)

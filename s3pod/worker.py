@@ -31,15 +31,13 @@ from s3po_client.transfer import TransferEngine, UploadResult
 
 from .budget import MemoryBudget
 from .config import WorkerConfig
-from .consumer import Consumer, dead_entry
+from s3po_client.queue.consumer import Consumer, dead_entry
 from .events import Listener, Outcome, OutcomeKind
 from .keeper import Keeper
 from .reachability import Backoff, RedisWatch, s3_answers
 
 logger = logging.getLogger(__name__)
 
-#: How long the stop waits for a thread that is deleting a file and acknowledging its job.
-SETTLE_LOCK_WAIT_S = 5.0
 #: How long the stop keeps trying to put jobs back while Redis is away.
 RETIRE_TRY_S = 10.0
 
@@ -63,7 +61,7 @@ class Worker:
         self.engine = engine
         self.config = config
         self.listeners = tuple(listeners)
-        self.consumer = Consumer(client, QueueKeys(config.prefix), config.worker_id)
+        self.consumer = Consumer(client, QueueKeys(config.prefix), config.worker_id, config.heartbeat_timeout_s)
         self.watch = RedisWatch()
         transfer = engine.settings
         self.budget = MemoryBudget(config.max_memory_bytes,
@@ -72,9 +70,10 @@ class Worker:
         self.hurry = threading.Event()     # cold stop: put back the jobs in flight now
         self._hand: Counter[bytes] = Counter()
         self._hand_lock = threading.Lock()
-        # Held from a file's deletion to its job's ack, so a stop never puts back a job
-        # whose file is already gone (it would be dead-lettered as missing).
-        self._settle_lock = threading.Lock()
+        # Set once the stop has put this worker's jobs back: settle steps then give up.
+        # No lock orders a file's deletion against that: the stored marker (set before the
+        # deletion, kept unless the ack finds the job) makes a put-back job whose file is
+        # gone an acknowledgement, not a dead letter.
         self._abandoned = False
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -169,24 +168,19 @@ class Worker:
         """Put back every job still held (those in flight if the stop timed out); False if Redis refused."""
         if in_flight:
             logger.warning("%d job(s) still in flight at the stop: putting them back on the queue", in_flight)
-        got_lock = self._settle_lock.acquire(timeout=SETTLE_LOCK_WAIT_S)
-        try:
-            self._abandoned = True
-            deadline = time.monotonic() + RETIRE_TRY_S
-            backoff = Backoff()
-            while True:
-                try:
-                    moved = self.consumer.retire()
-                    break
-                except redis.RedisError as exc:
-                    if time.monotonic() > deadline:
-                        logger.error("could not put back the jobs in hand (they stay in %s until a reaper "
-                                     "frees them): %s", self.consumer.processing, exc)
-                        return False
-                    time.sleep(backoff.step())
-        finally:
-            if got_lock:
-                self._settle_lock.release()
+        self._abandoned = True
+        deadline = time.monotonic() + RETIRE_TRY_S
+        backoff = Backoff()
+        while True:
+            try:
+                moved = self.consumer.retire()
+                break
+            except redis.RedisError as exc:
+                if time.monotonic() > deadline:
+                    logger.error("could not put back the jobs in hand (they stay in %s until a reaper "
+                                 "frees them): %s", self.consumer.processing, exc)
+                    return False
+                time.sleep(backoff.step())
         if moved:
             logger.warning("put %d unfinished job(s) back on the queue", moved)
         return True
@@ -275,22 +269,37 @@ class Worker:
         return self._finish(raw, job, result, started)
 
     def _finish(self, raw: bytes, job: Job, result: UploadResult, started: float) -> Outcome:
-        with self._settle_lock:
-            if self._abandoned:
-                logger.warning("uploaded job=%s after the stop put it back: it will run again", job.id)
-            else:
-                if job.delete:
-                    self._settle(lambda: self.consumer.mark_stored(job.id))
-                    try:
-                        result.delete_source(job.id)
-                    except SourceChangedError as exc:
-                        self._call(lambda: self.consumer.forget_stored(job.id), "forget stored marker")
-                        return self._failed(raw, job, exc, started)
-                self._settle(lambda: self.consumer.ack(raw))
-                if job.delete:
+        if self._abandoned:
+            logger.warning("uploaded job=%s after the stop put it back: it will run again", job.id)
+        else:
+            if job.delete:
+                # The marker outlives the file: if this worker dies (or was reaped) before
+                # the ack, the job's next run finds it and acknowledges instead of failing.
+                self._settle(lambda: self.consumer.mark_stored(job.id))
+                try:
+                    result.delete_source(job.id)
+                except SourceChangedError as exc:
                     self._call(lambda: self.consumer.forget_stored(job.id), "forget stored marker")
+                    return self._failed(raw, job, exc, started)
+            self._acknowledge(raw, job)
         return self._emit(Outcome(OutcomeKind.UPLOADED, job.id, job.bucket, job.key, result.bytes_sent,
                                   time.monotonic() - started, job.attempt))
+
+    def _acknowledge(self, raw: bytes, job: Job) -> None:
+        """Ack the job; drop its stored marker only if this worker still held it.
+
+        When the ack finds nothing, a reaper put the job back while this worker ran it (it
+        was paused, or cut off from Redis): another copy runs or waits, and the marker tells
+        that copy its object is stored.
+        """
+        acked: list[bool] = []
+        self._settle(lambda: acked.append(self.consumer.ack(raw)))
+        if acked and acked[-1]:
+            if job.delete:
+                self._call(lambda: self.consumer.forget_stored(job.id), "forget stored marker")
+        elif acked:
+            logger.warning("acknowledged job=%s that this worker no longer held (taken for dead): "
+                           "its stored marker stays for the copy put back", job.id)
 
     def _was_stored(self, job: Job) -> bool:
         try:
@@ -302,8 +311,7 @@ class Worker:
         """Acknowledge a job whose object an earlier run stored before dying, its file deleted."""
         logger.warning("uploaded job=%s bucket=%s key=%s already: an earlier run stored it and deleted its file "
                        "but died before acknowledging it", job.id, job.bucket, job.key)
-        self._settle(lambda: self.consumer.ack(raw))
-        self._call(lambda: self.consumer.forget_stored(job.id), "forget stored marker")
+        self._acknowledge(raw, job)
         return self._emit(Outcome(OutcomeKind.UPLOADED, job.id, job.bucket, job.key, 0,
                                   time.monotonic() - started, job.attempt))
 

@@ -15,6 +15,7 @@ def s3po(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 def test_status_json_counts_each_state(redis_client, daemon_env) -> None:
     keys = QueueKeys("s3po")
+    redis_client.zadd(keys.workers, {"host-1": 1})  # a worker beats before it claims
     redis_client.lpush(keys.queue, "a", "b", "c")
     redis_client.lpush(keys.processing("host-1"), "d")
     redis_client.zadd(keys.delayed, {"e": 1, "f": 2})

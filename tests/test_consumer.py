@@ -6,7 +6,7 @@ import json
 import time
 
 from s3po_client.queue import QueueKeys
-from s3pod.consumer import Consumer, dead_entry
+from s3po_client.queue.consumer import Consumer, dead_entry
 
 KEYS = QueueKeys("s3po")
 
@@ -27,14 +27,13 @@ def test_claim_takes_the_oldest_and_ack_forgets_it(redis_client) -> None:
     assert c.claim(0.1) is None
 
 
-def test_ack_of_a_job_a_reaper_put_back_removes_the_queued_copy(redis_client) -> None:
+def test_ack_of_a_job_a_reaper_put_back_says_so_and_leaves_the_queued_copy(redis_client) -> None:
     c = consumer(redis_client)
     redis_client.lpush(KEYS.queue, b"job")
     c.claim(0.1)
     c.retire()  # as a reaper would
-    assert redis_client.lrange(KEYS.queue, 0, -1) == [b"job"]
-    assert c.ack(b"job") == 2
-    assert redis_client.llen(KEYS.queue) == 0
+    assert c.ack(b"job") is False, "the worker no longer held it: its stored marker must stay"
+    assert redis_client.lrange(KEYS.queue, 0, -1) == [b"job"], "the queue is never searched"
 
 
 def test_delay_moves_the_next_attempt_to_the_delayed_set_scored_by_redis_time(redis_client) -> None:
@@ -52,16 +51,18 @@ def test_delay_moves_the_next_attempt_to_the_delayed_set_scored_by_redis_time(re
     assert redis_client.zcard(KEYS.delayed) == 1
 
 
-def test_promote_moves_only_due_jobs_to_the_taking_end(redis_client) -> None:
+def test_promote_moves_only_due_jobs_behind_the_pending_ones_in_due_order(redis_client) -> None:
     c = consumer(redis_client)
     redis_client.lpush(KEYS.queue, b"pending")
     c.claim(0.1)
     c.delay(b"pending", b"soon", 0)
+    c.delay(b"x", b"sooner", -1)
     c.delay(b"never-mind", b"later", 3600)
-    redis_client.lpush(KEYS.queue, b"older-pending")
-    assert c.promote() == 1
+    redis_client.lpush(KEYS.queue, b"fresh")
+    assert c.promote() == 2
     assert redis_client.zrange(KEYS.delayed, 0, -1) == [b"later"]
-    assert c.claim(0.1) == b"soon", "a job whose backoff is over is taken next"
+    assert [c.claim(0.1) for _ in range(3)] == [b"fresh", b"sooner", b"soon"], \
+        "retries join the queue like new jobs, earliest due first"
 
 
 def test_dead_letter_records_once_even_when_repeated(redis_client) -> None:
@@ -78,7 +79,7 @@ def test_dead_letter_records_once_even_when_repeated(redis_client) -> None:
 
 
 def test_dead_entry_keeps_bytes_that_are_not_utf8(redis_client) -> None:
-    from s3pod.consumer import raw_bytes
+    from s3po_client.queue.consumer import raw_bytes
 
     raw = b"\xff\xfe not utf-8"
     assert raw_bytes(json.loads(dead_entry(raw, "x", 0, "w"))["job"]) == raw
@@ -95,24 +96,35 @@ def test_reap_puts_back_the_jobs_of_a_silent_worker_in_their_first_order(redis_c
     alive.heartbeat()
     assert alive.reap(timeout_s=0.5) == {"dead": 2}
     assert redis_client.llen(KEYS.processing("dead")) == 0
-    assert redis_client.zrange(KEYS.workers, 0, -1) == [b"alive"]
     assert [alive.claim(0.1) for _ in range(3)] == [b"j1", b"j2", b"j3"]
+    # The reaped worker stays known, so a job it claims on waking up is still found.
+    assert sorted(redis_client.zrange(KEYS.workers, 0, -1)) == [b"alive", b"dead"]
+    redis_client.lpush(KEYS.queue, b"j4")
+    assert dead.claim(0.1) == b"j4"
+    assert alive.reap(timeout_s=0.5) == {"dead": 1}
 
 
-def test_reap_frees_a_processing_list_that_has_no_heartbeat_at_all(redis_client) -> None:
-    redis_client.lpush(KEYS.processing("old-version-daemon"), b"stuck")
-    c = consumer(redis_client)
-    c.heartbeat()
-    assert c.reap(timeout_s=30) == {"old-version-daemon": 1}
-    assert redis_client.lrange(KEYS.queue, 0, -1) == [b"stuck"]
+def test_heartbeat_says_first_fresh_or_silent_past_the_timeout(redis_client) -> None:
+    c = Consumer(redis_client, KEYS, "w1", heartbeat_timeout_s=0.3)
+    assert c.heartbeat() == 0
+    assert c.heartbeat() == 1
+    time.sleep(0.4)
+    assert c.heartbeat() == 2, "silent past the timeout: a reaper may have put its jobs back"
+    consumer(redis_client, "other").requeue("w1", -1)  # as the worker's own stop does: it leaves the set
+    assert c.heartbeat() == 0
 
 
-def test_heartbeat_says_when_the_worker_was_reaped_while_alive(redis_client) -> None:
-    c = consumer(redis_client)
-    assert c.heartbeat() is False
-    assert c.heartbeat() is True
-    consumer(redis_client, "other").requeue("w1", -1)
-    assert c.heartbeat() is False
+def test_status_finds_workers_from_the_workers_set_in_two_round_trips(redis_client) -> None:
+    from s3po_client.queue import count_jobs
+
+    w1, w2 = consumer(redis_client, "w1"), consumer(redis_client, "w2")
+    w1.heartbeat(), w2.heartbeat()
+    redis_client.lpush(KEYS.queue, b"a", b"b", b"c", b"d")
+    w1.claim(0.1), w2.claim(0.1), w2.claim(0.1)
+    counts = count_jobs(redis_client)
+    assert (counts.pending, counts.processing) == (1, 3)
+    assert dict(counts.processing_by_worker) == {"w1": 1, "w2": 2}
+    assert set(counts.heartbeat_age_s) == {"w1", "w2"}
 
 
 def test_put_back_returns_a_held_job_to_the_taking_end(redis_client) -> None:
@@ -128,3 +140,42 @@ def test_hash_tagged_prefix_keeps_every_key_in_one_cluster_slot() -> None:
     keys = QueueKeys("{s3po}")
     names = [keys.queue, keys.processing("host-1-99"), keys.delayed, keys.dead, keys.workers]
     assert all(name.startswith("{s3po}:") for name in names)
+
+
+def test_no_step_scans_a_backlog_of_a_million_jobs(redis_client) -> None:
+    """Every settle step, the reaper, promotion and the counts stay off Redis's slow log.
+
+    With 1,000,000 pending jobs and 200,000 dead entries, a step that searched the queue
+    (LREM) or the dead list (LPOS) or the keyspace (SCAN) takes tens of milliseconds inside
+    Redis, blocking every other client; bounded steps take microseconds.
+    """
+    from s3po_client.queue import count_jobs
+
+    filler = b"x" * 40
+    pipe = redis_client.pipeline(transaction=False)
+    for _ in range(100):
+        pipe.lpush(KEYS.queue, *([filler] * 10_000))
+    for _ in range(20):
+        pipe.lpush(KEYS.dead, *([filler] * 10_000))
+    pipe.execute()
+    assert redis_client.llen(KEYS.queue) == 1_000_000
+    c = consumer(redis_client)
+    c.heartbeat()
+    threshold_us = 5_000
+    old = redis_client.config_get("slowlog-log-slower-than")["slowlog-log-slower-than"]
+    redis_client.config_set("slowlog-log-slower-than", threshold_us)
+    redis_client.slowlog_reset()
+    try:
+        # The abnormal paths: each job is no longer in this worker's list (a reaper took it).
+        assert c.ack(b"reaped-then-done") is False
+        c.delay(b"reaped-then-failed", b"next-attempt", 60)
+        c.dead_letter(b"reaped-then-dead", dead_entry(b"reaped-then-dead", "boom", 1, "w1"))
+        c.dead_letter(b"reaped-then-dead", dead_entry(b"reaped-then-dead", "boom", 1, "w1"))
+        c.put_back(b"not-held")
+        c.promote()
+        c.reap(30)
+        count_jobs(redis_client)
+        slow = redis_client.slowlog_get(128)
+    finally:
+        redis_client.config_set("slowlog-log-slower-than", old)
+    assert slow == [], [(e["duration"], e["command"][:60]) for e in slow]

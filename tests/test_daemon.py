@@ -230,3 +230,28 @@ def test_a_job_stored_by_a_run_that_died_before_its_ack_is_not_dead_lettered(
     assert "already" in daemon.log and stored.id in daemon.log
     assert object_bytes(s3, bucket, "fresh") == b"fresh"
     assert redis_client.keys(keys.stored("*")) == [], "markers are cleared once their jobs are acknowledged"
+
+
+def test_a_raw_job_without_id_keeps_one_id_from_its_dead_letter_to_its_retry(
+        redis_client, s3, bucket, start_daemon, daemon_env, tmp_path) -> None:
+    # The README's example for other languages: a plain LPUSH with no id.
+    target = tmp_path / "late.txt"
+    raw = json.dumps({"bucket": bucket, "key": "late.txt", "path": str(target)})
+    redis_client.lpush("s3po:queue", raw)
+    daemon = start_daemon("--concurrency", "1")
+    wait_until(lambda: counts(daemon_env) == (0, 0, 0, 1), message="the job dead-lettered (no file yet)")
+    listed = subprocess.run([sys.executable, "-m", "s3po_client.cli", "dead", "list", "--json"], env=daemon_env,
+                            capture_output=True, text=True, check=True)
+    [entry] = json.loads(listed.stdout)
+    job_id = entry["id"]
+    assert entry["id"] == json.loads(subprocess.run(
+        [sys.executable, "-m", "s3po_client.cli", "dead", "list", "--json"], env=daemon_env,
+        capture_output=True, text=True, check=True).stdout)[0]["id"], "the same id on every read"
+    assert f"claimed job={job_id}" in daemon.log and f"dead job={job_id}" in daemon.log
+    target.write_text("arrived late")
+    retried = subprocess.run([sys.executable, "-m", "s3po_client.cli", "dead", "retry", job_id], env=daemon_env,
+                             capture_output=True, text=True)
+    assert retried.returncode == 0, retried.stderr
+    wait_until(lambda: not target.exists() and counts(daemon_env) == (0, 0, 0, 0), message="the retried job stored")
+    assert object_bytes(s3, bucket, "late.txt") == b"arrived late"
+    assert daemon.log.count(f"claimed job={job_id}") == 2 and f"deleted job={job_id}" in daemon.log

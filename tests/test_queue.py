@@ -90,6 +90,7 @@ def test_enqueue_many_validates_everything_first(redis_server, redis_client, tmp
 
 def test_counts_by_state(redis_client) -> None:
     keys = QueueKeys("s3po")
+    redis_client.zadd(keys.workers, {"w1": 1, "w2": 1})  # every worker beats before it claims
     redis_client.lpush(keys.queue, "a", "b")
     redis_client.lpush(keys.processing("w1"), "c")
     redis_client.lpush(keys.processing("w2"), "d", "e")

@@ -2,11 +2,13 @@
 
 Every job stays in Redis until it is settled: BLMOVE moves it atomically from the queue
 into this worker's processing list, and it leaves that list only in the same atomic step
-(a Lua script in ``s3pod/lua``) that acknowledges, delays, dead-letters or puts it back
+(a Lua script in ``s3po_client/queue/lua``) that acknowledges, delays, dead-letters or puts it back
 (https://redis.io/commands/blmove/, "Pattern: Reliable queue"). Workers heartbeat into
 ``<prefix>:workers``; any worker reaps the processing lists of workers whose heartbeat is
-older than the timeout. Times (heartbeats, due times) come from the Redis server's clock,
-so hosts whose clocks differ still agree.
+older than the timeout; that sorted set is how workers are found (no SCAN). Times
+(heartbeats, due times) come from the Redis server's clock, so hosts whose clocks differ
+still agree. No step searches the queue or the whole dead list: each costs the same with a
+backlog of millions.
 
 Each script names every key it touches in KEYS, so with a hash-tagged prefix such as
 ``{s3po}`` every step stays atomic on Redis Cluster too.
@@ -18,19 +20,26 @@ import json
 import logging
 import time
 from importlib import resources
-from typing import Any, cast
+from typing import Any
 
 import redis
 from redis.commands.core import Script
 
-from s3po_client.queue import QueueKeys
+from .keys import QueueKeys
+from .status import server_time, worker_beats
 
 logger = logging.getLogger(__name__)
 
 #: Most delayed jobs one promote call moves, so no call holds Redis for long.
 PROMOTE_BATCH = 500
 
-SCRIPTS = ("ack", "delay", "dead", "put_back", "promote", "heartbeat", "requeue")
+SCRIPTS = ("ack", "delay", "dead", "put_back", "promote", "heartbeat", "requeue", "retry_dead")
+
+#: How many of the newest dead entries a repeated dead-letter step looks through for its own.
+DEAD_LOOKBACK = 100
+
+#: How long a reaped worker that holds nothing stays in the workers set (see requeue.lua).
+FORGET_WORKER_AFTER_S = 3600.0
 
 
 #: How long a stored marker outlives a daemon that died before acknowledging its job: long
@@ -60,10 +69,14 @@ def dead_entry(raw: bytes, error: str, attempts: int, worker_id: str) -> str:
     return json.dumps(entry, separators=(",", ":"))
 
 
+def load_script(client: redis.Redis, name: str) -> Script:
+    """Return the queue's Lua script ``name`` registered on ``client`` (EVALSHA, reloaded after a Redis restart)."""
+    return client.register_script((resources.files("s3po_client.queue") / "lua" / f"{name}.lua").read_text())
+
+
 def load_scripts(client: redis.Redis) -> dict[str, Script]:
-    """Return the Lua scripts of ``s3pod/lua`` registered on ``client`` (EVALSHA, reloaded after a Redis restart)."""
-    folder = resources.files("s3pod") / "lua"
-    return {name: client.register_script((folder / f"{name}.lua").read_text()) for name in SCRIPTS}
+    """Return every Lua script of the queue protocol registered on ``client``."""
+    return {name: load_script(client, name) for name in SCRIPTS}
 
 
 def _as_bytes(value: Any) -> bytes:
@@ -77,10 +90,12 @@ def _as_text(value: Any) -> str:
 class Consumer:
     """One worker's handle on the queue: the Redis client, the keys and its processing list."""
 
-    def __init__(self, client: redis.Redis, keys: QueueKeys, worker_id: str) -> None:
+    def __init__(self, client: redis.Redis, keys: QueueKeys, worker_id: str,
+                 heartbeat_timeout_s: float = 30.0) -> None:
         self.client = client
         self.keys = keys
         self.worker_id = worker_id
+        self.heartbeat_timeout_s = heartbeat_timeout_s
         self.scripts = load_scripts(client)
 
     @property
@@ -94,9 +109,9 @@ class Consumer:
         raw = self.client.blmove(self.keys.queue, self.processing, timeout_s, "RIGHT", "LEFT")  # type: ignore[arg-type]  # Redis takes fractional seconds
         return None if raw is None else _as_bytes(raw)
 
-    def ack(self, raw: bytes) -> int:
-        """Forget a job that is done; return where it was found (1 processing, 2 queue, 0 nowhere)."""
-        return int(self.scripts["ack"](keys=[self.processing, self.keys.queue], args=[raw]))
+    def ack(self, raw: bytes) -> bool:
+        """Forget a job that is done; False if this worker no longer held it (a reaper put it back)."""
+        return bool(self.scripts["ack"](keys=[self.processing], args=[raw]))
 
     def mark_stored(self, job_id: str, ttl_s: int = STORED_MARKER_TTL_S) -> None:
         """Record that a job's object is stored and verified, before its local file is deleted."""
@@ -112,13 +127,13 @@ class Consumer:
 
     def delay(self, raw: bytes, next_raw: bytes | str, delay_s: float) -> float:
         """Schedule ``next_raw`` (the job's next attempt) ``delay_s`` from now; return its due time."""
-        due = self.scripts["delay"](keys=[self.processing, self.keys.queue, self.keys.delayed],
+        due = self.scripts["delay"](keys=[self.processing, self.keys.delayed],
                                     args=[raw, next_raw, repr(float(delay_s))])
         return float(_as_text(due))
 
     def dead_letter(self, raw: bytes, entry: str) -> bool:
         """Record a job as failed for good (``entry`` from :func:`dead_entry`); False if already recorded."""
-        pushed = self.scripts["dead"](keys=[self.processing, self.keys.queue, self.keys.dead], args=[raw, entry])
+        pushed = self.scripts["dead"](keys=[self.processing, self.keys.dead], args=[raw, entry, DEAD_LOOKBACK])
         return bool(pushed)
 
     def put_back(self, raw: bytes) -> bool:
@@ -131,9 +146,10 @@ class Consumer:
 
     # -- upkeep --------------------------------------------------------------------------
 
-    def heartbeat(self) -> bool:
-        """Record that this worker is alive; False if Redis did not know it (first beat, or reaped)."""
-        return bool(self.scripts["heartbeat"](keys=[self.keys.workers], args=[self.worker_id]))
+    def heartbeat(self) -> int:
+        """Record that this worker is alive; 0 first beat, 1 fresh, 2 silent past the timeout (maybe reaped)."""
+        return int(self.scripts["heartbeat"](keys=[self.keys.workers],
+                                             args=[self.worker_id, repr(float(self.heartbeat_timeout_s))]))
 
     def promote(self) -> int:
         """Move delayed jobs that are due back onto the queue; return how many moved."""
@@ -150,7 +166,8 @@ class Consumer:
         A negative ``timeout_s`` puts them back whatever the heartbeat says.
         """
         keys = [self.keys.workers, self.keys.processing(worker_id), self.keys.queue]
-        return int(self.scripts["requeue"](keys=keys, args=[worker_id, repr(float(timeout_s))]))
+        return int(self.scripts["requeue"](keys=keys, args=[worker_id, repr(float(timeout_s)),
+                                                            repr(FORGET_WORKER_AFTER_S)]))
 
     def retire(self) -> int:
         """Put back every job this worker still holds and leave the workers set; return how many."""
@@ -159,23 +176,16 @@ class Consumer:
     def reap(self, timeout_s: float) -> dict[str, int]:
         """Put back the jobs of every worker whose heartbeat is older than ``timeout_s``.
 
-        Returns ``{worker id: jobs put back}`` for the workers reaped. Candidates are the
-        workers with a stale heartbeat and the processing lists with no heartbeat at all
-        (a daemon of an older version, or one killed before its first beat); the script
-        checks the heartbeat again inside its atomic step.
+        Returns ``{worker id: jobs put back}`` for the workers that held any. Candidates come
+        from the workers set (every worker beats before its first claim); the script checks
+        the heartbeat again inside its atomic step.
         """
-        seconds, micros = self.client.time()
-        now = seconds + micros / 1e6
-        scored = cast("list[tuple[bytes, float]]", self.client.zrange(self.keys.workers, 0, -1, withscores=True))
-        beats = {_as_text(w): float(score) for w, score in scored}
-        marker = self.keys.processing("")
-        listed = {_as_text(name)[len(marker):]
-                  for name in self.client.scan_iter(match=self.keys.processing_pattern, count=500)}
-        stale = {w for w, beat in beats.items() if now - beat >= timeout_s}
-        orphans = listed - set(beats)
+        now = server_time(self.client)
+        stale = [w for w, beat in worker_beats(self.client, self.keys).items()
+                 if now - beat >= timeout_s and w != self.worker_id]
         reaped: dict[str, int] = {}
-        for worker_id in sorted((stale | orphans) - {self.worker_id}):
+        for worker_id in sorted(stale):
             moved = self.requeue(worker_id, timeout_s)
-            if moved >= 0:
+            if moved > 0:
                 reaped[worker_id] = moved
         return reaped

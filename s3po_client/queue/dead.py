@@ -12,22 +12,10 @@ from typing import Any, Collection
 
 import redis
 
-from .errors import JobError
-from .job import Job
-from .queue import DEFAULT_PREFIX, QueueKeys
-
-# KEYS[1] <prefix>:dead   list: dead entries, newest first
-# KEYS[2] <prefix>:queue  list: pending jobs; producers push on the left
-# ARGV[1] the dead entry, exactly as stored; ARGV[2] the job to queue again
-# Moves the job only if the entry is still there, so two admins retrying at once queue it once.
-RETRY_SCRIPT = """
-if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then
-  redis.call('LPUSH', KEYS[2], ARGV[2])
-  return 1
-end
-return 0
-"""
-
+from ..errors import JobError
+from ..job import Job
+from .consumer import load_script
+from .keys import DEFAULT_PREFIX, QueueKeys
 
 @dataclass(frozen=True, slots=True)
 class DeadEntry:
@@ -96,7 +84,7 @@ def retry_dead(client: redis.Redis, ids: Collection[str] | None, prefix: str = D
     reported in ``invalid`` and left in the dead list (fix it and enqueue it anew).
     """
     keys = QueueKeys(prefix)
-    retry = client.register_script(RETRY_SCRIPT)
+    retry = load_script(client, "retry_dead")
     wanted = None if ids is None else set(ids)
     queued: list[str] = []
     invalid: list[DeadEntry] = []

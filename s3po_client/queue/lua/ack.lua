@@ -1,0 +1,11 @@
+-- Acknowledge a job that is done (uploaded and verified, local file handled).
+--
+-- KEYS[1]  <prefix>:processing:<worker>  list: the jobs this worker holds (a handful)
+-- ARGV[1]  the job exactly as it was claimed
+--
+-- Returns 1 if the job was in the processing list, 0 if not: a reaper took this worker for
+-- dead and put the job back, so another copy of it runs or waits. The caller then keeps
+-- the job's stored marker, so that copy is acknowledged as stored rather than failing on a
+-- file that is gone. The queue is never searched: with a long backlog that is a scan of
+-- millions of entries inside Redis.
+return redis.call('LREM', KEYS[1], 1, ARGV[1])

@@ -1,0 +1,128 @@
+"""The producer's side: build a job for a local file and push it onto the queue.
+
+Producers only need this (and redis-py): ``enqueue`` never imports boto3.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterable, Mapping
+
+import redis
+
+from ..errors import ConfigError, JobError
+from ..job import DEFAULT_RETRIES, Codec, Job
+from ..localfile import require_regular_file
+from ..redaction import redact_url
+from .client import connect, resolve_redis_url
+from .keys import DEFAULT_PREFIX, QueueKeys
+
+
+def make_job(
+    bucket: str,
+    key: str,
+    path: str | os.PathLike[str],
+    *,
+    headers: Mapping[str, str] | None = None,
+    compress: Codec | None = None,
+    retries: int = DEFAULT_RETRIES,
+    delete: bool = True,
+    silent: bool = False,
+) -> Job:
+    """Return a validated, timestamped job for a local file that exists now.
+
+    A relative path is made absolute; a path that is not an existing regular file raises
+    JobError, so a producer hears about a typo at once rather than in the dead-letter list.
+    """
+    abspath = os.path.abspath(os.fspath(path))
+    require_regular_file(abspath)
+    job = Job(
+        bucket=bucket,
+        key=key,
+        path=abspath,
+        headers=dict(headers or {}),
+        compress=compress,
+        retries=retries,
+        delete=delete,
+        silent=silent,
+    )
+    return job.stamped()
+
+
+def enqueue(
+    bucket: str,
+    key: str,
+    path: str | os.PathLike[str],
+    *,
+    headers: Mapping[str, str] | None = None,
+    compress: Codec | None = None,
+    retries: int = DEFAULT_RETRIES,
+    delete: bool = True,
+    silent: bool = False,
+    redis_url: str | None = None,
+    prefix: str = DEFAULT_PREFIX,
+) -> str:
+    """Queue one file for upload by ``s3pod`` and return the job id.
+
+    Returns once the job is safely in Redis. ``redis_url`` defaults to ``$S3PO_REDIS_URL``,
+    else ``redis://127.0.0.1:6379/0``.
+
+    >>> job_id = enqueue("my-bucket", "logs/app.log", "/var/log/app.log", compress="gzip")  # doctest: +SKIP
+    """
+    job = make_job(
+        bucket, key, path,
+        headers=headers, compress=compress, retries=retries, delete=delete, silent=silent,
+    )
+    return push_jobs([job], redis_url=redis_url, prefix=prefix)[0]
+
+
+def enqueue_many(
+    jobs: Iterable[Job | Mapping[str, Any]],
+    *,
+    redis_url: str | None = None,
+    prefix: str = DEFAULT_PREFIX,
+) -> list[str]:
+    """Queue many files in one pipelined round trip; return their ids in order.
+
+    Each item is a :class:`Job` or a mapping of :func:`enqueue`'s arguments
+    (``bucket``, ``key``, ``path`` and the optional ones). Every item is validated before
+    anything is sent, so a bad item queues nothing.
+
+    >>> enqueue_many([{"bucket": "b", "key": "a", "path": "a.log"},
+    ...               {"bucket": "b", "key": "c", "path": "c.log", "delete": False}])  # doctest: +SKIP
+    """
+    built: list[Job] = []
+    for item in jobs:
+        if isinstance(item, Job):
+            built.append(item.stamped())
+        elif isinstance(item, Mapping):
+            try:
+                built.append(make_job(**item))
+            except TypeError as exc:
+                raise JobError(f"bad job arguments {dict(item)!r}: {exc}") from None
+        else:
+            raise JobError(f"enqueue_many takes Job objects or mappings, got {type(item).__name__}")
+    return push_jobs(built, redis_url=redis_url, prefix=prefix)
+
+
+def push_jobs(
+    jobs: list[Job],
+    *,
+    redis_url: str | None = None,
+    prefix: str = DEFAULT_PREFIX,
+    client: redis.Redis | None = None,
+) -> list[str]:
+    """LPUSH already-validated jobs in one round trip; return their ids."""
+    if not jobs:
+        return []
+    keys = QueueKeys(prefix)
+    r = client if client is not None else connect(redis_url)
+    try:
+        r.lpush(keys.queue, *(job.to_json() for job in jobs))
+    except redis.RedisError as exc:
+        where = "" if client is not None else f" at {redact_url(resolve_redis_url(redis_url))}"
+        raise ConfigError(f"cannot enqueue on Redis{where}: {exc}") from exc
+    finally:
+        if client is None:
+            r.close()
+    return [job.id for job in jobs]

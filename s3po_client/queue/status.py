@@ -1,0 +1,90 @@
+"""Which workers a queue has, and how many jobs are in each state: what ``s3po status`` and metrics read.
+
+Worker discovery is the ``<prefix>:workers`` sorted set alone (every worker beats into it
+before its first claim), never a SCAN of the keyspace: with a million keys a SCAN is a
+million steps. Counting is one pipelined round trip.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, cast
+
+import redis
+
+from .keys import DEFAULT_PREFIX, QueueKeys
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def server_time(client: redis.Redis) -> float:
+    """Return the Redis server's clock (Unix seconds): the one clock heartbeats and due times use."""
+    seconds, micros = client.time()
+    return seconds + micros / 1e6
+
+
+def worker_beats(client: redis.Redis, keys: QueueKeys) -> dict[str, float]:
+    """Return ``{worker id: time of its last heartbeat}`` (Redis server clock) for every known worker."""
+    scored = cast("list[tuple[bytes, float]]", client.zrange(keys.workers, 0, -1, withscores=True))
+    return {_text(w): float(score) for w, score in scored}
+
+
+def workers_alive(client: redis.Redis, keys: QueueKeys, timeout_s: float) -> int:
+    """Return how many workers beat within ``timeout_s``, judged by the Redis server's clock."""
+    return int(client.zcount(keys.workers, server_time(client) - timeout_s, "+inf"))
+
+
+@dataclass(frozen=True, slots=True)
+class QueueCounts:
+    """How many jobs are in each state, and which workers beat how long ago, as ``s3po status`` shows."""
+
+    pending: int
+    processing: int
+    delayed: int
+    dead: int
+    processing_by_worker: Mapping[str, int]
+    #: worker id -> seconds since its last heartbeat (by the Redis server's clock)
+    heartbeat_age_s: Mapping[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "pending": self.pending,
+            "processing": self.processing,
+            "delayed": self.delayed,
+            "dead": self.dead,
+            "processing_by_worker": dict(self.processing_by_worker),
+            "workers": {w: {"heartbeat_age_s": round(age, 3)} for w, age in self.heartbeat_age_s.items()},
+        }
+
+
+def count_jobs(client: redis.Redis, prefix: str = DEFAULT_PREFIX) -> QueueCounts:
+    """Return the number of pending, processing, delayed and dead jobs under ``prefix``, and the workers.
+
+    Two round trips whatever the backlog: the workers with the clock, then every length.
+    """
+    keys = QueueKeys(prefix)
+    pipe = client.pipeline(transaction=False)
+    pipe.zrange(keys.workers, 0, -1, withscores=True)
+    pipe.time()
+    scored, (seconds, micros) = pipe.execute()
+    now = seconds + micros / 1e6
+    beats = {_text(w): float(t) for w, t in scored}
+    workers = sorted(beats)
+    pipe = client.pipeline(transaction=False)
+    pipe.llen(keys.queue)
+    pipe.zcard(keys.delayed)
+    pipe.llen(keys.dead)
+    for worker in workers:
+        pipe.llen(keys.processing(worker))
+    pending, delayed, dead, *held = pipe.execute()
+    by_worker = {w: int(n) for w, n in zip(workers, held) if n}
+    return QueueCounts(
+        pending=int(pending),
+        processing=sum(by_worker.values()),
+        delayed=int(delayed),
+        dead=int(dead),
+        processing_by_worker=by_worker,
+        heartbeat_age_s={w: max(0.0, now - t) for w, t in beats.items()},
+    )
