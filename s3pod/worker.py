@@ -63,9 +63,7 @@ class Worker:
         self.listeners = tuple(listeners)
         self.consumer = Consumer(client, QueueKeys(config.prefix), config.worker_id, config.heartbeat_timeout_s)
         self.watch = RedisWatch()
-        transfer = engine.settings
-        self.budget = MemoryBudget(config.max_memory_bytes,
-                                   (transfer.max_concurrency + 1) * transfer.part_size_bytes)
+        self.budget = MemoryBudget(config.max_memory_bytes, engine.settings)
         self.stopping = threading.Event()  # warm stop: take no more jobs
         self.hurry = threading.Event()     # cold stop: put back the jobs in flight now
         self._hand: Counter[bytes] = Counter()

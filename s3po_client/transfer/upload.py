@@ -101,10 +101,15 @@ def upload_stream(req: Requester, reader: Reader, *, object_args: dict[str, Any]
     first = read_exactly(reader, settings.multipart_threshold_bytes)
     if len(first) < settings.multipart_threshold_bytes:
         body = Body.of(first, crc32=crc, source_done=source_done())
-        before_commit(len(first))
+        del first
+        before_commit(len(body.data))
         return put_single(req, body, object_args=object_args, verify_etag=verify_etag, progress=progress)
+    # Handed over in a list the upload empties: no frame keeps the first buffer alive once
+    # its parts are cut (it was held for the whole upload, 16 MiB more than the budget counted).
+    head = [first]
+    del first
     return MultipartUpload(req, settings, object_args, size_hint, verify_etag, progress).run(
-        reader, first, source_done, before_commit)
+        reader, head, source_done, before_commit)
 
 
 def put_single(req: Requester, body: Body, *, object_args: dict[str, Any], verify_etag: bool,
@@ -152,14 +157,14 @@ class MultipartUpload:
         self._slots = threading.Semaphore(settings.max_concurrency)
         self._failure: BaseException | None = None
 
-    def run(self, reader: Reader, first: bytes, source_done: Callable[[], int],
+    def run(self, reader: Reader, head: list[bytes], source_done: Callable[[], int],
             before_commit: Callable[[int], None]) -> Sent:
         req = self.req
         self.upload_id = req.call("create", lambda: s3.create_multipart_upload(
             req.client, req.bucket, req.key, checksum_crc32=self.crc, object_args=self.object_args))
         logger.debug("multipart started bucket=%s key=%s upload_id=%s", req.bucket, req.key, self.upload_id)
         try:
-            sent = self._send_parts(reader, first, source_done)
+            sent = self._send_parts(reader, head, source_done)
             before_commit(sent)
             return self._complete(sent)
         except BaseException:
@@ -167,8 +172,8 @@ class MultipartUpload:
             self._abort()
             raise
 
-    def _send_parts(self, reader: Reader, first: bytes, source_done: Callable[[], int]) -> int:
-        pending = memoryview(first)
+    def _send_parts(self, reader: Reader, head: list[bytes], source_done: Callable[[], int]) -> int:
+        pending = memoryview(head.pop())
         sent = 0
         number = 1
         futures: list[Future[None]] = []
@@ -179,6 +184,8 @@ class MultipartUpload:
                     size = part_size_for(number, base_bytes=self.settings.part_size_bytes, size_hint=self.size_hint)
                     if len(pending) >= size:
                         data, pending = bytes(pending[:size]), pending[size:]
+                        if not pending:
+                            pending = memoryview(b"")  # the last view of the first buffer: free it
                     else:
                         data = bytes(pending) + read_exactly(reader, size - len(pending))
                         pending = memoryview(b"")
