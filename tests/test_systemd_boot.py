@@ -270,6 +270,22 @@ def test_start_reaches_active_only_after_ready(rig: Rig) -> None:
     assert time.monotonic() - started < 30
 
 
+def test_a_start_that_never_gets_ready_times_out_and_is_tried_again(rig: Rig) -> None:
+    assert rig.unit("TimeoutStartUSec")["TimeoutStartUSec"] == "1min 30s"  # the README's 90 s
+    dropin = "/etc/systemd/system/s3pod.service.d/start-timeout.conf"  # 90 s, shortened to 2 s here
+    rig.box.sh(f"systemctl stop s3pod && mkdir -p {dropin.rsplit('/', 1)[0]}"
+               f" && printf '[Service]\\nTimeoutStartSec=2s\\n' > {dropin} && systemctl daemon-reload")
+    rig.redis.stop()
+    try:
+        rig.box.sh("systemctl start --no-block s3pod")
+        rig.wait_for("timed out", lambda: rig.unit("Result")["Result"] == "timeout", timeout_s=20)
+        rig.wait_for("tried again", lambda: rig.unit("NRestarts")["NRestarts"] != "0", timeout_s=20)
+    finally:
+        rig.start_redis()
+        rig.box.sh(f"rm -f {dropin} && systemctl daemon-reload && systemctl restart s3pod")
+    assert rig.state() == "active/running"
+
+
 def test_a_job_from_the_spool_is_uploaded_and_its_file_deleted(rig: Rig) -> None:
     text = "report of the day\n" * 1000
     path = rig.spool("report.csv", text)
