@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all setup test demo bench clean
+.PHONY: all setup test test-min demo bench clean
 
 all: test
 
@@ -22,6 +22,27 @@ setup: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The lowest versions pyproject.toml allows: a second venv with every runtime dependency at
+# its floor (constraints/minimum.txt), on the oldest Python that requires-python admits
+# where this machine has one (on PATH, or pyenv's), and the suite once more. mypy is left
+# out: it checks the code against the newest libraries' types, which older releases lack.
+MIN_PY     := $(shell sed -n 's/^requires-python = ">=\(3\.[0-9]*\)"$$/\1/p' pyproject.toml)
+PYENV_ROOT ?= $(HOME)/.pyenv
+MIN_PYTHON ?= $(firstword $(shell python$(MIN_PY) -c 'import sys; print(sys.executable)' 2>/dev/null) \
+                $(wildcard $(PYENV_ROOT)/versions/$(MIN_PY).*/bin/python$(MIN_PY)) $(PYTHON))
+MIN_VENV   := .venv-min
+MIN_STAMP  := $(MIN_VENV)/.installed
+$(MIN_STAMP): pyproject.toml constraints/minimum.txt scripts/install-system-deps
+	PYTHON=$(MIN_PYTHON) scripts/install-system-deps
+	test -x $(MIN_VENV)/bin/python || $(MIN_PYTHON) -m venv $(MIN_VENV)
+	$(MIN_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(MIN_VENV)/bin/python -m pip install --quiet -c constraints/minimum.txt -e '.[test]'
+	touch $(MIN_STAMP)
+
+test-min: $(MIN_STAMP)
+	@$(MIN_VENV)/bin/python -c 'import sys; print("test-min: Python %d.%d.%d, dependencies at their floors (constraints/minimum.txt)" % sys.version_info[:3])'
+	S3PO_EXPECT_FLOORS=1 $(MIN_VENV)/bin/python -m pytest --deselect tests/test_types.py::test_packages_pass_mypy_strict $(PYTEST_ARGS)
+
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
@@ -38,7 +59,7 @@ bench: $(STAMP) $(AWSCLI_STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .venv-awscli build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(MIN_VENV) .venv-awscli build *.egg-info .pytest_cache
 
 # The unit under a real systemd: a Debian container booted with systemd-nspawn (as root)
 # installs s3pod as the README says and checks the unit's promises. Its tree is made once

@@ -1,0 +1,97 @@
+"""pyproject.toml's dependency floors are the versions ``constraints/minimum.txt`` pins.
+
+``make test-min`` installs s3po with that file and runs the suite, so a floor raised or
+lowered in one place and not the other would test versions nobody declared.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parent.parent
+CONSTRAINTS = ROOT / "constraints" / "minimum.txt"
+
+#: a dependency as pyproject.toml must write it: a name and its floor, nothing else
+FLOOR = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)>=([0-9]+(?:\.[0-9]+)*)$")
+#: a line of constraints/minimum.txt: a name pinned to one release
+PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([0-9]+(?:\.[0-9]+)*)$")
+
+
+def normalize(name: str) -> str:
+    """Return a distribution name in its PEP 503 form (``Python_Daemon`` → ``python-daemon``)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def pyproject() -> dict[str, Any]:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+
+
+def floors() -> dict[str, str]:
+    """Return each runtime dependency's floor, as pyproject.toml declares it."""
+    found = {}
+    for requirement in pyproject()["project"]["dependencies"]:
+        match = FLOOR.match(requirement.replace(" ", ""))
+        assert match, f"pyproject.toml: {requirement!r} must read name>=X.Y.Z (a floor that constraints/minimum.txt pins)"
+        found[normalize(match[1])] = match[2]
+    return found
+
+
+def pins() -> dict[str, str]:
+    """Return the versions constraints/minimum.txt pins."""
+    found = {}
+    for number, line in enumerate(CONSTRAINTS.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        match = PIN.match(line.replace(" ", ""))
+        assert match, f"constraints/minimum.txt:{number}: {line!r} must read name==X.Y.Z"
+        name = normalize(match[1])
+        assert name not in found, f"constraints/minimum.txt:{number}: {name} is pinned twice"
+        found[name] = match[2]
+    return found
+
+
+def release(text: str) -> tuple[int, ...]:
+    """Return the numeric release of a version (``"1.36.0"`` → ``(1, 36, 0)``), zero-padded for comparison."""
+    match = re.match(r"[0-9]+(?:\.[0-9]+)*", text)
+    assert match, f"not a version: {text!r}"
+    parts = [int(part) for part in match[0].split(".")]
+    return tuple(parts + [0] * (4 - len(parts)))
+
+
+def test_the_minimum_constraints_pin_exactly_the_floors_of_pyproject() -> None:
+    declared, pinned = floors(), pins()
+    assert declared, "pyproject.toml declares no dependencies"
+    assert pinned == declared, (
+        "constraints/minimum.txt and pyproject.toml disagree: "
+        f"only in pyproject {sorted(declared.items() - pinned.items())}, "
+        f"only in constraints {sorted(pinned.items() - declared.items())}")
+
+
+def test_mypy_checks_for_the_oldest_python_that_requires_python_admits() -> None:
+    data = pyproject()
+    # The Makefile reads it in this form too, to find that Python for make test-min.
+    match = re.fullmatch(r">=(3\.[0-9]+)", data["project"]["requires-python"])
+    assert match, f"requires-python must read >=3.N, got {data['project']['requires-python']!r}"
+    assert data["tool"]["mypy"]["python_version"] == match[1]
+
+
+def test_installed_versions_are_within_the_floors() -> None:
+    """Each dependency installed here is at least its floor; under ``make test-min``, exactly it."""
+    exact = os.environ.get("S3PO_EXPECT_FLOORS") == "1"
+    for name, floor in floors().items():
+        installed = version(name)
+        if exact:
+            assert release(installed) == release(floor), f"{name} {installed} installed, floor {floor}"
+        else:
+            assert release(installed) >= release(floor), f"{name} {installed} installed, below floor {floor}"
