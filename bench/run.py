@@ -64,6 +64,10 @@ def main() -> int:
         for name in names:
             with CASES[name](bench) as case:
                 runs.append((case, case.run()))
+            # what is done so far, in case a long run is cut short
+            partial = report.render(runs, machine, {}, "(partial)", args.label, args.quick)
+            (ROOT / "bench" / "results").mkdir(exist_ok=True)
+            (ROOT / "bench" / "results" / "partial.md").write_text(partial)
     finally:
         for driver in drivers.values():
             driver.close()
