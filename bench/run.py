@@ -25,8 +25,8 @@ from pathlib import Path
 
 import report
 import tools
-from cases import CASES, FULL, QUICK, Bench
-from measure import Driver
+from cases import CASES, FULL, QUICK, RUN_ORDER, Bench, Case
+from measure import Driver, Results
 from rig import ROOT, Rig
 
 
@@ -59,11 +59,13 @@ def main() -> int:
     env = rig.env(rig.https)  # the drivers trust the HTTPS port's CA (nothing changes over HTTP)
     drivers = {name: Driver(name, env, rig.logs) for name in ("s3po", "boto3", "redis")}
     bench = Bench(rig, drivers["s3po"], drivers["boto3"], drivers["redis"], sizes)
-    runs = []
+    done: dict[str, tuple[Case, Results]] = {}
+    runs: list[tuple[Case, Results]] = []
     try:
-        for name in names:
+        for name in sorted(names, key=RUN_ORDER.index):
             with CASES[name](bench) as case:
-                runs.append((case, case.run()))
+                done[name] = (case, case.run())
+            runs = [done[n] for n in CASES if n in done]  # reported in the order
             # what is done so far, in case a long run is cut short
             partial = report.render(runs, machine, {}, "(partial)", args.label, args.quick)
             (ROOT / "bench" / "results").mkdir(exist_ok=True)
