@@ -48,6 +48,7 @@ def main() -> int:
         sizes = dataclasses.replace(sizes, rounds=args.rounds)
     full = not args.quick and set(names) == set(CASES) and sizes.rounds >= 5
     out = Path(args.out) if args.out else ROOT / ("docs/BENCHMARKS.md" if full else "bench/results/latest.md")
+    partial = ROOT / "bench/results/partial.md" if out.name == "BENCHMARKS.md" else out.with_suffix(".partial.md")
     for name in tools.missing():
         print(f"{name} not found: its rows are left out (make bench installs it)")
     if args.quick:
@@ -67,9 +68,8 @@ def main() -> int:
                 done[name] = (case, case.run())
             runs = [done[n] for n in CASES if n in done]  # reported in the order
             # what is done so far, in case a long run is cut short
-            partial = report.render(runs, machine, {}, "(partial)", args.label, args.quick)
-            (ROOT / "bench" / "results").mkdir(exist_ok=True)
-            (ROOT / "bench" / "results" / "partial.md").write_text(partial)
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            partial.write_text(report.render(runs, machine, {}, "(partial)", args.label, args.quick))
     finally:
         for driver in drivers.values():
             driver.close()
