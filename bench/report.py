@@ -67,8 +67,10 @@ def case_table(case: Case, results: Results) -> list[str]:
     unit = {"p50 latency": "p50 ms", "rate": "s", "time": "s"}[case.measures]
     scale = 1000.0 if case.measures == "p50 latency" else 1.0
     with_output = all("bytes_out" in s.extra for s in results.samples[case.subjects[0]])
+    # ratios only where there are peers (the memory case has none: its rows are two jobs)
+    subjects = case.subjects if any(c.name not in case.subjects for c in case.contenders) else []
     head = ["tool", f"median {unit}"]
-    head += [f"÷ {subject}" for subject in case.subjects]
+    head += [f"÷ {subject}" for subject in subjects]
     if case.measures == "rate":
         head.append("jobs/s")
     if with_output:
@@ -83,12 +85,13 @@ def case_table(case: Case, results: Results) -> list[str]:
         name = c.name
         median = results.median_s(name)
         row = [f"**{cell(name)}**" if name in case.subjects else cell(name), f"{median * scale:.3f}"]
-        row += [f"{results.ratio(subject, name):.2f}×" for subject in case.subjects]
+        row += [f"{results.ratio(subject, name):.2f}×" for subject in subjects]
         if case.measures == "rate":
             row.append(f"{case.count / median:,.0f}")
         if with_output:
-            outs = [s.extra.get("bytes_out") for s in results.samples[name]]
-            row.append(f"{sorted(outs)[len(outs) // 2] / MiB:.1f}" if all(o is not None for o in outs) else "")
+            outs = [int(s.extra["bytes_out"]) for s in results.samples[name] if "bytes_out" in s.extra]
+            complete = len(outs) == len(results.samples[name])
+            row.append(f"{sorted(outs)[len(outs) // 2] / MiB:.1f}" if complete else "")
         row += [f"{results.median_cpu_s(name):.2f}", f"{results.peak_rss_bytes(name) / MiB:.0f}"]
         lines.append("| " + " | ".join(row) + " |")
     return lines + [""]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import shlex
 import sys
@@ -82,6 +83,9 @@ def main() -> int:
         report.write_docs(out, text)
     else:
         out.write_text(text)
+    samples = {case.title: {name: [dataclasses.asdict(x) for x in xs] for name, xs in results.samples.items()}
+               for case, results in runs}
+    out.with_name(out.stem + ".samples.json").write_text(json.dumps(samples, indent=1))
     print("\n" + text)
     print(f"written to {out} after {time.monotonic() - started:.0f} s")
     return 0

@@ -15,7 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from rig import BUCKET, REGION, ROOT, Endpoint, Rig
+from rig import BUCKET, ROOT, Endpoint, Rig
+from servers import REGION  # rig put tests/ on the path
 
 AWS = shutil.which("aws", path=str(ROOT / ".venv-awscli" / "bin"))
 RCLONE = shutil.which("rclone")
