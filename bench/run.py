@@ -85,7 +85,7 @@ def main() -> int:
         out.write_text(text)
     samples = {case.title: {name: [dataclasses.asdict(x) for x in xs] for name, xs in results.samples.items()}
                for case, results in runs}
-    out.with_name(out.stem + ".samples.json").write_text(json.dumps(samples, indent=1))
+    (ROOT / "bench" / "results" / f"{out.stem}.samples.json").write_text(json.dumps(samples, indent=1))
     print("\n" + text)
     print(f"written to {out} after {time.monotonic() - started:.0f} s")
     return 0
