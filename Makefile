@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all setup test test-min demo bench clean
+.PHONY: all setup test test-min demo bench bench-quick clean
 
 all: test
 
@@ -46,8 +46,9 @@ test-min: $(MIN_STAMP)
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
-# The tools s3po is compared with: rclone from the distribution, the AWS CLI in a venv of
-# its own (it pins botocore, which must not change the project's).
+# The tools s3po is compared with: rclone, curl, gzip, pigz (and GNU time, which measures
+# their memory) from the distribution, the AWS CLI in a venv of its own (it pins botocore,
+# which must not change the project's).
 AWSCLI_STAMP := .venv-awscli/.installed
 $(AWSCLI_STAMP):
 	PYTHON=$(PYTHON) BENCH=1 scripts/install-system-deps
@@ -55,8 +56,15 @@ $(AWSCLI_STAMP):
 	.venv-awscli/bin/python -m pip install --quiet awscli
 	touch $(AWSCLI_STAMP)
 
+# `make bench` is the full run (about half an hour on 2 cores; writes docs/BENCHMARKS.md);
+# `make bench-quick` a check in under 3 minutes (bench/results/latest.md).
 bench: $(STAMP) $(AWSCLI_STAMP)
+	PYTHON=$(PYTHON) BENCH=1 scripts/install-system-deps
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+bench-quick: $(STAMP) $(AWSCLI_STAMP)
+	PYTHON=$(PYTHON) BENCH=1 scripts/install-system-deps
+	$(BIN)/python bench/run.py --quick $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(MIN_VENV) .venv-awscli build *.egg-info .pytest_cache

@@ -140,6 +140,8 @@ class S3Server:
     secret_key: str = field(default_factory=lambda: secrets.token_hex(16), repr=False)
     dir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="s3po-s3-"))
     ports: dict[str, int] = field(default_factory=dict)
+    #: more ``weed mini`` flags (the benchmarks add an HTTPS port and its certificate)
+    extra_args: tuple[str, ...] = ()
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -164,7 +166,7 @@ class S3Server:
             find_binary("weed"), "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             "-webdav=false", "-admin.ui=false", "-master.telemetry=false", "-s3.autoCreateBucket=false",
             "-s3.allowDeleteBucketNotEmpty=true",
-            *(f"-{name}={port}" for name, port in self.ports.items()),
+            *(f"-{name}={port}" for name, port in self.ports.items()), *self.extra_args,
         ]
         env = {**os.environ, "AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key}
         self.log = open(os.path.join(self.dir, "weed.log"), "ab")
