@@ -14,6 +14,7 @@ import redis
 
 from ..errors import JobError
 from ..job import Job
+from .client import check_prefix
 from .consumer import load_script
 from .keys import DEFAULT_PREFIX, QueueKeys
 
@@ -73,6 +74,7 @@ class RetryReport:
 
 def list_dead(client: redis.Redis, prefix: str = DEFAULT_PREFIX) -> list[DeadEntry]:
     """Return every dead entry, newest first."""
+    check_prefix(client, prefix)
     raws = client.lrange(QueueKeys(prefix).dead, 0, -1)
     return [DeadEntry.parse(raw if isinstance(raw, bytes) else str(raw).encode()) for raw in raws]
 
@@ -84,6 +86,7 @@ def retry_dead(client: redis.Redis, ids: Collection[str] | None, prefix: str = D
     reported in ``invalid`` and left in the dead list (fix it and enqueue it anew).
     """
     keys = QueueKeys(prefix)
+    check_prefix(client, prefix)
     retry = load_script(client, "retry_dead")
     wanted = None if ids is None else set(ids)
     queued: list[str] = []
@@ -104,6 +107,7 @@ def retry_dead(client: redis.Redis, ids: Collection[str] | None, prefix: str = D
 
 def purge_dead(client: redis.Redis, prefix: str = DEFAULT_PREFIX) -> int:
     """Delete the dead entries present now (not those pushed meanwhile); return how many."""
+    check_prefix(client, prefix)
     key = QueueKeys(prefix).dead
     count = int(client.llen(key))
     if count:
