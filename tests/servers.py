@@ -328,6 +328,16 @@ class RedisClusterServers:
 
         return int(_wait(find, f"the master of {key!r}"))
 
+    def wait_takeover(self, key: str, old: int, timeout_s: float = 30.0) -> int:
+        """Wait until a node other than ``old`` serves ``key``'s slot as master, and the cluster is ok; return it."""
+        def taken() -> int | None:
+            port = self.master_of(key)
+            if port == old or self.node(port).cluster("info")["cluster_state"] != "ok":
+                return None
+            return port
+
+        return int(_wait(taken, f"a replica to take over {key!r} from {old}", timeout_s))
+
     def replicas_in_sync(self) -> bool:
         """True when every live master has a replica whose link is up and whose offset matches."""
         for port in self.alive():
