@@ -56,8 +56,6 @@ def redis_cluster(redis_cluster_servers: RedisClusterServers) -> Iterator[RedisC
     redis_cluster_servers.heal()
     redis_cluster_servers.flush()
     yield redis_cluster_servers
-    redis_cluster_servers.heal()
-    redis_cluster_servers.flush()
 
 
 @pytest.fixture(scope="session")
@@ -70,12 +68,10 @@ def redis_sentinel_servers() -> Iterator[RedisSentinelServers]:
 
 @pytest.fixture
 def redis_sentinel(redis_sentinel_servers: RedisSentinelServers) -> Iterator[RedisSentinelServers]:
-    """The session's sentinel setup with a master and a synced replica, empty."""
+    """The session's sentinel setup with a master and a synced replica (a node a test killed is back), empty."""
     redis_sentinel_servers.heal()
     redis_sentinel_servers.flush()
     yield redis_sentinel_servers
-    redis_sentinel_servers.heal()
-    redis_sentinel_servers.flush()
 
 
 @pytest.fixture(scope="session")
