@@ -184,3 +184,47 @@ def test_s3pod_refuses_an_untagged_prefix_on_a_cluster(redis_cluster: RedisClust
                           timeout=60)
     assert done.returncode == 2
     assert "prefix must carry a hash tag" in done.stderr
+
+
+def test_http_api_enqueues_and_counts_through_the_cluster(redis_cluster: RedisClusterServers, s3_server: Any,
+                                                          tmp_path: Path) -> None:
+    from s3pod.api import ApiServer
+    from s3pod.safety import PathPolicy
+    from s3pod.service import s3_check
+    from test_api import call
+
+    client = connect(redis_cluster.url)
+    api = ApiServer(client, host="127.0.0.1", port=0, prefix=PREFIX, paths=PathPolicy.from_dirs([str(tmp_path)]),
+                    check_s3=s3_check(s3_server.url))
+    try:
+        f = tmp_path / "a.log"
+        f.write_text("a")
+        r = call(api.port, "POST", "/v1/jobs", {"bucket": "b", "key": "a.log", "path": str(f)})
+        assert r.status == 202, r.json
+        (raw,) = client.lrange(f"{PREFIX}:queue", 0, -1)
+        assert Job.from_json(raw).id == r.json["ids"][0]
+        assert call(api.port, "GET", "/v1/status").json["pending"] == 1
+    finally:
+        api.close()
+        client.close()
+
+
+def test_readme_cluster_example_runs(redis_cluster: RedisClusterServers, tmp_path: Path) -> None:
+    """The README's ``enqueue(..., durable=True)`` example, with this cluster's address and a real file."""
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = re.search(r"^## Redis Cluster and Sentinel\n(.*?)^## ", text, re.S | re.M)
+    assert section, "README.md has no '## Redis Cluster and Sentinel' section"
+    (block,) = re.findall(r"^```python\n(.*?)^```", section.group(1), re.S | re.M)
+    f = tmp_path / "app.log"
+    f.write_text("log line\n")
+    code = block.replace("redis+cluster://10.0.0.1:6379,10.0.0.2:6379", redis_cluster.url) \
+                .replace("/var/spool/app/app.log", str(f))
+    assert code != block
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    client = connect(redis_cluster.url)
+    try:
+        (raw,) = client.lrange(f"{PREFIX}:queue", 0, -1)
+        assert Job.from_json(raw).id == namespace["job_id"]
+    finally:
+        client.close()
