@@ -212,7 +212,7 @@ class Connection:
             if self._threads is not None:
                 logger.warning("run_loop called again on a connection whose threads already run")
                 return
-            self._threads = UploadThreads(self._upload_job, threads=threads).start()
+            self._threads = UploadThreads(self._upload_job, threads=threads, retry=self.retry).start()
 
     def wait(self, timeout_s: float | None = None) -> bool:
         """Block until every threaded upload requested so far is done; False if ``timeout_s`` ran out.
@@ -279,9 +279,12 @@ class Connection:
         return push_jobs([job], redis_url=self.redis_url, prefix=self.keys.prefix, client=client)[0]
 
     def _upload_job(self, job: Job) -> None:
-        """What a background thread does with a job: upload it, raising on failure."""
+        """What a background thread does with a job: one attempt, raising on failure.
+
+        The threads schedule the next attempt themselves (no thread sleeps through a backoff).
+        """
         self._store(job.bucket, job.key, job.path, headers=job.headers, compress=job.compress,
-                    retries=job.retries, delete=job.delete, silent=False, job_id=job.id)
+                    retries=0, delete=job.delete, silent=False, job_id=job.id)
 
     def _store(self, bucket: str, key: str, path: str, *, headers: Mapping[str, str] | None,
                compress: Codec | None, retries: int, delete: bool, silent: bool,

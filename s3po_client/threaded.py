@@ -3,13 +3,21 @@
 This is the in-process alternative to the daemon, for programs that do not run ``s3pod``.
 It needs no Redis and keeps no state anywhere but memory: uploads still waiting when the
 process dies (a crash, ``kill -9``, a power cut) are lost. At a normal interpreter exit
-the pending uploads are finished first; if that wait is interrupted (a second Ctrl-C),
-each upload left behind is logged at ERROR with its path, so none disappears without a word.
+the uploads queued or in hand are finished first; if that wait is interrupted (a second
+Ctrl-C), each upload left behind is logged at ERROR with its path, so none disappears
+without a word.
+
+Each thread makes one attempt per job. A failed attempt that may be retried goes to a
+timer heap, due after the policy's backoff: no thread sleeps through a backoff, so four
+failing uploads with a 60 s base do not stall a pool of four. A retry still waiting when
+the interpreter exits is not waited for (the exit is not held up for minutes): it is
+logged as abandoned, its file kept.
 """
 
 from __future__ import annotations
 
 import atexit
+import heapq
 import logging
 import queue
 import threading
@@ -20,6 +28,7 @@ from typing import Callable
 
 from .errors import S3poError
 from .job import Job
+from .retry import RetryPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -48,30 +57,37 @@ class UploadFailure:
 
 
 class UploadThreads:
-    """A pool of threads running ``upload(job)`` for each submitted job, in submission order.
+    """A pool of threads making one attempt of ``upload(job)`` for each submitted job, in submission order.
 
-    ``upload`` raises on failure; the failure is logged (at INFO for a ``silent`` job, else
-    ERROR) and kept for :meth:`failures`. Retries and backoff are ``upload``'s business.
+    ``upload`` raises on failure. When ``retry`` allows another attempt, the job's next
+    attempt is scheduled on a timer heap after ``retry.delay_s``; otherwise the failure is
+    logged (at INFO for a ``silent`` job, else ERROR) and kept for :meth:`failures`.
     """
 
     def __init__(self, upload: Callable[[Job], object], *, threads: int = DEFAULT_THREADS,
-                 name: str = "s3po-upload") -> None:
+                 name: str = "s3po-upload", retry: RetryPolicy | None = None) -> None:
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         self._upload = upload
         self._name = name
+        self._retry = retry
         self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._threads = [threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True)
                          for i in range(threads)]
+        self._timer = threading.Thread(target=self._release_due, name=f"{name}-timer", daemon=True)
         self._changed = threading.Condition()
         self._unfinished: dict[str, Job] = {}  # submitted and not yet settled, by job id
+        self._waiting: list[tuple[float, int, Job]] = []  # (due, order, next attempt): the timer heap
+        self._order = 0
         self._failures: list[UploadFailure] = []
         self._stopped = False
+        self._exiting = False
 
     def start(self) -> UploadThreads:
         """Start the threads and arrange for pending uploads to be finished at interpreter exit."""
         for thread in self._threads:
             thread.start()
+        self._timer.start()
         _finish_at_exit(self)
         return self
 
@@ -86,7 +102,7 @@ class UploadThreads:
         self._queue.put(job)
 
     def wait(self, timeout_s: float | None = None) -> bool:
-        """Block until every job submitted so far is settled; return False if ``timeout_s`` ran out."""
+        """Block until every job submitted so far is settled (retries included); False if ``timeout_s`` ran out."""
         with self._changed:
             return self._changed.wait_for(lambda: not self._unfinished, timeout_s)
 
@@ -98,10 +114,12 @@ class UploadThreads:
         self.wait()
         with self._changed:
             self._stopped = True
+            self._changed.notify_all()
         for _ in self._threads:
             self._queue.put(None)
         for thread in self._threads:
             thread.join()
+        self._timer.join()
 
     def failures(self) -> list[UploadFailure]:
         """Return the uploads that failed for good so far, oldest first."""
@@ -110,7 +128,7 @@ class UploadThreads:
 
     @property
     def pending(self) -> list[Job]:
-        """The jobs submitted and not yet settled (queued or in hand)."""
+        """The jobs submitted and not yet settled (queued, in hand, or waiting for a retry)."""
         with self._changed:
             return list(self._unfinished.values())
 
@@ -124,11 +142,44 @@ class UploadThreads:
             try:
                 self._upload(job)
             except Exception as exc:  # noqa: BLE001 - a failed upload never ends a thread
+                if self._schedule_retry(job, exc):
+                    continue
                 self._fail(job, exc)
-            finally:
-                with self._changed:
-                    self._unfinished.pop(job.id, None)
-                    self._changed.notify_all()
+            with self._changed:
+                self._unfinished.pop(job.id, None)
+                self._changed.notify_all()
+
+    def _schedule_retry(self, job: Job, exc: Exception) -> bool:
+        """Put the job's next attempt on the timer heap if the policy allows one; True if it did."""
+        if self._retry is None or not self._retry.should_retry(job.attempt, job.retries, exc):
+            return False
+        delay_s = self._retry.delay_s(job.attempt)
+        following = job.next_attempt()
+        with self._changed:
+            if self._exiting:
+                return False
+            self._order += 1
+            heapq.heappush(self._waiting, (time.monotonic() + delay_s, self._order, following))
+            self._unfinished[job.id] = following
+            self._changed.notify_all()
+        logger.warning("retry job=%s bucket=%s key=%s attempt=%d in=%.2fs error=%s", job.id, job.bucket, job.key,
+                       following.attempt, delay_s, str(exc) or type(exc).__name__)
+        return True
+
+    def _release_due(self) -> None:
+        """The timer: hand each scheduled attempt to the threads when it is due."""
+        with self._changed:
+            while not self._stopped:
+                if self._exiting or not self._waiting:
+                    self._changed.wait()
+                    continue
+                due, _, job = self._waiting[0]
+                left = due - time.monotonic()
+                if left > 0:
+                    self._changed.wait(left)
+                    continue
+                heapq.heappop(self._waiting)
+                self._queue.put(job)
 
     def _fail(self, job: Job, exc: Exception) -> None:
         if not isinstance(exc, S3poError):
@@ -140,18 +191,24 @@ class UploadThreads:
             self._failures.append(UploadFailure(job=job, error=exc, failed_at=time.time()))
 
     def _finish_at_exit(self) -> None:
-        """Finish the pending uploads; if interrupted, log each one left behind."""
+        """Finish the uploads queued or in hand; log those abandoned (waiting retries, or on Ctrl-C)."""
         with self._changed:
             if self._stopped or not self._unfinished:
                 return
-            count = len(self._unfinished)
-        logger.warning("finishing %d pending upload(s) before exit (Ctrl-C to abandon them)", count)
+            self._exiting = True  # no more retries are scheduled or released
+            self._changed.notify_all()
+            waiting = {job.id for _, _, job in self._waiting}
+            count = len(self._unfinished) - len(waiting)
+        if count:
+            logger.warning("finishing %d pending upload(s) before exit (Ctrl-C to abandon them)", count)
         try:
-            self.wait()
+            with self._changed:
+                self._changed.wait_for(lambda: set(self._unfinished) <= {j.id for _, _, j in self._waiting})
         except KeyboardInterrupt:
-            for job in self.pending:
-                logger.error("abandoned job=%s bucket=%s key=%s path=%s: not uploaded, the local file is kept",
-                             job.id, job.bucket, job.key, job.path)
+            pass
+        for job in self.pending:
+            logger.error("abandoned job=%s bucket=%s key=%s path=%s: not uploaded, the local file is kept",
+                         job.id, job.bucket, job.key, job.path)
 
 
 def _finish_at_exit(threads: UploadThreads) -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import sys
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 import click
 
 from s3po_client import __version__
 from s3po_client.errors import ConfigError
 from s3po_client.queue import DEFAULT_PREFIX, resolve_redis_url
+from s3po_client.redaction import url_password
 from s3po_client.retry import DEFAULT_BACKOFF_BASE_S, RetryPolicy
 from s3po_client.settings import S3Settings
 
@@ -103,16 +104,19 @@ def command(
     url = resolve_redis_url(redis_url)
     try:
         # A URL's password is redacted by pattern too; naming it also catches it out of a URL.
-        redis_password = unquote(urlsplit(url).password or "")
+        redis_password = unquote(url_password(url) or "")
         configure_logging(log_level, log_format, log_file,
                           secrets=[s for s in (secret_key, api_token, redis_password) if s])
     except OSError as exc:
         raise click.UsageError(f"cannot open --log-file {log_file!r}: {exc.strerror}") from None
     try:
-        for option, value in (("--secret-key", secret_key), ("--api-token", api_token)):
+        given = (("--secret-key", secret_key), ("--api-token", api_token),
+                 ("--redis-url", redis_url if redis_url and url_password(redis_url) else None))
+        for option, value in given:
             if value and any(a == option or a.startswith(f"{option}=") for a in sys.argv):
+                what = "a password in --redis-url" if option == "--redis-url" else option
                 logger.warning("%s on the command line is visible to other users; set %s in the "
-                               "environment file (/etc/s3po/s3pod.env) instead", option,
+                               "environment file (/etc/s3po/s3pod.env) instead", what,
                                env(option[2:].replace("-", "_").upper()))
         service = ServiceSettings(
             daemon=detach, pidfile=pidfile, log_file=log_file, log_format=log_format,

@@ -10,9 +10,6 @@ import urllib.request
 
 logger = logging.getLogger(__name__)
 
-#: Longest wait between two tries while Redis is away.
-REDIS_RETRY_MAX_S = 5.0
-
 
 class RedisWatch:
     """Tracks Redis outages across the daemon's threads, so each outage is logged once.
@@ -49,24 +46,6 @@ class RedisWatch:
                 logger.warning("Redis is back after %.1fs", now - self._down_since)
                 self._down_since = None
                 self._up_since = now
-
-
-class Backoff:
-    """Capped doubling waits for a loop that retries a server call: 0.2 s, 0.4 s, … ``max_s``."""
-
-    def __init__(self, first_s: float = 0.2, max_s: float = REDIS_RETRY_MAX_S) -> None:
-        self.first_s = first_s
-        self.max_s = max_s
-        self.next_s = first_s
-
-    def step(self) -> float:
-        """Return the wait before the next try, and double the one after."""
-        wait = self.next_s
-        self.next_s = min(self.max_s, self.next_s * 2)
-        return wait
-
-    def reset(self) -> None:
-        self.next_s = self.first_s
 
 
 def s3_answers(url: str, timeout_s: float = 5.0) -> str | None:

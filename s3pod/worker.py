@@ -25,6 +25,7 @@ import redis
 from s3po_client import __version__
 from s3po_client.errors import JobError, S3poError, SourceChangedError, TransferError
 from s3po_client.job import Job
+from s3po_client.retry import SERVER_RETRY, RetryPolicy
 from s3po_client.queue import QueueKeys, connect, redact_url
 from s3po_client.settings import S3Settings, TransferSettings
 from s3po_client.transfer import TransferEngine, UploadResult
@@ -34,7 +35,7 @@ from .config import WorkerConfig
 from s3po_client.queue.consumer import Consumer, dead_entry
 from .events import Listener, Outcome, OutcomeKind
 from .keeper import Keeper
-from .reachability import Backoff, RedisWatch, s3_answers
+from .reachability import RedisWatch, s3_answers
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +138,7 @@ class Worker:
 
     def _wait_until_ready(self) -> bool:
         """Wait until Redis and the S3 endpoint answer; False if asked to stop first."""
-        backoff = Backoff(max_s=10.0)
+        backoff = RetryPolicy(base_s=0.2, max_s=10.0).backoff()
         said = None
         while not self.stopping.is_set():
             problem = self._readiness_problem()
@@ -168,7 +169,7 @@ class Worker:
             logger.warning("%d job(s) still in flight at the stop: putting them back on the queue", in_flight)
         self._abandoned = True
         deadline = time.monotonic() + RETIRE_TRY_S
-        backoff = Backoff()
+        backoff = SERVER_RETRY.backoff()
         while True:
             try:
                 moved = self.consumer.retire()
@@ -186,7 +187,7 @@ class Worker:
     # -- job threads ---------------------------------------------------------------------
 
     def _work(self, burst: bool) -> None:
-        backoff = Backoff()
+        backoff = SERVER_RETRY.backoff()
         while not self.stopping.is_set():
             try:
                 raw = self.consumer.claim(self.config.claim_timeout_s)
@@ -345,7 +346,7 @@ class Worker:
 
         Gives up (False) only once the stop has put this worker's jobs back.
         """
-        backoff = Backoff()
+        backoff = SERVER_RETRY.backoff()
         while True:
             try:
                 action()

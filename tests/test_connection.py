@@ -605,3 +605,44 @@ def run_script(body: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", script(body)], capture_output=True, text=True,
                           env=script_env(), timeout=120)
 
+
+
+def test_waiting_retries_hold_no_thread_and_do_not_hold_up_exit(s3_server, s3, bucket, tmp_path) -> None:
+    """Four failing uploads with the 60 s backoff on a pool of four: a fifth still goes at once.
+
+    Each waiting retry sits on the timer heap, not in a sleeping thread; at exit the retries
+    still waiting are logged as abandoned (their files kept) instead of being slept through.
+    """
+    import time
+
+    failing = [tmp_path / f"fail{i}.txt" for i in range(4)]
+    for f in failing:
+        f.write_text(f.name)
+    good = tmp_path / "good.txt"
+    good.write_text("good")
+    with FaultProxy(s3_server.port) as proxy:
+        proxy.add_rule("error", method="PUT", path="/fail", status=503, code="SlowDown", times=None)
+        started = time.monotonic()
+        out = run_script(f"""
+import time
+conn = Connection({s3_server.access_key!r}, {s3_server.secret_key!r}, endpoint_url={proxy.url!r},
+                  region={REGION!r}, backoff_base=60)
+conn.runLoop(threads=4)
+for f in {[str(f) for f in failing]!r}:
+    conn.uploadFile({bucket!r}, os.path.basename(f), f, retries=3)
+time.sleep(1.0)  # the four are failing by now
+t = time.monotonic()
+conn.uploadFile({bucket!r}, "good.txt", {str(good)!r})
+while os.path.exists({str(good)!r}) and time.monotonic() - t < 30:
+    time.sleep(0.05)
+print("good after", round(time.monotonic() - t, 2), file=sys.stderr)
+""")
+        elapsed = time.monotonic() - started
+    assert out.returncode == 0, out.stderr
+    assert object_bytes(s3, bucket, "good.txt") == b"good" and not good.exists()
+    waited = float(out.stderr.split("good after ")[1].split()[0])
+    assert waited < 10, f"the fifth upload waited {waited}s for a thread"
+    assert elapsed < 30, f"the interpreter exit took {elapsed:.0f}s: retries were slept through"
+    # Each failing upload ends logged: abandoned while its retry waited, or failed at its last attempt.
+    assert out.stderr.count("abandoned job=") + out.stderr.count("failed job=") == 4, out.stderr
+    assert "abandoned job=" in out.stderr and all(f.exists() for f in failing)

@@ -113,3 +113,31 @@ def test_close_frees_the_port() -> None:
     port = free_port()
     MetricsServer(m.registry, "127.0.0.1", port).close()
     MetricsServer(m.registry, "127.0.0.1", port).close()  # would raise EADDRINUSE if still bound
+
+
+def test_workers_alive_judges_heartbeats_by_the_redis_clock(redis_server, daemon_env, tmp_path) -> None:
+    """A daemon whose host clock runs an hour ahead still counts itself alive.
+
+    Heartbeats are scored with Redis's clock; judging them with the host's clock made every
+    worker of a skewed host look an hour dead. ``faketime`` (Debian's package, installed by
+    scripts/install-system-deps) shifts the daemon's clock.
+    """
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import wait_until
+
+    assert shutil.which("faketime"), "faketime is installed by scripts/install-system-deps"
+    port = free_port()
+    env = {**daemon_env, "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+    log = tmp_path / "skewed.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(["faketime", "-f", "+1h", sys.executable, "-m", "s3pod", "--metrics-listen",
+                                 f"127.0.0.1:{port}"], env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: "ready" in log.read_text(errors="replace"), message="the skewed daemon ready")
+        assert scrape(port)[("s3pod_workers_alive", ())] == 1
+    finally:
+        proc.terminate()
+        proc.wait(30)

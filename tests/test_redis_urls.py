@@ -9,6 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterator
+from urllib.parse import quote
 
 import pytest
 import redis
@@ -202,3 +203,15 @@ def test_s3pod_uploads_through_the_url(kind: str, start_daemon: Any, s3: Any, bu
         server.close()
         if directory:
             shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_a_password_in_redis_url_on_the_command_line_warns_and_never_reaches_the_log(
+        acl_user: tuple[str, str], redis_server: Any, start_daemon: Any) -> None:
+    user, password = acl_user
+    url = f"redis://{user}:{quote(password, safe='')}@127.0.0.1:{redis_server.port}/0"
+    daemon = start_daemon("--redis-url", url)
+    wait_until(lambda: "ready" in daemon.log, message="the daemon ready")
+    daemon.stop()
+    assert "a password in --redis-url on the command line is visible to other users; set S3POD_REDIS_URL" \
+        in daemon.log
+    assert quote(password, safe="") not in daemon.log and password not in daemon.log
