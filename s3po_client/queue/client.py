@@ -156,6 +156,18 @@ def hash_tag(prefix: str) -> str | None:
     return prefix[start + 1:end]
 
 
+def split_prefixes(prefix: str) -> list[str]:
+    """Return the prefixes a prefix option names: one, or several separated by commas.
+
+    >>> split_prefixes("{s3po0},{s3po1}")
+    ['{s3po0}', '{s3po1}']
+    """
+    parts = [p.strip() for p in prefix.split(",")]
+    if len(parts) > 1 and (not all(parts) or len(set(parts)) != len(parts)):
+        raise ConfigError(f"a sharded prefix lists distinct non-empty prefixes separated by commas, got {prefix!r}")
+    return parts
+
+
 def check_prefix(client: Any, prefix: str) -> None:
     """Raise ConfigError if ``client`` is a Redis Cluster and ``prefix`` has no hash tag.
 

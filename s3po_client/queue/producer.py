@@ -16,6 +16,7 @@ from ..localfile import require_regular_file
 from ..redaction import redact_url
 from .client import check_prefix, connect, is_cluster, resolve_redis_url
 from .keys import DEFAULT_PREFIX, QueueKeys
+from .shards import group_by_shard
 
 #: How long a durable enqueue waits for a replica to confirm it holds the jobs.
 DURABLE_TIMEOUT_MS = 1000
@@ -120,7 +121,10 @@ def push_jobs(
     client: redis.Redis | None = None,
     durable: bool = False,
 ) -> list[str]:
-    """LPUSH already-validated jobs in one round trip; return their ids.
+    """LPUSH already-validated jobs in one round trip (one per shard); return their ids.
+
+    A sharded ``prefix`` (several, comma-separated: :mod:`.shards`) puts each job on the
+    shard its bucket and key hash to.
 
     Redis replicates asynchronously: a master that dies right after answering may not have
     passed the jobs on, and the replica that takes over never had them. ``durable=True``
@@ -130,15 +134,17 @@ def push_jobs(
     """
     if not jobs:
         return []
-    keys = QueueKeys(prefix)
+    shards = group_by_shard(jobs, prefix, lambda job: (job.bucket, job.key))
     r = client if client is not None else connect(redis_url)
     try:
-        check_prefix(r, prefix)
-        payloads = [job.to_json() for job in jobs]
-        if durable:
-            _push_replicated(r, keys.queue, payloads)
-        else:
-            r.lpush(keys.queue, *payloads)
+        for shard, shard_jobs in shards.items():
+            check_prefix(r, shard)
+            queue = QueueKeys(shard).queue
+            payloads = [job.to_json() for job in shard_jobs]
+            if durable:
+                _push_replicated(r, queue, payloads)
+            else:
+                r.lpush(queue, *payloads)
     except redis.RedisError as exc:
         where = "" if client is not None else f" at {redact_url(resolve_redis_url(redis_url))}"
         raise ConfigError(f"cannot enqueue on Redis{where}: {exc}") from exc

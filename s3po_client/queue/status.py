@@ -12,7 +12,7 @@ from typing import Any, Mapping, cast
 
 import redis
 
-from .client import check_prefix, is_cluster, node_options
+from .client import check_prefix, is_cluster, node_options, split_prefixes
 from .keys import DEFAULT_PREFIX, QueueKeys
 
 
@@ -68,7 +68,29 @@ def count_jobs(client: redis.Redis, prefix: str = DEFAULT_PREFIX) -> QueueCounts
     """Return the number of pending, processing, delayed and dead jobs under ``prefix``, and the workers.
 
     Two round trips whatever the backlog: the workers with the clock, then every length.
+    A sharded prefix (several, comma-separated) adds up its shards (two round trips each).
     """
+    parts = [_count_one(client, p) for p in split_prefixes(prefix)]
+    if len(parts) == 1:
+        return parts[0]
+    by_worker: dict[str, int] = {}
+    ages: dict[str, float] = {}
+    for part in parts:
+        for worker, n in part.processing_by_worker.items():
+            by_worker[worker] = by_worker.get(worker, 0) + n
+        for worker, age in part.heartbeat_age_s.items():
+            ages[worker] = min(age, ages.get(worker, age))
+    return QueueCounts(
+        pending=sum(p.pending for p in parts),
+        processing=sum(p.processing for p in parts),
+        delayed=sum(p.delayed for p in parts),
+        dead=sum(p.dead for p in parts),
+        processing_by_worker=by_worker,
+        heartbeat_age_s=ages,
+    )
+
+
+def _count_one(client: redis.Redis, prefix: str) -> QueueCounts:
     keys = QueueKeys(prefix)
     check_prefix(client, prefix)
     if is_cluster(client):  # a cluster pipeline would read TIME on any node: ask the queue's own
