@@ -50,12 +50,31 @@ class ClusterClient(RedisCluster):
     While a failover is under way redis-py raises ``SlotNotCoveredError`` and other
     ``RedisClusterException`` errors that are not ``RedisError``; s3po's callers retry on
     ``RedisError`` (as they do when a single Redis restarts), so they are turned into
-    :class:`redis.ConnectionError` here.
+    :class:`redis.ConnectionError` here, for commands and pipelines alike.
     """
 
     def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return super().execute_command(*args, **kwargs)  # type: ignore[no-untyped-call]
+        except RedisClusterException as exc:
+            raise redis.ConnectionError(f"Redis Cluster: {exc}") from exc
+
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> Any:
+        return _ClusterPipeline(super().pipeline(transaction, shard_hint))  # type: ignore[no-untyped-call]
+
+
+class _ClusterPipeline:
+    """A cluster pipeline whose ``execute`` raises :class:`redis.RedisError` only, as above."""
+
+    def __init__(self, pipe: Any) -> None:
+        self._pipe = pipe
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pipe, name)
+
+    def execute(self, raise_on_error: bool = True) -> Any:
+        try:
+            return self._pipe.execute(raise_on_error)
         except RedisClusterException as exc:
             raise redis.ConnectionError(f"Redis Cluster: {exc}") from exc
 
