@@ -82,6 +82,10 @@ class TransferSettings:
     #: ``"crc32"``: also send ``x-amz-checksum-crc32`` (computed by s3po) and compare it with the
     #: store's; for stores that support flexible checksums.
     checksum: ChecksumMode = "md5"
+    #: sign each body with SHA-256 (SigV4 payload signing). Off by default: the signed
+    #: Content-MD5 header already proves the bytes, and over plain HTTP signing would hash
+    #: every byte a second time; turn it on for a store that requires signed payloads.
+    sign_payload: bool = False
     #: compression level: ``None`` is the codec's fast default (ISA-L level 1 for gzip/zlib,
     #: zstd level 1). gzip/zlib take 0–3 with ISA-L (higher values use 3) and 1–9 with the
     #: standard library fallback; zstd takes 1–22.

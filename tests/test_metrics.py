@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import urllib.request
 from typing import Iterator
@@ -122,19 +123,21 @@ def test_workers_alive_judges_heartbeats_by_the_redis_clock(redis_server, daemon
     worker of a skewed host look an hour dead. ``faketime`` (Debian's package, installed by
     scripts/install-system-deps) shifts the daemon's clock.
     """
-    import shutil
     import subprocess
     import sys
 
     from conftest import wait_until
 
-    assert shutil.which("faketime"), "faketime is installed by scripts/install-system-deps"
+    # The library itself (not the ``faketime`` wrapper, which would stand between this test
+    # and the daemon's pid), from Debian's libfaketime, installed by scripts/install-system-deps.
+    lib = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+    assert os.path.exists(lib), "libfaketime is installed by scripts/install-system-deps"
     port = free_port()
-    env = {**daemon_env, "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+    env = {**daemon_env, "LD_PRELOAD": lib, "FAKETIME": "+1h", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
     log = tmp_path / "skewed.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen(["faketime", "-f", "+1h", sys.executable, "-m", "s3pod", "--metrics-listen",
-                                 f"127.0.0.1:{port}"], env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([sys.executable, "-m", "s3pod", "--metrics-listen", f"127.0.0.1:{port}"],
+                                env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_until(lambda: "ready" in log.read_text(errors="replace"), message="the skewed daemon ready")
         assert scrape(port)[("s3pod_workers_alive", ())] == 1

@@ -275,3 +275,21 @@ def test_crc32_checksum_mode_round_trips(make_engine: Callable[..., TransferEngi
         result = engine.upload_bytes(bucket, f"crc-{size}", data, compress="zstd")
         assert result is not False
         assert engine.download_bytes(bucket, f"crc-{size}") == data
+
+
+@pytest.mark.parametrize("sign_payload", [False, True])
+def test_bodies_are_signed_only_when_asked_and_the_store_takes_both(
+        make_engine: Callable[..., TransferEngine], s3: Any, bucket: str, sign_payload: bool) -> None:
+    from dataclasses import replace
+
+    engine = make_engine(replace(SMALL, sign_payload=sign_payload))
+    sent: list[str] = []
+    engine.client.meta.events.register(
+        "before-send.s3.*", lambda request, **_: sent.append(request.headers.get("X-Amz-Content-SHA256", b"")))
+    data = pattern(2 * PART + 1)  # multipart: every part, and the single PUT below
+    engine.upload_bytes(bucket, "signed", data)
+    engine.upload_bytes(bucket, "small", b"tiny")
+    assert s3.get_object(Bucket=bucket, Key="signed")["Body"].read() == data
+    bodies = [v.decode() if isinstance(v, bytes) else v for v in sent]
+    unsigned = [v == "UNSIGNED-PAYLOAD" for v in bodies if v]
+    assert unsigned and all(unsigned) is (not sign_payload) and any(unsigned) is (not sign_payload), bodies
