@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import quote
 
 import pytest
 import redis
@@ -228,3 +229,64 @@ def test_readme_cluster_example_runs(redis_cluster: RedisClusterServers, tmp_pat
         assert Job.from_json(raw).id == namespace["job_id"]
     finally:
         client.close()
+
+
+def test_per_host_prefixes_keep_each_hosts_jobs_to_its_own_daemon(
+    redis_cluster: RedisClusterServers, s3: Any, bucket: str, start_daemon: Callable[..., Any],
+    daemon_env: dict[str, str], tmp_path: Path,
+) -> None:
+    """Files local to a host: one prefix (with its own hash tag) per host, as the README says.
+
+    Each daemon may read only its own host's directory (``--allow-dir``), so a job claimed
+    by the other host's daemon would be dead-lettered: none is, and each daemon's log
+    names only its own host's jobs.
+    """
+    url = redis_cluster.url
+    hosts = {}
+    for host in ("a", "b"):
+        spool = tmp_path / host
+        spool.mkdir()
+        files = []
+        for i in range(6):
+            f = spool / f"{host}{i}.txt"
+            f.write_text(f"{host} {i}\n")
+            files.append(f)
+        prefix = f"{{s3po-host-{host}}}"
+        ids = enqueue_many([{"bucket": bucket, "key": f"{host}/{f.name}", "path": f} for f in files],
+                           redis_url=url, prefix=prefix)
+        env = {**daemon_env, "S3POD_REDIS_URL": url, "S3POD_PREFIX": prefix}
+        hosts[host] = (files, ids, prefix, start_daemon("--allow-dir", str(spool), env=env))
+    every = [f for files, *_ in hosts.values() for f in files]
+    wait_until(lambda: not any(f.exists() for f in every), timeout_s=60, message="both hosts' uploads")
+    client = connect(url)
+    try:
+        for host, (files, ids, prefix, daemon) in hosts.items():
+            other = next(o for o in hosts if o != host)
+            wait_until(lambda: count_jobs(client, prefix).processing == 0, message="every job acknowledged")
+            assert count_jobs(client, prefix).dead == 0
+            assert all(f"claimed job={i}" in daemon.log for i in ids)
+            assert not any(f"claimed job={i}" in daemon.log for i in hosts[other][1])
+    finally:
+        client.close()
+
+
+def test_a_user_and_password_in_a_cluster_url_reach_every_node(redis_cluster: RedisClusterServers) -> None:
+    user, password = "s3po-acl", "p@ss/word:42"  # characters a URL must percent-encode
+    for port in redis_cluster.alive():  # ACL users are per node: an operator sets them on each
+        redis_cluster.node(port).acl_setuser(user, enabled=True, passwords=[f"+{password}"], keys=["*"],
+                                             commands=["+@all"])
+    try:
+        seeds = redis_cluster.url.removeprefix("redis+cluster://")
+        url = f"redis+cluster://{user}:{quote(password, safe='')}@{seeds}"
+        client = connect(url)
+        try:
+            push_jobs([Job(bucket="b", key="k", path="/tmp/f")], client=client, prefix=PREFIX)
+            assert count_jobs(client, PREFIX).pending == 1
+            assert client.acl_whoami() == user
+        finally:
+            client.close()
+        with pytest.raises((ConfigError, redis.AuthenticationError)):
+            connect(f"redis+cluster://{user}:wrong@{seeds}").ping()
+    finally:
+        for port in redis_cluster.alive():
+            redis_cluster.node(port).acl_deluser(user)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import quote
 
 from conftest import wait_until
 from s3po_client import enqueue_many
@@ -52,3 +53,24 @@ def test_daemon_and_cli_work_through_sentinel(
     assert status["pending"] == 0 and status["dead"] == 0
     assert len(status["workers"]) == 1
     assert daemon.proc.poll() is None
+
+
+def test_a_user_and_password_in_a_sentinel_url_are_the_data_nodes(redis_sentinel: RedisSentinelServers) -> None:
+    import redis
+
+    user, password = "s3po-acl", "p@ss/word:42"
+    for port in redis_sentinel.data_ports:
+        redis.Redis(port=port).acl_setuser(user, enabled=True, passwords=[f"+{password}"], keys=["*"],
+                                           commands=["+@all"])
+    try:
+        seeds = redis_sentinel.url.removeprefix("redis+sentinel://")
+        client = connect(f"redis+sentinel://{user}:{quote(password, safe='')}@{seeds}")
+        try:
+            assert client.acl_whoami() == user
+            push_jobs([Job(bucket="b", key="k", path="/tmp/f")], client=client)
+            assert count_jobs(client).pending == 1
+        finally:
+            client.close()
+    finally:
+        for port in redis_sentinel.data_ports:
+            redis.Redis(port=port).acl_deluser(user)
