@@ -39,3 +39,11 @@ bench: $(STAMP) $(AWSCLI_STAMP)
 
 clean:
 	rm -rf $(VENV) .venv-awscli build *.egg-info .pytest_cache
+
+# The unit under a real systemd: a Debian container booted with systemd-nspawn (as root)
+# installs s3pod as the README says and checks the unit's promises. Its tree is made once
+# by scripts/systemd-tree (debootstrap) and cached in .cache/. `make test` runs it too,
+# wherever it can run (root on Debian/Ubuntu); this target fails where it cannot.
+.PHONY: test-systemd
+test-systemd: $(STAMP)
+	S3PO_TEST_SYSTEMD=required $(BIN)/python -m pytest tests/test_systemd_boot.py $(PYTEST_ARGS)

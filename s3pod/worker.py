@@ -293,11 +293,8 @@ class Worker:
         that copy its object is stored.
         """
         acked: list[bool] = []
-        self._settle(lambda: acked.append(self.consumer.ack(raw)))
-        if acked and acked[-1]:
-            if job.delete:
-                self._call(lambda: self.consumer.forget_stored(job.id), "forget stored marker")
-        elif acked:
+        self._settle(lambda: acked.append(self.consumer.ack(raw, job.id if job.delete else None)))
+        if acked and not acked[-1]:
             logger.warning("acknowledged job=%s that this worker no longer held (taken for dead): "
                            "its stored marker stays for the copy put back", job.id)
 

@@ -36,6 +36,18 @@ def test_ack_of_a_job_a_reaper_put_back_says_so_and_leaves_the_queued_copy(redis
     assert redis_client.lrange(KEYS.queue, 0, -1) == [b"job"], "the queue is never searched"
 
 
+def test_ack_drops_the_stored_marker_in_the_same_step_only_if_it_held_the_job(redis_client) -> None:
+    c = consumer(redis_client)
+    redis_client.lpush(KEYS.queue, b"a", b"b")
+    c.claim(0.1)
+    c.mark_stored("a")
+    assert c.ack(b"a", "a") is True and not redis_client.exists(KEYS.stored("a"))
+    c.claim(0.1)
+    c.mark_stored("b")
+    c.retire()  # taken for dead meanwhile
+    assert c.ack(b"b", "b") is False and redis_client.exists(KEYS.stored("b")), "the copy put back needs it"
+
+
 def test_delay_moves_the_next_attempt_to_the_delayed_set_scored_by_redis_time(redis_client) -> None:
     c = consumer(redis_client)
     redis_client.lpush(KEYS.queue, b"try-0")

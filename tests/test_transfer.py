@@ -293,3 +293,35 @@ def test_bodies_are_signed_only_when_asked_and_the_store_takes_both(
     bodies = [v.decode() if isinstance(v, bytes) else v for v in sent]
     unsigned = [v == "UNSIGNED-PAYLOAD" for v in bodies if v]
     assert unsigned and all(unsigned) is (not sign_payload) and any(unsigned) is (not sign_payload), bodies
+
+
+def test_the_lean_put_stores_what_boto3_stores_and_fails_the_same_way(
+        make_engine: Callable[..., TransferEngine], s3: Any, bucket: str, fault_proxy: Any) -> None:
+    from dataclasses import replace
+
+    headers = {"Content-Type": "text/csv", "Cache-Control": "max-age=60", "Content-Disposition": "inline",
+               "Content-Language": "fr", "x-amz-meta-owner": "ops", "Expires": "Thu, 01 Dec 2094 16:00:00 GMT"}
+    lean, boto = make_engine(SMALL), make_engine(replace(SMALL, lean_put=False))
+    sent: list[str] = []
+    for engine in (lean, boto):
+        engine.client.meta.events.register("before-send.s3.PutObject", lambda request, **_: sent.append("boto3"))
+    for name, engine in (("lean", lean), ("boto", boto)):
+        for key, extra in ((f"{name}-plain", {k: v for k, v in headers.items() if k != "Expires"}),
+                           (f"{name}-expires", headers)):
+            engine.upload_bytes(bucket, key, b"a,b\n1,2\n", headers=extra, compress="gzip")
+    # Only the boto3 engine, and the header the lean path leaves to boto3 (a date), go through boto3.
+    assert sent == ["boto3", "boto3", "boto3"]
+    fields = ("ContentType", "CacheControl", "ContentDisposition", "ContentLanguage", "ContentEncoding",
+              "Metadata", "ETag", "ContentLength")
+    for suffix in ("plain", "expires"):
+        a = s3.head_object(Bucket=bucket, Key=f"lean-{suffix}")
+        b = s3.head_object(Bucket=bucket, Key=f"boto-{suffix}")
+        assert {f: a.get(f) for f in fields} == {f: b.get(f) for f in fields}
+    assert s3.get_object(Bucket=bucket, Key="lean-plain")["ContentEncoding"] == "gzip"
+    with pytest.raises(UploadError, match="NoSuchBucket") as info:
+        lean.upload_bytes("no-such-bucket-s3po", "k", b"x", retries=3)
+    assert info.value.transient is False
+    flaky = make_engine(SMALL, endpoint=fault_proxy.url)
+    rule = fault_proxy.add_rule("error", method="PUT", status=503, code="SlowDown", times=2)
+    flaky.upload_bytes(bucket, "after-503", b"retried")  # each request is retried alone
+    assert rule.hits == 2 and s3.get_object(Bucket=bucket, Key="after-503")["Body"].read() == b"retried"

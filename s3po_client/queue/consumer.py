@@ -111,9 +111,13 @@ class Consumer:
         raw = self.client.blmove(self.keys.queue, self.processing, timeout_s, "RIGHT", "LEFT")  # type: ignore[arg-type]  # Redis takes fractional seconds
         return None if raw is None else _as_bytes(raw)
 
-    def ack(self, raw: bytes) -> bool:
-        """Forget a job that is done; False if this worker no longer held it (a reaper put it back)."""
-        return bool(self.scripts["ack"](keys=[self.processing], args=[raw]))
+    def ack(self, raw: bytes, stored_id: str | None = None) -> bool:
+        """Forget a job that is done; False if this worker no longer held it (a reaper put it back).
+
+        ``stored_id`` names a job whose stored marker goes in the same step, if it was held.
+        """
+        keys = [self.processing] if stored_id is None else [self.processing, self.keys.stored(stored_id)]
+        return bool(self.scripts["ack"](keys=keys, args=[raw]))
 
     def mark_stored(self, job_id: str, ttl_s: int = STORED_MARKER_TTL_S) -> None:
         """Record that a job's object is stored and verified, before its local file is deleted."""

@@ -6,6 +6,7 @@ Producers only need this (and redis-py): ``enqueue`` never imports boto3.
 from __future__ import annotations
 
 import os
+import time
 from typing import Any, Iterable, Mapping
 
 import redis
@@ -49,8 +50,9 @@ def make_job(
         retries=retries,
         delete=delete,
         silent=silent,
+        enqueued_at=time.time(),
     )
-    return job.stamped()
+    return job
 
 
 def enqueue(

@@ -127,6 +127,8 @@ class Requester:
     key: str
     error_cls: type[TransferError]
     cancelled: threading.Event = field(default_factory=threading.Event)
+    #: the lean PUT path for small bodies (``lean.LeanPutter``), when the engine has one
+    lean: Any = None
 
     def call(self, what: str, request: Callable[[], T]) -> T:
         """Return ``request()``; retry it on transient failures; raise a TransferError when it fails for good."""

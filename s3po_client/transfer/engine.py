@@ -79,6 +79,7 @@ class TransferEngine:
         self.settings = settings or TransferSettings()
         self.retry = retry or RetryPolicy()
         self._client: Any = None
+        self._lean: Any = None
         self._lock = threading.Lock()
         self._closed = threading.Event()
 
@@ -89,7 +90,12 @@ class TransferEngine:
             with self._lock:
                 if self._client is None:
                     return_large_buffers_to_the_os()
-                    self._client = make_client(self.s3, self.settings)
+                    client = make_client(self.s3, self.settings)
+                    if self.settings.lean_put:
+                        from .lean import LeanPutter
+
+                        self._lean = LeanPutter.for_client(client, self.settings, self.s3.endpoint_url)
+                    self._client = client
         return self._client
 
     def close(self) -> None:
@@ -99,6 +105,9 @@ class TransferEngine:
         """
         with self._lock:
             client, self._client = self._client, None
+            lean, self._lean = self._lean, None
+        if lean is not None:
+            lean.close()
         if client is not None:
             client.close()
 
@@ -190,7 +199,7 @@ class TransferEngine:
         hint = None if size is None else (size + size // 100 + 1024 * 1024 if compress else size)
         reporter = ProgressReporter(progress, size)
         reporter.advance_to(0)
-        req = Requester(self.client, self.settings, bucket, key, UploadError)
+        req = Requester(self.client, self.settings, bucket, key, UploadError, lean=self._lean)
         sent = upload_stream(
             req, reader, object_args=args, settings=self.settings, size_hint=hint,
             source_done=lambda: counted.count, progress=reporter, verify_etag=etag_is_md5(args),

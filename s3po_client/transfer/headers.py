@@ -118,6 +118,42 @@ def object_args(headers: Mapping[str, str] | None, *, compress: str | None, name
     return args
 
 
+#: boto3 parameter → HTTP header, for the settings a request built by hand may carry as given
+#: (Expires is left to boto3, which normalises its date)
+_PLAIN_HEADERS: dict[str, str] = {param: header for header, param in HEADER_ARGS.items() if param != "Expires"}
+
+
+def http_headers(args: Mapping[str, Any]) -> dict[str, str] | None:
+    """Return the HTTP headers that carry boto3 object settings ``args``, or None if one is not plain.
+
+    The inverse of :func:`object_args` for the lean PUT (``lean.py``): anything it cannot
+    send exactly as boto3 would (a date to normalise, a non-ASCII value) returns None, and
+    the caller uses boto3.
+
+    >>> http_headers({"ContentType": "text/plain", "Metadata": {"owner": "ops"}, "BucketKeyEnabled": True})
+    {'Content-Type': 'text/plain', 'x-amz-meta-owner': 'ops', 'x-amz-server-side-encryption-bucket-key-enabled': 'true'}
+    """
+    headers: dict[str, str] = {}
+    for param, value in args.items():
+        if param == "Metadata":
+            for name, meta in value.items():
+                headers[f"{METADATA_PREFIX}{name}"] = meta
+        elif param == "BucketKeyEnabled":
+            headers["x-amz-server-side-encryption-bucket-key-enabled"] = "true" if value else "false"
+        elif param in _PLAIN_HEADERS and isinstance(value, str):
+            headers[_HEADER_CASE.get(param, _PLAIN_HEADERS[param])] = value
+        else:
+            return None
+    if not all(v.isascii() and v.isprintable() and k.isascii() for k, v in headers.items()):
+        return None
+    return headers
+
+
+_HEADER_CASE = {"ContentType": "Content-Type", "CacheControl": "Cache-Control",
+                "ContentDisposition": "Content-Disposition", "ContentLanguage": "Content-Language",
+                "ContentEncoding": "Content-Encoding"}
+
+
 def etag_is_md5(args: Mapping[str, Any]) -> bool:
     """Return True when the store's ETag will be the MD5 of the bytes (not with SSE-KMS, which hides it)."""
     return str(args.get("ServerSideEncryption", "")).lower() not in ("aws:kms", "aws:kms:dsse")

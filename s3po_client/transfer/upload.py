@@ -115,9 +115,15 @@ def upload_stream(req: Requester, reader: Reader, *, object_args: dict[str, Any]
 def put_single(req: Requester, body: Body, *, object_args: dict[str, Any], verify_etag: bool,
                progress: ProgressReporter) -> Sent:
     """PUT ``body`` as the whole object; verify the ETag (and CRC32) the store returns."""
+    lean = req.lean if req.lean is not None and req.lean.accepts(object_args) else None
+
     def attempt() -> str:
-        response = s3.put_object(req.client, req.bucket, req.key, body.data, content_md5=b64(body.md5),
-                                 checksum_crc32=body.crc32, object_args=object_args)
+        if lean is not None:
+            response = lean.put(req.bucket, req.key, body.data, content_md5=b64(body.md5),
+                                checksum_crc32=body.crc32, object_args=object_args)
+        else:
+            response = s3.put_object(req.client, req.bucket, req.key, body.data, content_md5=b64(body.md5),
+                                     checksum_crc32=body.crc32, object_args=object_args)
         etag = clean_etag(response.get("ETag"))
         check_acknowledged(req, "object", etag, body, response, verify_etag)
         return etag

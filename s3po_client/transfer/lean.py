@@ -1,0 +1,109 @@
+"""A lean PUT for small objects: botocore's own SigV4 signer over a pooled urllib3 connection.
+
+A ``put_object`` through boto3 costs about 2.2 ms of client CPU here (parameter
+validation, serialisation, event hooks, response parsing), twice what the same signed
+PUT costs when built directly (measured on a 4 KiB body: 2.2-2.8 ms against 1.05-1.2 ms).
+For many small files that CPU is the bottleneck, shared with the store on a small host.
+This path sends exactly the request boto3 would — same credentials (refreshed through
+botocore), same SigV4 signature, same headers, path-style URL on the configured endpoint —
+and is used only where it is sure to: an explicit ``endpoint_url`` and headers it can map.
+Anything else goes through boto3.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import xml.etree.ElementTree as ET
+from typing import Any, Mapping
+from urllib.parse import quote
+
+import urllib3
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.config import Config
+
+from ..errors import TransferError
+from .headers import http_headers
+
+logger = logging.getLogger(__name__)
+
+_UNSIGNED = Config(s3={"payload_signing_enabled": False})
+_SIGNED = Config(s3={"payload_signing_enabled": True})
+
+
+class LeanPutter:
+    """Signed single PUTs for one boto3 client's endpoint and credentials, over a pool of connections."""
+
+    def __init__(self, client: Any, *, max_connections: int, sign_payload: bool,
+                 connect_timeout_s: float, read_timeout_s: float) -> None:
+        self.endpoint = str(client.meta.endpoint_url).rstrip("/")
+        self.region = client.meta.region_name or "us-east-1"
+        self._credentials = client._request_signer._credentials  # botocore refreshes these itself
+        self._config = _SIGNED if sign_payload else _UNSIGNED
+        self._pool = urllib3.PoolManager(
+            maxsize=max_connections, block=False, retries=False,
+            timeout=urllib3.Timeout(connect=connect_timeout_s, read=read_timeout_s))
+        self._lock = threading.Lock()
+
+    @classmethod
+    def for_client(cls, client: Any, settings: Any, endpoint_url: str | None) -> LeanPutter | None:
+        """Return a putter for ``client``, or None where the lean path does not apply (no explicit endpoint)."""
+        if not endpoint_url or client._request_signer._credentials is None:
+            return None
+        return cls(client, max_connections=settings.max_pool_connections, sign_payload=settings.sign_payload,
+                   connect_timeout_s=settings.connect_timeout_s, read_timeout_s=settings.read_timeout_s)
+
+    def accepts(self, object_args: Mapping[str, Any]) -> bool:
+        """Return whether these object settings map to plain headers (else use boto3)."""
+        return http_headers(object_args) is not None
+
+    def put(self, bucket: str, key: str, body: bytes, *, content_md5: str, checksum_crc32: str | None,
+            object_args: Mapping[str, Any]) -> dict[str, Any]:
+        """PUT ``body``; return ``{"ETag": ...}`` (and ``ChecksumCRC32``) like boto3's response.
+
+        Raises TransferError: transient for 5xx, throttling and network errors, permanent
+        for the other 4xx, with the store's error code in the message.
+        """
+        headers = http_headers(object_args)
+        assert headers is not None, "accepts() first"
+        headers["Content-MD5"] = content_md5
+        if checksum_crc32:
+            headers["x-amz-checksum-crc32"] = checksum_crc32
+        url = f"{self.endpoint}/{quote(bucket, safe='')}/{quote(key, safe='/~')}"
+        request = AWSRequest(method="PUT", url=url, data=body, headers=headers)
+        request.context["client_config"] = self._config
+        with self._lock:
+            credentials = self._credentials.get_frozen_credentials()
+        S3SigV4Auth(credentials, "s3", self.region).add_auth(request)
+        where = f"s3://{bucket}/{key}"
+        try:
+            response = self._pool.urlopen("PUT", request.url, body=body, headers=dict(request.headers.items()),
+                                          redirect=False, preload_content=True)
+        except urllib3.exceptions.HTTPError as exc:
+            raise TransferError(f"{where}: {type(exc).__name__}: {exc}", bucket=bucket, key=key) from exc
+        if response.status >= 300:
+            code, message = _error(response.data, response.status)
+            from .client import PERMANENT_CODES
+
+            raise TransferError(f"{where}: {code}: {message}", bucket=bucket, key=key,
+                                transient=response.status >= 500 or code not in PERMANENT_CODES)
+        result: dict[str, Any] = {"ETag": response.headers.get("ETag", "")}
+        if "x-amz-checksum-crc32" in response.headers:
+            result["ChecksumCRC32"] = response.headers["x-amz-checksum-crc32"]
+        return result
+
+    def close(self) -> None:
+        self._pool.clear()
+
+
+def _error(data: bytes, status: int) -> tuple[str, str]:
+    """Return the S3 error code and message of an error response body."""
+    try:
+        root = ET.fromstring(data)
+        return root.findtext("Code") or str(status), root.findtext("Message") or ""
+    except ET.ParseError:
+        return str(status), data[:200].decode("utf-8", "replace")
+
+
+__all__ = ["LeanPutter"]
