@@ -20,6 +20,8 @@ from typing import Any, Callable, TypeVar
 
 import redis
 
+from ..errors import JobError
+from ..job import Job
 from .client import split_prefixes
 from .consumer import STORED_MARKER_TTL_S, Consumer, _as_bytes
 from .keys import QueueKeys
@@ -45,8 +47,10 @@ class ShardedConsumer(Consumer):
     ``LMOVE`` each; only when all are empty does it block (``BLMOVE``) on one of them for
     the claim timeout, so an idle daemon costs one blocking call per claim timeout and a
     few quick ones, never a busy loop. Each settle step runs on the shard the job was
-    claimed from. The heartbeat, promotion and reaping run on every shard. A job's stored
-    marker lives in the shard its id hashes to, so any daemon finds it.
+    claimed from, and a job's stored marker lives in that shard too (a job never leaves
+    its shard, so the daemon that runs it next looks there; the acknowledgement drops the
+    marker in the same atomic step, which on Redis Cluster needs both keys in one slot).
+    The heartbeat, promotion and reaping run on every shard.
     """
 
     def __init__(self, client: redis.Redis, prefixes: list[str], worker_id: str,
@@ -54,7 +58,9 @@ class ShardedConsumer(Consumer):
         self.shards = [Consumer(client, QueueKeys(p), worker_id, heartbeat_timeout_s) for p in prefixes]
         super().__init__(client, self.shards[0].keys, worker_id, heartbeat_timeout_s)
         self._turn = itertools.count()
-        self._claimed: dict[bytes, list[int]] = {}
+        self._claimed: dict[bytes, list[int]] = {}  # job as claimed -> shards it was claimed from
+        self._job_ids: dict[bytes, str] = {}        # job as claimed -> its id
+        self._id_shard: dict[str, int] = {}         # job id -> the shard it was claimed from
         self._lock = threading.Lock()
 
     @property
@@ -75,8 +81,15 @@ class ShardedConsumer(Consumer):
         return None if raw is None else self._took(start, raw)
 
     def _took(self, i: int, raw: bytes) -> bytes:
+        try:
+            job_id: str | None = Job.from_json(raw).id
+        except JobError:  # dead-lettered by the worker; it never gets a stored marker
+            job_id = None
         with self._lock:
             self._claimed.setdefault(raw, []).append(i)
+            if job_id is not None:
+                self._job_ids[raw] = job_id
+                self._id_shard[job_id] = i
         return raw
 
     def _on(self, raw: bytes, step: Callable[[Consumer], T]) -> T:
@@ -93,6 +106,7 @@ class ShardedConsumer(Consumer):
                 known.remove(i)
                 if not known:
                     del self._claimed[raw]
+                    self._id_shard.pop(self._job_ids.pop(raw, ""), None)
         return result
 
     def _holder(self, raw: bytes) -> int:
@@ -102,8 +116,8 @@ class ShardedConsumer(Consumer):
                 return i
         return _stable_index(raw, len(self.shards))
 
-    def ack(self, raw: bytes) -> bool:
-        return self._on(raw, lambda shard: shard.ack(raw))
+    def ack(self, raw: bytes, stored_id: str | None = None) -> bool:
+        return self._on(raw, lambda shard: shard.ack(raw, stored_id))
 
     def delay(self, raw: bytes, next_raw: bytes | str, delay_s: float) -> float:
         return self._on(raw, lambda shard: shard.delay(raw, next_raw, delay_s))
@@ -114,17 +128,25 @@ class ShardedConsumer(Consumer):
     def put_back(self, raw: bytes) -> bool:
         return self._on(raw, lambda shard: shard.put_back(raw))
 
-    def _marker_shard(self, job_id: str) -> Consumer:
-        return self.shards[_stable_index(job_id, len(self.shards))]
+    def _shard_of_id(self, job_id: str) -> Consumer | None:
+        with self._lock:
+            i = self._id_shard.get(job_id)
+        return None if i is None else self.shards[i]
 
     def mark_stored(self, job_id: str, ttl_s: int = STORED_MARKER_TTL_S) -> None:
-        self._marker_shard(job_id).mark_stored(job_id, ttl_s)
+        shard = self._shard_of_id(job_id) or self.shards[_stable_index(job_id, len(self.shards))]
+        shard.mark_stored(job_id, ttl_s)
 
     def was_stored(self, job_id: str) -> bool:
-        return self._marker_shard(job_id).was_stored(job_id)
+        shard = self._shard_of_id(job_id)
+        if shard is not None:
+            return shard.was_stored(job_id)
+        return any(shard.was_stored(job_id) for shard in self.shards)
 
     def forget_stored(self, job_id: str) -> None:
-        self._marker_shard(job_id).forget_stored(job_id)
+        shard = self._shard_of_id(job_id)
+        for each in [shard] if shard is not None else self.shards:
+            each.forget_stored(job_id)
 
     def held(self) -> list[bytes]:
         return [raw for shard in self.shards for raw in shard.held()]
