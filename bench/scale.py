@@ -8,8 +8,8 @@ daemons it queues ``--jobs`` small files at once and measures:
 - Redis commands per job (``INFO commandstats`` on every master, reset just before), the
   enqueue included;
 - and, apart, the ceiling of one slot: the queue protocol alone (no S3) run flat out by
-  ``--protocol-clients`` processes, each claiming, marking, acknowledging and unmarking
-  jobs as s3pod does, while the Redis CPU it costs (``used_cpu_user + used_cpu_sys`` of
+  ``--protocol-clients`` processes, each claiming, marking and acknowledging jobs as
+  s3pod does, while the Redis CPU it costs (``used_cpu_user + used_cpu_sys`` of
   the queue's node) is measured. Every command of one queue runs on one Redis core, so
   one slot takes at most ``1 s / Redis CPU per job`` jobs per second, whatever the
   clients (on a small machine the clients, not Redis, limit the measured rate).
@@ -150,7 +150,7 @@ def run_once(setup: Setup, daemons: int, jobs: int, size: int, concurrency: int,
 
 
 def protocol_worker(url: str, prefix: str, worker_id: str, ready: Any, go: Any, out: Any) -> None:
-    """Claim and settle jobs as s3pod does (claim, stored marker, ack, drop marker) until the queue is empty."""
+    """Claim and settle jobs as s3pod does (claim, stored marker, ack dropping it) until the queue is empty."""
     from s3po_client.queue import QueueKeys, connect
     from s3po_client.queue.consumer import Consumer
 
@@ -166,8 +166,7 @@ def protocol_worker(url: str, prefix: str, worker_id: str, ready: Any, go: Any, 
             break
         job_id = f"{worker_id}-{done}"
         consumer.mark_stored(job_id)
-        consumer.ack(raw)
-        consumer.forget_stored(job_id)
+        consumer.ack(raw, job_id)  # drops the marker in the same step, as s3pod does
         done += 1
     out.put(done)
 
