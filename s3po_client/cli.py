@@ -14,7 +14,7 @@ from . import __version__
 from .queue.dead import list_dead, purge_dead, retry_dead
 from .errors import ConfigError, JobError, TransferError
 from .job import CODECS, DEFAULT_RETRIES
-from .queue import DEFAULT_PREFIX, QueueKeys, connect, count_jobs, enqueue, redact_url, resolve_redis_url
+from .queue import DEFAULT_PREFIX, connect, count_jobs, enqueue, redact_url, resolve_redis_url
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -291,7 +291,7 @@ def dead_purge(redis_url: str | None, prefix: str, yes: bool) -> None:
     """Delete every dead entry (the local files are not touched)."""
     client = open_redis(redis_url)
     if not yes:
-        count = client.llen(QueueKeys(prefix).dead)
+        count = count_jobs(client, prefix).dead
         click.confirm(f"delete {count} dead job(s) from {prefix}:dead?", abort=True)
     click.echo(f"purged {purge_dead(client, prefix)} dead job(s)")
 

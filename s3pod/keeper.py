@@ -10,6 +10,7 @@ from typing import Callable
 
 import redis
 
+from s3po_client.queue.client import node_options
 from s3po_client.queue.consumer import Consumer
 from .reachability import RedisWatch
 
@@ -107,7 +108,10 @@ class Keeper(threading.Thread):
         if self.watch.down or self.watch.up_for_s() < self.heartbeat_interval_s:
             return
         try:
-            uptime_s = float(self.consumer.client.info("server").get("uptime_in_seconds", 0))
+            # On Redis Cluster, the uptime of the node that holds the queue.
+            client = self.consumer.client
+            info = client.info("server", **node_options(client, self.consumer.keys.workers))
+            uptime_s = float(info.get("uptime_in_seconds", 0))
         except redis.ResponseError:  # INFO disabled (some managed Redis): judge by heartbeats alone
             uptime_s = float("inf")
         if uptime_s < self.heartbeat_timeout_s:

@@ -31,7 +31,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import start_http_server
 from prometheus_client.registry import Collector
 
-from s3po_client.queue import DEFAULT_PREFIX, QueueKeys, count_jobs, workers_alive
+from s3po_client.queue import DEFAULT_PREFIX, count_jobs
 
 from .events import Outcome, OutcomeKind
 
@@ -86,7 +86,6 @@ class QueueCollector(Collector):
                  worker_ttl_s: float = DEFAULT_WORKER_TTL_S) -> None:
         self.client = client
         self.prefix = prefix
-        self.keys = QueueKeys(prefix)
         self.worker_ttl_s = worker_ttl_s
 
     def describe(self) -> Iterator[Metric]:
@@ -99,7 +98,8 @@ class QueueCollector(Collector):
         up = GaugeMetricFamily("s3pod_redis_up", "1 if this scrape could read Redis.")
         try:
             counts = count_jobs(self.client, self.prefix)
-            alive = workers_alive(self.client, self.keys, self.worker_ttl_s)  # by Redis's clock, as heartbeats
+            # By Redis's clock, as heartbeats; over every shard of a sharded prefix.
+            alive = sum(age <= self.worker_ttl_s for age in counts.heartbeat_age_s.values())
         except redis.RedisError as exc:
             # A scrape must still answer: report Redis down instead of failing the whole page.
             logger.warning("metrics: cannot read queue depths from Redis: %s", exc)

@@ -26,13 +26,14 @@ from s3po_client import __version__
 from s3po_client.errors import JobError, S3poError, SourceChangedError, TransferError
 from s3po_client.job import Job
 from s3po_client.retry import SERVER_RETRY, RetryPolicy
-from s3po_client.queue import QueueKeys, connect, redact_url
+from s3po_client.queue import connect, redact_url
 from s3po_client.settings import S3Settings, TransferSettings
 from s3po_client.transfer import TransferEngine, UploadResult
 
 from .budget import MemoryBudget
 from .config import WorkerConfig
-from s3po_client.queue.consumer import Consumer, dead_entry
+from s3po_client.queue.consumer import dead_entry
+from s3po_client.queue.shards import consumer_for
 from .events import Listener, Outcome, OutcomeKind
 from .keeper import Keeper
 from .reachability import RedisWatch, s3_answers
@@ -62,7 +63,7 @@ class Worker:
         self.engine = engine
         self.config = config
         self.listeners = tuple(listeners)
-        self.consumer = Consumer(client, QueueKeys(config.prefix), config.worker_id, config.heartbeat_timeout_s)
+        self.consumer = consumer_for(client, config.prefix, config.worker_id, config.heartbeat_timeout_s)
         self.watch = RedisWatch()
         self.budget = MemoryBudget(config.max_memory_bytes, engine.settings)
         self.stopping = threading.Event()  # warm stop: take no more jobs

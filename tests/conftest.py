@@ -20,7 +20,8 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from servers import REGION, RedisServer, S3Server, stop_process  # noqa: E402
+from servers import (REGION, RedisClusterServers, RedisSentinelServers, RedisServer, S3Server,  # noqa: E402
+                     stop_process)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,6 +40,38 @@ def redis_server() -> Iterator[RedisServer]:
     server = RedisServer().start()
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_servers() -> Iterator[RedisClusterServers]:
+    """A Redis Cluster of 3 masters and 3 replicas, started once for the session (about 6 s)."""
+    cluster = RedisClusterServers().start()
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture
+def redis_cluster(redis_cluster_servers: RedisClusterServers) -> Iterator[RedisClusterServers]:
+    """The session's cluster, whole again (a node a test killed is back as a replica) and empty."""
+    redis_cluster_servers.heal()
+    redis_cluster_servers.flush()
+    yield redis_cluster_servers
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel_servers() -> Iterator[RedisSentinelServers]:
+    """A master, a replica and 3 Redis Sentinels, started once for the session (about 5 s)."""
+    servers = RedisSentinelServers().start()
+    yield servers
+    servers.close()
+
+
+@pytest.fixture
+def redis_sentinel(redis_sentinel_servers: RedisSentinelServers) -> Iterator[RedisSentinelServers]:
+    """The session's sentinel setup with a master and a synced replica (a node a test killed is back), empty."""
+    redis_sentinel_servers.heal()
+    redis_sentinel_servers.flush()
+    yield redis_sentinel_servers
 
 
 @pytest.fixture(scope="session")

@@ -233,3 +233,272 @@ class S3Server:
             "S3POD_SECRET_KEY": self.secret_key,
             "S3POD_REGION": REGION,
         }
+
+
+def _start_redis(port: int, dir: str, *args: str) -> subprocess.Popen[bytes]:
+    """Start one redis-server (or a sentinel, with ``--sentinel``) that logs into ``dir``."""
+    os.makedirs(dir, exist_ok=True)
+    return subprocess.Popen(
+        [find_binary("redis-server"), *args, "--port", str(port), "--bind", "127.0.0.1", "--dir", dir,
+         "--daemonize", "no", "--logfile", os.path.join(dir, "redis.log")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        preexec_fn=_die_with_parent,
+    )
+
+
+def _wait(predicate: Any, what: str, timeout_s: float = 30.0) -> Any:
+    """Poll ``predicate`` (Redis errors count as not yet) until it returns something truthy."""
+    import redis
+
+    deadline = time.monotonic() + timeout_s
+    last: Exception | None = None
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except (redis.RedisError, OSError) as exc:
+            last = exc
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout_s}s waiting for {what} (last error: {last})")
+        time.sleep(0.1)
+
+
+@dataclass
+class RedisClusterServers:
+    """A real Redis Cluster on loopback: ``masters`` masters, each with one replica.
+
+    Built as an operator would: ``redis-server --cluster-enabled yes`` per node, then
+    ``redis-cli --cluster create ... --cluster-replicas 1``. A short ``cluster-node-timeout``
+    makes a replica take over a killed master within a few seconds.
+    """
+
+    masters: int = 3
+    node_timeout_ms: int = 1000
+    dir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="s3po-cluster-"))
+    ports: list[int] = field(default_factory=list)
+    procs: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        """``redis+cluster://`` with every master's address as a seed."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports[: self.masters])
+
+    def _start_node(self, port: int) -> None:
+        self.procs[port] = _start_redis(
+            port, os.path.join(self.dir, str(port)), "--cluster-enabled", "yes",
+            "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", str(self.node_timeout_ms),
+            "--cluster-port", str(self.cluster_ports[port]), "--cluster-replica-validity-factor", "0",
+            "--save", "", "--appendonly", "no",
+        )
+
+    def start(self) -> RedisClusterServers:
+        import redis
+
+        self.ports = [free_port() for _ in range(2 * self.masters)]
+        self.cluster_ports = {port: free_port() for port in self.ports}
+        for port in self.ports:
+            self._start_node(port)
+        for port in self.ports:
+            _wait(redis.Redis(port=port, socket_timeout=1).ping, f"redis-server on {port}")
+        subprocess.run(
+            [find_binary("redis-cli"), "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
+             "--cluster-replicas", "1", "--cluster-yes"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=60,
+        )
+        self.wait_healthy()
+        return self
+
+    def node(self, port: int) -> Any:
+        import redis
+
+        return redis.Redis(port=port, socket_timeout=2, decode_responses=True)
+
+    def alive(self) -> list[int]:
+        return [p for p, proc in self.procs.items() if proc.poll() is None]
+
+    def master_of(self, key: str) -> int:
+        """Return the port of the master that serves ``key``'s slot, as the live nodes agree."""
+        def find() -> int | None:
+            for port in self.alive():
+                client = self.node(port)
+                slot = int(client.execute_command("CLUSTER", "KEYSLOT", key))
+                for start, end, master, *_ in client.execute_command("CLUSTER", "SLOTS"):
+                    if int(start) <= slot <= int(end):
+                        return int(master[1])
+            return None
+
+        return int(_wait(find, f"the master of {key!r}"))
+
+    def wait_takeover(self, key: str, old: int, timeout_s: float = 30.0) -> int:
+        """Wait until a node other than ``old`` serves ``key``'s slot as master, and the cluster is ok; return it."""
+        def taken() -> int | None:
+            port = self.master_of(key)
+            if port == old or self.node(port).cluster("info")["cluster_state"] != "ok":
+                return None
+            return port
+
+        return int(_wait(taken, f"a replica to take over {key!r} from {old}", timeout_s))
+
+    def replicas_in_sync(self) -> bool:
+        """True when every live master has a replica whose link is up and whose offset matches."""
+        for port in self.alive():
+            info = self.node(port).info("replication")
+            if info["role"] == "master" and int(info.get("connected_slaves", 0)) < 1:
+                return False
+            if info["role"] == "slave" and info.get("master_link_status") != "up":
+                return False
+        return True
+
+    def wait_healthy(self, timeout_s: float = 60.0) -> None:
+        """Wait until every live node says ``cluster_state:ok`` and every master has a synced replica."""
+        def healthy() -> bool:
+            return all(self.node(p).cluster("info")["cluster_state"] == "ok" for p in self.alive()) \
+                and self.replicas_in_sync()
+
+        _wait(healthy, "a healthy cluster", timeout_s)
+
+    def kill(self, port: int) -> None:
+        """SIGKILL one node: no shutdown, no goodbye to the others."""
+        stop_process(self.procs[port], signal.SIGKILL)
+
+    def revive(self, port: int) -> None:
+        """Start a killed node again on its port and nodes.conf: it rejoins (a replica if it lost its master role)."""
+        self._start_node(port)
+        _wait(self.node(port).ping, f"redis-server on {port}")
+
+    def heal(self) -> None:
+        """Restart every killed node and wait until the cluster has a synced replica per master again."""
+        for port in self.ports:
+            if self.procs[port].poll() is not None:
+                self.revive(port)
+        self.wait_healthy()
+
+    def flush(self) -> None:
+        """Empty every master (FLUSHALL), leaving the cluster's layout alone."""
+        for port in self.alive():
+            client = self.node(port)
+            if client.info("replication")["role"] == "master":
+                client.flushall()
+
+    def close(self) -> None:
+        for proc in self.procs.values():
+            stop_process(proc)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@dataclass
+class RedisSentinelServers:
+    """A master, one replica and ``sentinels`` Redis Sentinels (quorum 2) on loopback.
+
+    Sentinels run as ``redis-server sentinel.conf --sentinel`` (what Debian's
+    redis-sentinel package starts). A down-after of one second makes a failover take a few.
+    """
+
+    service: str = "s3po"
+    sentinels: int = 3
+    down_after_ms: int = 1000
+    dir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="s3po-sentinel-"))
+    data_ports: list[int] = field(default_factory=list)
+    sentinel_ports: list[int] = field(default_factory=list)
+    procs: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        seeds = ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports)
+        return f"redis+sentinel://{seeds}/{self.service}"
+
+    def _start_data(self, port: int, *args: str) -> None:
+        self.procs[port] = _start_redis(port, os.path.join(self.dir, str(port)), "--save", "",
+                                        "--appendonly", "no", *args)
+
+    def start(self) -> RedisSentinelServers:
+        import redis
+
+        self.data_ports = [free_port(), free_port()]
+        master, replica = self.data_ports
+        self._start_data(master)
+        self._start_data(replica, "--replicaof", "127.0.0.1", str(master))
+        self.sentinel_ports = [free_port() for _ in range(self.sentinels)]
+        for port in self.sentinel_ports:
+            sdir = os.path.join(self.dir, f"sentinel-{port}")
+            os.makedirs(sdir, exist_ok=True)
+            conf = os.path.join(sdir, "sentinel.conf")
+            with open(conf, "w") as f:
+                f.write(f"sentinel monitor {self.service} 127.0.0.1 {master} 2\n"
+                        f"sentinel down-after-milliseconds {self.service} {self.down_after_ms}\n"
+                        f"sentinel failover-timeout {self.service} 5000\n"
+                        f"sentinel parallel-syncs {self.service} 1\n")
+            self.procs[port] = _start_redis(port, sdir, conf, "--sentinel")
+        for port in self.data_ports:
+            _wait(redis.Redis(port=port, socket_timeout=1).ping, f"redis-server on {port}")
+        self.wait_healthy()
+        return self
+
+    def sentinel(self, port: int) -> Any:
+        import redis
+
+        return redis.Redis(port=port, socket_timeout=2, decode_responses=True)
+
+    def master_port(self) -> int:
+        """Return the port of the master, as a majority of the live sentinels name it."""
+        def agreed() -> int | None:
+            named: list[int] = []
+            for port in self.sentinel_ports:
+                if self.procs[port].poll() is None:
+                    addr = self.sentinel(port).sentinel_get_master_addr_by_name(self.service)
+                    if addr:
+                        named.append(int(addr[1]))
+            best = max(set(named), key=named.count) if named else None
+            return best if best is not None and named.count(best) >= 2 else None
+
+        return int(_wait(agreed, "the sentinels to agree on a master"))
+
+    def master_has_replica(self) -> bool:
+        import redis
+
+        info = redis.Redis(port=self.master_port(), socket_timeout=2).info("replication")
+        return info["role"] == "master" and any(
+            isinstance(v, dict) and v.get("state") == "online" for k, v in info.items() if k.startswith("slave"))
+
+    def wait_healthy(self, timeout_s: float = 60.0) -> None:
+        """Wait until every sentinel knows the master, its replica and the other sentinels (what a failover needs)."""
+        def ready() -> bool:
+            for port in self.sentinel_ports:
+                master = self.sentinel(port).sentinel_master(self.service)
+                if "s_down" in master["flags"] or "o_down" in master["flags"]:
+                    return False
+                if int(master["num-other-sentinels"]) < self.sentinels - 1 or int(master["num-slaves"]) < 1:
+                    return False
+            return self.master_has_replica()
+
+        _wait(ready, "the sentinels to see a master, its replica and each other", timeout_s)
+
+    def kill(self, port: int) -> None:
+        stop_process(self.procs[port], signal.SIGKILL)
+
+    def revive(self, port: int) -> None:
+        """Start a killed data node again as a replica of the current master (the sentinels would
+        make it one too, but only after their next INFO round, about 10 s)."""
+        import redis
+
+        self._start_data(port, "--replicaof", "127.0.0.1", str(self.master_port()))
+        _wait(redis.Redis(port=port, socket_timeout=1).ping, f"redis-server on {port}")
+
+    def heal(self) -> None:
+        """Start a killed data node again and wait until the master has a synced replica (WAIT needs one)."""
+        killed = [port for port in self.data_ports if self.procs[port].poll() is not None]
+        for port in killed:
+            self.revive(port)
+        if killed:
+            _wait(self.master_has_replica, "the revived node to replicate the master")
+
+    def flush(self) -> None:
+        import redis
+
+        redis.Redis(port=self.master_port(), socket_timeout=2).flushall()
+
+    def close(self) -> None:
+        for proc in self.procs.values():
+            stop_process(proc)
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -25,6 +25,7 @@ from typing import Any
 import redis
 from redis.commands.core import Script
 
+from .client import check_prefix
 from .keys import QueueKeys
 from .status import server_time, worker_beats
 
@@ -92,6 +93,7 @@ class Consumer:
 
     def __init__(self, client: redis.Redis, keys: QueueKeys, worker_id: str,
                  heartbeat_timeout_s: float = 30.0) -> None:
+        check_prefix(client, keys.prefix)
         self.client = client
         self.keys = keys
         self.worker_id = worker_id
@@ -184,7 +186,7 @@ class Consumer:
         from the workers set (every worker beats before its first claim); the script checks
         the heartbeat again inside its atomic step.
         """
-        now = server_time(self.client)
+        now = server_time(self.client, self.keys)
         stale = [w for w, beat in worker_beats(self.client, self.keys).items()
                  if now - beat >= timeout_s and w != self.worker_id]
         reaped: dict[str, int] = {}

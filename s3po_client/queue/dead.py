@@ -14,6 +14,7 @@ import redis
 
 from ..errors import JobError
 from ..job import Job
+from .client import check_prefix, split_prefixes
 from .consumer import load_script
 from .keys import DEFAULT_PREFIX, QueueKeys
 
@@ -72,7 +73,12 @@ class RetryReport:
 
 
 def list_dead(client: redis.Redis, prefix: str = DEFAULT_PREFIX) -> list[DeadEntry]:
-    """Return every dead entry, newest first."""
+    """Return every dead entry, newest first (of every shard, for a sharded prefix)."""
+    shards = split_prefixes(prefix)
+    if len(shards) > 1:
+        entries = [entry for shard in shards for entry in list_dead(client, shard)]
+        return sorted(entries, key=lambda entry: entry.failed_at or 0.0, reverse=True)
+    check_prefix(client, prefix)
     raws = client.lrange(QueueKeys(prefix).dead, 0, -1)
     return [DeadEntry.parse(raw if isinstance(raw, bytes) else str(raw).encode()) for raw in raws]
 
@@ -83,7 +89,14 @@ def retry_dead(client: redis.Redis, ids: Collection[str] | None, prefix: str = D
     A job that is not valid JSON or not a valid job cannot be retried as it is: it is
     reported in ``invalid`` and left in the dead list (fix it and enqueue it anew).
     """
+    shards = split_prefixes(prefix)
+    if len(shards) > 1:  # each dead job goes back to the queue of its own shard
+        reports = [retry_dead(client, ids, shard) for shard in shards]
+        found = [job_id for report in reports for job_id in report.queued]
+        return RetryReport(queued=found, invalid=[e for report in reports for e in report.invalid],
+                           not_found=sorted(set(ids or ()) - set(found)))
     keys = QueueKeys(prefix)
+    check_prefix(client, prefix)
     retry = load_script(client, "retry_dead")
     wanted = None if ids is None else set(ids)
     queued: list[str] = []
@@ -104,6 +117,10 @@ def retry_dead(client: redis.Redis, ids: Collection[str] | None, prefix: str = D
 
 def purge_dead(client: redis.Redis, prefix: str = DEFAULT_PREFIX) -> int:
     """Delete the dead entries present now (not those pushed meanwhile); return how many."""
+    shards = split_prefixes(prefix)
+    if len(shards) > 1:
+        return sum(purge_dead(client, shard) for shard in shards)
+    check_prefix(client, prefix)
     key = QueueKeys(prefix).dead
     count = int(client.llen(key))
     if count:

@@ -15,8 +15,12 @@ from ..errors import ConfigError, JobError
 from ..job import DEFAULT_RETRIES, Codec, Job
 from ..localfile import require_regular_file
 from ..redaction import redact_url
-from .client import connect, resolve_redis_url
+from .client import check_prefix, connect, is_cluster, resolve_redis_url
 from .keys import DEFAULT_PREFIX, QueueKeys
+from .shards import group_by_shard
+
+#: How long a durable enqueue waits for a replica to confirm it holds the jobs.
+DURABLE_TIMEOUT_MS = 1000
 
 
 def make_job(
@@ -63,11 +67,14 @@ def enqueue(
     silent: bool = False,
     redis_url: str | None = None,
     prefix: str = DEFAULT_PREFIX,
+    durable: bool = False,
 ) -> str:
     """Queue one file for upload by ``s3pod`` and return the job id.
 
     Returns once the job is safely in Redis. ``redis_url`` defaults to ``$S3PO_REDIS_URL``,
-    else ``redis://127.0.0.1:6379/0``.
+    else ``redis://127.0.0.1:6379/0``. With ``durable=True`` it returns only once a
+    replica holds the job too (Redis ``WAIT``), so a failover right after cannot lose it;
+    see :func:`push_jobs`.
 
     >>> job_id = enqueue("my-bucket", "logs/app.log", "/var/log/app.log", compress="gzip")  # doctest: +SKIP
     """
@@ -75,7 +82,7 @@ def enqueue(
         bucket, key, path,
         headers=headers, compress=compress, retries=retries, delete=delete, silent=silent,
     )
-    return push_jobs([job], redis_url=redis_url, prefix=prefix)[0]
+    return push_jobs([job], redis_url=redis_url, prefix=prefix, durable=durable)[0]
 
 
 def enqueue_many(
@@ -83,6 +90,7 @@ def enqueue_many(
     *,
     redis_url: str | None = None,
     prefix: str = DEFAULT_PREFIX,
+    durable: bool = False,
 ) -> list[str]:
     """Queue many files in one pipelined round trip; return their ids in order.
 
@@ -104,7 +112,7 @@ def enqueue_many(
                 raise JobError(f"bad job arguments {dict(item)!r}: {exc}") from None
         else:
             raise JobError(f"enqueue_many takes Job objects or mappings, got {type(item).__name__}")
-    return push_jobs(built, redis_url=redis_url, prefix=prefix)
+    return push_jobs(built, redis_url=redis_url, prefix=prefix, durable=durable)
 
 
 def push_jobs(
@@ -113,14 +121,32 @@ def push_jobs(
     redis_url: str | None = None,
     prefix: str = DEFAULT_PREFIX,
     client: redis.Redis | None = None,
+    durable: bool = False,
 ) -> list[str]:
-    """LPUSH already-validated jobs in one round trip; return their ids."""
+    """LPUSH already-validated jobs in one round trip (one per shard); return their ids.
+
+    A sharded ``prefix`` (several, comma-separated: :mod:`.shards`) puts each job on the
+    shard its bucket and key hash to.
+
+    Redis replicates asynchronously: a master that dies right after answering may not have
+    passed the jobs on, and the replica that takes over never had them. ``durable=True``
+    follows the LPUSH with ``WAIT 1`` on the same connection and raises ConfigError unless a
+    replica confirms within :data:`DURABLE_TIMEOUT_MS` (the jobs are queued on the master
+    even then: a retry may queue them twice, which uploads them twice, harmlessly).
+    """
     if not jobs:
         return []
-    keys = QueueKeys(prefix)
+    shards = group_by_shard(jobs, prefix, lambda job: (job.bucket, job.key))
     r = client if client is not None else connect(redis_url)
     try:
-        r.lpush(keys.queue, *(job.to_json() for job in jobs))
+        for shard, shard_jobs in shards.items():
+            check_prefix(r, shard)
+            queue = QueueKeys(shard).queue
+            payloads = [job.to_json() for job in shard_jobs]
+            if durable:
+                _push_replicated(r, queue, payloads)
+            else:
+                r.lpush(queue, *payloads)
     except redis.RedisError as exc:
         where = "" if client is not None else f" at {redact_url(resolve_redis_url(redis_url))}"
         raise ConfigError(f"cannot enqueue on Redis{where}: {exc}") from exc
@@ -128,3 +154,30 @@ def push_jobs(
         if client is None:
             r.close()
     return [job.id for job in jobs]
+
+
+def _push_replicated(client: redis.Redis, queue: str, payloads: list[str]) -> None:
+    """LPUSH ``payloads`` and wait for one replica to hold them; ConfigError if none does in time.
+
+    WAIT counts the writes of its own connection, so both go in one pipeline to the node
+    that holds the queue (on Redis Cluster, the master of its slot).
+    """
+    cluster: Any = client
+    for attempt in range(3):
+        node = client
+        if is_cluster(client):
+            node = cluster.get_redis_connection(cluster.get_node_from_key(queue))
+        pipe = node.pipeline(transaction=False)
+        pipe.lpush(queue, *payloads)
+        pipe.wait(1, DURABLE_TIMEOUT_MS)
+        try:
+            _, replicas = pipe.execute()
+        except redis.exceptions.MovedError:  # the slot moved (a failover): nothing was written
+            if attempt == 2:
+                raise
+            cluster.nodes_manager.initialize()
+            continue
+        if int(replicas) < 1:
+            raise ConfigError(f"queued {len(payloads)} job(s) on the master, but no replica confirmed them "
+                              f"within {DURABLE_TIMEOUT_MS} ms: a failover now could lose them")
+        return

@@ -1,0 +1,191 @@
+"""Sharded queues: one logical queue spread over several prefixes, for more than one Redis slot can take.
+
+A prefix option holding several prefixes separated by commas (``{s3po0},{s3po1}``) names
+a sharded queue. Each shard is a whole queue of its own (queue, processing lists,
+workers, delayed, dead), so every atomic step stays within one shard, which on Redis
+Cluster is one slot when each shard has its own hash tag. Producers put each job on the
+shard its bucket and key hash to (:func:`shard_index`), so uploads of one object keep to
+one shard and its order; a daemon claims from every shard in turn (:class:`ShardedConsumer`).
+Every producer and daemon of a sharded queue must use the same list in the same order.
+
+One prefix stays the default: sharding is for when one slot is the bottleneck.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import zlib
+from typing import Any, Callable, TypeVar
+
+import redis
+
+from ..errors import JobError
+from ..job import Job
+from .client import split_prefixes
+from .consumer import STORED_MARKER_TTL_S, Consumer, _as_bytes
+from .keys import QueueKeys
+
+T = TypeVar("T")
+
+__all__ = ["ShardedConsumer", "consumer_for", "group_by_shard", "shard_index", "split_prefixes"]
+
+
+def shard_index(bucket: str, key: str, shards: int) -> int:
+    """Return the shard a job for ``bucket``/``key`` goes to: the same for every producer (CRC-32)."""
+    return zlib.crc32(f"{bucket}/{key}".encode()) % shards
+
+
+def _stable_index(text: str | bytes, shards: int) -> int:
+    return zlib.crc32(text.encode() if isinstance(text, str) else text) % shards
+
+
+class ShardedConsumer(Consumer):
+    """One worker's handle on every shard of a sharded queue; the same interface as :class:`Consumer`.
+
+    A claim tries the shards in turn, starting one further each time, with a non-blocking
+    ``LMOVE`` each; only when all are empty does it block (``BLMOVE``) on one of them for
+    the claim timeout, so an idle daemon costs one blocking call per claim timeout and a
+    few quick ones, never a busy loop. Each settle step runs on the shard the job was
+    claimed from, and a job's stored marker lives in that shard too (a job never leaves
+    its shard, so the daemon that runs it next looks there; the acknowledgement drops the
+    marker in the same atomic step, which on Redis Cluster needs both keys in one slot).
+    The heartbeat, promotion and reaping run on every shard.
+    """
+
+    def __init__(self, client: redis.Redis, prefixes: list[str], worker_id: str,
+                 heartbeat_timeout_s: float = 30.0) -> None:
+        self.shards = [Consumer(client, QueueKeys(p), worker_id, heartbeat_timeout_s) for p in prefixes]
+        super().__init__(client, self.shards[0].keys, worker_id, heartbeat_timeout_s)
+        self._turn = itertools.count()
+        self._claimed: dict[bytes, list[int]] = {}  # job as claimed -> shards it was claimed from
+        self._job_ids: dict[bytes, str] = {}        # job as claimed -> its id
+        self._id_shard: dict[str, int] = {}         # job id -> the shard it was claimed from
+        self._lock = threading.Lock()
+
+    @property
+    def processing(self) -> str:
+        return ", ".join(shard.processing for shard in self.shards)
+
+    # -- one job -------------------------------------------------------------------------
+
+    def claim(self, timeout_s: float) -> bytes | None:
+        start = next(self._turn) % len(self.shards)
+        order = list(range(start, len(self.shards))) + list(range(start))
+        for i in order:
+            shard = self.shards[i]
+            raw = self.client.lmove(shard.keys.queue, shard.processing, "RIGHT", "LEFT")
+            if raw is not None:
+                return self._took(i, _as_bytes(raw))
+        raw = self.shards[start].claim(timeout_s)
+        return None if raw is None else self._took(start, raw)
+
+    def _took(self, i: int, raw: bytes) -> bytes:
+        try:
+            job_id: str | None = Job.from_json(raw).id
+        except JobError:  # dead-lettered by the worker; it never gets a stored marker
+            job_id = None
+        with self._lock:
+            self._claimed.setdefault(raw, []).append(i)
+            if job_id is not None:
+                self._job_ids[raw] = job_id
+                self._id_shard[job_id] = i
+        return raw
+
+    def _on(self, raw: bytes, step: Callable[[Consumer], T]) -> T:
+        """Run ``step`` on the shard ``raw`` was claimed from, then forget that claim."""
+        with self._lock:
+            known = self._claimed.get(raw)
+            i = known[0] if known else None
+        if i is None:
+            i = self._holder(raw)
+        result = step(self.shards[i])
+        with self._lock:
+            known = self._claimed.get(raw)
+            if known and i in known:
+                known.remove(i)
+                if not known:
+                    del self._claimed[raw]
+                    self._id_shard.pop(self._job_ids.pop(raw, ""), None)
+        return result
+
+    def _holder(self, raw: bytes) -> int:
+        """The shard whose processing list holds ``raw`` (a job no thread claimed: the keeper's sweep)."""
+        for i, shard in enumerate(self.shards):
+            if raw in shard.held():
+                return i
+        return _stable_index(raw, len(self.shards))
+
+    def ack(self, raw: bytes, stored_id: str | None = None) -> bool:
+        return self._on(raw, lambda shard: shard.ack(raw, stored_id))
+
+    def delay(self, raw: bytes, next_raw: bytes | str, delay_s: float) -> float:
+        return self._on(raw, lambda shard: shard.delay(raw, next_raw, delay_s))
+
+    def dead_letter(self, raw: bytes, entry: str) -> bool:
+        return self._on(raw, lambda shard: shard.dead_letter(raw, entry))
+
+    def put_back(self, raw: bytes) -> bool:
+        return self._on(raw, lambda shard: shard.put_back(raw))
+
+    def _shard_of_id(self, job_id: str) -> Consumer | None:
+        with self._lock:
+            i = self._id_shard.get(job_id)
+        return None if i is None else self.shards[i]
+
+    def mark_stored(self, job_id: str, ttl_s: int = STORED_MARKER_TTL_S) -> None:
+        shard = self._shard_of_id(job_id) or self.shards[_stable_index(job_id, len(self.shards))]
+        shard.mark_stored(job_id, ttl_s)
+
+    def was_stored(self, job_id: str) -> bool:
+        shard = self._shard_of_id(job_id)
+        if shard is not None:
+            return shard.was_stored(job_id)
+        return any(shard.was_stored(job_id) for shard in self.shards)
+
+    def forget_stored(self, job_id: str) -> None:
+        shard = self._shard_of_id(job_id)
+        for each in [shard] if shard is not None else self.shards:
+            each.forget_stored(job_id)
+
+    def held(self) -> list[bytes]:
+        return [raw for shard in self.shards for raw in shard.held()]
+
+    # -- upkeep --------------------------------------------------------------------------
+
+    def heartbeat(self) -> int:
+        """Beat on every shard; 2 if any shard found this worker silent past the timeout, 0 if new anywhere."""
+        states = [shard.heartbeat() for shard in self.shards]
+        return 2 if 2 in states else 0 if 0 in states else 1
+
+    def promote(self) -> int:
+        return sum(shard.promote() for shard in self.shards)
+
+    def requeue(self, worker_id: str, timeout_s: float) -> int:
+        moved = [shard.requeue(worker_id, timeout_s) for shard in self.shards]
+        return -1 if all(n < 0 for n in moved) else sum(n for n in moved if n > 0)
+
+    def reap(self, timeout_s: float) -> dict[str, int]:
+        reaped: dict[str, int] = {}
+        for shard in self.shards:
+            for worker_id, moved in shard.reap(timeout_s).items():
+                reaped[worker_id] = reaped.get(worker_id, 0) + moved
+        return reaped
+
+
+def consumer_for(client: redis.Redis, prefix: str, worker_id: str, heartbeat_timeout_s: float = 30.0) -> Consumer:
+    """Return the consumer for a prefix option: a :class:`Consumer`, or a :class:`ShardedConsumer` for several."""
+    prefixes = split_prefixes(prefix)
+    if len(prefixes) == 1:
+        return Consumer(client, QueueKeys(prefixes[0]), worker_id, heartbeat_timeout_s)
+    return ShardedConsumer(client, prefixes, worker_id, heartbeat_timeout_s)
+
+
+def group_by_shard(items: list[Any], prefix: str, where: Callable[[Any], tuple[str, str]]) -> dict[str, list[Any]]:
+    """Return ``{shard prefix: items}`` for a prefix option, each item placed by its (bucket, key)."""
+    prefixes = split_prefixes(prefix)
+    grouped: dict[str, list[Any]] = {}
+    for item in items:
+        bucket, key = where(item)
+        grouped.setdefault(prefixes[shard_index(bucket, key, len(prefixes))], []).append(item)
+    return grouped
