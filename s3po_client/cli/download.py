@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
@@ -17,6 +18,8 @@ from .options import (display_path, filters_of, make_engine, make_reporter, opti
                       s3_options, tree_options)
 from .output import Outcome, ProgressCallback, Status, human_bytes
 from .tree import BadArgument, S3Url, local_target
+
+logger = logging.getLogger(__name__)
 
 DOWNLOAD_EXAMPLES = """\b
 Examples:
@@ -138,6 +141,7 @@ def download_one(engine: Any, remote: Remote, raw: bool, retries: int, progress:
     """Fetch one object to its file (or standard output); return its outcome."""
     url = remote.url
     shown = remote.path if remote.path == "-" else display_path(remote.path)
+    path = remote.path if remote.path == "-" else os.path.abspath(remote.path)
     try:
         size, etag = remote.size, remote.etag
         if size is None:
@@ -150,11 +154,12 @@ def download_one(engine: Any, remote: Remote, raw: bool, retries: int, progress:
             engine.download_file(url.bucket, url.key, remote.path, raw=raw, retries=retries, progress=progress)
             written = os.path.getsize(remote.path)
     except TransferError as exc:
-        return Outcome(path=shown, bucket=url.bucket, key=url.key, status=Status.FAILED, error=str(exc))
+        logger.debug("download failed url=%s path=%s", url, shown, exc_info=True)  # the traceback, with --debug
+        return Outcome(path=path, bucket=url.bucket, key=url.key, status=Status.FAILED, error=str(exc))
     except OSError as exc:
-        return Outcome(path=shown, bucket=url.bucket, key=url.key, status=Status.FAILED,
+        return Outcome(path=path, bucket=url.bucket, key=url.key, status=Status.FAILED,
                        error=f"{url}: cannot write {shown!r}: {exc.strerror}")
-    return Outcome(path=shown, bucket=url.bucket, key=url.key, status=Status.DOWNLOADED, bytes_read=written,
+    return Outcome(path=path, bucket=url.bucket, key=url.key, status=Status.DOWNLOADED, bytes_read=written,
                    bytes_stored=size, checksum=etag)
 
 
@@ -170,7 +175,7 @@ def head(engine: Any, url: S3Url) -> tuple[int, str]:
 
 
 def interrupted_outcome(remote: Remote) -> Callable[[], Outcome]:
-    return lambda: Outcome(path=display_path(remote.path), bucket=remote.url.bucket, key=remote.url.key,
+    return lambda: Outcome(path=os.path.abspath(remote.path), bucket=remote.url.bucket, key=remote.url.key,
                            status=Status.INTERRUPTED, error=f"{remote.url}: interrupted; nothing written")
 
 

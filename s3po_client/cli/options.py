@@ -15,7 +15,7 @@ import click
 
 from ..errors import ConfigError
 from ..job import CODECS, DEFAULT_RETRIES
-from .output import Reporter, configure_logging
+from .output import Reporter, configure_logging, display_path
 from .tree import BadArgument, Filters, S3Url, filter_order
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -83,11 +83,22 @@ def _remember_debug(ctx: click.Context, _param: click.Parameter, value: bool) ->
     return value
 
 
+class HeaderType(click.ParamType):
+    """``NAME: VALUE``; in ``S3PO_HEADER``, one header per line (a value may hold spaces)."""
+
+    name = "header"
+    envvar_list_splitter = "\n"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        return str(value).strip()
+
+
 def upload_options(func: F) -> F:
     """``--header``, ``--compress``, ``--retries``, ``--keep/--delete``: what an upload stores and keeps."""
     return apply(
         func,
         option("--header", "-H", "headers", multiple=True, metavar="'NAME: VALUE'", envvar="S3PO_HEADER",
+               type=HeaderType(),
                help="Object setting, e.g. 'Content-Type: text/html' (repeatable)."),
         option("--compress", type=click.Choice(CODECS), envvar="S3PO_COMPRESS",
                help="Compress on the way (sets Content-Encoding)."),
@@ -167,15 +178,6 @@ def make_engine(endpoint_url: str | None, region: str | None, profile: str | Non
                               settings, retry=RetryPolicy(base_s=backoff_base_s))
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
-
-
-def display_path(path: str) -> str:
-    """Return ``path`` as a person typed it: relative to the current directory when below it."""
-    try:
-        rel = os.path.relpath(path)
-    except ValueError:
-        return path
-    return path if rel.startswith("..") else rel
 
 
 __all__ = ["DEFAULT_JOBS", "filters_of", "make_engine", "make_reporter", "option", "output_options",

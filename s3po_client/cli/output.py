@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from enum import Enum
@@ -36,6 +37,7 @@ class Status(str, Enum):
 class Outcome:
     """One file's result, as ``--json`` prints it.
 
+    ``path`` is absolute (``-`` for standard input or output).
     ``bytes_read`` counts the local file's bytes (read for an upload, written for a
     download), ``bytes_stored`` the object's bytes in the store (fewer when compressed);
     ``checksum`` is the object's ETag; ``error`` is None exactly when all went well.
@@ -91,9 +93,18 @@ def human_bytes(n: int | None) -> str:
     raise AssertionError("unreachable")
 
 
+def display_path(path: str) -> str:
+    """Return ``path`` as a person typed it: relative to the current directory when below it."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return path
+    return path if rel.startswith("..") else rel
+
+
 def describe(outcome: Outcome) -> str:
     """Return the line a person reads for one file."""
-    where = outcome.path or "-"
+    where = display_path(outcome.path) if outcome.path and outcome.path != "-" else "-"
     if outcome.status is Status.UPLOADED:
         stored = "" if outcome.bytes_stored == outcome.bytes_read else f", {human_bytes(outcome.bytes_stored)} stored"
         gone = ", deleted" if outcome.deleted else ""
@@ -289,8 +300,6 @@ def configure_logging(reporter: Reporter) -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if reporter.debug else logging.WARNING)
     root.propagate = False
-    if reporter.debug:
-        logging.getLogger("botocore").setLevel(logging.INFO)
 
 
 __all__ = ["Outcome", "ProgressCallback", "Reporter", "Status", "configure_logging", "describe", "human_bytes"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import click
@@ -82,7 +83,7 @@ def enqueue_command(sources: tuple[str, ...], target: str, headers: tuple[str, .
             except JobError as exc:
                 if not is_tree:
                     raise click.UsageError(str(exc)) from None
-                reporter.record(Outcome(path=display_path(item.path), bucket=where.bucket, key=where.key,
+                reporter.record(Outcome(path=os.path.abspath(item.path), bucket=where.bucket, key=where.key,
                                         status=Status.FAILED, error=str(exc)))
                 continue
             batch.append((item, where, job))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -15,6 +16,8 @@ from .options import (display_path, filters_of, make_engine, make_reporter, opti
                       parse_headers, parse_url, s3_options, tree_options, upload_options)
 from .output import Outcome, ProgressCallback, Reporter, Status, human_bytes
 from .tree import Filters, LocalFile, S3Url, Unusable, walk
+
+logger = logging.getLogger(__name__)
 
 EXAMPLES = """\b
 Examples:
@@ -136,6 +139,7 @@ def upload_one(engine: Any, item: LocalFile, dest: S3Url, headers: dict[str, str
                retries: int, keep: bool, progress: ProgressCallback) -> Outcome:
     """Upload one file (or standard input), then delete it unless kept; return its outcome."""
     shown = "-" if item.path == "-" else display_path(item.path)
+    path = "-" if item.path == "-" else os.path.abspath(item.path)
     try:
         if item.path == "-":
             result = engine.upload_fileobj(dest.bucket, dest.key, sys.stdin.buffer, headers=headers,
@@ -144,7 +148,8 @@ def upload_one(engine: Any, item: LocalFile, dest: S3Url, headers: dict[str, str
             result = engine.upload_file(dest.bucket, dest.key, item.path, headers=headers, compress=compress,
                                         retries=retries, progress=progress)
     except (TransferError, JobError) as exc:
-        return Outcome(path=shown, bucket=dest.bucket, key=dest.key, status=Status.FAILED,
+        logger.debug("upload failed path=%s url=%s", shown, dest, exc_info=True)  # the traceback, with --debug
+        return Outcome(path=path, bucket=dest.bucket, key=dest.key, status=Status.FAILED,
                        error=failure_text(exc, shown, dest), deleted=False)
     deleted, error = False, None
     if item.path != "-" and not keep and not item.via_symlink:
@@ -154,7 +159,7 @@ def upload_one(engine: Any, item: LocalFile, dest: S3Url, headers: dict[str, str
                 error = f"{dest}: stored, but {shown!r} could not be deleted"
         except SourceChangedError as exc:
             error = f"{dest}: stored, but {exc}"
-    return Outcome(path=shown, bucket=dest.bucket, key=dest.key, status=Status.UPLOADED,
+    return Outcome(path=path, bucket=dest.bucket, key=dest.key, status=Status.UPLOADED,
                    bytes_read=result.bytes_read, bytes_stored=result.bytes_sent, checksum=result.etag,
                    error=error, deleted=deleted)
 
@@ -169,13 +174,14 @@ def failure_text(exc: BaseException, shown: str | None, dest: S3Url) -> str:
 
 def interrupted_outcome(item: LocalFile, dest: S3Url) -> Callable[[], Outcome]:
     shown = "-" if item.path == "-" else display_path(item.path)
-    return lambda: Outcome(path=shown, bucket=dest.bucket, key=dest.key, status=Status.INTERRUPTED,
+    path = "-" if item.path == "-" else os.path.abspath(item.path)
+    return lambda: Outcome(path=path, bucket=dest.bucket, key=dest.key, status=Status.INTERRUPTED,
                            error=f"{dest}: interrupted; {shown} kept", deleted=False)
 
 
 def skipped_outcome(unusable: Unusable, dest: S3Url) -> Outcome:
     where = (dest if dest.is_prefix else S3Url(dest.bucket, dest.key + "/")).join(unusable.relative)
-    return Outcome(path=display_path(unusable.path), bucket=where.bucket, key=where.key,
+    return Outcome(path=os.path.abspath(unusable.path), bucket=where.bucket, key=where.key,
                    status=Status.FAILED if unusable.failed else Status.SKIPPED,
                    error=unusable.reason if unusable.failed else None,
                    note=None if unusable.failed else unusable.reason)
