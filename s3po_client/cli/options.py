@@ -20,10 +20,11 @@ from .tree import BadArgument, Filters, S3Url, filter_order
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: ``--jobs`` default: files in flight at once. Measured (bench/cli_jobs.py, docs in the
-#: README): 4 is within a few percent of the best for small files, large files and a store
-#: 20 ms away, and bounds memory to about 4 × 40 MiB.
-DEFAULT_JOBS = 4
+#: ``--jobs`` default: files in flight at once, chosen with bench/cli_jobs.py (figures in the
+#: README, "Trees"): against a store 20–50 ms away, 8 uploads 300 small files 1.4–1.9 times
+#: as fast as 4 would and large files as fast as any; 16 was no faster on large files. Memory:
+#: at most about 8 × 40 MiB when every file in flight is large (TransferSettings).
+DEFAULT_JOBS = 8
 
 
 def option(*decls: str, **attrs: Any) -> Callable[[F], F]:
