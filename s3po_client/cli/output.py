@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import threading
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Callable
@@ -208,7 +209,15 @@ def one_line(text: str) -> str:
 
 
 class Bars:
-    """rich's progress display on standard error: a bar per transfer in flight and one overall."""
+    """rich's progress display on standard error: a bar per transfer in flight and one overall.
+
+    Every write to the terminal (a redraw, or a line printed above the bars) happens under
+    one lock, from whichever thread: rich's own refresh thread is off, because a redraw racing
+    a line printed by a transfer's thread leaves a stale bar on the screen.
+    """
+
+    #: redraws per second
+    REFRESH_HZ = 8
 
     def __init__(self, overall: tuple[int, int | None] | None) -> None:
         from rich.console import Console
@@ -219,18 +228,29 @@ class Bars:
             TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(binary_units=True),
             TransferSpeedColumn(), TimeRemainingColumn(),
             console=Console(stderr=True, highlight=False), transient=True, redirect_stdout=False,
-            redirect_stderr=False, refresh_per_second=8)
+            redirect_stderr=False, auto_refresh=False)
         self.files_total = overall[0] if overall else 0
         self.files_done = 0
         self.overall = (self.progress.add_task(self._overall_label(), total=overall[1])
                         if overall else None)
-        self.progress.start()
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        with self._lock:
+            self.progress.start()
+        self._ticker = threading.Thread(target=self._tick, name="s3po-bars", daemon=True)
+        self._ticker.start()
+
+    def _tick(self) -> None:
+        while not self._stopped.wait(1 / self.REFRESH_HZ):
+            with self._lock:
+                self.progress.refresh()
 
     def _overall_label(self) -> str:
         return f"total: {self.files_done}/{self.files_total} files"
 
     def print(self, text: str) -> None:
-        self.progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
+        with self._lock:
+            self.progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
     def add(self, label: str, total: int | None) -> Any:
         return self.progress.add_task(shorten(label), total=total)
@@ -247,7 +267,10 @@ class Bars:
             self.progress.update(self.overall, description=self._overall_label())
 
     def stop(self) -> None:
-        self.progress.stop()
+        self._stopped.set()
+        self._ticker.join()
+        with self._lock:
+            self.progress.stop()
 
 
 def shorten(label: str, width: int = 32) -> str:
