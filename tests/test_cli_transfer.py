@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -243,3 +244,17 @@ def test_shell_completion_as_the_readme_shows_it(cli_env) -> None:
     assert script.returncode == 0 and b"_s3po_completion" in script.stdout
     words = s3po(env={**cli_env, "_S3PO_COMPLETE": "bash_complete", "COMP_WORDS": "s3po up", "COMP_CWORD": "1"})
     assert b"upload" in words.stdout
+
+
+def test_every_option_the_readme_names_exists() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("## The s3po command"):readme.index("## Benchmarks")]
+    named = set(re.findall(r"(?<![\w-])--[a-z][a-z-]+", section)) - {"--help"}
+    helps = "".join(subprocess.run([sys.executable, "-m", "s3po_client.cli", *cmd, "--help"], capture_output=True,
+                                   text=True, timeout=60).stdout
+                    for cmd in (["upload"], ["download"], ["ls"], ["enqueue"], ["status"], ["dead", "list"],
+                                ["dead", "retry"], ["dead", "purge"]))
+    missing = {opt for opt in named if not re.search(rf"(?<![\w-]){re.escape(opt)}\b", helps)}
+    assert named and not missing, missing
+    variables = set(re.findall(r"(?<!_)S3PO_[A-Z_]+", section))
+    assert variables and not {v for v in variables if v not in helps}

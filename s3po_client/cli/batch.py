@@ -116,8 +116,7 @@ def run_batch(tasks: Sequence[Task[T]], work: Callable[[T, ProgressCallback], Ou
         summary.interrupted = True
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # a second Ctrl-C ends the process at once
         in_flight = sum(1 for f in futures if f.running())
-        reporter.notice(f"interrupted: stopping {in_flight} transfer(s) in flight "
-                        "(multipart uploads aborted, partial downloads removed); Ctrl-C again to quit at once")
+        reporter.notice(f"interrupted: stopping {in_flight} transfer(s) in flight; Ctrl-C again to quit at once")
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     finally:
