@@ -14,9 +14,9 @@ import click
 
 from ..errors import DownloadError, TransferError
 from .batch import Task, run_batch
-from .options import (display_path, filters_of, make_engine, make_reporter, option, output_options, parse_url,
+from .options import (filters_of, make_engine, make_reporter, option, output_options, parse_url,
                       s3_options, tree_options)
-from .output import Outcome, ProgressCallback, Status, human_bytes
+from .output import display_path, Outcome, ProgressCallback, Status, human_bytes
 from .tree import BadArgument, S3Url, local_target
 
 logger = logging.getLogger(__name__)

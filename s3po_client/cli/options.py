@@ -15,7 +15,7 @@ import click
 
 from ..errors import ConfigError
 from ..job import CODECS, DEFAULT_RETRIES
-from .output import Reporter, configure_logging, display_path
+from .output import Reporter, configure_logging
 from .tree import BadArgument, Filters, S3Url, filter_order
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -84,23 +84,14 @@ def _remember_debug(ctx: click.Context, _param: click.Parameter, value: bool) ->
     return value
 
 
-class HeaderType(click.ParamType):
-    """``NAME: VALUE``; in ``S3PO_HEADER``, one header per line (a value may hold spaces)."""
-
-    name = "header"
-    envvar_list_splitter = "\n"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        return str(value).strip()
-
-
 def upload_options(func: F) -> F:
     """``--header``, ``--compress``, ``--retries``, ``--keep/--delete``: what an upload stores and keeps."""
     return apply(
         func,
-        option("--header", "-H", "headers", multiple=True, metavar="'NAME: VALUE'", envvar="S3PO_HEADER",
-               type=HeaderType(),
-               help="Object setting, e.g. 'Content-Type: text/html' (repeatable)."),
+        # Not click's envvar: it would split the variable at spaces, and a value holds spaces.
+        click.option("--header", "-H", "headers", multiple=True, metavar="'NAME: VALUE'", allow_from_autoenv=False,
+                     help="Object setting, e.g. 'Content-Type: text/html' (repeatable).  "
+                          "[env var: S3PO_HEADER, one per line]"),
         option("--compress", type=click.Choice(CODECS), envvar="S3PO_COMPRESS",
                help="Compress on the way (sets Content-Encoding)."),
         option("--retries", type=click.IntRange(0), default=DEFAULT_RETRIES, show_default=True,
@@ -154,6 +145,9 @@ def parse_url(value: str) -> S3Url:
 
 
 def parse_headers(values: tuple[str, ...]) -> dict[str, str]:
+    """Return ``--header`` values (else ``$S3PO_HEADER``'s lines) as a dict; a usage error for a bad one."""
+    if not values:
+        values = tuple(line for line in os.environ.get("S3PO_HEADER", "").splitlines() if line.strip())
     headers = {}
     for value in values:
         name, sep, text = value.partition(":")

@@ -13,9 +13,9 @@ from ..deadletters import list_dead, purge_dead, retry_dead
 from ..errors import ConfigError, JobError
 from ..job import Job
 from ..queue import QueueKeys, connect, count_jobs, make_job, push_jobs, redact_url, resolve_redis_url
-from .options import (display_path, filters_of, make_reporter, option, output_options, parse_headers, parse_url,
+from .options import (filters_of, make_reporter, option, output_options, parse_headers, parse_url,
                       redis_options, filter_options, upload_options)
-from .output import Outcome, Reporter, Status
+from .output import display_path, Outcome, Reporter, Status
 from .tree import LocalFile, S3Url
 from .upload import collect, dest_of, skipped_outcome
 

@@ -12,9 +12,9 @@ import click
 
 from ..errors import JobError, SourceChangedError, TransferError
 from .batch import Task, run_batch
-from .options import (display_path, filters_of, make_engine, make_reporter, option, output_options,
+from .options import (filters_of, make_engine, make_reporter, option, output_options,
                       parse_headers, parse_url, s3_options, tree_options, upload_options)
-from .output import Outcome, ProgressCallback, Reporter, Status, human_bytes
+from .output import display_path, Outcome, ProgressCallback, Reporter, Status, human_bytes
 from .tree import Filters, LocalFile, S3Url, Unusable, walk
 
 logger = logging.getLogger(__name__)
