@@ -1,0 +1,179 @@
+"""The options ``s3po`` commands share, each with its ``S3PO_*`` environment variable.
+
+An option shared by several commands reads ``S3PO_<NAME>`` (``S3PO_ENDPOINT_URL``,
+``S3PO_KEEP``, ``S3PO_JOBS``, …); any other reads ``S3PO_<COMMAND>_<NAME>`` (click's
+``auto_envvar_prefix``), e.g. ``S3PO_DOWNLOAD_RAW=1``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Callable, TypeVar
+
+import click
+
+from ..errors import ConfigError
+from ..job import CODECS, DEFAULT_RETRIES
+from .output import Reporter, configure_logging
+from .tree import BadArgument, Filters, S3Url, filter_order
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: ``--jobs`` default: files in flight at once, chosen with bench/cli_jobs.py (figures in the
+#: README, "Trees"): with a store 50 ms away, 8 sent 300 small files 1.5 times as fast as 4
+#: (20 ms away, or on loopback: about as fast); large files went as fast as with 4 or 16, or
+#: faster. Memory: at most about 8 × 40 MiB when every file in flight is large.
+DEFAULT_JOBS = 8
+
+
+def option(*decls: str, **attrs: Any) -> Callable[[F], F]:
+    """``click.option`` that shows its environment variable in ``--help``."""
+    attrs.setdefault("show_envvar", True)
+    return click.option(*decls, **attrs)
+
+
+def apply(func: F, *decorators: Callable[[F], F]) -> F:
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    return func
+
+
+def s3_options(func: F) -> F:
+    """``--endpoint-url``, ``--region``, ``--profile``, ``--access-id``, ``--secret-key``."""
+    return apply(
+        func,
+        option("--endpoint-url", envvar="S3PO_ENDPOINT_URL", metavar="URL",
+               help="S3 endpoint, for S3-compatible stores (default: AWS)."),
+        option("--region", envvar="S3PO_REGION", help="AWS region."),
+        option("--profile", envvar="S3PO_PROFILE", help="AWS profile name."),
+        option("--access-id", envvar="S3PO_ACCESS_ID", help="Access key id (default: boto3's credential chain)."),
+        option("--secret-key", envvar="S3PO_SECRET_KEY", help="Secret key; prefer the environment variable."),
+    )
+
+
+def redis_options(func: F) -> F:
+    """``--redis-url`` and ``--prefix``."""
+    from ..queue import DEFAULT_PREFIX
+
+    return apply(
+        func,
+        option("--redis-url", envvar="S3PO_REDIS_URL", metavar="URL",
+               help="Redis URL (default: redis://127.0.0.1:6379/0)."),
+        option("--prefix", envvar="S3PO_PREFIX", default=DEFAULT_PREFIX, show_default=True,
+               help="Redis key prefix."),
+    )
+
+
+def output_options(func: F) -> F:
+    """``--json``, ``--quiet``, ``--debug``: how a command reports."""
+    return apply(
+        func,
+        option("--json", "as_json", is_flag=True, envvar="S3PO_JSON",
+               help="Print one JSON object per file on standard output."),
+        option("--quiet", "-q", is_flag=True, envvar="S3PO_QUIET",
+               help="Print nothing but errors (no bars, no per-file lines)."),
+        option("--debug", is_flag=True, envvar="S3PO_DEBUG", callback=_remember_debug, expose_value=True,
+               help="Log every request and show tracebacks."),
+    )
+
+
+def _remember_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    if value and isinstance(ctx.obj, dict):
+        ctx.obj["debug"] = True  # read by main() for errors raised outside a command's own handling
+    return value
+
+
+def upload_options(func: F) -> F:
+    """``--header``, ``--compress``, ``--retries``, ``--keep/--delete``: what an upload stores and keeps."""
+    return apply(
+        func,
+        # Not click's envvar: it would split the variable at spaces, and a value holds spaces.
+        click.option("--header", "-H", "headers", multiple=True, metavar="'NAME: VALUE'", allow_from_autoenv=False,
+                     help="Object setting, e.g. 'Content-Type: text/html' (repeatable).  "
+                          "[env var: S3PO_HEADER, one per line]"),
+        option("--compress", type=click.Choice(CODECS), envvar="S3PO_COMPRESS",
+               help="Compress on the way (sets Content-Encoding)."),
+        option("--retries", type=click.IntRange(0), default=DEFAULT_RETRIES, show_default=True,
+               envvar="S3PO_RETRIES", help="Retries after the first attempt of each file."),
+        option("--keep/--delete", default=False, envvar="S3PO_KEEP",
+               help="Keep the local file after its verified upload (default: delete it)."),
+    )
+
+
+def filter_options(func: F) -> F:
+    """``--exclude`` and ``--include``: which files of a tree (or objects under a prefix)."""
+    return apply(
+        func,
+        option("--exclude", multiple=True, metavar="GLOB",
+               help="Leave out files whose path (relative to the directory or prefix) matches GLOB."),
+        option("--include", multiple=True, metavar="GLOB",
+               help="Take files matching GLOB even if an earlier --exclude left them out."),
+    )
+
+
+def tree_options(func: F) -> F:
+    """The filters, and ``--jobs``: how many files at once."""
+    return apply(
+        filter_options(func),
+        option("--jobs", "-j", type=click.IntRange(1, 64), default=DEFAULT_JOBS, show_default=True,
+               envvar="S3PO_JOBS", help="Files transferred at once."),
+    )
+
+
+def make_reporter(as_json: bool, quiet: bool, debug: bool, **extra: Any) -> Reporter:
+    reporter = Reporter(json_lines=as_json, quiet=quiet, debug=debug, **extra)
+    configure_logging(reporter)
+    return reporter
+
+
+def filters_of(exclude: tuple[str, ...], include: tuple[str, ...]) -> Filters:
+    """Return the filters in the order the command line gave them (environment ones first)."""
+    ordered = filter_order(sys.argv[1:])
+    given = [("exclude", g) for g in exclude] + [("include", g) for g in include]
+    if sorted(ordered) == sorted(given):
+        return Filters(ordered)
+    from_env = [r for r in given if r not in ordered]
+    return Filters(tuple(from_env) + tuple(r for r in ordered if r in given))
+
+
+def parse_url(value: str) -> S3Url:
+    try:
+        return S3Url.parse(value)
+    except BadArgument as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def parse_headers(values: tuple[str, ...]) -> dict[str, str]:
+    """Return ``--header`` values (else ``$S3PO_HEADER``'s lines) as a dict; a usage error for a bad one."""
+    if not values:
+        values = tuple(line for line in os.environ.get("S3PO_HEADER", "").splitlines() if line.strip())
+    headers = {}
+    for value in values:
+        name, sep, text = value.partition(":")
+        if not sep or not name.strip():
+            raise click.UsageError(f"--header takes 'Name: value', got {value!r}")
+        headers[name.strip()] = text.strip()
+    return headers
+
+
+def make_engine(endpoint_url: str | None, region: str | None, profile: str | None, access_id: str | None,
+                secret_key: str | None, backoff_base_s: float = 60.0, jobs: int = DEFAULT_JOBS) -> Any:
+    """Return a transfer engine sized for ``jobs`` transfers at once (this is where boto3 gets imported)."""
+    from ..retry import RetryPolicy
+    from ..settings import S3Settings, TransferSettings
+    from ..transfer import TransferEngine
+
+    try:
+        settings = TransferSettings()
+        settings = TransferSettings(max_pool_connections=max(settings.max_pool_connections,
+                                                             jobs * (settings.max_concurrency + 1)))
+        return TransferEngine(S3Settings(access_id=access_id, secret_key=secret_key, profile=profile,
+                                         region=region, endpoint_url=endpoint_url),
+                              settings, retry=RetryPolicy(base_s=backoff_base_s))
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+__all__ = ["DEFAULT_JOBS", "filters_of", "make_engine", "make_reporter", "option", "output_options",
+           "parse_headers", "parse_url", "redis_options", "s3_options", "filter_options", "tree_options", "upload_options"]
