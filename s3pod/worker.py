@@ -28,6 +28,8 @@ from s3po_client.job import Job
 from s3po_client.queue import QueueKeys, connect, redact_url
 from s3po_client.settings import S3Settings, TransferSettings
 from s3po_client.transfer import TransferEngine, UploadResult
+from s3po_client.queue.uploads import JobUploads
+from s3po_client.transfer.resume import abandon_saved_upload
 
 from .budget import MemoryBudget
 from .config import WorkerConfig
@@ -252,7 +254,8 @@ class Worker:
             # One attempt (retries=0): the next one is scheduled in Redis, not slept through here.
             result = self.engine.upload_file(job.bucket, job.key, path, headers=job.headers,
                                              compress=job.compress, retries=0,
-                                             allow_dirs=self.config.paths.allow_dirs, opened=opened)
+                                             allow_dirs=self.config.paths.allow_dirs, opened=opened,
+                                             multipart_state=self._uploads(job))
             if result is False:  # only with silent=True, which the daemon never asks for
                 raise TransferError("the engine returned no result", bucket=job.bucket, key=job.key)
             logger.info("uploaded job=%s bucket=%s key=%s bytes=%d duration=%.3fs attempt=%d", job.id,
@@ -293,6 +296,7 @@ class Worker:
         acked: list[bool] = []
         self._settle(lambda: acked.append(self.consumer.ack(raw)))
         if acked and acked[-1]:
+            self._abandon_upload(job)
             if job.delete:
                 self._call(lambda: self.consumer.forget_stored(job.id), "forget stored marker")
         elif acked:
@@ -333,6 +337,8 @@ class Worker:
         attempts = 0 if job is None else job.attempt + (kind is OutcomeKind.DEAD)
         entry = dead_entry(raw, error, attempts, self.config.worker_id)
         self._settle(lambda: self.consumer.dead_letter(raw, entry))
+        if job is not None:
+            self._abandon_upload(job)
         log = logger.info if job is not None and job.silent else logger.error
         log("dead job=%s bucket=%s key=%s attempts=%d error=%s", job.id if job else "?",
             job.bucket if job else "?", job.key if job else "?", attempts, error)
@@ -357,6 +363,16 @@ class Worker:
                 continue
             self.watch.answered()
             return True
+
+    # -- multipart uploads a killed run left (see s3po_client/queue/uploads.py) ----------
+
+    def _uploads(self, job: Job) -> JobUploads:
+        return JobUploads(self.client, self.consumer.keys, job.id)
+
+    def _abandon_upload(self, job: Job) -> None:
+        """Abort the multipart upload a settled job still has recorded (an earlier run's), if any."""
+        self._call(lambda: abandon_saved_upload(self.engine.client, self.engine.settings, self._uploads(job)),
+                   "abort the job's recorded multipart upload")
 
     def _emit(self, outcome: Outcome) -> Outcome:
         for listener in self.listeners:

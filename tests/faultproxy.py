@@ -139,6 +139,8 @@ class FaultProxy:
         self.upstream = (upstream_host, upstream_port)
         self.rules: list[Rule] = []
         self.requests: list[tuple[str, str, str]] = []
+        #: (method, path, query, body bytes) of every request passed on to the server
+        self.forwarded: list[tuple[str, str, str, int]] = []
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None
         self._stopping = threading.Event()
@@ -155,6 +157,11 @@ class FaultProxy:
         with self._lock:
             self.rules.append(rule)
         return rule
+
+    def bytes_forwarded(self, method: str = "PUT", query: str | None = None) -> int:
+        """Return the body bytes of the ``method`` requests passed on (whose query holds ``query``)."""
+        with self._lock:
+            return sum(n for m, _p, q, n in self.forwarded if m == method and (query is None or query in q))
 
     def clear(self) -> None:
         """Drop every rule: traffic flows unchanged again."""
@@ -245,6 +252,8 @@ class FaultProxy:
                     upstream = socket.create_connection(self.upstream)
                     up_stream = _Stream(upstream)
                 assert up_stream is not None
+                with self._lock:
+                    self.forwarded.append((method, path, query, len(body)))
                 upstream.sendall(raw_head.encode("latin-1") + body)
                 keep = self._relay_response(up_stream, client, method)
                 if not keep:

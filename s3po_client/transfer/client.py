@@ -183,6 +183,46 @@ def abort_multipart_upload(client: Any, bucket: str, key: str, upload_id: str) -
     client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
 
 
+def list_parts(client: Any, bucket: str, key: str, upload_id: str) -> dict[int, tuple[int, str]]:
+    """Return the parts a multipart upload holds: part number → (size, ETag without quotes).
+
+    Raises the store's ``NoSuchUpload`` when the upload was completed or aborted. Pages of
+    1,000 parts are followed to the end (https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListParts.html).
+    """
+    parts: dict[int, tuple[int, str]] = {}
+    marker = 0
+    while True:
+        response = client.list_parts(Bucket=bucket, Key=key, UploadId=upload_id, PartNumberMarker=marker)
+        for part in response.get("Parts", []):
+            parts[int(part["PartNumber"])] = (int(part["Size"]), str(part.get("ETag", "")).strip('"').lower())
+        following = int(response.get("NextPartNumberMarker") or 0)
+        if not response.get("IsTruncated") or following <= marker:
+            return parts
+        marker = following
+
+
+def list_multipart_uploads(client: Any, bucket: str, prefix: str) -> list[tuple[str, str, float]]:
+    """Return the multipart uploads under way whose key starts with ``prefix``: (key, upload id, initiated).
+
+    ``initiated`` is a Unix time (the store's clock). Pages are followed to the end.
+    """
+    found: list[tuple[str, str, float]] = []
+    markers: dict[str, str] = {}
+    while True:
+        response = client.list_multipart_uploads(Bucket=bucket, Prefix=prefix, **markers)
+        for upload in response.get("Uploads", []):
+            initiated = upload.get("Initiated")
+            found.append((str(upload["Key"]), str(upload["UploadId"]),
+                          initiated.timestamp() if initiated is not None else 0.0))
+        if not response.get("IsTruncated"):
+            return found
+        following = {"KeyMarker": response.get("NextKeyMarker") or "",
+                     "UploadIdMarker": response.get("NextUploadIdMarker") or ""}
+        if following == markers:
+            return found
+        markers = following
+
+
 def head_object(client: Any, bucket: str, key: str, part_number: int | None = None) -> dict[str, Any]:
     """Return the object's metadata (of one part's byte range with ``part_number``)."""
     extra = {"PartNumber": part_number} if part_number is not None else {}
