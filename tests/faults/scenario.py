@@ -97,8 +97,8 @@ def mixed_files(directory: Path, rng: random.Random, *, small: int, multipart: i
             specs.append(Spec(path.name, path, write_file(path, size, rng), size))
         elif kind == "multipart":
             specs.append(Spec(path.name, path, write_file(path, multipart_bytes, rng), multipart_bytes))
-        else:
-            md5 = write_file(path, compressed_bytes, rng, compressible=True)
+        else:  # random bytes: the compressed stream stays multipart-sized, as the kill needs
+            md5 = write_file(path, compressed_bytes, rng)
             specs.append(Spec(path.name, path, md5, compressed_bytes, compress=kind))
     return specs
 
@@ -224,3 +224,62 @@ class Figures:
         """The figures that must be 0 are 0."""
         assert (self.lost, self.deleted_unverified, self.crashes, self.orphaned_uploads) == (0, 0, 0, 0), self
         assert self.extra.get("upload_records_left", 0) == 0, self
+
+
+class Stream:
+    """Daemons working through a scenario's jobs while the scenario hurts them.
+
+    ``start()`` launches one more s3pod (through ``start_daemon``, so each is stopped when the
+    test ends); ``kill(i)`` SIGKILLs daemon ``i`` and starts its replacement; the peak RSS of
+    each daemon is sampled before it dies and at the end.
+    """
+
+    def __init__(self, start_daemon: Any, *args: str, env: dict[str, str] | None = None) -> None:
+        self.start_daemon = start_daemon
+        self.args = args
+        self.env = env or {}
+        self.daemons: list[Any] = []
+        self.alive: list[Any] = []
+        self.peak_kib = 0
+        self.kills = 0
+
+    def start(self) -> Any:
+        daemon = self.start_daemon(*self.args, env=self.env)
+        self.daemons.append(daemon)
+        self.alive.append(daemon)
+        return daemon
+
+    def sample(self) -> None:
+        for daemon in self.alive:
+            self.peak_kib = max(self.peak_kib, peak_rss_kib(daemon.proc.pid))
+
+    def kill(self, index: int = 0, sig: int = 9) -> Any:
+        """SIGKILL (or ``sig``) one live daemon, wait for it, start its replacement; return the new one."""
+        self.sample()
+        daemon = self.alive.pop(index)
+        daemon.signal(sig)
+        daemon.wait(30)
+        self.kills += 1
+        return self.start()
+
+    def crashes(self) -> int:
+        """Daemons that ended on their own (not killed by the scenario): a crash."""
+        killed = set(id(d) for d in self.daemons) - set(id(d) for d in self.alive)
+        return sum(1 for d in self.daemons if id(d) not in killed and d.proc.poll() is not None)
+
+    @property
+    def logs(self) -> list[str]:
+        return [d.log for d in self.daemons]
+
+    def wait_settled(self, client: redis.Redis, specs: list[Spec], timeout_s: float) -> None:
+        """Wait until every job is settled and every file to delete is gone (or dead-lettered)."""
+        from conftest import wait_until
+
+        def done() -> bool:
+            self.sample()
+            if not settled(client):
+                return False
+            dead = {json.loads(e["job"]).get("key") for e in dead_entries(client)}
+            return not any(s.delete and s.path.exists() and s.key not in dead for s in specs)
+
+        wait_until(done, timeout_s=timeout_s, interval_s=0.25, message="every job settled")
