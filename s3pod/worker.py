@@ -280,7 +280,11 @@ class Worker:
                 try:
                     result.delete_source(job.id)
                 except SourceChangedError as exc:
-                    self._call(lambda: self.consumer.forget_stored(job.id), "forget stored marker")
+                    # Vanished (not changed): the object stored is the file's last version, so
+                    # the marker stays true; kept, it lets the next run acknowledge instead of
+                    # dead-lettering (a copy put back by a reaper deleted the file meanwhile).
+                    if os.path.lexists(result.source_path or job.path):
+                        self._call(lambda: self.consumer.forget_stored(job.id), "forget stored marker")
                     return self._failed(raw, job, exc, started)
             self._acknowledge(raw, job)
         return self._emit(Outcome(OutcomeKind.UPLOADED, job.id, job.bucket, job.key, result.bytes_sent,

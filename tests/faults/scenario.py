@@ -249,6 +249,13 @@ class Stream:
         self.alive.append(daemon)
         return daemon
 
+    def wait_ready(self, timeout_s: float = 60) -> None:
+        """Wait until every live daemon logged that it is ready (a start takes seconds on a busy box)."""
+        from conftest import wait_until
+
+        wait_until(lambda: all(" ready: " in d.log for d in self.alive), timeout_s=timeout_s,
+                   message="the daemons ready")
+
     def sample(self) -> None:
         for daemon in self.alive:
             self.peak_kib = max(self.peak_kib, peak_rss_kib(daemon.proc.pid))
