@@ -1,8 +1,8 @@
 """A fault-injecting HTTP proxy on loopback, for putting between s3po and the S3 server.
 
 It forwards every request unchanged (so SigV4 signatures stay valid) unless a rule
-matches it; a rule can answer with an S3 error, reset the connection, delay the request
-or corrupt its body. Rules fire a given number of times, then the traffic flows again::
+matches it; a rule can answer with an S3 error, reset the connection, delay the request,
+corrupt its body, or pass it on and give the client a wrong ETag in the answer. Rules fire a given number of times, then the traffic flows again::
 
     with FaultProxy(s3_server.port) as proxy:
         rule = proxy.add_rule("error", method="PUT", status=503, code="SlowDown", times=2)
@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-ACTIONS = ("error", "reset", "delay", "corrupt")
+ACTIONS = ("error", "reset", "delay", "corrupt", "etag")
 
 
 @dataclass
@@ -255,7 +255,8 @@ class FaultProxy:
                 with self._lock:
                     self.forwarded.append((method, path, query, len(body)))
                 upstream.sendall(raw_head.encode("latin-1") + body)
-                keep = self._relay_response(up_stream, client, method)
+                keep = self._relay_response(up_stream, client, method,
+                                            wrong_etag=rule is not None and rule.action == "etag")
                 if not keep:
                     upstream.close()
                     upstream = None
@@ -268,10 +269,12 @@ class FaultProxy:
             if upstream is not None:
                 upstream.close()
 
-    def _relay_response(self, up: _Stream, client: socket.socket, method: str) -> bool:
+    def _relay_response(self, up: _Stream, client: socket.socket, method: str, wrong_etag: bool = False) -> bool:
         """Copy one response to the client; return whether the upstream connection stays open."""
         while True:
             head = up.until(b"\r\n\r\n")
+            if wrong_etag:
+                head = re.sub(rb'(?im)^(etag:\s*)"?[^"\r\n]*"?', rb'\1"00000000000000000000000000000bad"', head)
             status_line, headers = _parse_head(head)
             status = int(status_line.split(" ", 2)[1])
             if 100 <= status < 200:

@@ -94,15 +94,17 @@ def translate_error(exc: BaseException, bucket: str, key: str, cls: type[Transfe
             message = "no such object (or bucket)"
         return cls(f"{where}: {code}: {message}", bucket=bucket, key=key,
                    transient=code not in PERMANENT_CODES)
+    # botocore's network errors (read timeouts, connections closed) derive from OSError through
+    # the requests exceptions it vendors: they are the store's trouble, not the local file's.
+    if isinstance(exc, EndpointConnectionError):
+        return cls(f"{where}: cannot connect to the S3 endpoint: {exc}", bucket=bucket, key=key)
+    if isinstance(exc, BotoCoreError):
+        return cls(f"{where}: {exc}", bucket=bucket, key=key)
     if isinstance(exc, FileNotFoundError):
         return cls(f"{where}: local file {exc.filename!r} does not exist", bucket=bucket, key=key,
                    transient=False)
     if isinstance(exc, OSError):
         return cls(f"{where}: local file error: {exc}", bucket=bucket, key=key, transient=False)
-    if isinstance(exc, EndpointConnectionError):
-        return cls(f"{where}: cannot connect to the S3 endpoint: {exc}", bucket=bucket, key=key)
-    if isinstance(exc, BotoCoreError):
-        return cls(f"{where}: {exc}", bucket=bucket, key=key)
     # urllib3 errors that escape botocore while a body is read (reset, timeout): transient
     return cls(f"{where}: {type(exc).__name__}: {exc}", bucket=bucket, key=key)
 
