@@ -239,6 +239,8 @@ class Worker:
         except JobError as exc:
             if job.delete and not os.path.lexists(job.path) and self._was_stored(job):
                 return self._already_stored(raw, job, started)
+            if self._taken_over_and_gone(raw, job):
+                return self._drop(job, str(exc), started)
             return self._dead_letter(raw, job, str(exc), started, OutcomeKind.INVALID)
         file, path = opened
         try:
@@ -325,6 +327,8 @@ class Worker:
         if not isinstance(exc, S3poError):
             logger.exception("bug while uploading job=%s", job.id)
         error = str(exc) or type(exc).__name__
+        if isinstance(exc, SourceChangedError) and self._taken_over_and_gone(raw, job):
+            return self._drop(job, error, started)
         if isinstance(exc, JobError):  # e.g. a header the engine cannot map: no attempt will help
             return self._dead_letter(raw, job, error, started, OutcomeKind.INVALID)
         if not self.config.retry.should_retry(job.attempt, job.retries, exc):
@@ -367,6 +371,26 @@ class Worker:
                 continue
             self.watch.answered()
             return True
+
+    def _taken_over_and_gone(self, raw: bytes, job: Job) -> bool:
+        """True when a reaper put this job back while this worker ran it and its file is gone.
+
+        The copy put back settles the job then (it most likely stored the file and deleted
+        it); a retry or dead letter from here would only be a false alarm. Nobody can upload
+        a file that is gone, so dropping this copy loses nothing, even if Redis lost the copy.
+        """
+        if os.path.lexists(job.path):
+            return False
+        try:
+            return self.client.lpos(self.consumer.processing, raw) is None  # type: ignore[arg-type]
+        except redis.RedisError:
+            return False
+
+    def _drop(self, job: Job, error: str, started: float) -> Outcome:
+        logger.warning("dropped job=%s bucket=%s key=%s: taken over while it ran, and its file is gone (the copy "
+                       "put back settles it): %s", job.id, job.bucket, job.key, error)
+        return self._emit(Outcome(OutcomeKind.RETRY, job.id, job.bucket, job.key, 0,
+                                  time.monotonic() - started, job.attempt, error))
 
     # -- multipart uploads a killed run left (see s3po_client/queue/uploads.py) ----------
 
