@@ -113,6 +113,17 @@ def dead_entries(client: redis.Redis) -> list[dict[str, Any]]:
     return [json.loads(e) for e in client.lrange(KEYS.dead, 0, -1)]
 
 
+def dead_keys(client: redis.Redis) -> set[str | None]:
+    """The keys of the dead-lettered jobs (None for an entry that is not a job object)."""
+    keys: set[str | None] = set()
+    for entry in dead_entries(client):
+        try:
+            keys.add(json.loads(entry["job"]).get("key"))
+        except (ValueError, AttributeError):
+            keys.add(None)
+    return keys
+
+
 def upload_records(client: redis.Redis) -> int:
     """How many multipart upload records are left in Redis."""
     return sum(1 for _ in client.scan_iter(match=KEYS.upload("*")))
@@ -193,15 +204,10 @@ class Figures:
         logs = list(logs)
         good = verified_keys(engine, s3, bucket, specs)
         dead = dead_entries(client)
-        dead_keys = set()
-        for entry in dead:
-            try:
-                dead_keys.add(json.loads(entry["job"]).get("key"))
-            except (ValueError, AttributeError):
-                dead_keys.add(None)
+        dead_set = dead_keys(client)
         self.jobs = len(specs)
         self.verified = len(good)
-        self.lost = sum(1 for s in specs if s.key not in good and s.key not in dead_keys)
+        self.lost = sum(1 for s in specs if s.key not in good and s.key not in dead_set)
         self.deleted_unverified = sum(1 for s in specs if s.delete and not s.path.exists() and s.key not in good
                                       and s.key not in set(expect_dead))
         self.duplicates = duplicate_uploads(logs)
@@ -286,7 +292,7 @@ class Stream:
             self.sample()
             if not settled(client):
                 return False
-            dead = {json.loads(e["job"]).get("key") for e in dead_entries(client)}
+            dead = dead_keys(client)
             return not any(s.delete and s.path.exists() and s.key not in dead for s in specs)
 
         wait_until(done, timeout_s=timeout_s, interval_s=0.25, message="every job settled")
