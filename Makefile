@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all setup test demo bench clean
+.PHONY: all setup test test-faults demo bench clean
 
 all: test
 
@@ -21,6 +21,13 @@ setup: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The fault suite at full size (`make test` runs a short version of each scenario): each
+# scenario appends its figures to build/fault-figures.jsonl; tests/faults/report.py prints
+# the table of docs/RELIABILITY.md from them.
+test-faults: $(STAMP)
+	S3PO_FAULTS=full $(BIN)/python -m pytest tests/faults $(PYTEST_ARGS)
+	$(BIN)/python tests/faults/report.py
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py

@@ -22,14 +22,14 @@ from s3po_client import enqueue_many
 from s3po_client.transfer import TransferEngine
 from scenario import MiB, Figures, Stream, mixed_files, scale
 
-VARIANTS = list(range(1, scale(1, 4) + 1))
+VARIANTS = list(range(1, scale(1, 3) + 1))
 
 
 @pytest.mark.parametrize("seed", VARIANTS)
 def test_a_bad_network_to_redis_loses_nothing(seed, redis_server, redis_client, s3, bucket, s3_settings,
                                               start_daemon, fault_proxy, tmp_path: Path) -> None:
     rng = random.Random(seed)
-    specs = mixed_files(tmp_path / "files", rng, small=scale(150, 500), multipart=scale(2, 8), gzip=1, zstd=1,
+    specs = mixed_files(tmp_path / "files", rng, small=scale(150, 300), multipart=scale(2, 6), gzip=1, zstd=1,
                         multipart_bytes=24 * MiB, compressed_bytes=20 * MiB)
     fault_proxy.add_rule("delay", method="PUT", delay_s=0.1, times=None)  # keeps work in flight
     with TcpFaultProxy(redis_server.port) as net:

@@ -41,7 +41,7 @@ if FULL:  # the daemon's read timeout is 60 s: one stall costs a minute
 def test_a_misbehaving_store_loses_nothing(name, rules, redis_server, redis_client, s3, bucket, s3_settings,
                                            start_daemon, fault_proxy, tmp_path: Path) -> None:
     rng = random.Random(name)
-    specs = mixed_files(tmp_path / "files", rng, small=scale(30, 200), multipart=scale(2, 8), gzip=1,
+    specs = mixed_files(tmp_path / "files", rng, small=scale(30, 150), multipart=scale(2, 6), gzip=1,
                         zstd=scale(0, 1), multipart_bytes=24 * MiB, compressed_bytes=20 * MiB)
     added = [fault_proxy.add_rule(action, **options) for action, options in rules]
     started = time.monotonic()

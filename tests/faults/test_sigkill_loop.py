@@ -23,7 +23,7 @@ from scenario import FULL, MiB, Figures, Stream, mixed_files, scale, stored_keys
 
 THRESHOLD = 16 * MiB  # the daemon's multipart threshold (TransferSettings' default)
 
-VARIANTS = list(range(1, scale(2, 6) + 1))
+VARIANTS = list(range(1, scale(2, 3) + 1))
 
 
 def abandon_reasons(logs: list[str]) -> dict[str, int]:
@@ -36,8 +36,8 @@ def test_sigkill_at_random_moments_loses_nothing_and_leaves_no_upload(
         seed, redis_server, redis_client, s3, bucket, s3_settings, start_daemon, fault_proxy,
         tmp_path: Path) -> None:
     rng = random.Random(seed)
-    specs = mixed_files(tmp_path / "files", rng, small=scale(40, 880), multipart=scale(5, 80),
-                        gzip=scale(2, 20), zstd=scale(2, 20), multipart_bytes=24 * MiB,
+    specs = mixed_files(tmp_path / "files", rng, small=scale(40, 880), multipart=scale(5, 40),
+                        gzip=scale(2, 10), zstd=scale(2, 10), multipart_bytes=24 * MiB,
                         compressed_bytes=20 * MiB)
     started = time.monotonic()
     enqueue_many([s.job(bucket) for s in specs], redis_url=redis_server.url)
@@ -46,7 +46,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_leaves_no_upload(
     stream = Stream(start_daemon, "--heartbeat-timeout", "1", "--concurrency", "3",
                     env={"S3POD_ENDPOINT_URL": fault_proxy.url})
     stream.start()
-    kills = scale(5, 25)
+    kills = scale(5, 20)
     from scenario import settled
     for _ in range(kills):
         time.sleep(rng.uniform(0.8, 3.0))  # a daemon needs about a second to start working
