@@ -100,3 +100,25 @@ def test_a_file_touched_during_its_upload(how, size, redis_server, redis_client,
         assert not path.exists()
         if how != "unreadable":
             assert "changed" in log or "vanished" in log, "the change was seen and the attempt failed"
+
+
+def test_the_file_opened_by_the_caller_is_the_one_read(s3, bucket, s3_settings, tmp_path: Path) -> None:
+    """The daemon opens and checks the job's file, then hands the descriptor to the engine: the
+    engine must read that descriptor, not open the name again (it was closed and the name
+    re-opened, so a file removed in between failed as missing, and a file swapped in between
+    was read unchecked)."""
+    from s3po_client.errors import SourceChangedError
+    from s3po_client.localfile import open_checked
+
+    path = tmp_path / "held.bin"
+    path.write_bytes(b"h" * 5000)
+    opened = open_checked(str(path))
+    path.unlink()  # gone by name; the descriptor still reads it
+    engine = TransferEngine(s3_settings)
+    try:
+        with pytest.raises(SourceChangedError, match="vanished while it was sent") as caught:
+            engine.upload_file(bucket, "held.bin", path, opened=opened)
+    finally:
+        engine.close()
+    assert caught.value.transient, "read from the descriptor, the change is seen at the end: retried, not dead"
+    assert "held.bin" not in {o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])}
