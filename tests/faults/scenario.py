@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+import pytest
 import redis
 
 from s3po_client.queue import QueueKeys, count_jobs
@@ -41,6 +42,10 @@ KEYS = QueueKeys("s3po")
 
 #: ``make test-faults`` runs the full scenarios; ``make test`` the short ones.
 FULL = os.environ.get("S3PO_FAULTS", "") == "full"
+
+
+#: pytest-timeout's limit for one scenario test: the full sizes run far longer than the default.
+LONG = pytest.mark.timeout(2400 if FULL else 600)
 
 
 def scale(short: int, full: int) -> int:

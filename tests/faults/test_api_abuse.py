@@ -19,7 +19,9 @@ from pathlib import Path
 
 from conftest import wait_until
 from s3po_client.transfer import TransferEngine
-from scenario import Figures, Spec, Stream, scale, write_file
+from scenario import LONG, Figures, Spec, Stream, scale, write_file
+
+pytestmark = LONG
 from servers import free_port
 
 TOKEN = "api-abuse-token-5c1e"

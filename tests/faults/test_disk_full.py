@@ -20,7 +20,9 @@ import pytest
 
 from s3po_client.errors import DownloadError
 from s3po_client.transfer import TransferEngine
-from scenario import MiB, Figures
+from scenario import LONG, MiB, Figures
+
+pytestmark = LONG
 
 
 @pytest.fixture

@@ -20,7 +20,9 @@ import pytest
 from conftest import wait_until
 from s3po_client import enqueue
 from s3po_client.transfer import TransferEngine
-from scenario import FULL, KEYS, MiB, Figures, Spec, Stream, orphaned_uploads, settled, write_file
+from scenario import LONG, FULL, KEYS, MiB, Figures, Spec, Stream, orphaned_uploads, settled, write_file
+
+pytestmark = LONG
 
 MUTATIONS = ["modified", "truncated", "replaced", "deleted", "unreadable"]
 SIZES = {"multipart": 24 * MiB, "single PUT": 2 * MiB}

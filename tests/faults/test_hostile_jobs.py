@@ -21,7 +21,9 @@ from s3po_client.queue.consumer import raw_text
 from s3po_client.job import Job
 from s3po_client.queue.producer import make_job
 from s3po_client.transfer import TransferEngine
-from scenario import KEYS, Figures, Spec, Stream, scale, settled, write_file
+from scenario import LONG, KEYS, Figures, Spec, Stream, scale, settled, write_file
+
+pytestmark = LONG
 
 import random
 

@@ -25,7 +25,9 @@ from conftest import wait_until
 from s3po_client import enqueue_many
 from s3po_client.queue import count_jobs
 from s3po_client.transfer import TransferEngine
-from scenario import FULL, KEYS, MiB, Figures, Stream, mixed_files, scale, settled, write_file
+from scenario import LONG, FULL, KEYS, MiB, Figures, Stream, mixed_files, scale, settled, write_file
+
+pytestmark = LONG
 
 KILL_VARIANTS = ([(daemons, seed) for daemons in (2, 4) for seed in (1, 2)] if FULL else [(4, 1)])
 

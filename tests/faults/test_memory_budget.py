@@ -16,7 +16,9 @@ import pytest
 
 from s3po_client import enqueue_many
 from s3po_client.transfer import TransferEngine
-from scenario import FULL, MiB, Figures, Spec, Stream, peak_rss_kib, scale, write_file
+from scenario import LONG, FULL, MiB, Figures, Spec, Stream, peak_rss_kib, scale, write_file
+
+pytestmark = LONG
 
 #: what the daemon holds before its first job (Python, boto3, redis-py): measured, with slack
 IDLE_ALLOWANCE_MIB = 130

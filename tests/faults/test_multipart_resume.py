@@ -22,7 +22,9 @@ import pytest
 from conftest import wait_until
 from s3po_client import enqueue
 from s3po_client.transfer import TransferEngine
-from scenario import KEYS, MiB, Figures, orphaned_uploads, settled, write_file
+from scenario import LONG, KEYS, MiB, Figures, orphaned_uploads, settled, write_file
+
+pytestmark = LONG
 
 PART = 8 * MiB  # the daemon's part size (TransferSettings' default)
 

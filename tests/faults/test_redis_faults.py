@@ -26,7 +26,9 @@ import redis
 from s3po_client import enqueue_many
 from s3po_client.errors import ConfigError
 from s3po_client.transfer import TransferEngine
-from scenario import FULL, MiB, Figures, Stream, mixed_files, scale
+from scenario import LONG, FULL, MiB, Figures, Stream, mixed_files, scale
+
+pytestmark = LONG
 from servers import RedisServer
 
 MODES = [("SIGTERM", "always"), ("SIGKILL", "always"), ("SIGKILL", "everysec")]

@@ -20,7 +20,9 @@ import pytest
 from faultproxy import TcpFaultProxy
 from s3po_client import enqueue_many
 from s3po_client.transfer import TransferEngine
-from scenario import MiB, Figures, Stream, mixed_files, scale
+from scenario import LONG, MiB, Figures, Stream, mixed_files, scale
+
+pytestmark = LONG
 
 VARIANTS = list(range(1, scale(1, 3) + 1))
 

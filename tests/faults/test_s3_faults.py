@@ -18,7 +18,9 @@ import pytest
 from s3po_client import enqueue_many
 from s3po_client.settings import TransferSettings
 from s3po_client.transfer import TransferEngine
-from scenario import FULL, MiB, Figures, Stream, mixed_files, orphaned_uploads, scale, write_file
+from scenario import LONG, FULL, MiB, Figures, Stream, mixed_files, orphaned_uploads, scale, write_file
+
+pytestmark = LONG
 
 N = scale(12, 40)  # how many requests each fault spoils
 

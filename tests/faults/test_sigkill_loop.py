@@ -19,7 +19,9 @@ import pytest
 
 from s3po_client import enqueue_many
 from s3po_client.transfer import TransferEngine
-from scenario import FULL, MiB, Figures, Stream, mixed_files, scale, stored_keys
+from scenario import LONG, FULL, MiB, Figures, Stream, mixed_files, scale, stored_keys
+
+pytestmark = LONG
 
 THRESHOLD = 16 * MiB  # the daemon's multipart threshold (TransferSettings' default)
 
