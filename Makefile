@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all setup test test-min demo bench bench-quick clean
+.PHONY: all setup test test-min test-faults demo bench bench-quick clean
 
 all: test
 
@@ -42,6 +42,13 @@ $(MIN_STAMP): pyproject.toml constraints/minimum.txt scripts/install-system-deps
 test-min: $(MIN_STAMP)
 	@$(MIN_VENV)/bin/python -c 'import sys; print("test-min: Python %d.%d.%d, dependencies at their floors (constraints/minimum.txt)" % sys.version_info[:3])'
 	S3PO_EXPECT_FLOORS=1 $(MIN_VENV)/bin/python -m pytest --deselect tests/test_types.py::test_packages_pass_mypy_strict $(PYTEST_ARGS)
+
+# The fault suite at full size (`make test` runs a short version of each scenario): each
+# scenario appends its figures to build/fault-figures.jsonl; tests/faults/report.py prints
+# the table of docs/RELIABILITY.md from them.
+test-faults: $(STAMP)
+	S3PO_FAULTS=full $(BIN)/python -m pytest tests/faults $(PYTEST_ARGS)
+	$(BIN)/python tests/faults/report.py
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py

@@ -23,6 +23,11 @@ FORMAT_VERSION = 1
 DEFAULT_RETRIES = 3
 
 
+#: The longest key S3 stores, in bytes of UTF-8
+#: (https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-keys.html).
+MAX_KEY_BYTES = 1024
+
+
 def new_job_id() -> str:
     """Return a fresh, unique job id (32 hex digits: 128 random bits, as a UUID4 carries)."""
     return os.urandom(16).hex()
@@ -70,6 +75,9 @@ class Job:
             value = getattr(self, name)
             if not isinstance(value, str) or not value:
                 raise JobError(f"field {name!r} must be a non-empty string, got {value!r}")
+        key_bytes = len(self.key.encode("utf-8", "surrogatepass"))
+        if key_bytes > MAX_KEY_BYTES:
+            raise JobError(f"field 'key' is {key_bytes} bytes in UTF-8; S3 allows at most {MAX_KEY_BYTES}")
         if "\x00" in self.path:
             raise JobError("field 'path' must not contain a NUL byte")
         if not os.path.isabs(self.path):

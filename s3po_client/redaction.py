@@ -12,7 +12,9 @@ from typing import Iterable
 REDACTED = "***"
 
 #: ``scheme://user:password@host`` → ``scheme://user:***@host``
-_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s/]+(?=@)")
+#: A scheme starts where no scheme character precedes it, and is short: without both, a long
+#: run of letters (a 1 MB key in a log line) costs quadratic time, one try per position.
+_URL_PASSWORD = re.compile(r"(?P<head>(?<![a-zA-Z0-9+.-])[a-zA-Z][a-zA-Z0-9+.-]{0,31}://[^:/@\s]*:)[^@\s/]+(?=@)")
 #: ``?password=...`` or ``&password=...`` in a URL's query string (redis-py reads it there too)
 _QUERY_PASSWORD = re.compile(r"(?P<head>[?&](?:password|passwd|secret|token)=)[^&#\s]*", re.IGNORECASE)
 

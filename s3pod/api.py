@@ -178,10 +178,30 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = REQUEST_TIMEOUT_S
 
+    # The socket timeout bounds each read, not the request: a client sending one byte every
+    # few seconds (slowloris) would hold its thread forever. A timer cuts the connection
+    # unless the whole request (line, headers, body) is read within REQUEST_TIMEOUT_S.
+    def handle_one_request(self) -> None:
+        self._deadline = threading.Timer(REQUEST_TIMEOUT_S, self._cut_off)
+        self._deadline.daemon = True
+        self._deadline.start()
+        try:
+            super().handle_one_request()
+        finally:
+            self._deadline.cancel()
+
+    def _cut_off(self) -> None:
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
     def _dispatch(self) -> None:
         api = self.server.api
         try:
             path = urlsplit(self.path).path
+            if path != "/v1/jobs":
+                self._deadline.cancel()  # the request is read: answering it is not bounded
             methods = ROUTES.get(path)
             if methods is None:
                 raise HttpError(HTTPStatus.NOT_FOUND, f"no such resource: {path}")
@@ -237,7 +257,9 @@ class _Handler(BaseHTTPRequestHandler):
             raise HttpError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                             f"body of {length} bytes is over the limit of {limit} bytes; "
                             "send fewer jobs per request")
-        return self.rfile.read(length)
+        body = self.rfile.read(length)
+        self._deadline.cancel()
+        return body
 
     def _send(self, status: HTTPStatus, data: dict[str, Any], allow: tuple[str, ...] | None = None,
               body: bool = True) -> None:
@@ -263,6 +285,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default listen backlog is 5: a burst of clients connecting at once
+    # overflowed it and most of 200 concurrent ones were reset (tests/faults/test_api_abuse.py).
+    request_queue_size = 1024
 
     def __init__(self, address: tuple[str, int], family: socket.AddressFamily, api: ApiServer) -> None:
         self.address_family = family  # read by TCPServer.__init__ when it makes the socket

@@ -29,6 +29,8 @@ from s3po_client.retry import SERVER_RETRY, RetryPolicy
 from s3po_client.queue import connect, redact_url
 from s3po_client.settings import S3Settings, TransferSettings
 from s3po_client.transfer import TransferEngine, UploadResult
+from s3po_client.queue.uploads import JobUploads
+from s3po_client.transfer.resume import abandon_saved_upload
 
 from .budget import MemoryBudget
 from .config import WorkerConfig
@@ -239,6 +241,8 @@ class Worker:
         except JobError as exc:
             if job.delete and not os.path.lexists(job.path) and self._was_stored(job):
                 return self._already_stored(raw, job, started)
+            if self._taken_over_and_gone(raw, job):
+                return self._drop(job, str(exc), started)
             return self._dead_letter(raw, job, str(exc), started, OutcomeKind.INVALID)
         file, path = opened
         try:
@@ -254,7 +258,8 @@ class Worker:
             # One attempt (retries=0): the next one is scheduled in Redis, not slept through here.
             result = self.engine.upload_file(job.bucket, job.key, path, headers=job.headers,
                                              compress=job.compress, retries=0,
-                                             allow_dirs=self.config.paths.allow_dirs, opened=opened)
+                                             allow_dirs=self.config.paths.allow_dirs, opened=opened,
+                                             multipart_state=self._uploads(job))
             if result is False:  # only with silent=True, which the daemon never asks for
                 raise TransferError("the engine returned no result", bucket=job.bucket, key=job.key)
             logger.info("uploaded job=%s bucket=%s key=%s bytes=%d duration=%.3fs attempt=%d", job.id,
@@ -279,7 +284,11 @@ class Worker:
                 try:
                     result.delete_source(job.id)
                 except SourceChangedError as exc:
-                    self._call(lambda: self.consumer.forget_stored(job.id), "forget stored marker")
+                    # Vanished (not changed): the object stored is the file's last version, so
+                    # the marker stays true; kept, it lets the next run acknowledge instead of
+                    # dead-lettering (a copy put back by a reaper deleted the file meanwhile).
+                    if os.path.lexists(result.source_path or job.path):
+                        self._call(lambda: self.consumer.forget_stored(job.id), "forget stored marker")
                     return self._failed(raw, job, exc, started)
             self._acknowledge(raw, job)
         return self._emit(Outcome(OutcomeKind.UPLOADED, job.id, job.bucket, job.key, result.bytes_sent,
@@ -292,9 +301,12 @@ class Worker:
         was paused, or cut off from Redis): another copy runs or waits, and the marker tells
         that copy its object is stored.
         """
-        acked: list[bool] = []
-        self._settle(lambda: acked.append(self.consumer.ack(raw, job.id if job.delete else None)))
-        if acked and not acked[-1]:
+        acked: list[tuple[bool, bool]] = []
+        self._settle(lambda: acked.append(self.consumer.ack(raw, job.id)))
+        held, upload_recorded = acked[-1] if acked else (True, False)
+        if held and upload_recorded:  # an earlier run's upload; a copy put back may be resuming it otherwise
+            self._abandon_upload(job)
+        if not held:
             logger.warning("acknowledged job=%s that this worker no longer held (taken for dead): "
                            "its stored marker stays for the copy put back", job.id)
 
@@ -316,6 +328,8 @@ class Worker:
         if not isinstance(exc, S3poError):
             logger.exception("bug while uploading job=%s", job.id)
         error = str(exc) or type(exc).__name__
+        if isinstance(exc, SourceChangedError) and self._taken_over_and_gone(raw, job):
+            return self._drop(job, error, started)
         if isinstance(exc, JobError):  # e.g. a header the engine cannot map: no attempt will help
             return self._dead_letter(raw, job, error, started, OutcomeKind.INVALID)
         if not self.config.retry.should_retry(job.attempt, job.retries, exc):
@@ -332,6 +346,8 @@ class Worker:
         attempts = 0 if job is None else job.attempt + (kind is OutcomeKind.DEAD)
         entry = dead_entry(raw, error, attempts, self.config.worker_id)
         self._settle(lambda: self.consumer.dead_letter(raw, entry))
+        if job is not None:
+            self._abandon_upload(job)
         log = logger.info if job is not None and job.silent else logger.error
         log("dead job=%s bucket=%s key=%s attempts=%d error=%s", job.id if job else "?",
             job.bucket if job else "?", job.key if job else "?", attempts, error)
@@ -356,6 +372,36 @@ class Worker:
                 continue
             self.watch.answered()
             return True
+
+    def _taken_over_and_gone(self, raw: bytes, job: Job) -> bool:
+        """True when a reaper put this job back while this worker ran it and its file is gone.
+
+        The copy put back settles the job then (it most likely stored the file and deleted
+        it); a retry or dead letter from here would only be a false alarm. Nobody can upload
+        a file that is gone, so dropping this copy loses nothing, even if Redis lost the copy.
+        """
+        if os.path.lexists(job.path):
+            return False
+        try:
+            return self.client.lpos(self.consumer.processing, raw) is None  # type: ignore[arg-type]
+        except redis.RedisError:
+            return False
+
+    def _drop(self, job: Job, error: str, started: float) -> Outcome:
+        logger.warning("dropped job=%s bucket=%s key=%s: taken over while it ran, and its file is gone (the copy "
+                       "put back settles it): %s", job.id, job.bucket, job.key, error)
+        return self._emit(Outcome(OutcomeKind.RETRY, job.id, job.bucket, job.key, 0,
+                                  time.monotonic() - started, job.attempt, error))
+
+    # -- multipart uploads a killed run left (see s3po_client/queue/uploads.py) ----------
+
+    def _uploads(self, job: Job) -> JobUploads:
+        return JobUploads(self.client, self.consumer.keys_for(job.id), job.id)
+
+    def _abandon_upload(self, job: Job) -> None:
+        """Abort the multipart upload a settled job still has recorded (an earlier run's), if any."""
+        self._call(lambda: abandon_saved_upload(self.engine.client, self.engine.settings, self._uploads(job)),
+                   "abort the job's recorded multipart upload")
 
     def _emit(self, outcome: Outcome) -> Outcome:
         for listener in self.listeners:

@@ -1,8 +1,8 @@
 """A fault-injecting HTTP proxy on loopback, for putting between s3po and the S3 server.
 
 It forwards every request unchanged (so SigV4 signatures stay valid) unless a rule
-matches it; a rule can answer with an S3 error, reset the connection, delay the request
-or corrupt its body. Rules fire a given number of times, then the traffic flows again::
+matches it; a rule can answer with an S3 error, reset the connection, delay the request,
+corrupt its body, or pass it on and give the client a wrong ETag in the answer. Rules fire a given number of times, then the traffic flows again::
 
     with FaultProxy(s3_server.port) as proxy:
         rule = proxy.add_rule("error", method="PUT", status=503, code="SlowDown", times=2)
@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-ACTIONS = ("error", "reset", "delay", "corrupt")
+ACTIONS = ("error", "reset", "delay", "corrupt", "etag")
 
 
 @dataclass
@@ -139,6 +139,8 @@ class FaultProxy:
         self.upstream = (upstream_host, upstream_port)
         self.rules: list[Rule] = []
         self.requests: list[tuple[str, str, str]] = []
+        #: (method, path, query, body bytes) of every request passed on to the server
+        self.forwarded: list[tuple[str, str, str, int]] = []
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None
         self._stopping = threading.Event()
@@ -155,6 +157,11 @@ class FaultProxy:
         with self._lock:
             self.rules.append(rule)
         return rule
+
+    def bytes_forwarded(self, method: str = "PUT", query: str | None = None) -> int:
+        """Return the body bytes of the ``method`` requests passed on (whose query holds ``query``)."""
+        with self._lock:
+            return sum(n for m, _p, q, n in self.forwarded if m == method and (query is None or query in q))
 
     def clear(self) -> None:
         """Drop every rule: traffic flows unchanged again."""
@@ -245,8 +252,11 @@ class FaultProxy:
                     upstream = socket.create_connection(self.upstream)
                     up_stream = _Stream(upstream)
                 assert up_stream is not None
+                with self._lock:
+                    self.forwarded.append((method, path, query, len(body)))
                 upstream.sendall(raw_head.encode("latin-1") + body)
-                keep = self._relay_response(up_stream, client, method)
+                keep = self._relay_response(up_stream, client, method,
+                                            wrong_etag=rule is not None and rule.action == "etag")
                 if not keep:
                     upstream.close()
                     upstream = None
@@ -259,10 +269,12 @@ class FaultProxy:
             if upstream is not None:
                 upstream.close()
 
-    def _relay_response(self, up: _Stream, client: socket.socket, method: str) -> bool:
+    def _relay_response(self, up: _Stream, client: socket.socket, method: str, wrong_etag: bool = False) -> bool:
         """Copy one response to the client; return whether the upstream connection stays open."""
         while True:
             head = up.until(b"\r\n\r\n")
+            if wrong_etag:
+                head = re.sub(rb'(?im)^(etag:\s*)"?[^"\r\n]*"?', rb'\1"00000000000000000000000000000bad"', head)
             status_line, headers = _parse_head(head)
             status = int(status_line.split(" ", 2)[1])
             if 100 <= status < 200:
@@ -278,3 +290,165 @@ class FaultProxy:
             return False
         client.sendall(head + body)
         return (_header(headers, "connection") or "").lower() != "close"
+
+
+class TcpFaultProxy:
+    """A TCP forwarder on loopback (for Redis) that adds latency, resets, cuts and silence.
+
+    Every byte is passed on unchanged unless a fault is on:
+
+    - ``latency_s``: each chunk waits this long before it is passed on, both ways;
+    - ``reset_all()``: every open connection is reset now (RST, as a dead peer or a NAT drop);
+    - ``cut_after(n, times)``: the next ``times`` connections carrying ``n`` more bytes are
+      reset at that point, mid-reply or mid-command;
+    - ``silence(True)``: connections stay open but nothing passes (a partition, a stuck
+      switch) until ``silence(False)``; what was held is then delivered.
+
+    >>> with TcpFaultProxy(6379) as proxy:          # doctest: +SKIP
+    ...     proxy.latency_s = 0.05                  # redis://127.0.0.1:{proxy.port}
+    """
+
+    def __init__(self, upstream_port: int, upstream_host: str = "127.0.0.1") -> None:
+        self.upstream = (upstream_host, upstream_port)
+        self.latency_s = 0.0
+        self.connections = 0
+        self.resets = 0
+        self._silent = threading.Event()
+        self._cut: list[int] = []  # [bytes, times] while a cut is armed
+        self._lock = threading.Lock()
+        self._pairs: dict[int, tuple[socket.socket, socket.socket, list[int]]] = {}
+        self._listener: socket.socket | None = None
+        self._stopping = threading.Event()
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> TcpFaultProxy:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        threading.Thread(target=self._accept, name="tcpfaultproxy", daemon=True).start()
+        return self
+
+    def close(self) -> None:
+        self._stopping.set()
+        self._silent.clear()
+        if self._listener is not None:
+            self._listener.close()
+        self.reset_all(count=False)
+
+    def __enter__(self) -> TcpFaultProxy:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def silence(self, on: bool) -> None:
+        if on:
+            self._silent.set()
+        else:
+            self._silent.clear()
+
+    def cut_after(self, n_bytes: int, times: int = 1) -> None:
+        """Reset the next ``times`` connections once each has carried ``n_bytes`` more bytes."""
+        with self._lock:
+            self._cut = [n_bytes, times]
+            for _a, _b, budget in self._pairs.values():
+                budget[0] = n_bytes
+
+    def reset_all(self, count: bool = True) -> int:
+        """Reset every open connection; return how many."""
+        with self._lock:
+            pairs = list(self._pairs.values())
+            self._pairs.clear()
+        for a, b, _ in pairs:
+            for s in (a, b):
+                _reset(s)
+        if count:
+            self.resets += len(pairs)
+        return len(pairs)
+
+    def _accept(self) -> None:
+        assert self._listener is not None
+        while not self._stopping.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.upstream, timeout=5)
+                upstream.settimeout(None)
+            except OSError:
+                _reset(client)
+                continue
+            with self._lock:
+                self.connections += 1
+                budget = [self._cut[0] if self._cut and self._cut[1] > 0 else -1]
+                self._pairs[id(client)] = (client, upstream, budget)
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst, id(client)), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, pair: int) -> None:
+        try:
+            while True:
+                data = src.recv(1 << 16)
+                if not data:
+                    break
+                while self._silent.is_set() and not self._stopping.is_set():
+                    time.sleep(0.02)
+                if self.latency_s:
+                    time.sleep(self.latency_s)
+                if self._spend(pair, data, dst):
+                    return
+                dst.sendall(data)
+        except OSError:
+            pass
+        with self._lock:
+            gone = self._pairs.pop(pair, None)
+        if gone is not None:
+            for s in gone[:2]:
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def _spend(self, pair: int, data: bytes, dst: socket.socket) -> bool:
+        """Charge ``data`` to the connection's cut budget; cut it (True) when the budget runs out."""
+        with self._lock:
+            entry = self._pairs.get(pair)
+            if entry is None or entry[2][0] < 0:
+                return False
+            budget = entry[2]
+            if len(data) < budget[0]:
+                budget[0] -= len(data)
+                return False
+            head = data[:budget[0]]
+            self._pairs.pop(pair, None)
+            if self._cut:
+                self._cut[1] -= 1
+                if self._cut[1] <= 0:
+                    self._cut = []
+                    for _a, _b, other in self._pairs.values():
+                        other[0] = -1
+            self.resets += 1
+        try:
+            dst.sendall(head)
+        except OSError:
+            pass
+        for s in entry[:2]:
+            _reset(s)
+        return True
+
+
+def _reset(sock: socket.socket) -> None:
+    """Close ``sock`` with an RST (linger 0), waking any thread blocked reading it."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.shutdown(socket.SHUT_RD)  # a recv blocked in another thread returns; no FIN is sent
+    except OSError:
+        pass
+    try:
+        sock.close()
+    except OSError:
+        pass

@@ -76,9 +76,10 @@ def stop_process(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM
 
 @dataclass
 class RedisServer:
-    """A redis-server of our own; ``appendonly`` turns AOF persistence on."""
+    """A redis-server of our own; ``appendonly`` turns AOF persistence on, fsynced as ``appendfsync`` says."""
 
     appendonly: bool = False
+    appendfsync: str = "always"
     port: int = field(default_factory=free_port)
     dir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="s3po-redis-"))
     proc: subprocess.Popen[bytes] | None = None
@@ -91,7 +92,7 @@ class RedisServer:
         args = [
             find_binary("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1",
             "--dir", self.dir, "--save", "", "--daemonize", "no", "--protected-mode", "yes",
-            "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "always",
+            "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", self.appendfsync,
             "--logfile", os.path.join(self.dir, "redis.log"),
         ]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -111,13 +111,20 @@ class Consumer:
         raw = self.client.blmove(self.keys.queue, self.processing, timeout_s, "RIGHT", "LEFT")  # type: ignore[arg-type]  # Redis takes fractional seconds
         return None if raw is None else _as_bytes(raw)
 
-    def ack(self, raw: bytes, stored_id: str | None = None) -> bool:
-        """Forget a job that is done; False if this worker no longer held it (a reaper put it back).
+    def ack(self, raw: bytes, job_id: str) -> tuple[bool, bool]:
+        """Forget a job that is done, and its stored marker; return (held, upload recorded).
 
-        ``stored_id`` names a job whose stored marker goes in the same step, if it was held.
+        ``held`` is False if this worker no longer held the job (a reaper put it back: the
+        marker then stays for that copy). ``upload recorded`` says a multipart upload of the
+        job is still recorded (an earlier run's), for the caller to abort.
         """
-        keys = [self.processing] if stored_id is None else [self.processing, self.keys.stored(stored_id)]
-        return bool(self.scripts["ack"](keys=keys, args=[raw]))
+        keys = [self.processing, self.keys.stored(job_id), self.keys.upload(job_id)]
+        found = int(self.scripts["ack"](keys=keys, args=[raw]))
+        return bool(found & 1), bool(found & 2)
+
+    def keys_for(self, job_id: str) -> QueueKeys:
+        """The keys of the queue (the shard, when sharded) a job was claimed from: its marker and upload record live there."""
+        return self.keys
 
     def mark_stored(self, job_id: str, ttl_s: int = STORED_MARKER_TTL_S) -> None:
         """Record that a job's object is stored and verified, before its local file is deleted."""

@@ -50,6 +50,14 @@ class QueueKeys:
         """
         return f"{self.prefix}:stored:{job_id}"
 
+    def upload(self, job_id: str) -> str:
+        """The multipart upload a job has under way (JSON, with a TTL), recorded before its first part.
+
+        Whoever runs the job next (this daemon after a restart, another after the reaper)
+        resumes that upload or aborts it, so a killed daemon leaves no parts behind.
+        """
+        return f"{self.prefix}:upload:{job_id}"
+
     @property
     def dead(self) -> str:
         """List of jobs that failed for good, newest first."""

@@ -116,8 +116,8 @@ class ShardedConsumer(Consumer):
                 return i
         return _stable_index(raw, len(self.shards))
 
-    def ack(self, raw: bytes, stored_id: str | None = None) -> bool:
-        return self._on(raw, lambda shard: shard.ack(raw, stored_id))
+    def ack(self, raw: bytes, job_id: str) -> tuple[bool, bool]:
+        return self._on(raw, lambda shard: shard.ack(raw, job_id))
 
     def delay(self, raw: bytes, next_raw: bytes | str, delay_s: float) -> float:
         return self._on(raw, lambda shard: shard.delay(raw, next_raw, delay_s))
@@ -132,6 +132,9 @@ class ShardedConsumer(Consumer):
         with self._lock:
             i = self._id_shard.get(job_id)
         return None if i is None else self.shards[i]
+
+    def keys_for(self, job_id: str) -> QueueKeys:
+        return (self._shard_of_id(job_id) or self.shards[_stable_index(job_id, len(self.shards))]).keys
 
     def mark_stored(self, job_id: str, ttl_s: int = STORED_MARKER_TTL_S) -> None:
         shard = self._shard_of_id(job_id) or self.shards[_stable_index(job_id, len(self.shards))]

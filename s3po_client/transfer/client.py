@@ -100,15 +100,17 @@ def translate_error(exc: BaseException, bucket: str, key: str, cls: type[Transfe
             message = "no such object (or bucket)"
         return cls(f"{where}: {code}: {message}", bucket=bucket, key=key,
                    transient=code not in PERMANENT_CODES)
+    # botocore's network errors (read timeouts, connections closed) derive from OSError through
+    # the requests exceptions it vendors: they are the store's trouble, not the local file's.
+    if isinstance(exc, EndpointConnectionError):
+        return cls(f"{where}: cannot connect to the S3 endpoint: {exc}", bucket=bucket, key=key)
+    if isinstance(exc, BotoCoreError):
+        return cls(f"{where}: {exc}", bucket=bucket, key=key)
     if isinstance(exc, FileNotFoundError):
         return cls(f"{where}: local file {exc.filename!r} does not exist", bucket=bucket, key=key,
                    transient=False)
     if isinstance(exc, OSError):
         return cls(f"{where}: local file error: {exc}", bucket=bucket, key=key, transient=False)
-    if isinstance(exc, EndpointConnectionError):
-        return cls(f"{where}: cannot connect to the S3 endpoint: {exc}", bucket=bucket, key=key)
-    if isinstance(exc, BotoCoreError):
-        return cls(f"{where}: {exc}", bucket=bucket, key=key)
     # urllib3 errors that escape botocore while a body is read (reset, timeout): transient
     return cls(f"{where}: {type(exc).__name__}: {exc}", bucket=bucket, key=key)
 
@@ -189,6 +191,46 @@ def complete_multipart_upload(client: Any, bucket: str, key: str, upload_id: str
 def abort_multipart_upload(client: Any, bucket: str, key: str, upload_id: str) -> None:
     """Abort a multipart upload, so the store drops (and stops billing) its parts."""
     client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+
+
+def list_parts(client: Any, bucket: str, key: str, upload_id: str) -> dict[int, tuple[int, str]]:
+    """Return the parts a multipart upload holds: part number → (size, ETag without quotes).
+
+    Raises the store's ``NoSuchUpload`` when the upload was completed or aborted. Pages of
+    1,000 parts are followed to the end (https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListParts.html).
+    """
+    parts: dict[int, tuple[int, str]] = {}
+    marker = 0
+    while True:
+        response = client.list_parts(Bucket=bucket, Key=key, UploadId=upload_id, PartNumberMarker=marker)
+        for part in response.get("Parts", []):
+            parts[int(part["PartNumber"])] = (int(part["Size"]), str(part.get("ETag", "")).strip('"').lower())
+        following = int(response.get("NextPartNumberMarker") or 0)
+        if not response.get("IsTruncated") or following <= marker:
+            return parts
+        marker = following
+
+
+def list_multipart_uploads(client: Any, bucket: str, prefix: str) -> list[tuple[str, str, float]]:
+    """Return the multipart uploads under way whose key starts with ``prefix``: (key, upload id, initiated).
+
+    ``initiated`` is a Unix time (the store's clock). Pages are followed to the end.
+    """
+    found: list[tuple[str, str, float]] = []
+    markers: dict[str, str] = {}
+    while True:
+        response = client.list_multipart_uploads(Bucket=bucket, Prefix=prefix, **markers)
+        for upload in response.get("Uploads", []):
+            initiated = upload.get("Initiated")
+            found.append((str(upload["Key"]), str(upload["UploadId"]),
+                          initiated.timestamp() if initiated is not None else 0.0))
+        if not response.get("IsTruncated"):
+            return found
+        following = {"KeyMarker": response.get("NextKeyMarker") or "",
+                     "UploadIdMarker": response.get("NextUploadIdMarker") or ""}
+        if following == markers:
+            return found
+        markers = following
 
 
 def head_object(client: Any, bucket: str, key: str, part_number: int | None = None) -> dict[str, Any]:

@@ -20,7 +20,9 @@ from .download import ObjectInfo, download_stream
 from .headers import etag_is_md5, object_args
 from ..localfile import FileStat
 from .sources import BytesSource, FileobjSource, FileSource, Reader, Source
+from .resume import Resume
 from .upload import Progress, ProgressReporter, upload_stream
+from ..queue.uploads import MultipartState
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +118,8 @@ class TransferEngine:
     def upload_file(self, bucket: str, key: str, path: str | os.PathLike[str], *,
                     headers: Mapping[str, str] | None = None, compress: str | None = None, retries: int = 0,
                     silent: bool = False, progress: Progress | None = None, allow_dirs: Sequence[str] = (),
-                    opened: tuple[BinaryIO, str] | None = None) -> UploadResult | Literal[False]:
+                    opened: tuple[BinaryIO, str] | None = None,
+                    multipart_state: MultipartState | None = None) -> UploadResult | Literal[False]:
         """Store the file at ``path`` as ``s3://bucket/key`` and return what was stored.
 
         Small files go in one PUT; from ``settings.multipart_threshold_bytes`` on, as a
@@ -136,6 +139,10 @@ class TransferEngine:
         ``opened`` is such a file already opened by the caller, read by the first attempt.
         The result's ``delete_source()`` deletes the file read if it is unchanged.
 
+        ``multipart_state`` (the daemon's :class:`~s3po_client.queue.uploads.JobUploads`)
+        records a multipart upload while it runs, so the next call for the same job resumes
+        it (the file unchanged) or aborts it: a killed process leaves no parts behind.
+
         >>> result = engine.upload_file("logs", "2024/06/01/app.log.gz", "/var/log/app.log",
         ...                             compress="gzip", headers={"Content-Type": "text/plain"})
         >>> result.bytes_read, result.bytes_sent     # doctest: +SKIP
@@ -143,7 +150,7 @@ class TransferEngine:
         """
         path = os.fspath(path)
         return self._upload(bucket, key, FileSource(path, allow_dirs, opened), headers=headers, compress=compress, retries=retries,
-                            silent=silent, progress=progress, name=key or path)
+                            silent=silent, progress=progress, name=key or path, multipart_state=multipart_state)
 
     def upload_bytes(self, bucket: str, key: str, data: bytes | str, *, headers: Mapping[str, str] | None = None,
                      compress: str | None = None, retries: int = 0, silent: bool = False,
@@ -175,11 +182,12 @@ class TransferEngine:
 
     def _upload(self, bucket: str, key: str, source: Source, *, headers: Mapping[str, str] | None,
                 compress: str | None, retries: int, silent: bool, progress: Progress | None,
-                name: str) -> UploadResult | Literal[False]:
+                name: str, multipart_state: MultipartState | None = None) -> UploadResult | Literal[False]:
         try:
             args = object_args(headers, compress=compress, name=name)
             return self._attempts(bucket, key, retries, UploadError, rereadable=source.rereadable,
-                                  run=lambda: self._upload_once(bucket, key, source, args, compress, progress))
+                                  run=lambda: self._upload_once(bucket, key, source, args, compress, progress,
+                                                                multipart_state))
         except (TransferError, JobError) as exc:
             if silent:
                 logger.warning("upload failed bucket=%s key=%s error=%s", bucket, key, exc)
@@ -189,7 +197,7 @@ class TransferEngine:
             source.close()
 
     def _upload_once(self, bucket: str, key: str, source: Source, args: dict[str, Any], compress: str | None,
-                     progress: Progress | None) -> UploadResult:
+                     progress: Progress | None, multipart_state: MultipartState | None = None) -> UploadResult:
         raw = source.open()
         counted = _CountingReader(raw)
         reader: Reader = CompressingReader(counted, compress, self.settings.compress_level) if compress else counted
@@ -203,7 +211,8 @@ class TransferEngine:
         sent = upload_stream(
             req, reader, object_args=args, settings=self.settings, size_hint=hint,
             source_done=lambda: counted.count, progress=reporter, verify_etag=etag_is_md5(args),
-            before_commit=lambda _sent: source.check_unchanged(counted.count, bucket, key))
+            before_commit=lambda _sent: source.check_unchanged(counted.count, bucket, key),
+            resume=None if multipart_state is None else Resume(multipart_state, source.stat, compress))
         logger.debug("uploaded bucket=%s key=%s read=%d sent=%d parts=%d", bucket, key, counted.count,
                      sent.bytes_sent, sent.parts)
         return UploadResult(bucket=bucket, key=key, bytes_read=counted.count, bytes_sent=sent.bytes_sent,

@@ -65,7 +65,9 @@ class FileSource:
         self._stat: FileStat | None = None
 
     def open(self) -> Reader:
-        self.close()
+        if self._file is not None:  # an earlier attempt's reader; the caller's file stays for the first
+            self._file.close()
+            self._file = None
         if self._opened is not None:
             (self._file, self.real_path), self._opened = self._opened, None
         else:

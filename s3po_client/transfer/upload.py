@@ -6,21 +6,30 @@ compressor), and cut into parts that a bounded pool sends; each part is verified
 retried alone. The length need not be known in advance: whatever is still being read
 when ``multipart_threshold_bytes`` have been read goes multipart. A multipart upload that
 fails is aborted, so no parts stay behind.
+
+Given a :class:`~s3po_client.queue.uploads.MultipartState`, a multipart upload is recorded
+before its first part is sent and forgotten once completed or aborted, so one that was cut
+short (the process killed) is found by the next attempt: resumed when the file is the same
+(only the parts the store lacks, or holds with other bytes, are sent again), aborted and
+started again when it is not, or when the stream is compressed.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from ..errors import TransferError, VerificationError
+from ..queue.uploads import SavedUpload
 from ..settings import MAX_OBJECT_BYTES, MAX_PARTS, TransferSettings
 from . import client as s3
-from .client import Requester
+from .client import Requester, error_code
 from .parts import b64, clean_etag, composite_crc32, crc32_b64, md5, multipart_etag, part_size_for
+from .resume import Resume, abort_upload
 from .sources import Reader
 
 logger = logging.getLogger(__name__)
@@ -35,6 +44,9 @@ class Sent:
     etag: str
     bytes_sent: int
     parts: int
+    #: parts (and their bytes) a resumed upload found stored already, not sent again
+    parts_reused: int = 0
+    bytes_reused: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,29 +98,34 @@ class ProgressReporter:
 
 def upload_stream(req: Requester, reader: Reader, *, object_args: dict[str, Any], settings: TransferSettings,
                   size_hint: int | None, source_done: Callable[[], int], progress: ProgressReporter,
-                  verify_etag: bool, before_commit: Callable[[int], None]) -> Sent:
+                  verify_etag: bool, before_commit: Callable[[int], None],
+                  resume: Resume | None = None) -> Sent:
     """Send what ``reader`` yields as ``s3://bucket/key``; return what was stored.
 
     ``source_done()`` says how many source bytes are consumed (for progress);
     ``before_commit(bytes_sent)`` runs after the last byte was read and before the object is
     made visible (it raises when the source changed); ``verify_etag`` is False when the
-    store's ETag is not an MD5 (SSE-KMS).
+    store's ETag is not an MD5 (SSE-KMS). With ``resume``, a multipart upload is recorded
+    while it runs and one an earlier run left is resumed or aborted (see :class:`Resume`).
     """
     if size_hint is not None and size_hint > MAX_OBJECT_BYTES:
         raise TransferError(f"s3://{req.bucket}/{req.key}: {size_hint} bytes is more than S3's 5 TiB limit",
                             bucket=req.bucket, key=req.key, transient=False)
     crc = settings.checksum == "crc32"
+    saved = resume.load(req) if resume is not None else None
     first = read_exactly(reader, settings.multipart_threshold_bytes)
     if len(first) < settings.multipart_threshold_bytes:
         body = Body.of(first, crc32=crc, source_done=source_done())
         del first
+        if resume is not None and saved is not None:  # the file shrank below the threshold since
+            resume.discard(req, saved, "the object now goes in a single PUT")
         before_commit(len(body.data))
         return put_single(req, body, object_args=object_args, verify_etag=verify_etag, progress=progress)
     # Handed over in a list the upload empties: no frame keeps the first buffer alive once
     # its parts are cut (it was held for the whole upload, 16 MiB more than the budget counted).
     head = [first]
     del first
-    return MultipartUpload(req, settings, object_args, size_hint, verify_etag, progress).run(
+    return MultipartUpload(req, settings, object_args, size_hint, verify_etag, progress, resume, saved).run(
         reader, head, source_done, before_commit)
 
 
@@ -146,10 +163,11 @@ def check_acknowledged(req: Requester, what: str, etag: str, body: Body, respons
 
 
 class MultipartUpload:
-    """One multipart upload: create, parts in parallel (each retried alone), complete — or abort."""
+    """One multipart upload: create (or resume), parts in parallel (each retried alone), complete — or abort."""
 
     def __init__(self, req: Requester, settings: TransferSettings, object_args: dict[str, Any],
-                 size_hint: int | None, verify_etag: bool, progress: ProgressReporter) -> None:
+                 size_hint: int | None, verify_etag: bool, progress: ProgressReporter,
+                 resume: Resume | None = None, saved: SavedUpload | None = None) -> None:
         self.req = req
         self.settings = settings
         self.object_args = object_args
@@ -162,13 +180,16 @@ class MultipartUpload:
         self.done: dict[int, tuple[bytes, str | None, str]] = {}
         self._slots = threading.Semaphore(settings.max_concurrency)
         self._failure: BaseException | None = None
+        self.resume = resume
+        self.saved = saved
+        #: part number → (size, ETag) of the parts a resumed upload holds already
+        self.stored: dict[int, tuple[int, str]] = {}
+        self.reused = [0, 0]  # parts, bytes found stored and not sent again
 
     def run(self, reader: Reader, head: list[bytes], source_done: Callable[[], int],
             before_commit: Callable[[int], None]) -> Sent:
-        req = self.req
-        self.upload_id = req.call("create", lambda: s3.create_multipart_upload(
-            req.client, req.bucket, req.key, checksum_crc32=self.crc, object_args=self.object_args))
-        logger.debug("multipart started bucket=%s key=%s upload_id=%s", req.bucket, req.key, self.upload_id)
+        if not self._resume():
+            self._create()
         try:
             sent = self._send_parts(reader, head, source_done)
             before_commit(sent)
@@ -177,6 +198,58 @@ class MultipartUpload:
             self.req.cancelled.set()
             self._abort()
             raise
+
+    def _create(self) -> None:
+        """Create the upload; with a state, record it first as pending, then with its id.
+
+        Recorded before the request, a run killed before it learns the id still leaves a
+        record, from which the next run finds the upload by listing the key's uploads.
+        """
+        req, resume = self.req, self.resume
+        pending = None
+        if resume is not None:
+            pending = SavedUpload(upload_id="", bucket=req.bucket, key=req.key, part_size_bytes=self._part_size(),
+                                  source=resume.source, compress=resume.compress, crc32=self.crc,
+                                  started_at=time.time())
+            resume.save(req, pending)
+        self.upload_id = req.call("create", lambda: s3.create_multipart_upload(
+            req.client, req.bucket, req.key, checksum_crc32=self.crc, object_args=self.object_args))
+        logger.debug("multipart started bucket=%s key=%s upload_id=%s", req.bucket, req.key, self.upload_id)
+        if resume is not None and pending is not None:
+            try:
+                resume.save(req, replace(pending, upload_id=self.upload_id))  # before the first part
+            except BaseException:
+                self._abort()
+                raise
+
+    def _part_size(self) -> int:
+        return part_size_for(1, base_bytes=self.settings.part_size_bytes, size_hint=self.size_hint)
+
+    def _resume(self) -> bool:
+        """Take over the upload an earlier run left, if it can be resumed; True if so.
+
+        One that cannot (the file changed, compressed, gone from the store) is aborted.
+        """
+        req, resume, saved = self.req, self.resume, self.saved
+        if resume is None or saved is None:
+            return False
+        why = resume.unresumable(saved, req, part_size_bytes=self._part_size(), crc32=self.crc,
+                                 verify_etag=self.verify_etag)
+        if why is None:
+            try:
+                self.stored = req.call("list parts", lambda: s3.list_parts(req.client, req.bucket, req.key,
+                                                                           saved.upload_id))
+            except TransferError as exc:
+                if error_code(exc.__cause__ or exc) != "NoSuchUpload":
+                    raise  # the store is away: the record stays for the next attempt
+                why = "the store has no such upload any more"
+        if why is not None:
+            resume.discard(req, saved, why)
+            return False
+        self.upload_id = saved.upload_id
+        logger.info("multipart resumed bucket=%s key=%s upload_id=%s parts_stored=%d", req.bucket, req.key,
+                    saved.upload_id, len(self.stored))
+        return True
 
     def _send_parts(self, reader: Reader, head: list[bytes], source_done: Callable[[], int]) -> int:
         pending = memoryview(head.pop())
@@ -201,6 +274,12 @@ class MultipartUpload:
                         raise TransferError(f"s3://{self.req.bucket}/{self.req.key}: more than {MAX_PARTS} parts",
                                             bucket=self.req.bucket, key=self.req.key, transient=False)
                     body = Body.of(data, crc32=self.crc, source_done=source_done())
+                    if self._reuse(number, body):
+                        sent += len(data)
+                        number += 1
+                        if len(data) < size:
+                            break
+                        continue
                     while not self._slots.acquire(timeout=0.2):
                         self._raise_if_failed()
                     self._raise_if_failed()
@@ -217,6 +296,17 @@ class MultipartUpload:
         for f in futures:
             f.result()  # raises the first part's error
         return sent
+
+    def _reuse(self, number: int, body: Body) -> bool:
+        """Take part ``number`` as sent if a resumed upload holds exactly these bytes for it."""
+        stored = self.stored.get(number)
+        if stored is None or stored != (len(body.data), body.md5.hex()):
+            return False
+        self.done[number] = (body.md5, body.crc32, stored[1])
+        self.reused[0] += 1
+        self.reused[1] += len(body.data)
+        self.progress.advance_to(body.source_done)
+        return True
 
     def _raise_if_failed(self) -> None:
         if self._failure is not None:
@@ -269,19 +359,17 @@ class MultipartUpload:
         if self.crc and stored_crc and "-" in stored_crc and stored_crc != composite_crc32(c for c in crcs if c):
             raise VerificationError(f"s3://{req.bucket}/{req.key}: the store's CRC32 {stored_crc} is not the "
                                     "one of the parts sent", bucket=req.bucket, key=req.key)
-        logger.debug("multipart completed bucket=%s key=%s parts=%d bytes=%d", req.bucket, req.key,
-                     len(numbers), sent)
-        return Sent(etag=etag, bytes_sent=sent, parts=len(numbers))
+        if self.resume is not None:
+            self.resume.clear(req)
+        logger.debug("multipart completed bucket=%s key=%s parts=%d bytes=%d reused_parts=%d reused_bytes=%d",
+                     req.bucket, req.key, len(numbers), sent, self.reused[0], self.reused[1])
+        return Sent(etag=etag, bytes_sent=sent, parts=len(numbers), parts_reused=self.reused[0],
+                    bytes_reused=self.reused[1])
 
     def _abort(self) -> None:
+        """Abort the upload (a failed attempt); forget its record once the store dropped it."""
         if self.upload_id is None:
             return
         req = self.req
-        upload_id = self.upload_id
-        abort = Requester(req.client, req.settings, req.bucket, req.key, req.error_cls)  # not cancelled
-        try:
-            abort.call("abort", lambda: s3.abort_multipart_upload(req.client, req.bucket, req.key, upload_id))
-            logger.debug("multipart aborted bucket=%s key=%s upload_id=%s", req.bucket, req.key, upload_id)
-        except TransferError as exc:
-            logger.error("could not abort multipart upload bucket=%s key=%s upload_id=%s (its parts stay until "
-                         "a lifecycle rule removes them): %s", req.bucket, req.key, upload_id, exc)
+        if abort_upload(req.client, req.settings, req.bucket, req.key, self.upload_id) and self.resume is not None:
+            self.resume.clear(req)
