@@ -20,7 +20,7 @@ def test_claim_takes_the_oldest_and_ack_forgets_it(redis_client) -> None:
     c = consumer(redis_client)
     assert c.claim(0.1) == b"first"
     assert redis_client.lrange(KEYS.processing("w1"), 0, -1) == [b"first"]
-    assert c.ack(b"first") == 1
+    assert c.ack(b"first", "first") == (True, False)
     assert redis_client.llen(KEYS.processing("w1")) == 0
     assert redis_client.lrange(KEYS.queue, 0, -1) == [b"second"]
     assert c.claim(0.1) == b"second"
@@ -32,7 +32,7 @@ def test_ack_of_a_job_a_reaper_put_back_says_so_and_leaves_the_queued_copy(redis
     redis_client.lpush(KEYS.queue, b"job")
     c.claim(0.1)
     c.retire()  # as a reaper would
-    assert c.ack(b"job") is False, "the worker no longer held it: its stored marker must stay"
+    assert c.ack(b"job", "job") == (False, False), "the worker no longer held it: its stored marker must stay"
     assert redis_client.lrange(KEYS.queue, 0, -1) == [b"job"], "the queue is never searched"
 
 
@@ -41,11 +41,13 @@ def test_ack_drops_the_stored_marker_in_the_same_step_only_if_it_held_the_job(re
     redis_client.lpush(KEYS.queue, b"a", b"b")
     c.claim(0.1)
     c.mark_stored("a")
-    assert c.ack(b"a", "a") is True and not redis_client.exists(KEYS.stored("a"))
+    assert c.ack(b"a", "a") == (True, False) and not redis_client.exists(KEYS.stored("a"))
     c.claim(0.1)
     c.mark_stored("b")
     c.retire()  # taken for dead meanwhile
-    assert c.ack(b"b", "b") is False and redis_client.exists(KEYS.stored("b")), "the copy put back needs it"
+    assert c.ack(b"b", "b") == (False, False) and redis_client.exists(KEYS.stored("b")), "the copy put back needs it"
+    redis_client.set(KEYS.upload("b"), "{}")
+    assert c.ack(b"b", "b") == (False, True), "a recorded multipart upload is reported, for the caller to abort"
 
 
 def test_delay_moves_the_next_attempt_to_the_delayed_set_scored_by_redis_time(redis_client) -> None:
@@ -179,7 +181,7 @@ def test_no_step_scans_a_backlog_of_a_million_jobs(redis_client) -> None:
     redis_client.slowlog_reset()
     try:
         # The abnormal paths: each job is no longer in this worker's list (a reaper took it).
-        assert c.ack(b"reaped-then-done") is False
+        assert c.ack(b"reaped-then-done", "reaped-then-done") == (False, False)
         c.delay(b"reaped-then-failed", b"next-attempt", 60)
         c.dead_letter(b"reaped-then-dead", dead_entry(b"reaped-then-dead", "boom", 1, "w1"))
         c.dead_letter(b"reaped-then-dead", dead_entry(b"reaped-then-dead", "boom", 1, "w1"))

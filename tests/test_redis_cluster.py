@@ -88,8 +88,8 @@ def test_every_queue_key_lives_in_one_slot_on_one_master(redis_cluster: RedisClu
         a, b, c, d = (r for r in raws if r)
         consumer.mark_stored("job-a")
         assert consumer.was_stored("job-a")
-        assert consumer.ack(a) is True
-        consumer.forget_stored("job-a")
+        assert consumer.ack(a, "job-a") == (True, False)
+        assert not consumer.was_stored("job-a"), "dropped by the ack, in the same slot"
         consumer.delay(b, Job.from_json(b).next_attempt().to_json(), 0.0)
         assert consumer.dead_letter(c, dead_entry(c, "boom", 1, "w1")) is True
         assert consumer.put_back(d) is True

@@ -63,7 +63,7 @@ def test_a_sharded_consumer_claims_in_turn_and_settles_on_the_shard_it_claimed_f
     consumer.mark_stored(first.id)  # in the job's own shard: the ack drops it in the same step (one slot)
     assert redis_client.exists(QueueKeys(SHARDS[0]).stored(first.id))
     assert consumer.was_stored(first.id)
-    assert consumer.ack(settled[SHARDS[0]], first.id)
+    assert consumer.ack(settled[SHARDS[0]], first.id) == (True, False)
     assert not redis_client.exists(QueueKeys(SHARDS[0]).stored(first.id))
     consumer.delay(settled[SHARDS[1]], Job.from_json(settled[SHARDS[1]]).next_attempt().to_json(), 60)
     assert consumer.dead_letter(settled[SHARDS[2]], dead_entry(settled[SHARDS[2]], "boom", 1, "w1"))
