@@ -27,7 +27,7 @@ from measure import ProcessMeter, die_with_parent
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from servers import REGION, RedisServer, S3Server, free_port, stop_process  # noqa: E402
+from servers import REGION, RedisServer, S3Server, free_port, make_certs, stop_process  # noqa: E402
 
 BUCKET = "bench"
 #: deleted bytes after which the store is vacuumed (see ``Rig.clear``)
@@ -41,24 +41,6 @@ class Endpoint:
     name: str          # "http" or "https"
     url: str
     ca_bundle: str | None = None
-
-
-def make_certs(directory: Path) -> dict[str, Path]:
-    """A CA and a server certificate for 127.0.0.1 and localhost, made with openssl."""
-    ca_key, ca_crt = directory / "ca.key", directory / "ca.crt"
-    key, csr, crt = directory / "server.key", directory / "server.csr", directory / "server.crt"
-    ext = directory / "san.ext"
-    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-
-    def run(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
-
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca_crt),
-        "-days", "1", "-subj", "/CN=s3po bench CA")
-    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", "/CN=127.0.0.1")
-    run("x509", "-req", "-in", str(csr), "-CA", str(ca_crt), "-CAkey", str(ca_key), "-CAcreateserial",
-        "-out", str(crt), "-days", "1", "-extfile", str(ext))
-    return {"ca": ca_crt, "cert": crt, "key": key}
 
 
 class Rig:

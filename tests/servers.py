@@ -503,3 +503,21 @@ class RedisSentinelServers:
         for proc in self.procs.values():
             stop_process(proc)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def make_certs(directory: Path) -> dict[str, Path]:
+    """A CA and a server certificate for 127.0.0.1 and localhost, made with openssl (TLS Redis, HTTPS store)."""
+    ca_key, ca_crt = directory / "ca.key", directory / "ca.crt"
+    key, csr, crt = directory / "server.key", directory / "server.csr", directory / "server.crt"
+    ext = directory / "san.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca_crt),
+        "-days", "1", "-subj", "/CN=s3po test CA")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", "/CN=127.0.0.1")
+    run("x509", "-req", "-in", str(csr), "-CA", str(ca_crt), "-CAkey", str(ca_key), "-CAcreateserial",
+        "-out", str(crt), "-days", "1", "-extfile", str(ext))
+    return {"ca": ca_crt, "cert": crt, "key": key}

@@ -18,7 +18,7 @@ from conftest import wait_until
 from s3po_client.errors import ConfigError
 from s3po_client.job import Job
 from s3po_client.queue import connect, count_jobs, push_jobs, redact_url
-from servers import find_binary, free_port
+from servers import find_binary, free_port, make_certs
 
 
 class ExtraRedis:
@@ -119,24 +119,6 @@ def test_unix_socket_url() -> None:
 
 
 # -- TLS -------------------------------------------------------------------------------
-
-def make_certs(directory: Path) -> dict[str, Path]:
-    """A CA and a server certificate for 127.0.0.1, made with openssl."""
-    ca_key, ca_crt = directory / "ca.key", directory / "ca.crt"
-    key, csr, crt = directory / "server.key", directory / "server.csr", directory / "server.crt"
-    ext = directory / "san.ext"
-    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-
-    def run(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
-
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca_crt),
-        "-days", "1", "-subj", "/CN=s3po test CA")
-    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", "/CN=127.0.0.1")
-    run("x509", "-req", "-in", str(csr), "-CA", str(ca_crt), "-CAkey", str(ca_key), "-CAcreateserial",
-        "-out", str(crt), "-days", "1", "-extfile", str(ext))
-    return {"ca": ca_crt, "cert": crt, "key": key}
-
 
 def test_tls_url(tmp_path: Path) -> None:
     if shutil.which("openssl") is None:
