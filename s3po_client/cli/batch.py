@@ -94,7 +94,7 @@ def run_batch(tasks: Sequence[Task[T]], work: Callable[[T, ProgressCallback], Ou
             outcome = task.interrupted()
         except Exception as exc:  # noqa: BLE001 - a bug in one transfer must not stop the others
             if reporter.debug:
-                reporter._err(traceback.format_exc().rstrip())
+                reporter.write_err(traceback.format_exc().rstrip())
             failed = task.interrupted()
             outcome = Outcome(path=failed.path, bucket=failed.bucket, key=failed.key, status=Status.FAILED,
                               error=f"{type(exc).__name__}: {exc}" + ("" if reporter.debug else " (--debug for the traceback)"))

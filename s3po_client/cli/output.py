@@ -147,18 +147,19 @@ class Reporter:
     def say(self, text: str) -> None:
         """Print a line for a person on standard error (unless quiet), above any bars."""
         if not self.quiet:
-            self._err(text)
+            self.write_err(text)
 
     def notice(self, text: str) -> None:
         """Print a line only a person at a terminal needs (what will happen, before it does)."""
         if self.chatty:
-            self._err(f"s3po: {text}")
+            self.write_err(f"s3po: {text}")
 
     def error(self, text: str) -> None:
         """Print one error line on standard error, whatever the options."""
-        self._err(f"s3po: error: {one_line(text)}")
+        self.write_err(f"s3po: error: {one_line(text)}")
 
-    def _err(self, text: str) -> None:
+    def write_err(self, text: str) -> None:
+        """Write ``text`` as it is on standard error (above any bars), whatever the options."""
         if self.bars is not None:
             self.bars.print(text)
         else:
@@ -310,7 +311,7 @@ class StderrHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.reporter._err(self.format(record))
+            self.reporter.write_err(self.format(record))
         except Exception:  # noqa: BLE001 - a log line must never break a transfer
             self.handleError(record)
 
