@@ -121,3 +121,17 @@ def test_importing_and_enqueueing_does_not_load_boto3(redis_server, tmp_path) ->
                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "light"
+
+
+def test_enqueue_keeps_its_connection_and_survives_a_redis_restart(aof_redis, tmp_path: Path) -> None:
+    from s3po_client.queue.client import shared_client
+
+    f = tmp_path / "a.txt"
+    f.write_text("x")
+    first = enqueue("bkt", "a", str(f), redis_url=aof_redis.url)
+    client = shared_client(aof_redis.url)
+    assert shared_client(aof_redis.url) is client, "one client per process and URL"
+    aof_redis.restart()  # the kept connection is dead now
+    second = enqueue("bkt", "b", str(f), redis_url=aof_redis.url)
+    queued = [Job.from_json(raw).id for raw in redis.Redis.from_url(aof_redis.url).lrange("s3po:queue", 0, -1)]
+    assert queued == [second, first]

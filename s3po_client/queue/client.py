@@ -20,6 +20,7 @@ The query takes redis-py's connection options (``socket_timeout=5``…) in every
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
@@ -101,6 +102,28 @@ def connect(redis_url: str | None = None, **options: Any) -> redis.Redis:
         raise ConfigError(f"bad Redis URL {redact_url(url)}: {exc}") from None
     except (RedisClusterException, redis.RedisError) as exc:
         raise ConfigError(f"cannot reach the Redis Cluster at {redact_url(url)}: {exc}") from None
+
+
+#: one client per (process, URL) for the module-level ``enqueue()``: a connection made per
+#: call cost 6.8 ms of its 7 (bench: p50 against 0.16 ms for a raw LPUSH)
+_shared: dict[tuple[int, str], redis.Redis] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_client(redis_url: str | None = None) -> redis.Redis:
+    """Return this process's client for ``redis_url``, built on first use and kept.
+
+    ``enqueue()`` and ``enqueue_many()`` without a client of the caller's use it, so a
+    producer that enqueues often keeps its connections. Keyed by process id too: a forked
+    child builds its own rather than sharing its parent's sockets.
+    """
+    url = resolve_redis_url(redis_url)
+    key = (os.getpid(), url)
+    with _shared_lock:
+        client = _shared.get(key)
+        if client is None:
+            client = _shared[key] = connect(url)
+        return client
 
 
 def _seeds(url: str) -> tuple[str, list[tuple[str, int]], str, str]:

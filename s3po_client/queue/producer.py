@@ -15,7 +15,7 @@ from ..errors import ConfigError, JobError
 from ..job import DEFAULT_RETRIES, Codec, Job
 from ..localfile import require_regular_file
 from ..redaction import redact_url
-from .client import check_prefix, connect, is_cluster, resolve_redis_url
+from .client import check_prefix, is_cluster, resolve_redis_url, shared_client
 from .keys import DEFAULT_PREFIX, QueueKeys
 from .shards import group_by_shard
 
@@ -137,8 +137,9 @@ def push_jobs(
     if not jobs:
         return []
     shards = group_by_shard(jobs, prefix, lambda job: (job.bucket, job.key))
-    r = client if client is not None else connect(redis_url)
-    try:
+    r = client if client is not None else shared_client(redis_url)
+
+    def push() -> None:
         for shard, shard_jobs in shards.items():
             check_prefix(r, shard)
             queue = QueueKeys(shard).queue
@@ -147,12 +148,20 @@ def push_jobs(
                 _push_replicated(r, queue, payloads)
             else:
                 r.lpush(queue, *payloads)
+
+    try:
+        try:
+            push()
+        except (redis.ConnectionError, redis.TimeoutError):
+            if client is not None:
+                raise
+            # A kept connection Redis dropped (a restart since the last enqueue): redis-py
+            # has discarded it, and a restarted Redis never ran the command; one more try
+            # takes a fresh connection.
+            push()
     except redis.RedisError as exc:
         where = "" if client is not None else f" at {redact_url(resolve_redis_url(redis_url))}"
         raise ConfigError(f"cannot enqueue on Redis{where}: {exc}") from exc
-    finally:
-        if client is None:
-            r.close()
     return [job.id for job in jobs]
 
 
