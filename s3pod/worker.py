@@ -284,12 +284,12 @@ class Worker:
                 try:
                     result.delete_source(job.id)
                 except SourceChangedError as exc:
-                    # Vanished (not changed): the object stored is the file's last version, so
-                    # the marker stays true; kept, it lets the next run acknowledge instead of
-                    # dead-lettering (a copy put back by a reaper deleted the file meanwhile).
-                    if os.path.lexists(result.source_path or job.path):
+                    if os.path.lexists(result.source_path or job.path):  # changed: upload it again
                         self._call(lambda: self.consumer.forget_stored(job.id), "forget stored marker")
-                    return self._failed(raw, job, exc, started)
+                        return self._failed(raw, job, exc, started)
+                    # Vanished between the check and the unlink (another copy of the job, run
+                    # at least once, deleted it): the object stored is the file's last version.
+                    logger.warning("file of job=%s vanished after its verified upload: acknowledged", job.id)
             self._acknowledge(raw, job)
         return self._emit(Outcome(OutcomeKind.UPLOADED, job.id, job.bucket, job.key, result.bytes_sent,
                                   time.monotonic() - started, job.attempt))
@@ -328,7 +328,7 @@ class Worker:
         if not isinstance(exc, S3poError):
             logger.exception("bug while uploading job=%s", job.id)
         error = str(exc) or type(exc).__name__
-        if isinstance(exc, SourceChangedError) and self._taken_over_and_gone(raw, job):
+        if not self._still_held(raw):  # taken over: the copy put back runs it (see _drop)
             return self._drop(job, error, started)
         if isinstance(exc, JobError):  # e.g. a header the engine cannot map: no attempt will help
             return self._dead_letter(raw, job, error, started, OutcomeKind.INVALID)
@@ -380,16 +380,25 @@ class Worker:
         it); a retry or dead letter from here would only be a false alarm. Nobody can upload
         a file that is gone, so dropping this copy loses nothing, even if Redis lost the copy.
         """
-        if os.path.lexists(job.path):
-            return False
+        return not os.path.lexists(job.path) and not self._still_held(raw)
+
+    def _still_held(self, raw: bytes) -> bool:
+        """Whether this worker's processing list still holds ``raw`` (True when Redis cannot say)."""
         try:
-            return self.client.lpos(self.consumer.processing, raw) is None  # type: ignore[arg-type]
+            return self.client.lpos(self.consumer.processing, raw) is not None  # type: ignore[arg-type]
         except redis.RedisError:
-            return False
+            return True
 
     def _drop(self, job: Job, error: str, started: float) -> Outcome:
-        logger.warning("dropped job=%s bucket=%s key=%s: taken over while it ran, and its file is gone (the copy "
-                       "put back settles it): %s", job.id, job.bucket, job.key, error)
+        """Settle nothing for a job a reaper put back while this worker ran it.
+
+        The copy put back is the job now (in the queue, or run, or done by another worker):
+        a retry or dead letter scheduled from here would be a second copy, which finds the
+        file deleted by the first and ends as a false dead letter. A reaper moves the job
+        atomically, so the copy exists; with a persisted Redis it survives a restart.
+        """
+        logger.warning("dropped job=%s bucket=%s key=%s: taken over while it ran (the copy put back settles "
+                       "it): %s", job.id, job.bucket, job.key, error)
         return self._emit(Outcome(OutcomeKind.RETRY, job.id, job.bucket, job.key, 0,
                                   time.monotonic() - started, job.attempt, error))
 

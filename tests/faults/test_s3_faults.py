@@ -70,13 +70,13 @@ def test_a_misbehaving_store_loses_nothing(name, rules, redis_server, redis_clie
 
 
 def test_a_stall_past_the_read_timeout_is_retried(s3_settings, bucket, s3, fault_proxy, tmp_path: Path) -> None:
-    """The short version of the stall: the engine with a 3 s read timeout, one part held for 8 s."""
+    """The short version of the stall: the engine with a 6 s read timeout, one part held for 15 s (a loaded machine needs seconds per part)."""
     from dataclasses import replace
 
     path = tmp_path / "big.bin"
     md5 = write_file(path, 24 * MiB, random.Random(7))
-    stall = fault_proxy.add_rule("delay", method="PUT", query="partNumber", delay_s=8.0, times=1)
-    engine = TransferEngine(replace(s3_settings, endpoint_url=fault_proxy.url), TransferSettings(read_timeout_s=3.0))
+    stall = fault_proxy.add_rule("delay", method="PUT", query="partNumber", delay_s=15.0, times=1)
+    engine = TransferEngine(replace(s3_settings, endpoint_url=fault_proxy.url), TransferSettings(read_timeout_s=6.0))
     try:
         result = engine.upload_file(bucket, "big.bin", path)
         assert result and result.bytes_sent == 24 * MiB
