@@ -111,6 +111,9 @@ def translate_error(exc: BaseException, bucket: str, key: str, cls: type[Transfe
                    transient=False)
     if isinstance(exc, OSError):
         return cls(f"{where}: local file error: {exc}", bucket=bucket, key=key, transient=False)
+    if isinstance(exc, (TypeError, AttributeError, NameError)):
+        # A programming error (a library that does not take an argument, say): no retry helps.
+        return cls(f"{where}: {type(exc).__name__}: {exc}", bucket=bucket, key=key, transient=False)
     # urllib3 errors that escape botocore while a body is read (reset, timeout): transient
     return cls(f"{where}: {type(exc).__name__}: {exc}", bucket=bucket, key=key)
 
