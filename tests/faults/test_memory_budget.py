@@ -31,7 +31,7 @@ def test_twenty_parallel_multipart_jobs_stay_within_the_memory_budget(
         budget_mib, codec, redis_server, redis_client, s3, bucket, s3_settings, start_daemon, fault_proxy,
         tmp_path: Path) -> None:
     rng = random.Random(budget_mib)
-    size = scale(24, 40) * MiB
+    size = scale(17, 40) * MiB
     specs = []
     for i in range(20):
         path = tmp_path / f"big-{i:02d}.bin"
