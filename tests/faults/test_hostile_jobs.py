@@ -133,7 +133,7 @@ def test_a_flood_of_jobs_keeps_memory_bounded_and_enqueue_responsive(
         redis_server, redis_client, s3, bucket, start_daemon, tmp_path: Path) -> None:
     """The jobs name files that do not exist: each is dead-lettered at once, so the flood
     measures the queue and the daemon's memory, not the store."""
-    total = scale(10_000, 100_000)
+    total = scale(5_000, 100_000)
     batch = 1000
     stream = Stream(start_daemon, "--concurrency", "4")
     daemon = stream.start()

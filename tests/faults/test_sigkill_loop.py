@@ -25,7 +25,7 @@ pytestmark = LONG
 
 THRESHOLD = 16 * MiB  # the daemon's multipart threshold (TransferSettings' default)
 
-VARIANTS = list(range(1, scale(2, 3) + 1))
+VARIANTS = list(range(1, scale(1, 3) + 1))
 
 
 def abandon_reasons(logs: list[str]) -> dict[str, int]:
