@@ -55,7 +55,7 @@ def finish(stream: Stream, name: str, variant: str, *, s3_settings, s3, bucket, 
 def test_one_of_several_daemons_killed_again_and_again(daemons, seed, redis_server, redis_client, s3, bucket,
                                                        s3_settings, start_daemon, fault_proxy, tmp_path: Path) -> None:
     rng = random.Random(seed * 10 + daemons)
-    specs = mixed_files(tmp_path / "files", rng, small=scale(80, 300), multipart=scale(3, 8), gzip=scale(1, 2),
+    specs = mixed_files(tmp_path / "files", rng, small=scale(40, 300), multipart=scale(3, 8), gzip=scale(1, 2),
                         zstd=scale(1, 2), multipart_bytes=24 * MiB, compressed_bytes=20 * MiB)
     started = time.monotonic()
     enqueue_many([s.job(bucket) for s in specs], redis_url=redis_server.url)
@@ -64,7 +64,7 @@ def test_one_of_several_daemons_killed_again_and_again(daemons, seed, redis_serv
                     env={"S3POD_ENDPOINT_URL": fault_proxy.url})
     for _ in range(daemons):
         stream.start()
-    for _ in range(scale(4, 8)):
+    for _ in range(scale(3, 8)):
         time.sleep(rng.uniform(0.8, 2.5))
         if settled(redis_client):
             break

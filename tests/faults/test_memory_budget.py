@@ -31,12 +31,12 @@ def test_twenty_parallel_multipart_jobs_stay_within_the_memory_budget(
         budget_mib, codec, redis_server, redis_client, s3, bucket, s3_settings, start_daemon, fault_proxy,
         tmp_path: Path) -> None:
     rng = random.Random(budget_mib)
-    size = scale(17, 40) * MiB
+    size = scale(17, 40) * MiB  # 17 MiB: three parts, multipart all the same
     specs = []
     for i in range(20):
         path = tmp_path / f"big-{i:02d}.bin"
         specs.append(Spec(path.name, path, write_file(path, size, rng), size, compress=codec))
-    fault_proxy.add_rule("delay", method="PUT", query="partNumber", delay_s=scale(15, 30) / 100, times=None)
+    fault_proxy.add_rule("delay", method="PUT", query="partNumber", delay_s=scale(10, 30) / 100, times=None)
     stream = Stream(start_daemon, "--concurrency", "20", "--max-memory", str(budget_mib),
                     env={"S3POD_ENDPOINT_URL": fault_proxy.url})
     daemon = stream.start()
