@@ -385,7 +385,7 @@ class Worker:
     def _still_held(self, raw: bytes) -> bool:
         """Whether this worker's processing list still holds ``raw`` (True when Redis cannot say)."""
         try:
-            return self.client.lpos(self.consumer.processing, raw) is not None  # type: ignore[arg-type]
+            return self.consumer.holds(raw)
         except redis.RedisError:
             return True
 

@@ -116,6 +116,24 @@ def test_daemon_drains_every_shard_and_status_adds_them_up(
     assert daemon.proc.poll() is None
 
 
+def test_a_sharded_daemon_dead_letters_a_job_whose_file_never_existed(
+    redis_client: redis.Redis, bucket: str, start_daemon: Callable[..., Any], tmp_path: Path,
+) -> None:
+    """The job is still held on its shard, so it is dead-lettered with its reason, never dropped."""
+    missing = str(tmp_path / "never-there.txt")
+    redis_client.lpush(QueueKeys(SHARDS[2]).queue, json.dumps({"bucket": bucket, "key": "k", "path": missing}))
+    daemon = start_daemon("--prefix", PREFIX, "--concurrency", "1")
+
+    def dead() -> list[bytes]:
+        return [e for shard in SHARDS for e in redis_client.lrange(QueueKeys(shard).dead, 0, -1)]
+
+    wait_until(lambda: dead(), timeout_s=30, message="the job dead-lettered")
+    [entry] = dead()
+    assert "does not exist" in json.loads(entry)["error"]
+    assert all(redis_client.llen(QueueKeys(s).queue) == 0 for s in SHARDS)
+    assert "dropped job=" not in daemon.log
+
+
 def test_shards_spread_over_the_cluster_masters(
     redis_cluster: RedisClusterServers, s3: Any, bucket: str, start_daemon: Callable[..., Any],
     daemon_env: dict[str, str], tmp_path: Path,

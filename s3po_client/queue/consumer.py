@@ -122,6 +122,10 @@ class Consumer:
         found = int(self.scripts["ack"](keys=keys, args=[raw]))
         return bool(found & 1), bool(found & 2)
 
+    def holds(self, raw: bytes) -> bool:
+        """Whether this worker's processing list still holds ``raw`` (a reaper may have put it back)."""
+        return self.client.lpos(self.processing, raw) is not None  # type: ignore[arg-type]
+
     def keys_for(self, job_id: str) -> QueueKeys:
         """The keys of the queue (the shard, when sharded) a job was claimed from: its marker and upload record live there."""
         return self.keys

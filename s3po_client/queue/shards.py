@@ -133,6 +133,11 @@ class ShardedConsumer(Consumer):
             i = self._id_shard.get(job_id)
         return None if i is None else self.shards[i]
 
+    def holds(self, raw: bytes) -> bool:
+        with self._lock:
+            known = list(self._claimed.get(raw, ()))
+        return any(self.shards[i].holds(raw) for i in (known or range(len(self.shards))))
+
     def keys_for(self, job_id: str) -> QueueKeys:
         return (self._shard_of_id(job_id) or self.shards[_stable_index(job_id, len(self.shards))]).keys
 
