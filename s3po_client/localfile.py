@@ -70,7 +70,10 @@ def open_checked(path: str, *, allow_dirs: Sequence[str] = (), shown: str | None
     ``path``).
     """
     name = shown if shown is not None else path
-    real = os.path.realpath(path)
+    try:
+        real = os.path.realpath(path)
+    except OSError as exc:  # a link swapped for a file mid-resolution: readlink says EINVAL
+        raise JobError(f"path {name!r} cannot be resolved (changed while it was checked): {exc.strerror}") from None
     if allow_dirs and not inside(real, allow_dirs):
         raise UnsafePathError(f"path {name!r} resolves to {real!r}, outside the allowed directories "
                               f"({', '.join(allow_dirs)})")

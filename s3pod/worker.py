@@ -208,7 +208,11 @@ class Worker:
                 if self.stopping.is_set():  # claimed as the stop came: not ours to start
                     self._settle(lambda: self.consumer.put_back(raw))
                     return
-                self.process(raw)
+                try:
+                    self.process(raw)
+                except Exception:  # noqa: BLE001 - a bug in one job never ends a job thread
+                    # The job stays in this worker's list; the keeper's sweep puts it back.
+                    logger.exception("bug while settling a job: it stays held until put back: %.200r", raw)
 
     @contextmanager
     def _holding(self, raw: bytes) -> Iterator[None]:
