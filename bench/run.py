@@ -35,6 +35,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes and 2 rounds: under 3 minutes")
     parser.add_argument("--rounds", type=int, help="rounds per case (default 5; 2 with --quick)")
+    parser.add_argument("--large-mib", type=int, help="the large file's (and the download's) size in MiB, "
+                                                       "for a check between the quick and the full run")
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, of: {', '.join(CASES)}")
     parser.add_argument("--label", default="latest run", help="what the report calls this run (e.g. baseline)")
     parser.add_argument("--out", help="where the report goes (default: docs/BENCHMARKS.md after a full run of "
@@ -47,7 +49,9 @@ def main() -> int:
     sizes = QUICK if args.quick else FULL
     if args.rounds:
         sizes = dataclasses.replace(sizes, rounds=args.rounds)
-    full = not args.quick and set(names) == set(CASES) and sizes.rounds >= 5
+    if args.large_mib:
+        sizes = dataclasses.replace(sizes, large_bytes=args.large_mib * 1024 * 1024)
+    full = not args.quick and not args.large_mib and set(names) == set(CASES) and sizes.rounds >= 5
     out = Path(args.out) if args.out else ROOT / ("docs/BENCHMARKS.md" if full else "bench/results/latest.md")
     partial = ROOT / "bench/results/partial.md" if out.name == "BENCHMARKS.md" else out.with_suffix(".partial.md")
     for name in tools.missing():

@@ -47,12 +47,15 @@ class TransferError(S3poError):
         key: str | None = None,
         attempt: int | None = None,
         transient: bool = True,
+        code: str = "",
     ) -> None:
         super().__init__(message)
         self.bucket = bucket
         self.key = key
         self.attempt = attempt
         self.transient = transient
+        #: the store's error code (``NoSuchBucket``, ``InvalidArgument``, …), when it sent one
+        self.code = code
 
 
 class UploadError(TransferError):

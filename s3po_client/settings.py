@@ -24,7 +24,7 @@ MAX_SINGLE_PUT_BYTES = 5 * GiB
 MAX_OBJECT_BYTES = 5 * 1024 * GiB
 
 #: How uploads prove their integrity (see ``TransferSettings.checksum``).
-ChecksumMode = Literal["md5", "crc32"]
+ChecksumMode = Literal["auto", "md5", "crc32"]
 CHECKSUM_MODES: tuple[str, ...] = get_args(ChecksumMode)
 
 
@@ -75,16 +75,18 @@ class TransferSettings:
     request_retries: int = 4
     #: the wait before a request's first retry; doubles each time, capped at 10 s
     request_backoff_base_s: float = 0.25
-    #: ``"md5"`` (default): Content-MD5 on every PUT and part, compared with the ETag the
-    #: store returns; works on AWS and on every S3-compatible store, which is why the
-    #: flexible checksums boto3 sends by default since 1.36 are turned off
-    #: (``request_checksum_calculation="when_required"``).
-    #: ``"crc32"``: also send ``x-amz-checksum-crc32`` (computed by s3po) and compare it with the
-    #: store's; for stores that support flexible checksums.
-    checksum: ChecksumMode = "md5"
+    #: how each PUT and part proves its bytes (see :mod:`s3po_client.transfer.proof`).
+    #: ``"auto"`` (default): ``x-amz-checksum-crc32``, compared with the CRC32 the store
+    #: returns, while the store proves it (AWS and most S3-compatible stores); the first
+    #: answer without it, or a refusal of the header, switches the engine to Content-MD5.
+    #: CRC32 costs a fifth of MD5's CPU. ``"md5"``: Content-MD5 on every request, compared
+    #: with the ETag; works on every S3-compatible store. ``"crc32"``: both, both compared.
+    #: (The flexible checksums boto3 adds by itself since 1.36 stay off.)
+    checksum: ChecksumMode = "auto"
     #: sign each body with SHA-256 (SigV4 payload signing). Off by default: the signed
-    #: Content-MD5 header already proves the bytes, and over plain HTTP signing would hash
-    #: every byte a second time; turn it on for a store that requires signed payloads.
+    #: checksum header (CRC32 or Content-MD5) already proves the bytes, and over plain
+    #: HTTP signing would hash every byte a second time; turn it on for a store that
+    #: requires signed payloads.
     sign_payload: bool = False
     #: send single PUTs (bodies below ``multipart_threshold_bytes``) as requests built and
     #: signed by s3po with botocore's signer over pooled connections, instead of through

@@ -2,7 +2,9 @@
 
 It forwards every request unchanged (so SigV4 signatures stay valid) unless a rule
 matches it; a rule can answer with an S3 error, reset the connection, delay the request,
-corrupt its body, or pass it on and give the client a wrong ETag in the answer. Rules fire a given number of times, then the traffic flows again::
+corrupt its body, or pass it on and give the client a wrong ETag in the answer, or an answer
+without its ``x-amz-checksum-*`` headers (a store that ignores flexible checksums). Rules
+fire a given number of times, then the traffic flows again::
 
     with FaultProxy(s3_server.port) as proxy:
         rule = proxy.add_rule("error", method="PUT", status=503, code="SlowDown", times=2)
@@ -20,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-ACTIONS = ("error", "reset", "delay", "corrupt", "etag")
+ACTIONS = ("error", "reset", "delay", "corrupt", "etag", "no-checksum")
 
 
 @dataclass
@@ -31,6 +33,10 @@ class Rule:
     method: str | None = None
     path: str | None = None
     query: str | None = None
+    #: only requests that carry this header (any value)
+    header: str | None = None
+    #: also take the ``x-amz-checksum-*`` headers out of the answer (with "etag", say)
+    hide_checksum: bool = False
     times: int | None = 1
     status: int = 503
     code: str = "SlowDown"
@@ -43,8 +49,10 @@ class Rule:
             raise ValueError(f"action must be one of {ACTIONS}, got {self.action!r}")
         self._path_re = re.compile(self.path) if self.path else None
 
-    def matches(self, method: str, path: str, query: str) -> bool:
+    def matches(self, method: str, path: str, query: str, headers: list[tuple[str, str]] | None = None) -> bool:
         if self.times is not None and self.hits >= self.times:
+            return False
+        if self.header is not None and _header(headers or [], self.header) is None:
             return False
         if self.method and self.method.upper() != method.upper():
             return False
@@ -139,6 +147,8 @@ class FaultProxy:
         self.upstream = (upstream_host, upstream_port)
         self.rules: list[Rule] = []
         self.requests: list[tuple[str, str, str]] = []
+        #: the header names (lower-cased) of every request, in the order they came
+        self.request_headers: list[set[str]] = []
         #: (method, path, query, body bytes) of every request passed on to the server
         self.forwarded: list[tuple[str, str, str, int]] = []
         self._lock = threading.Lock()
@@ -205,11 +215,12 @@ class FaultProxy:
                 self._conns.add(conn)
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
-    def _pick(self, method: str, path: str, query: str) -> Rule | None:
+    def _pick(self, method: str, path: str, query: str, headers: list[tuple[str, str]]) -> Rule | None:
         with self._lock:
             self.requests.append((method, path, query))
+            self.request_headers.append({k.lower() for k, _ in headers})
             for rule in self.rules:
-                if rule.matches(method, path, query):
+                if rule.matches(method, path, query, headers):
                     rule.hits += 1
                     return rule
         return None
@@ -229,7 +240,7 @@ class FaultProxy:
                     client.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
                     headers = [(k, v) for k, v in headers if k.lower() != "expect"]
                 body = _read_body(stream, headers)
-                rule = self._pick(method, path, query)
+                rule = self._pick(method, path, query, headers)
                 if rule is not None and rule.action == "reset":
                     client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                     return
@@ -256,7 +267,9 @@ class FaultProxy:
                     self.forwarded.append((method, path, query, len(body)))
                 upstream.sendall(raw_head.encode("latin-1") + body)
                 keep = self._relay_response(up_stream, client, method,
-                                            wrong_etag=rule is not None and rule.action == "etag")
+                                            wrong_etag=rule is not None and rule.action == "etag",
+                                            no_checksum=rule is not None and (rule.action == "no-checksum"
+                                                                              or rule.hide_checksum))
                 if not keep:
                     upstream.close()
                     upstream = None
@@ -269,12 +282,15 @@ class FaultProxy:
             if upstream is not None:
                 upstream.close()
 
-    def _relay_response(self, up: _Stream, client: socket.socket, method: str, wrong_etag: bool = False) -> bool:
+    def _relay_response(self, up: _Stream, client: socket.socket, method: str, wrong_etag: bool = False,
+                        no_checksum: bool = False) -> bool:
         """Copy one response to the client; return whether the upstream connection stays open."""
         while True:
             head = up.until(b"\r\n\r\n")
             if wrong_etag:
                 head = re.sub(rb'(?im)^(etag:\s*)"?[^"\r\n]*"?', rb'\1"00000000000000000000000000000bad"', head)
+            if no_checksum:
+                head = re.sub(rb'(?im)^x-amz-checksum-[^\r\n]*\r\n', b"", head)
             status_line, headers = _parse_head(head)
             status = int(status_line.split(" ", 2)[1])
             if 100 <= status < 200:

@@ -12,7 +12,7 @@ def test_transfer_defaults() -> None:
     settings = TransferSettings()
     assert settings.multipart_threshold_bytes == 16 * MiB
     assert settings.part_size_bytes == 8 * MiB
-    assert settings.checksum == "md5"
+    assert settings.checksum == "auto"
 
 
 @pytest.mark.parametrize("field,value,message", [

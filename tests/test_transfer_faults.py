@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import pytest
 
-from s3po_client.errors import DownloadError, SourceChangedError, UploadError
+from s3po_client.errors import DownloadError, SourceChangedError, UploadError, VerificationError
 from s3po_client.retry import RetryPolicy
 from s3po_client.settings import MiB, TransferSettings
 from s3po_client.transfer import TransferEngine
@@ -185,3 +185,69 @@ def test_request_retries_give_up_on_a_dead_endpoint(make_engine: Callable[..., T
         engine.upload_bytes(bucket, "k", b"x", retries=1)
     assert info.value.transient is True
     assert MiB  # the settings module's unit is importable beside the engine
+
+
+def checksum_headers(proxy: Any) -> list[tuple[str, bool, bool]]:
+    """(query, carries Content-MD5, carries x-amz-checksum-crc32) of every PUT the proxy saw."""
+    return [(q, "content-md5" in h, "x-amz-checksum-crc32" in h)
+            for (m, _, q), h in zip(proxy.requests, proxy.request_headers) if m == "PUT"]
+
+
+def test_uploads_carry_crc32_alone_where_the_store_proves_it(make_engine: Callable[..., TransferEngine],
+                                                             fault_proxy: Any, s3: Any, bucket: str) -> None:
+    engine = make_engine(QUICK, endpoint=fault_proxy.url)  # checksum="auto", the default
+    data = pattern(3 * PART + 10)
+    assert engine.upload_bytes(bucket, "multi", data) is not False
+    assert engine.upload_bytes(bucket, "single", b"small body") is not False
+    sent = checksum_headers(fault_proxy)
+    assert len(sent) == 5 and all(crc and not md5 for _, md5, crc in sent), sent
+    assert s3.get_object(Bucket=bucket, Key="multi")["Body"].read() == data
+    assert s3.get_object(Bucket=bucket, Key="single")["Body"].read() == b"small body"
+
+
+def test_a_store_that_returns_no_checksum_is_sent_content_md5_and_nothing_unproven_counts(
+        make_engine: Callable[..., TransferEngine], fault_proxy: Any, s3: Any, bucket: str) -> None:
+    engine = make_engine(QUICK, endpoint=fault_proxy.url)
+    fault_proxy.add_rule("no-checksum", method="PUT", times=None)  # it takes the header, says nothing
+    data = pattern(3 * PART + 10)
+    assert engine.upload_bytes(bucket, "multi", data) is not False
+    assert engine.upload_bytes(bucket, "single", b"small body") is not False
+    sent = checksum_headers(fault_proxy)
+    # the parts in flight before the first answer went with CRC32 only (each then proven by its
+    # ETag, the MD5 of the bytes still in memory); everything after carries Content-MD5
+    assert sent[-1] == (sent[-1][0], True, False), sent
+    assert any(not md5 for _, md5, _ in sent) and sum(md5 for _, md5, _ in sent) >= 1
+    assert s3.get_object(Bucket=bucket, Key="multi")["Body"].read() == data
+    assert s3.get_object(Bucket=bucket, Key="single")["Body"].read() == b"small body"
+    # and a store that says nothing of the checksum cannot pass other bytes off as these
+    fault_proxy.clear()
+    fault_proxy.add_rule("etag", method="PUT", times=None, hide_checksum=True)
+    engine2 = make_engine(QUICK, endpoint=fault_proxy.url)
+    with pytest.raises(VerificationError, match="is not the MD5 of the bytes sent"):
+        engine2.upload_bytes(bucket, "lied-to", b"other bytes", retries=0)
+
+
+def test_a_store_that_refuses_crc32_gets_content_md5(make_engine: Callable[..., TransferEngine],
+                                                     fault_proxy: Any, s3: Any, bucket: str) -> None:
+    engine = make_engine(QUICK, endpoint=fault_proxy.url)
+    for header in ("x-amz-checksum-crc32", "x-amz-checksum-algorithm"):
+        fault_proxy.add_rule("error", header=header, status=400, code="InvalidArgument", times=None)
+    data = pattern(3 * PART + 10)
+    assert engine.upload_bytes(bucket, "single", b"small body", retries=0) is not False
+    assert engine.upload_bytes(bucket, "multi", data, retries=0) is not False
+    assert s3.get_object(Bucket=bucket, Key="multi")["Body"].read() == data
+    assert s3.get_object(Bucket=bucket, Key="single")["Body"].read() == b"small body"
+    assert no_uploads_left(s3, bucket)
+    sent = checksum_headers(fault_proxy)
+    assert sent[0][2] and not sent[0][1] and all(md5 and not crc for _, md5, crc in sent[1:]), sent
+
+
+def test_md5_mode_sends_content_md5_alone(make_engine: Callable[..., TransferEngine], fault_proxy: Any,
+                                          s3: Any, bucket: str) -> None:
+    from dataclasses import replace
+
+    engine = make_engine(replace(QUICK, checksum="md5"), endpoint=fault_proxy.url)
+    assert engine.upload_bytes(bucket, "multi", pattern(2 * PART + 1)) is not False
+    assert engine.upload_bytes(bucket, "single", b"x") is not False
+    sent = checksum_headers(fault_proxy)
+    assert len(sent) == 4 and all(md5 and not crc for _, md5, crc in sent), sent

@@ -52,13 +52,14 @@ def make_client(s3: S3Settings, settings: TransferSettings | None = None) -> S3C
 
     botocore's own retries are off (s3po retries each request itself, with its own
     classification), and so are the flexible checksums botocore adds by default since
-    1.36 (``when_required``): many S3-compatible stores reject them, and s3po proves each
-    upload with Content-MD5 instead (see ``TransferSettings.checksum``).
+    1.36 (``when_required``): many S3-compatible stores reject them, and s3po chooses and
+    computes each upload's checksum itself (see ``TransferSettings.checksum``, ``proof.Proof``).
 
     Payload signing is off unless ``settings.sign_payload``: over plain HTTP botocore
-    otherwise hashes every byte with SHA-256 for the signature, on top of the MD5 s3po
+    otherwise hashes every byte with SHA-256 for the signature, on top of the checksum s3po
     computes anyway (measured: a third of the client's CPU for a 256 MiB upload). The
-    Content-MD5 header is itself signed, so the store still refuses altered bytes.
+    checksum header (CRC32 or Content-MD5) is itself signed, so the store still refuses
+    altered bytes.
     """
     settings = settings or TransferSettings()
     session = boto3.session.Session(
@@ -82,9 +83,11 @@ def make_client(s3: S3Settings, settings: TransferSettings | None = None) -> S3C
 
 
 def error_code(exc: BaseException) -> str:
-    """Return the S3 error code of a botocore ClientError (``""`` for anything else)."""
+    """Return the S3 error code of a botocore ClientError or of a TransferError (``""`` if none)."""
     if isinstance(exc, ClientError):
         return str(exc.response.get("Error", {}).get("Code", ""))
+    if isinstance(exc, TransferError):
+        return exc.code or (error_code(exc.__cause__) if exc.__cause__ is not None else "")
     return ""
 
 
@@ -99,7 +102,7 @@ def translate_error(exc: BaseException, bucket: str, key: str, cls: type[Transfe
         if code == "404":  # a HEAD's answer has no body to name the error
             message = "no such object (or bucket)"
         return cls(f"{where}: {code}: {message}", bucket=bucket, key=key,
-                   transient=code not in PERMANENT_CODES)
+                   transient=code not in PERMANENT_CODES, code=code)
     # botocore's network errors (read timeouts, connections closed) derive from OSError through
     # the requests exceptions it vendors: they are the store's trouble, not the local file's.
     if isinstance(exc, EndpointConnectionError):
@@ -134,6 +137,8 @@ class Requester:
     cancelled: threading.Event = field(default_factory=threading.Event)
     #: the lean PUT path for small bodies (``lean.LeanPutter``), when the engine has one
     lean: Any = None
+    #: which checksums uploads send (``proof.Proof``), shared by the engine's transfers
+    proof: Any = None
 
     def call(self, what: str, request: Callable[[], T]) -> T:
         """Return ``request()``; retry it on transient failures; raise a TransferError when it fails for good."""
@@ -160,12 +165,11 @@ class Requester:
 
 # -- one function per S3 call -----------------------------------------------------------
 
-def put_object(client: Any, bucket: str, key: str, body: bytes, *, content_md5: str,
+def put_object(client: Any, bucket: str, key: str, body: bytes, *, content_md5: str | None,
                checksum_crc32: str | None, object_args: dict[str, Any]) -> dict[str, Any]:
     """PUT ``body`` as the whole object; return the response (ETag, checksums)."""
-    extra = {"ChecksumCRC32": checksum_crc32} if checksum_crc32 else {}
-    return client.put_object(Bucket=bucket, Key=key, Body=body, ContentMD5=content_md5,  # type: ignore[no-any-return]
-                             **extra, **object_args)
+    return client.put_object(Bucket=bucket, Key=key, Body=body,  # type: ignore[no-any-return]
+                             **checksum_args(content_md5, checksum_crc32), **object_args)
 
 
 def create_multipart_upload(client: Any, bucket: str, key: str, *, checksum_crc32: bool,
@@ -177,11 +181,19 @@ def create_multipart_upload(client: Any, bucket: str, key: str, *, checksum_crc3
 
 
 def upload_part(client: Any, bucket: str, key: str, upload_id: str, number: int, body: bytes, *,
-                content_md5: str, checksum_crc32: str | None) -> dict[str, Any]:
+                content_md5: str | None, checksum_crc32: str | None) -> dict[str, Any]:
     """Send part ``number``; return the response (ETag, checksums)."""
-    extra = {"ChecksumCRC32": checksum_crc32} if checksum_crc32 else {}
+    extra = checksum_args(content_md5, checksum_crc32)
     return client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number,  # type: ignore[no-any-return]
-                              Body=body, ContentMD5=content_md5, **extra)
+                              Body=body, **extra)
+
+
+def checksum_args(content_md5: str | None, checksum_crc32: str | None) -> dict[str, str]:
+    """Return the boto3 arguments that carry a body's checksums (at least one is given)."""
+    extra = {"ChecksumCRC32": checksum_crc32} if checksum_crc32 else {}
+    if content_md5:
+        extra["ContentMD5"] = content_md5
+    return extra
 
 
 def complete_multipart_upload(client: Any, bucket: str, key: str, upload_id: str,

@@ -18,6 +18,7 @@ from ..settings import S3Settings, TransferSettings
 from .client import Requester, make_client, translate_error
 from .download import ObjectInfo, download_stream
 from .headers import etag_is_md5, object_args
+from .proof import Proof
 from ..localfile import FileStat
 from .sources import BytesSource, FileobjSource, FileSource, Reader, Source
 from .resume import Resume
@@ -82,6 +83,8 @@ class TransferEngine:
         self.retry = retry or RetryPolicy()
         self._client: Any = None
         self._lean: Any = None
+        #: which checksums uploads send; in mode "auto" learned once from the store's answers
+        self._proof = Proof(self.settings.checksum)
         self._lock = threading.Lock()
         self._closed = threading.Event()
 
@@ -207,7 +210,7 @@ class TransferEngine:
         hint = None if size is None else (size + size // 100 + 1024 * 1024 if compress else size)
         reporter = ProgressReporter(progress, size)
         reporter.advance_to(0)
-        req = Requester(self.client, self.settings, bucket, key, UploadError, lean=self._lean)
+        req = Requester(self.client, self.settings, bucket, key, UploadError, lean=self._lean, proof=self._proof)
         sent = upload_stream(
             req, reader, object_args=args, settings=self.settings, size_hint=hint,
             source_done=lambda: counted.count, progress=reporter, verify_etag=etag_is_md5(args),

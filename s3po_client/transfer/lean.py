@@ -58,7 +58,7 @@ class LeanPutter:
         """Return whether these object settings map to plain headers (else use boto3)."""
         return http_headers(object_args) is not None
 
-    def put(self, bucket: str, key: str, body: bytes, *, content_md5: str, checksum_crc32: str | None,
+    def put(self, bucket: str, key: str, body: bytes, *, content_md5: str | None, checksum_crc32: str | None,
             object_args: Mapping[str, Any]) -> dict[str, Any]:
         """PUT ``body``; return ``{"ETag": ...}`` (and ``ChecksumCRC32``) like boto3's response.
 
@@ -67,7 +67,8 @@ class LeanPutter:
         """
         headers = http_headers(object_args)
         assert headers is not None, "accepts() first"
-        headers["Content-MD5"] = content_md5
+        if content_md5:
+            headers["Content-MD5"] = content_md5
         if checksum_crc32:
             headers["x-amz-checksum-crc32"] = checksum_crc32
         url = f"{self.endpoint}/{quote(bucket, safe='')}/{quote(key, safe='/~')}"
@@ -87,7 +88,7 @@ class LeanPutter:
             from .client import PERMANENT_CODES
 
             raise TransferError(f"{where}: {code}: {message}", bucket=bucket, key=key,
-                                transient=response.status >= 500 or code not in PERMANENT_CODES)
+                                transient=response.status >= 500 or code not in PERMANENT_CODES, code=code)
         result: dict[str, Any] = {"ETag": response.headers.get("ETag", "")}
         if "x-amz-checksum-crc32" in response.headers:
             result["ChecksumCRC32"] = response.headers["x-amz-checksum-crc32"]

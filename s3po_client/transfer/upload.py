@@ -1,9 +1,9 @@
 """One upload attempt: a single PUT for small bodies, a parallel multipart upload for the rest.
 
 The body is read once, in order, by the calling thread (from the file, or from the
-compressor), and cut into parts that a bounded pool sends; each part is verified
-(Content-MD5, checked by the store, and its ETag compared with the MD5 s3po computed) and
-retried alone. The length need not be known in advance: whatever is still being read
+compressor), and cut into parts that a bounded pool hashes and sends; each part is
+verified (Content-MD5, checked by the store, and its ETag compared with the MD5 s3po
+computed) and retried alone. The length need not be known in advance: whatever is still being read
 when ``multipart_threshold_bytes`` have been read goes multipart. A multipart upload that
 fails is aborted, so no parts stay behind.
 
@@ -21,14 +21,16 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 from ..errors import TransferError, VerificationError
 from ..queue.uploads import SavedUpload
 from ..settings import MAX_OBJECT_BYTES, MAX_PARTS, TransferSettings
 from . import client as s3
 from .client import Requester, error_code
-from .parts import b64, clean_etag, composite_crc32, crc32_b64, md5, multipart_etag, part_size_for
+from .parts import b64, clean_etag, composite_crc32, crc32_b64, is_plain_md5, md5, multipart_etag, part_size_for
+from .proof import REFUSAL_CODES, Proof
 from .resume import Resume, abort_upload
 from .sources import Reader
 
@@ -51,18 +53,26 @@ class Sent:
 
 @dataclass(frozen=True, slots=True)
 class Body:
-    """One PUT's or part's bytes and the checksums that prove them."""
+    """One PUT's or part's bytes and the checksums it carries (at least one; see :mod:`.proof`)."""
 
     data: bytes
-    md5: bytes
+    md5: bytes | None
     crc32: str | None
     #: source bytes consumed once this body was cut (for progress, with compression)
     source_done: int
 
     @classmethod
-    def of(cls, data: bytes, *, crc32: bool, source_done: int) -> Body:
-        return cls(data=data, md5=md5(data).digest(), crc32=crc32_b64(data) if crc32 else None,
-                   source_done=source_done)
+    def of(cls, data: bytes, *, md5: bool, crc32: bool, source_done: int) -> Body:
+        return cls(data=data, md5=md5_of(data) if md5 or not crc32 else None,
+                   crc32=crc32_b64(data) if crc32 else None, source_done=source_done)
+
+    def md5_digest(self) -> bytes:
+        """The MD5 of the bytes, computed now if the body was sent without one."""
+        return self.md5 if self.md5 is not None else md5_of(self.data)
+
+
+def md5_of(data: bytes) -> bytes:
+    return md5(data).digest()
 
 
 def read_exactly(reader: Reader, size: int) -> bytes:
@@ -111,16 +121,16 @@ def upload_stream(req: Requester, reader: Reader, *, object_args: dict[str, Any]
     if size_hint is not None and size_hint > MAX_OBJECT_BYTES:
         raise TransferError(f"s3://{req.bucket}/{req.key}: {size_hint} bytes is more than S3's 5 TiB limit",
                             bucket=req.bucket, key=req.key, transient=False)
-    crc = settings.checksum == "crc32"
+    if req.proof is None:
+        req.proof = Proof(settings.checksum)
     saved = resume.load(req) if resume is not None else None
     first = read_exactly(reader, settings.multipart_threshold_bytes)
     if len(first) < settings.multipart_threshold_bytes:
-        body = Body.of(first, crc32=crc, source_done=source_done())
-        del first
+        done = source_done()
         if resume is not None and saved is not None:  # the file shrank below the threshold since
             resume.discard(req, saved, "the object now goes in a single PUT")
-        before_commit(len(body.data))
-        return put_single(req, body, object_args=object_args, verify_etag=verify_etag, progress=progress)
+        before_commit(len(first))
+        return put_single(req, first, done, object_args=object_args, verify_etag=verify_etag, progress=progress)
     # Handed over in a list the upload empties: no frame keeps the first buffer alive once
     # its parts are cut (it was held for the whole upload, 16 MiB more than the budget counted).
     head = [first]
@@ -129,37 +139,77 @@ def upload_stream(req: Requester, reader: Reader, *, object_args: dict[str, Any]
         reader, head, source_done, before_commit)
 
 
-def put_single(req: Requester, body: Body, *, object_args: dict[str, Any], verify_etag: bool,
+def put_single(req: Requester, data: bytes, source_done: int, *, object_args: dict[str, Any], verify_etag: bool,
                progress: ProgressReporter) -> Sent:
-    """PUT ``body`` as the whole object; verify the ETag (and CRC32) the store returns."""
+    """PUT ``data`` as the whole object; verify the ETag or CRC32 the store returns."""
     lean = req.lean if req.lean is not None and req.lean.accepts(object_args) else None
+    proof: Proof = req.proof
 
     def attempt() -> str:
-        if lean is not None:
-            response = lean.put(req.bucket, req.key, body.data, content_md5=b64(body.md5),
-                                checksum_crc32=body.crc32, object_args=object_args)
-        else:
-            response = s3.put_object(req.client, req.bucket, req.key, body.data, content_md5=b64(body.md5),
-                                     checksum_crc32=body.crc32, object_args=object_args)
+        # Built at each try: a try after the store ignored the CRC32 header carries Content-MD5.
+        body = Body.of(data, md5=proof.sends_md5(), crc32=proof.sends_crc32(), source_done=source_done)
+        md5_header = b64(body.md5) if body.md5 is not None else None
+        with refusal_learned(req, body):
+            if lean is not None:
+                response = lean.put(req.bucket, req.key, body.data, content_md5=md5_header,
+                                    checksum_crc32=body.crc32, object_args=object_args)
+            else:
+                response = s3.put_object(req.client, req.bucket, req.key, body.data, content_md5=md5_header,
+                                         checksum_crc32=body.crc32, object_args=object_args)
         etag = clean_etag(response.get("ETag"))
         check_acknowledged(req, "object", etag, body, response, verify_etag)
         return etag
 
     etag = req.call("put", attempt)  # a PUT whose bytes the store got wrong is sent again
-    progress.advance_to(body.source_done)
-    return Sent(etag=etag, bytes_sent=len(body.data), parts=0)
+    progress.advance_to(source_done)
+    return Sent(etag=etag, bytes_sent=len(data), parts=0)
+
+
+@contextmanager
+def refusal_learned(req: Requester, body: Body) -> Iterator[None]:
+    """Turn a store's refusal of the CRC32 header (mode "auto", still learning) into MD5 and a retry."""
+    try:
+        yield
+    except Exception as exc:
+        proof: Proof = req.proof
+        if body.md5 is None and proof.learning and error_code(exc) in REFUSAL_CODES:
+            proof.store_ignores_crc32(str(req.client.meta.endpoint_url))
+            raise TransferError(f"s3://{req.bucket}/{req.key}: the store refused x-amz-checksum-crc32 "
+                                f"({error_code(exc)}): sent again with Content-MD5",
+                                bucket=req.bucket, key=req.key) from exc
+        raise
 
 
 def check_acknowledged(req: Requester, what: str, etag: str, body: Body, response: dict[str, Any],
                        verify_etag: bool) -> None:
-    """Raise VerificationError when the store acknowledged other bytes than ``body``."""
-    if verify_etag and etag != body.md5.hex():
-        raise VerificationError(f"s3://{req.bucket}/{req.key}: the store's ETag {etag!r} for {what} is not "
-                                f"the MD5 of the bytes sent ({body.md5.hex()})", bucket=req.bucket, key=req.key)
+    """Raise VerificationError unless the store's answer proves it stored exactly ``body``.
+
+    The proof is the CRC32 the store returns (when the body carried one) or the ETag equal
+    to the bytes' MD5 (when the store's ETags are MD5s); a body sent with Content-MD5 alone,
+    where the ETag is no MD5 (SSE-KMS), was proven by the store checking that header.
+    A VerificationError is transient: the request is sent again (with Content-MD5 once the
+    store is known to ignore CRC32).
+    """
+    where = f"s3://{req.bucket}/{req.key}"
     stored_crc = response.get("ChecksumCRC32")
-    if body.crc32 is not None and stored_crc is not None and stored_crc != body.crc32:
-        raise VerificationError(f"s3://{req.bucket}/{req.key}: the store's CRC32 {stored_crc} for {what} is not "
-                                f"the CRC32 of the bytes sent ({body.crc32})", bucket=req.bucket, key=req.key)
+    if body.crc32 is not None and stored_crc is not None:
+        if stored_crc != body.crc32:
+            raise VerificationError(f"{where}: the store's CRC32 {stored_crc} for {what} is not the CRC32 of "
+                                    f"the bytes sent ({body.crc32})", bucket=req.bucket, key=req.key)
+        req.proof.store_proves_crc32()
+        crc_proven = True
+    else:
+        crc_proven = False
+        if body.md5 is None:
+            req.proof.store_ignores_crc32(str(req.client.meta.endpoint_url))
+    if verify_etag and (body.md5 is not None or not crc_proven):
+        digest = body.md5_digest()
+        if etag != digest.hex():
+            raise VerificationError(f"{where}: the store's ETag {etag!r} for {what} is not the MD5 of the bytes "
+                                    f"sent ({digest.hex()})", bucket=req.bucket, key=req.key)
+    elif not crc_proven and body.md5 is None:
+        raise VerificationError(f"{where}: the store returned no CRC32 for {what} and its ETags are not MD5s: "
+                                "sent again with Content-MD5", bucket=req.bucket, key=req.key)
 
 
 class MultipartUpload:
@@ -174,10 +224,12 @@ class MultipartUpload:
         self.size_hint = size_hint
         self.verify_etag = verify_etag
         self.progress = progress
-        self.crc = settings.checksum == "crc32"
+        self.proof: Proof = req.proof
+        #: whether the upload is created with CRC32 checksums: then every part carries one
+        self.crc = self.proof.sends_crc32()
         self.upload_id: str | None = None
-        #: part number → (MD5, CRC32, ETag) of each part stored; never the part's bytes
-        self.done: dict[int, tuple[bytes, str | None, str]] = {}
+        #: part number → (MD5 if computed, CRC32, ETag) of each part stored; never the part's bytes
+        self.done: dict[int, tuple[bytes | None, str | None, str]] = {}
         self._slots = threading.Semaphore(settings.max_concurrency)
         self._failure: BaseException | None = None
         self.resume = resume
@@ -212,8 +264,7 @@ class MultipartUpload:
                                   source=resume.source, compress=resume.compress, crc32=self.crc,
                                   started_at=time.time())
             resume.save(req, pending)
-        self.upload_id = req.call("create", lambda: s3.create_multipart_upload(
-            req.client, req.bucket, req.key, checksum_crc32=self.crc, object_args=self.object_args))
+        self.upload_id = req.call("create", self._create_request)
         logger.debug("multipart started bucket=%s key=%s upload_id=%s", req.bucket, req.key, self.upload_id)
         if resume is not None and pending is not None:
             try:
@@ -221,6 +272,20 @@ class MultipartUpload:
             except BaseException:
                 self._abort()
                 raise
+
+    def _create_request(self) -> str:
+        req = self.req
+        try:
+            return s3.create_multipart_upload(req.client, req.bucket, req.key, checksum_crc32=self.crc,
+                                              object_args=self.object_args)
+        except Exception as exc:
+            if self.crc and self.proof.learning and error_code(exc) in REFUSAL_CODES:
+                self.proof.store_ignores_crc32(str(req.client.meta.endpoint_url))
+                self.crc = False
+                raise TransferError(f"s3://{req.bucket}/{req.key}: the store refused CRC32 checksums "
+                                    f"({error_code(exc)}): created again with MD5s",
+                                    bucket=req.bucket, key=req.key) from exc
+            raise
 
     def _part_size(self) -> int:
         return part_size_for(1, base_bytes=self.settings.part_size_bytes, size_hint=self.size_hint)
@@ -233,6 +298,8 @@ class MultipartUpload:
         req, resume, saved = self.req, self.resume, self.saved
         if resume is None or saved is None:
             return False
+        if self.proof.mode == "auto":
+            self.crc = saved.crc32  # either proof resumes: the parts stored are compared by MD5
         why = resume.unresumable(saved, req, part_size_bytes=self._part_size(), crc32=self.crc,
                                  verify_etag=self.verify_etag)
         if why is None:
@@ -273,8 +340,9 @@ class MultipartUpload:
                     if number > MAX_PARTS:
                         raise TransferError(f"s3://{self.req.bucket}/{self.req.key}: more than {MAX_PARTS} parts",
                                             bucket=self.req.bucket, key=self.req.key, transient=False)
-                    body = Body.of(data, crc32=self.crc, source_done=source_done())
-                    if self._reuse(number, body):
+                    done = source_done()
+                    if number in self.stored and self._reuse(number, Body.of(data, md5=True, crc32=self.crc,
+                                                                             source_done=done)):
                         sent += len(data)
                         number += 1
                         if len(data) < size:
@@ -283,7 +351,9 @@ class MultipartUpload:
                     while not self._slots.acquire(timeout=0.2):
                         self._raise_if_failed()
                     self._raise_if_failed()
-                    futures.append(pool.submit(self._send_part, number, body))
+                    # The part's checksums are computed by the thread that sends it: hashlib
+                    # releases the GIL, so MD5 runs on every core instead of serially with the reads.
+                    futures.append(pool.submit(self._send_part, number, data, done))
                     sent += len(data)
                     number += 1
                     if len(data) < size:
@@ -300,7 +370,7 @@ class MultipartUpload:
     def _reuse(self, number: int, body: Body) -> bool:
         """Take part ``number`` as sent if a resumed upload holds exactly these bytes for it."""
         stored = self.stored.get(number)
-        if stored is None or stored != (len(body.data), body.md5.hex()):
+        if stored is None or stored != (len(body.data), body.md5_digest().hex()):
             return False
         self.done[number] = (body.md5, body.crc32, stored[1])
         self.reused[0] += 1
@@ -312,20 +382,26 @@ class MultipartUpload:
         if self._failure is not None:
             raise self._failure
 
-    def _send_part(self, number: int, body: Body) -> None:
+    def _send_part(self, number: int, data: bytes, source_done: int) -> None:
         req = self.req
         assert self.upload_id is not None
         upload_id = self.upload_id
         try:
+            sent: list[Body] = []
+
             def attempt() -> str:
+                # Built at each try: a try after the store ignored CRC32 carries Content-MD5 too.
+                body = Body.of(data, md5=self.proof.sends_md5(), crc32=self.crc, source_done=source_done)
+                sent[:] = [body]
                 response = s3.upload_part(req.client, req.bucket, req.key, upload_id, number, body.data,
-                                          content_md5=b64(body.md5), checksum_crc32=body.crc32)
+                                          content_md5=b64(body.md5) if body.md5 is not None else None,
+                                          checksum_crc32=body.crc32)
                 etag = clean_etag(response.get("ETag"))
                 check_acknowledged(req, f"part {number}", etag, body, response, self.verify_etag)
                 return etag
             etag = req.call(f"part {number}", attempt)
-            self.done[number] = (body.md5, body.crc32, etag)
-            self.progress.advance_to(body.source_done)
+            self.done[number] = (sent[0].md5, sent[0].crc32, etag)
+            self.progress.advance_to(source_done)
         except BaseException as exc:
             if self._failure is None:
                 self._failure = exc
@@ -346,12 +422,15 @@ class MultipartUpload:
             if crc32 is not None:
                 part["ChecksumCRC32"] = crc32
             parts.append(part)
-        digests = [self.done[n][0] for n in numbers]
         crcs = [self.done[n][1] for n in numbers]
         response = req.call("complete", lambda: s3.complete_multipart_upload(
             req.client, req.bucket, req.key, upload_id, parts))
         etag = clean_etag(response.get("ETag"))
-        expected = multipart_etag(digests)
+        # Each part was proven when it was sent; this checks the store assembled exactly those
+        # parts: the multipart ETag from the parts' MD5s, ours or (parts proven by CRC32) the store's.
+        proven = [self.done[n][0] if self.done[n][0] is not None
+                  else bytes.fromhex(self.done[n][2]) if is_plain_md5(self.done[n][2]) else None for n in numbers]
+        expected = multipart_etag(d for d in proven if d is not None) if None not in proven else etag
         if self.verify_etag and "-" in etag and etag != expected:
             raise VerificationError(f"s3://{req.bucket}/{req.key}: the store's ETag {etag!r} is not the one "
                                     f"of the parts sent ({expected})", bucket=req.bucket, key=req.key)
