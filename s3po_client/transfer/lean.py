@@ -19,6 +19,7 @@ from typing import Any, Mapping
 from urllib.parse import quote
 
 import urllib3
+import urllib3.connection
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
@@ -30,6 +31,42 @@ logger = logging.getLogger(__name__)
 
 _UNSIGNED = Config(s3={"payload_signing_enabled": False})
 _SIGNED = Config(s3={"payload_signing_enabled": True})
+
+#: Bodies up to this size leave in the same write as the request's headers.
+ONE_WRITE_MAX_BYTES = 64 * 1024
+
+
+class OneWriteConnection(urllib3.connection.HTTPConnection):
+    """An HTTP connection that sends a small request's headers and body in one write.
+
+    http.client writes the header block, then urllib3 the body: two system calls and two
+    packets for a 4 KiB PUT, and on a loopback store each write also runs the store's
+    side of TCP in this process. Holding the header block back until the body comes
+    (``send`` is what both call) makes it one; a body larger than
+    :data:`ONE_WRITE_MAX_BYTES` goes as before.
+    """
+
+    _held: bytes | None = None
+    _holding = False
+
+    def request(self, method: str, url: str, body: Any = None, headers: Any = None,
+                **options: Any) -> None:
+        self._holding = isinstance(body, bytes) and 0 < len(body) <= ONE_WRITE_MAX_BYTES
+        self._held = None
+        try:
+            super().request(method, url, body=body, headers=headers, **options)
+        finally:
+            held, self._held, self._holding = self._held, None, False
+            if held is not None:  # no body followed the headers after all
+                super().send(held)
+
+    def send(self, data: Any) -> None:
+        if self._holding:
+            if self._held is None:  # the header block: wait for the body
+                self._held = bytes(data)
+                return
+            data, self._held, self._holding = self._held + bytes(data), None, False
+        super().send(data)
 
 
 class LeanPutter:
@@ -44,6 +81,8 @@ class LeanPutter:
         self._pool = urllib3.PoolManager(
             maxsize=max_connections, block=False, retries=False,
             timeout=urllib3.Timeout(connect=connect_timeout_s, read=read_timeout_s))
+        if self.endpoint.startswith("http://"):  # over TLS the writes are the ssl module's: left as they are
+            self._pool.pool_classes_by_scheme = {**self._pool.pool_classes_by_scheme, "http": _OneWritePool}
         self._lock = threading.Lock()
 
     @classmethod
@@ -95,6 +134,10 @@ class LeanPutter:
 
     def close(self) -> None:
         self._pool.clear()
+
+
+class _OneWritePool(urllib3.HTTPConnectionPool):
+    ConnectionCls = OneWriteConnection
 
 
 def _error(data: bytes, status: int) -> tuple[str, str]:
