@@ -44,7 +44,7 @@ def env(name: str) -> str:
 @click.option("--prefix", envvar=env("PREFIX"), show_envvar=True, default=DEFAULT_PREFIX,
               help="Redis key prefix (use {s3po} on Redis Cluster).")
 @click.option("--concurrency", envvar=env("CONCURRENCY"), show_envvar=True, type=click.IntRange(1, 256),
-              default=default_concurrency(), help="Jobs in flight at once (default: 4 per CPU, 4 to 32).")
+              default=default_concurrency(), help="Jobs in flight at once (default: 8 per CPU, 8 to 32).")
 @click.option("--claim-batch", envvar=env("CLAIM_BATCH"), show_envvar=True, type=click.IntRange(1, 1000),
               default=DEFAULT_CLAIM_BATCH, help=f"Most jobs a job thread claims in one round trip while the queue "
               f"is deep (default {DEFAULT_CLAIM_BATCH}; 1 claims one job at a time).")
