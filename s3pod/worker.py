@@ -9,6 +9,7 @@ through a backoff.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -223,19 +224,31 @@ class Worker:
         """Run the jobs of one claim in turn, settling the uploaded ones together; False once stopping.
 
         The uploaded jobs of a batch are settled in one go (their stored markers in one
-        round trip, then their files deleted, then one acknowledgement), and before any
-        large file's upload, so a long upload never holds back the small ones before it.
-        Jobs not started when the stop comes go back to the queue.
+        round trip, then their files deleted, then one acknowledgement). A batch is for
+        small files: before a large file's upload (multipart) the ones uploaded are settled
+        and the ones after it go back to the queue, for any thread of any daemon to take,
+        so a long upload holds back no other job. Jobs not started when the stop comes go
+        back to the queue too.
         """
         uploaded: list[Uploaded] = []
+        end = [len(batch)]  # where this thread stops in the batch (moved by a large file)
+
+        def before_long(n: int) -> None:
+            self._flush(uploaded)
+            for left in reversed(batch[n + 1:end[0]]):  # the oldest back at the taking end
+                self._put_back(left)
+            end[0] = n + 1
+
         for n, raw in enumerate(batch):
+            if n >= end[0]:
+                break
             if self.stopping.is_set():  # claimed as the stop came: not ours to start
                 self._guarded(lambda: self._finish_all(uploaded), batch)
-                for left in reversed(batch[n:]):  # the oldest back at the taking end
+                for left in reversed(batch[n:end[0]]):  # the oldest back at the taking end
                     self._put_back(left)
                 return False
             try:
-                step = self._upload(raw, before_long=lambda: self._flush(uploaded))
+                step = self._upload(raw, before_long=functools.partial(before_long, n))
             except Exception:  # noqa: BLE001 - a bug in one job never ends a job thread
                 # The job stays in this worker's list; the keeper's sweep puts it back.
                 logger.exception("bug while settling a job: it stays held until put back: %.200r", raw)
