@@ -83,6 +83,9 @@ class LeanPutter:
             timeout=urllib3.Timeout(connect=connect_timeout_s, read=read_timeout_s))
         if self.endpoint.startswith("http://"):  # over TLS the writes are the ssl module's: left as they are
             self._pool.pool_classes_by_scheme = {**self._pool.pool_classes_by_scheme, "http": _OneWritePool}
+        # Every PUT goes to the one endpoint: its pool is looked up once, not per request.
+        self._host_pool = self._pool.connection_from_url(self.endpoint)
+        self._base_path = (urllib3.util.parse_url(self.endpoint).path or "").rstrip("/")
         self._lock = threading.Lock()
 
     @classmethod
@@ -109,16 +112,17 @@ class LeanPutter:
         headers["Content-MD5"] = content_md5
         if checksum_crc32:
             headers["x-amz-checksum-crc32"] = checksum_crc32
-        url = f"{self.endpoint}/{quote(bucket, safe='')}/{quote(key, safe='/~')}"
-        request = AWSRequest(method="PUT", url=url, data=body, headers=headers)
+        where_in = f"/{quote(bucket, safe='')}/{quote(key, safe='/~')}"
+        request = AWSRequest(method="PUT", url=self.endpoint + where_in, data=body, headers=headers)
         request.context["client_config"] = self._config
         with self._lock:
             credentials = self._credentials.get_frozen_credentials()
         S3SigV4Auth(credentials, "s3", self.region).add_auth(request)
         where = f"s3://{bucket}/{key}"
         try:
-            response = self._pool.urlopen("PUT", request.url, body=body, headers=dict(request.headers.items()),
-                                          redirect=False, preload_content=True)
+            response = self._host_pool.urlopen("PUT", self._base_path + where_in, body=body,
+                                               headers=dict(request.headers.items()), redirect=False,
+                                               preload_content=True)
         except urllib3.exceptions.HTTPError as exc:
             raise TransferError(f"{where}: {type(exc).__name__}: {exc}", bucket=bucket, key=key) from exc
         if response.status >= 300:
