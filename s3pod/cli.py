@@ -16,7 +16,7 @@ from s3po_client.retry import DEFAULT_BACKOFF_BASE_S, RetryPolicy
 from s3po_client.settings import S3Settings
 
 from .budget import MiB
-from .config import WorkerConfig, default_concurrency
+from .config import DEFAULT_CLAIM_BATCH, WorkerConfig, default_concurrency
 from .logs import LOG_FORMATS, configure_logging
 from .pidfile import AlreadyRunningError
 from .safety import PathPolicy
@@ -44,7 +44,10 @@ def env(name: str) -> str:
 @click.option("--prefix", envvar=env("PREFIX"), show_envvar=True, default=DEFAULT_PREFIX,
               help="Redis key prefix (use {s3po} on Redis Cluster).")
 @click.option("--concurrency", envvar=env("CONCURRENCY"), show_envvar=True, type=click.IntRange(1, 256),
-              default=default_concurrency(), help="Jobs in flight at once (default: 4 per CPU, 4 to 32).")
+              default=default_concurrency(), help="Jobs in flight at once (default: 8 per CPU, 8 to 32).")
+@click.option("--claim-batch", envvar=env("CLAIM_BATCH"), show_envvar=True, type=click.IntRange(1, 1000),
+              default=DEFAULT_CLAIM_BATCH, help=f"Most jobs a job thread claims in one round trip while the queue "
+              f"is deep (default {DEFAULT_CLAIM_BATCH}; 1 claims one job at a time).")
 @click.option("--max-memory", envvar=env("MAX_MEMORY"), show_envvar=True, type=click.IntRange(16), default=512,
               help="MiB that all uploads in flight may hold at once; large uploads wait for room.")
 @click.option("--allow-dir", "allow_dirs", envvar=env("ALLOW_DIR"), show_envvar=True, multiple=True,
@@ -85,6 +88,7 @@ def command(
     redis_url: str | None,
     prefix: str,
     concurrency: int,
+    claim_batch: int,
     max_memory: int,
     allow_dirs: tuple[str, ...],
     backoff_base: float,
@@ -126,7 +130,7 @@ def command(
         )
         s3 = S3Settings(access_id=access_id, secret_key=secret_key, profile=profile,
                         region=region, endpoint_url=endpoint_url)
-        config = WorkerConfig(prefix=prefix, concurrency=concurrency,
+        config = WorkerConfig(prefix=prefix, concurrency=concurrency, claim_batch=claim_batch,
                               max_memory_bytes=max_memory * MiB,
                               paths=PathPolicy.from_dirs(allow_dirs),
                               retry=RetryPolicy(base_s=backoff_base),

@@ -39,18 +39,39 @@ def template_fields(record: logging.LogRecord) -> dict[str, Any]:
     if not isinstance(args, tuple) or not isinstance(record.msg, str):
         return {}
     found: dict[str, Any] = {}
+    for name, index in _template_names(record.msg):
+        if index >= len(args):
+            break
+        value = args[index]
+        found[name] = value if value is None or isinstance(value, (bool, int, float)) else str(value)
+    return found
+
+
+#: template → its (field name, argument index) pairs: a daemon logs a few dozen templates,
+#: millions of times each, so each is parsed once
+_TEMPLATES: dict[str, tuple[tuple[str, int], ...]] = {}
+_TEMPLATES_MAX = 1024
+
+
+def _template_names(template: str) -> tuple[tuple[str, int], ...]:
+    names = _TEMPLATES.get(template)
+    if names is not None:
+        return names
+    pairs: list[tuple[str, int]] = []
     index = 0
-    for match in _CONVERSION.finditer(record.msg):
+    for match in _CONVERSION.finditer(template):
         spec = match.group("spec")
         if spec == "%":
             continue
-        if "*" in spec or index >= len(args):
+        if "*" in spec:
             break  # a width taken from the arguments: stop pairing rather than guess
-        name, value = match.group("name"), args[index]
-        if name:
-            found[name] = value if value is None or isinstance(value, (bool, int, float)) else str(value)
+        if match.group("name"):
+            pairs.append((match.group("name"), index))
         index += 1
-    return found
+    names = tuple(pairs)
+    if len(_TEMPLATES) < _TEMPLATES_MAX:  # a template built per call (an f-string) is parsed each time
+        _TEMPLATES[template] = names
+    return names
 
 
 def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
@@ -74,21 +95,25 @@ class RedactingFilter(logging.Filter):
     propagate from child loggers (``s3pod.worker``, ``botocore``...).
     """
 
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
+    def __init__(self, secrets: Iterable[str] = (), *, template_fields: bool = True) -> None:
         super().__init__()
         # Longest first, so a secret containing another is replaced whole. Very short
         # "secrets" would blank ordinary words; they are not worth hiding anyway.
         self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        #: whether the formatter writes the template's fields apart (JSON); text has them in the message
+        self.template_fields = template_fields
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if getattr(record, "all_fields", None) is not None:
+        if getattr(record, "redacted", False):
             return True  # done already (a record can pass several handlers)
 
         def clean(fields: dict[str, Any]) -> dict[str, Any]:
             return {k: redact(v, self.secrets) if isinstance(v, str) else v for k, v in fields.items()}
 
         # Fields first, from the arguments as given (typed); then the message, formatted once.
-        record.all_fields = clean(record_fields(record))
+        # Without template fields, only the extra ones are kept: the message carries the rest.
+        record.all_fields = clean(record_fields(record) if self.template_fields else extra_fields(record))
+        record.redacted = True
         if isinstance(getattr(record, "fields", None), dict):
             record.fields = clean(extra_fields(record))
         record.msg = redact(record.getMessage(), self.secrets)
@@ -157,7 +182,7 @@ def configure_logging(level: str = "INFO", log_format: str = "text", log_file: s
     else:
         handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(make_formatter(log_format))
-    handler.addFilter(RedactingFilter(secrets))
+    handler.addFilter(RedactingFilter(secrets, template_fields=log_format == "json"))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

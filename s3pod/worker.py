@@ -9,6 +9,7 @@ through a backoff.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -16,7 +17,7 @@ import threading
 import time
 from collections import Counter
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from types import FrameType
 from typing import Callable, Iterator, Sequence
 
@@ -29,7 +30,7 @@ from s3po_client.retry import SERVER_RETRY, RetryPolicy
 from s3po_client.queue import connect, redact_url
 from s3po_client.settings import S3Settings, TransferSettings
 from s3po_client.transfer import TransferEngine, UploadResult
-from s3po_client.queue.uploads import JobUploads
+from s3po_client.queue.uploads import JobUploads, SmallFileUploads
 from s3po_client.transfer.resume import abandon_saved_upload
 
 from .budget import MemoryBudget
@@ -44,6 +45,16 @@ logger = logging.getLogger(__name__)
 
 #: How long the stop keeps trying to put jobs back while Redis is away.
 RETIRE_TRY_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Uploaded:
+    """A job whose object is stored and verified, waiting to be settled (file deleted, acknowledged)."""
+
+    raw: bytes
+    job: Job
+    result: UploadResult
+    started: float
 
 
 class Worker:
@@ -191,40 +202,89 @@ class Worker:
 
     def _work(self, burst: bool) -> None:
         backoff = SERVER_RETRY.backoff()
+        config = self.config
         while not self.stopping.is_set():
             try:
-                raw = self.consumer.claim(self.config.claim_timeout_s)
+                batch = self.consumer.claim_many(config.claim_timeout_s, config.claim_batch, config.concurrency)
             except redis.RedisError as exc:
                 self.watch.failed(exc)
                 self.stopping.wait(backoff.step())
                 continue
             self.watch.answered()
             backoff.reset()
-            if raw is None:
+            if not batch:
                 if burst:
                     return
                 continue
-            with self._holding(raw):
-                if self.stopping.is_set():  # claimed as the stop came: not ours to start
-                    self._settle(lambda: self.consumer.put_back(raw))
+            with self._holding(batch):
+                if not self._run_batch(batch):
                     return
-                try:
-                    self.process(raw)
-                except Exception:  # noqa: BLE001 - a bug in one job never ends a job thread
-                    # The job stays in this worker's list; the keeper's sweep puts it back.
-                    logger.exception("bug while settling a job: it stays held until put back: %.200r", raw)
+
+    def _run_batch(self, batch: list[bytes]) -> bool:
+        """Run the jobs of one claim in turn, settling the uploaded ones together; False once stopping.
+
+        The uploaded jobs of a batch are settled in one go (their stored markers in one
+        round trip, then their files deleted, then one acknowledgement). A batch is for
+        small files: before a large file's upload (multipart) the ones uploaded are settled
+        and the ones after it go back to the queue, for any thread of any daemon to take,
+        so a long upload holds back no other job. Jobs not started when the stop comes go
+        back to the queue too.
+        """
+        uploaded: list[Uploaded] = []
+        end = [len(batch)]  # where this thread stops in the batch (moved by a large file)
+
+        def before_long(n: int) -> None:
+            self._flush(uploaded)
+            for left in reversed(batch[n + 1:end[0]]):  # the oldest back at the taking end
+                self._put_back(left)
+            end[0] = n + 1
+
+        for n, raw in enumerate(batch):
+            if n >= end[0]:
+                break
+            if self.stopping.is_set():  # claimed as the stop came: not ours to start
+                self._guarded(lambda: self._finish_all(uploaded), batch)
+                for left in reversed(batch[n:end[0]]):  # the oldest back at the taking end
+                    self._put_back(left)
+                return False
+            try:
+                step = self._upload(raw, before_long=functools.partial(before_long, n))
+            except Exception:  # noqa: BLE001 - a bug in one job never ends a job thread
+                # The job stays in this worker's list; the keeper's sweep puts it back.
+                logger.exception("bug while settling a job: it stays held until put back: %.200r", raw)
+                continue
+            if isinstance(step, Uploaded):
+                uploaded.append(step)
+        self._guarded(lambda: self._finish_all(uploaded), batch)
+        return True
+
+    def _put_back(self, raw: bytes) -> None:
+        self._settle(lambda: self.consumer.put_back(raw))
+
+    def _flush(self, uploaded: list[Uploaded]) -> None:
+        """Settle the jobs uploaded so far in this batch (before a long upload starts)."""
+        done = list(uploaded)
+        uploaded.clear()
+        self._finish_all(done)
+
+    def _guarded(self, settle: Callable[[], object], batch: list[bytes]) -> None:
+        try:
+            settle()
+        except Exception:  # noqa: BLE001 - a bug in one job never ends a job thread
+            logger.exception("bug while settling jobs: they stay held until put back: %.200r", batch)
 
     @contextmanager
-    def _holding(self, raw: bytes) -> Iterator[None]:
+    def _holding(self, batch: list[bytes]) -> Iterator[None]:
         with self._hand_lock:
-            self._hand[raw] += 1
+            self._hand.update(batch)
         try:
             yield
         finally:
             with self._hand_lock:
-                self._hand[raw] -= 1
-                if self._hand[raw] <= 0:
-                    del self._hand[raw]
+                self._hand.subtract(batch)
+                for raw in batch:
+                    if self._hand[raw] <= 0:
+                        del self._hand[raw]
 
     def _held(self) -> Counter[bytes]:
         with self._hand_lock:
@@ -234,12 +294,21 @@ class Worker:
 
     def process(self, raw: bytes) -> Outcome:
         """Settle one claimed job: acknowledged, delayed for another attempt, or dead-lettered."""
+        step = self._upload(raw)
+        if isinstance(step, Uploaded):
+            return self._finish_all([step])[0]
+        return step
+
+    def _upload(self, raw: bytes, before_long: Callable[[], None] | None = None) -> Outcome | Uploaded:
+        """Upload one claimed job; return its outcome if settled already (failed, dead), else what to settle."""
         started = time.monotonic()
         try:
             job = Job.from_json(raw)
         except JobError as exc:
             return self._dead_letter(raw, None, f"invalid job: {exc}", started, OutcomeKind.INVALID)
-        logger.info("claimed job=%s bucket=%s key=%s attempt=%d", job.id, job.bucket, job.key, job.attempt)
+        # A first attempt's claim is a DEBUG line: its "uploaded" (or "retry", "dead") line follows.
+        logger.log(logging.INFO if job.attempt else logging.DEBUG, "claimed job=%s bucket=%s key=%s attempt=%d",
+                   job.id, job.bucket, job.key, job.attempt)
         try:
             opened = self.config.paths.open(job.path)  # checked on the descriptor that is read
         except JobError as exc:
@@ -250,7 +319,11 @@ class Worker:
             return self._dead_letter(raw, job, str(exc), started, OutcomeKind.INVALID)
         file, path = opened
         try:
-            reserved = self.budget.estimate(os.fstat(file.fileno()).st_size)
+            size = os.fstat(file.fileno()).st_size
+            small = size < self.engine.settings.multipart_threshold_bytes
+            if not small and before_long is not None:
+                before_long()
+            reserved = self.budget.estimate(size)
             if not self.budget.acquire(reserved, self.stopping):  # stopping while waiting for memory
                 self._settle(lambda: self.consumer.put_back(raw))
                 return Outcome(OutcomeKind.RETRY, job.id, job.bucket, job.key, attempt=job.attempt,
@@ -263,7 +336,7 @@ class Worker:
             result = self.engine.upload_file(job.bucket, job.key, path, headers=job.headers,
                                              compress=job.compress, retries=0,
                                              allow_dirs=self.config.paths.allow_dirs, opened=opened,
-                                             multipart_state=self._uploads(job))
+                                             multipart_state=self._uploads(job, small))
             if result is False:  # only with silent=True, which the daemon never asks for
                 raise TransferError("the engine returned no result", bucket=job.bucket, key=job.key)
             logger.info("uploaded job=%s bucket=%s key=%s bytes=%d duration=%.3fs attempt=%d", job.id,
@@ -275,44 +348,70 @@ class Worker:
         finally:
             file.close()
             self.budget.release(reserved)
-        return self._finish(raw, job, result, started)
+        return Uploaded(raw, job, result, started)
 
-    def _finish(self, raw: bytes, job: Job, result: UploadResult, started: float) -> Outcome:
+    def _finish_all(self, uploaded: list[Uploaded]) -> list[Outcome]:
+        """Settle uploaded jobs: stored markers (one round trip), files deleted, one acknowledgement."""
+        if not uploaded:
+            return []
         if self._abandoned:
-            logger.warning("uploaded job=%s after the stop put it back: it will run again", job.id)
-        else:
+            for each in uploaded:
+                logger.warning("uploaded job=%s after the stop put it back: it will run again", each.job.id)
+            return [self._uploaded(each) for each in uploaded]
+        marked = [each.job.id for each in uploaded if each.job.delete]
+        # The marker outlives the file: if this worker dies (or was reaped) before the ack,
+        # the job's next run finds it and acknowledges instead of failing.
+        if marked and not self._settle(lambda: self.consumer.mark_stored_many(marked)):
+            for each in uploaded:  # the stop put them back meanwhile: their files stay for the next run
+                logger.warning("uploaded job=%s after the stop put it back: it will run again", each.job.id)
+            return [self._uploaded(each) for each in uploaded]
+        outcomes: list[Outcome] = []
+        settled: list[Uploaded] = []
+        for each in uploaded:
+            raw, job, result = each.raw, each.job, each.result
             if job.delete:
-                # The marker outlives the file: if this worker dies (or was reaped) before
-                # the ack, the job's next run finds it and acknowledges instead of failing.
-                self._settle(lambda: self.consumer.mark_stored(job.id))
                 try:
                     result.delete_source(job.id)
                 except SourceChangedError as exc:
                     if os.path.lexists(result.source_path or job.path):  # changed: upload it again
                         self._call(lambda: self.consumer.forget_stored(job.id), "forget stored marker")
-                        return self._failed(raw, job, exc, started)
+                        outcomes.append(self._failed(raw, job, exc, each.started))
+                        continue
                     # Vanished between the check and the unlink (another copy of the job, run
                     # at least once, deleted it): the object stored is the file's last version.
                     logger.warning("file of job=%s vanished after its verified upload: acknowledged", job.id)
-            self._acknowledge(raw, job)
-        return self._emit(Outcome(OutcomeKind.UPLOADED, job.id, job.bucket, job.key, result.bytes_sent,
-                                  time.monotonic() - started, job.attempt))
+            settled.append(each)
+        answers = self._acknowledge_all([(each.raw, each.job) for each in settled])
+        for each, held in zip(settled, answers):
+            outcomes.append(self._uploaded(each))
+        return outcomes
 
-    def _acknowledge(self, raw: bytes, job: Job) -> None:
-        """Ack the job; drop its stored marker only if this worker still held it.
+    def _uploaded(self, each: Uploaded) -> Outcome:
+        return self._emit(Outcome(OutcomeKind.UPLOADED, each.job.id, each.job.bucket, each.job.key,
+                                  each.result.bytes_sent, time.monotonic() - each.started, each.job.attempt))
+
+    def _acknowledge_all(self, jobs: list[tuple[bytes, Job]]) -> list[bool]:
+        """Ack jobs in one step; drop each stored marker only if this worker still held the job.
 
         When the ack finds nothing, a reaper put the job back while this worker ran it (it
         was paused, or cut off from Redis): another copy runs or waits, and the marker tells
-        that copy its object is stored.
+        that copy its object is stored. Returns whether each was held.
         """
-        acked: list[tuple[bool, bool]] = []
-        self._settle(lambda: acked.append(self.consumer.ack(raw, job.id)))
-        held, upload_recorded = acked[-1] if acked else (True, False)
-        if held and upload_recorded:  # an earlier run's upload; a copy put back may be resuming it otherwise
-            self._abandon_upload(job)
-        if not held:
-            logger.warning("acknowledged job=%s that this worker no longer held (taken for dead): "
-                           "its stored marker stays for the copy put back", job.id)
+        if not jobs:
+            return []
+        acked: list[list[tuple[bool, bool]]] = []
+        self._settle(lambda: acked.append(self.consumer.ack_many([(raw, job.id) for raw, job in jobs])))
+        answers = acked[-1] if acked else [(True, False)] * len(jobs)
+        for (raw, job), (held, upload_recorded) in zip(jobs, answers):
+            if held and upload_recorded:  # an earlier run's upload; a copy put back may be resuming it otherwise
+                self._abandon_upload(job)
+            if not held:
+                logger.warning("acknowledged job=%s that this worker no longer held (taken for dead): "
+                               "its stored marker stays for the copy put back", job.id)
+        return [held for held, _ in answers]
+
+    def _acknowledge(self, raw: bytes, job: Job) -> None:
+        self._acknowledge_all([(raw, job)])
 
     def _was_stored(self, job: Job) -> bool:
         try:
@@ -408,8 +507,15 @@ class Worker:
 
     # -- multipart uploads a killed run left (see s3po_client/queue/uploads.py) ----------
 
-    def _uploads(self, job: Job) -> JobUploads:
-        return JobUploads(self.client, self.consumer.keys_for(job.id), job.id)
+    def _uploads(self, job: Job, small: bool = False) -> JobUploads:
+        """The job's multipart record; for a file too small for multipart, one that reads nothing first.
+
+        A small file goes in one PUT, which needs no record: an earlier run's record is
+        aborted when the job is settled (the ack and the dead letter report it), so the
+        read before the upload is saved (see :class:`~s3po_client.queue.uploads.SmallFileUploads`).
+        """
+        keys = self.consumer.keys_for(job.id)
+        return SmallFileUploads(self.client, keys, job.id) if small else JobUploads(self.client, keys, job.id)
 
     def _abandon_upload(self, job: Job) -> None:
         """Abort the multipart upload a settled job still has recorded (an earlier run's), if any."""

@@ -27,6 +27,49 @@ def test_claim_takes_the_oldest_and_ack_forgets_it(redis_client) -> None:
     assert c.claim(0.1) is None
 
 
+def test_claim_many_takes_the_oldest_jobs_up_to_its_share_of_the_queue(redis_client) -> None:
+    redis_client.lpush(KEYS.queue, *[f"j{i}".encode() for i in range(10)])
+    c = consumer(redis_client)
+    assert c.claim_many(0.1, most=4, takers=2) == [b"j0", b"j1", b"j2", b"j3"], "a deep queue: the most asked for"
+    assert redis_client.lrange(KEYS.processing("w1"), 0, -1) == [b"j3", b"j2", b"j1", b"j0"], "newest claim left"
+    assert c.claim_many(0.1, most=4, takers=2) == [b"j4", b"j5", b"j6"], "6 left for 2 takers: its share, 3"
+    assert c.claim_many(0.1, most=4, takers=4) == [b"j7"], "3 left for 4 takers: one"
+    assert c.claim_many(0.1, most=1, takers=4) == [b"j8"], "one at a time: a plain BLMOVE"
+    assert c.claim_many(0.1, most=4, takers=4) == [b"j9"]
+    assert redis_client.llen(KEYS.processing("w1")) == 10 and redis_client.llen(KEYS.queue) == 0
+    started = time.monotonic()
+    assert c.claim_many(0.3, most=4, takers=4) == [], "an empty queue: it blocks for the timeout, then gives up"
+    assert time.monotonic() - started >= 0.25
+
+
+def test_claim_many_on_an_empty_queue_wakes_for_a_job_pushed_while_it_waits(redis_client) -> None:
+    import threading
+
+    c = consumer(redis_client)
+    pusher = threading.Timer(0.2, lambda: redis_client.lpush(KEYS.queue, b"late"))
+    pusher.start()
+    try:
+        assert c.claim_many(5, most=8, takers=1) == [b"late"]
+    finally:
+        pusher.join()
+
+
+def test_ack_many_settles_each_job_as_ack_would_in_one_step(redis_client) -> None:
+    c = consumer(redis_client)
+    redis_client.lpush(KEYS.queue, b"a", b"b", b"c", b"a")  # "a" queued twice: two copies held
+    assert c.claim_many(0.1, most=4, takers=1) == [b"a", b"b", b"c", b"a"]
+    c.mark_stored_many(["a", "b", "c"])
+    assert all(redis_client.ttl(KEYS.stored(i)) > 0 for i in "abc"), "markers expire"
+    redis_client.lrem(KEYS.processing("w1"), 1, b"b")  # as a reaper would
+    redis_client.set(KEYS.upload("c"), "{}")
+    found = c.ack_many([(b"a", "a"), (b"b", "b"), (b"c", "c"), (b"a", "a")])
+    assert found == [(True, False), (False, False), (True, True), (True, False)]
+    assert redis_client.llen(KEYS.processing("w1")) == 0
+    assert not redis_client.exists(KEYS.stored("a")) and not redis_client.exists(KEYS.stored("c"))
+    assert redis_client.exists(KEYS.stored("b")), "not held: the marker stays for the copy put back"
+    assert c.ack_many([]) == []
+
+
 def test_ack_of_a_job_a_reaper_put_back_says_so_and_leaves_the_queued_copy(redis_client) -> None:
     c = consumer(redis_client)
     redis_client.lpush(KEYS.queue, b"job")
@@ -186,6 +229,7 @@ def test_no_step_scans_a_backlog_of_a_million_jobs(redis_client) -> None:
         c.dead_letter(b"reaped-then-dead", dead_entry(b"reaped-then-dead", "boom", 1, "w1"))
         c.dead_letter(b"reaped-then-dead", dead_entry(b"reaped-then-dead", "boom", 1, "w1"))
         c.put_back(b"not-held")
+        assert len(c.claim_many(0.1, most=8, takers=4)) == 8
         c.promote()
         c.reap(30)
         count_jobs(redis_client)

@@ -161,7 +161,9 @@ def test_sigterm_lets_jobs_in_flight_finish_and_leaves_the_rest_queued(
     slow = fault_proxy.add_rule("delay", method="PUT", delay_s=1.0, times=None)
     daemon = start_daemon("--concurrency", "2", env={"S3POD_ENDPOINT_URL": fault_proxy.url})
     wait_until(lambda: slow.hits >= 2, message="two uploads in flight")
-    assert status(daemon_env)["processing"] == 2
+    # Two in flight, five claimed: each thread claims its share of the queue in one round
+    # trip (3 of 6, then 2 of the 3 left); the stop puts back the claimed ones not started.
+    assert status(daemon_env)["processing"] == 5
     daemon.signal(signal.SIGTERM)
     assert daemon.wait(30) == 0
     pending, processing, delayed, dead = counts(daemon_env)
@@ -189,7 +191,8 @@ def test_sigterm_past_the_shutdown_timeout_puts_jobs_in_flight_back(
     assert first.wait(30) == 0
     assert counts(daemon_env) == (4, 0, 0, 0), "both jobs in flight went back"
     assert all(f.exists() for f in files)
-    assert "put 2 unfinished job(s) back" in first.log
+    # Two in flight and the one claimed with them (2 of 4, then 1 of the 2 left) but not started.
+    assert "put 3 unfinished job(s) back" in first.log
     fault_proxy.clear()
     start_daemon()
     wait_until(lambda: not any(f.exists() for f in files) and counts(daemon_env) == (0, 0, 0, 0),
@@ -249,11 +252,35 @@ def test_a_raw_job_without_id_keeps_one_id_from_its_dead_letter_to_its_retry(
     assert entry["id"] == json.loads(subprocess.run(
         [sys.executable, "-m", "s3po_client.cli", "dead", "list", "--json"], env=daemon_env,
         capture_output=True, text=True, check=True).stdout)[0]["id"], "the same id on every read"
-    assert f"claimed job={job_id}" in daemon.log and f"dead job={job_id}" in daemon.log
+    assert f"dead job={job_id}" in daemon.log
     target.write_text("arrived late")
     retried = subprocess.run([sys.executable, "-m", "s3po_client.cli", "dead", "retry", job_id], env=daemon_env,
                              capture_output=True, text=True)
     assert retried.returncode == 0, retried.stderr
     wait_until(lambda: not target.exists() and counts(daemon_env) == (0, 0, 0, 0), message="the retried job stored")
     assert object_bytes(s3, bucket, "late.txt") == b"arrived late"
-    assert daemon.log.count(f"claimed job={job_id}") == 2 and f"deleted job={job_id}" in daemon.log
+    assert f"uploaded job={job_id}" in daemon.log and f"deleted job={job_id}" in daemon.log
+
+
+def test_a_large_file_in_a_batch_settles_the_jobs_before_it_and_returns_the_ones_after_it(
+    redis_server, redis_client, s3, bucket, start_daemon, fault_proxy, daemon_env, tmp_path
+) -> None:
+    names = ["a.txt", "big.bin", "c.txt", "d.txt"]
+    files = [tmp_path / n for n in names]
+    for f in files:
+        f.write_bytes(os.urandom(17 * 1024 * 1024) if f.name == "big.bin" else f.name.encode())
+    for f in files:
+        enqueue(bucket, f.name, f, redis_url=redis_server.url)
+    slow = fault_proxy.add_rule("delay", method="PUT", path="/big.bin", delay_s=3.0, times=None)
+    daemon = start_daemon("--concurrency", "1", "--claim-batch", "8", env={"S3POD_ENDPOINT_URL": fault_proxy.url})
+    wait_until(lambda: slow.hits >= 1, message="the large file's upload under way")
+    # One claim took all four; before the multipart upload, a.txt was settled and the two
+    # after big.bin went back to the queue for anyone to take.
+    assert not files[0].exists() and counts(daemon_env)[:2] == (2, 1)
+    assert [json.loads(raw)["key"] for raw in redis_client.lrange("s3po:queue", 0, -1)] == ["d.txt", "c.txt"], \
+        "c.txt is taken first, as before"
+    fault_proxy.clear()
+    wait_until(lambda: not any(f.exists() for f in files) and counts(daemon_env) == (0, 0, 0, 0), timeout_s=60,
+               message="every job done")
+    assert keys_in(s3, bucket) == set(names)
+    assert all(daemon.log.count(f"key={n} ") >= 1 for n in names)

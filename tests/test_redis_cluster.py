@@ -264,8 +264,8 @@ def test_per_host_prefixes_keep_each_hosts_jobs_to_its_own_daemon(
             other = next(o for o in hosts if o != host)
             wait_until(lambda: count_jobs(client, prefix).processing == 0, message="every job acknowledged")
             assert count_jobs(client, prefix).dead == 0
-            assert all(f"claimed job={i}" in daemon.log for i in ids)
-            assert not any(f"claimed job={i}" in daemon.log for i in hosts[other][1])
+            assert all(f"uploaded job={i}" in daemon.log for i in ids)
+            assert not any(f"uploaded job={i}" in daemon.log for i in hosts[other][1])
     finally:
         client.close()
 

@@ -158,3 +158,25 @@ def test_shards_spread_over_the_cluster_masters(
     finally:
         client.close()
     assert daemon.proc.poll() is None
+
+
+def test_a_sharded_batch_claim_takes_from_one_shard_and_settles_there(redis_client: redis.Redis) -> None:
+    jobs = {shard: [Job(bucket="b", key=f"{shard}/{i}", path="/tmp/x") for i in range(3)] for shard in SHARDS}
+    for shard, shard_jobs in jobs.items():
+        push_jobs(shard_jobs, client=redis_client, prefix=shard)
+    consumer = consumer_for(redis_client, PREFIX, "w1")
+    consumer.heartbeat()  # the workers set is how the counts find its processing lists
+    claimed = [consumer.claim_many(1, most=8, takers=1) for _ in SHARDS]
+    for batch in claimed:
+        keys = [Job.from_json(raw).key for raw in batch]
+        assert len(batch) == 3 and len({k.split("/")[0] for k in keys}) == 1, "a batch comes from one shard"
+    assert count_jobs(redis_client, PREFIX).processing == 12
+    everything = [(raw, Job.from_json(raw).id) for batch in claimed for raw in batch]
+    consumer.mark_stored_many([job_id for _, job_id in everything])
+    for shard, shard_jobs in jobs.items():
+        assert all(redis_client.exists(QueueKeys(shard).stored(j.id)) for j in shard_jobs), "markers in each shard"
+    assert consumer.ack_many(everything) == [(True, False)] * 12
+    counts = count_jobs(redis_client, PREFIX)
+    assert (counts.pending, counts.processing) == (0, 0)
+    assert not any(redis_client.exists(QueueKeys(s).stored(j.id)) for s, js in jobs.items() for j in js)
+    assert consumer.claim_many(0.2, most=8, takers=1) == []

@@ -20,7 +20,7 @@ import json
 import logging
 import time
 from importlib import resources
-from typing import Any
+from typing import Any, Sequence
 
 import redis
 from redis.commands.core import Script
@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 #: Most delayed jobs one promote call moves, so no call holds Redis for long.
 PROMOTE_BATCH = 500
 
-SCRIPTS = ("ack", "delay", "dead", "put_back", "promote", "heartbeat", "requeue", "retry_dead")
+SCRIPTS = ("claim", "ack", "delay", "dead", "put_back", "promote", "heartbeat", "requeue", "retry_dead")
 
 #: How many of the newest dead entries a repeated dead-letter step looks through for its own.
 DEAD_LOOKBACK = 100
@@ -111,6 +111,21 @@ class Consumer:
         raw = self.client.blmove(self.keys.queue, self.processing, timeout_s, "RIGHT", "LEFT")  # type: ignore[arg-type]  # Redis takes fractional seconds
         return None if raw is None else _as_bytes(raw)
 
+    def claim_many(self, timeout_s: float, most: int, takers: int = 1) -> list[bytes]:
+        """Move up to ``most`` of the oldest pending jobs into this worker's processing list; return them, oldest first.
+
+        One round trip for the lot while the queue is deep; never more than this caller's
+        share of it (its length over ``takers``, rounded up), so a short queue is spread
+        over every taker. When the queue is empty it blocks like :meth:`claim` for one job
+        (an empty list after ``timeout_s``).
+        """
+        if most > 1:
+            moved = self.scripts["claim"](keys=[self.keys.queue, self.processing], args=[most, max(1, takers)])
+            if moved:
+                return [_as_bytes(raw) for raw in moved]
+        raw = self.claim(timeout_s)
+        return [] if raw is None else [raw]
+
     def ack(self, raw: bytes, job_id: str) -> tuple[bool, bool]:
         """Forget a job that is done, and its stored marker; return (held, upload recorded).
 
@@ -118,9 +133,17 @@ class Consumer:
         marker then stays for that copy). ``upload recorded`` says a multipart upload of the
         job is still recorded (an earlier run's), for the caller to abort.
         """
-        keys = [self.processing, self.keys.stored(job_id), self.keys.upload(job_id)]
-        found = int(self.scripts["ack"](keys=keys, args=[raw]))
-        return bool(found & 1), bool(found & 2)
+        return self.ack_many([(raw, job_id)])[0]
+
+    def ack_many(self, jobs: Sequence[tuple[bytes, str]]) -> list[tuple[bool, bool]]:
+        """:meth:`ack` for several ``(job as claimed, job id)`` in one atomic step; the answers in order."""
+        if not jobs:
+            return []
+        keys = [self.processing]
+        for _, job_id in jobs:
+            keys += [self.keys.stored(job_id), self.keys.upload(job_id)]
+        found = self.scripts["ack"](keys=keys, args=[raw for raw, _ in jobs])
+        return [(bool(int(n) & 1), bool(int(n) & 2)) for n in found]
 
     def holds(self, raw: bytes) -> bool:
         """Whether this worker's processing list still holds ``raw`` (a reaper may have put it back)."""
@@ -132,7 +155,17 @@ class Consumer:
 
     def mark_stored(self, job_id: str, ttl_s: int = STORED_MARKER_TTL_S) -> None:
         """Record that a job's object is stored and verified, before its local file is deleted."""
-        self.client.set(self.keys.stored(job_id), self.worker_id, ex=ttl_s)
+        self.mark_stored_many([job_id], ttl_s)
+
+    def mark_stored_many(self, job_ids: Sequence[str], ttl_s: int = STORED_MARKER_TTL_S) -> None:
+        """:meth:`mark_stored` for several jobs in one round trip (each SET stands alone: none needs the others)."""
+        if len(job_ids) == 1:
+            self.client.set(self.keys.stored(job_ids[0]), self.worker_id, ex=ttl_s)
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.set(self.keys.stored(job_id), self.worker_id, ex=ttl_s)
+        pipe.execute()
 
     def was_stored(self, job_id: str) -> bool:
         """Return whether an earlier run stored this job's object (and may have deleted its file)."""

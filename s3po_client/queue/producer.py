@@ -136,14 +136,16 @@ def push_jobs(
     """
     if not jobs:
         return []
-    shards = group_by_shard(jobs, prefix, lambda job: (job.bucket, job.key))
+    # One prefix (the usual case): no hash per job to place it; each job is serialised once.
+    shards = {prefix.strip(): jobs} if "," not in prefix else group_by_shard(jobs, prefix, lambda job: (job.bucket, job.key))
     r = client if client is not None else shared_client(redis_url)
+    payloads_of = {shard: [job.to_json() for job in shard_jobs] for shard, shard_jobs in shards.items()}
 
     def push() -> None:
         for shard, shard_jobs in shards.items():
             check_prefix(r, shard)
             queue = QueueKeys(shard).queue
-            payloads = [job.to_json() for job in shard_jobs]
+            payloads = payloads_of[shard]
             if durable:
                 _push_replicated(r, queue, payloads)
             else:

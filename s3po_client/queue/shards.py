@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 import threading
 import zlib
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 import redis
 
@@ -80,6 +80,23 @@ class ShardedConsumer(Consumer):
         raw = self.shards[start].claim(timeout_s)
         return None if raw is None else self._took(start, raw)
 
+    def claim_many(self, timeout_s: float, most: int, takers: int = 1) -> list[bytes]:
+        start = next(self._turn) % len(self.shards)
+        if most > 1:
+            for i in list(range(start, len(self.shards))) + list(range(start)):
+                shard = self.shards[i]
+                moved = shard.scripts["claim"](keys=[shard.keys.queue, shard.processing], args=[most, max(1, takers)])
+                if moved:
+                    return [self._took(i, _as_bytes(raw)) for raw in moved]
+        else:
+            for i in list(range(start, len(self.shards))) + list(range(start)):
+                shard = self.shards[i]
+                raw = self.client.lmove(shard.keys.queue, shard.processing, "RIGHT", "LEFT")
+                if raw is not None:
+                    return [self._took(i, _as_bytes(raw))]
+        raw = self.shards[start].claim(timeout_s)
+        return [] if raw is None else [self._took(start, raw)]
+
     def _took(self, i: int, raw: bytes) -> bytes:
         try:
             job_id: str | None = Job.from_json(raw).id
@@ -101,12 +118,7 @@ class ShardedConsumer(Consumer):
             i = self._holder(raw)
         result = step(self.shards[i])
         with self._lock:
-            known = self._claimed.get(raw)
-            if known and i in known:
-                known.remove(i)
-                if not known:
-                    del self._claimed[raw]
-                    self._id_shard.pop(self._job_ids.pop(raw, ""), None)
+            self._forget(raw, i)
         return result
 
     def _holder(self, raw: bytes) -> int:
@@ -118,6 +130,36 @@ class ShardedConsumer(Consumer):
 
     def ack(self, raw: bytes, job_id: str) -> tuple[bool, bool]:
         return self._on(raw, lambda shard: shard.ack(raw, job_id))
+
+    def ack_many(self, jobs: Sequence[tuple[bytes, str]]) -> list[tuple[bool, bool]]:
+        """One atomic step per shard the jobs were claimed from (a job claimed twice here goes alone)."""
+        groups: dict[int, list[int]] = {}
+        alone: list[int] = []
+        with self._lock:
+            for n, (raw, _) in enumerate(jobs):
+                known = self._claimed.get(raw)
+                if known and len(known) == 1 and not any(jobs[m][0] == raw for m in groups.get(known[0], ())):
+                    groups.setdefault(known[0], []).append(n)
+                else:
+                    alone.append(n)
+        answers: list[tuple[bool, bool]] = [(False, False)] * len(jobs)
+        for i, members in groups.items():
+            for n, answer in zip(members, self.shards[i].ack_many([jobs[n] for n in members])):
+                answers[n] = answer
+            with self._lock:
+                for n in members:
+                    self._forget(jobs[n][0], i)
+        for n in alone:
+            answers[n] = self.ack(*jobs[n])
+        return answers
+
+    def _forget(self, raw: bytes, i: int) -> None:
+        known = self._claimed.get(raw)
+        if known and i in known:
+            known.remove(i)
+            if not known:
+                del self._claimed[raw]
+                self._id_shard.pop(self._job_ids.pop(raw, ""), None)
 
     def delay(self, raw: bytes, next_raw: bytes | str, delay_s: float) -> float:
         return self._on(raw, lambda shard: shard.delay(raw, next_raw, delay_s))
@@ -144,6 +186,14 @@ class ShardedConsumer(Consumer):
     def mark_stored(self, job_id: str, ttl_s: int = STORED_MARKER_TTL_S) -> None:
         shard = self._shard_of_id(job_id) or self.shards[_stable_index(job_id, len(self.shards))]
         shard.mark_stored(job_id, ttl_s)
+
+    def mark_stored_many(self, job_ids: Sequence[str], ttl_s: int = STORED_MARKER_TTL_S) -> None:
+        groups: dict[int, list[str]] = {}
+        for job_id in job_ids:
+            shard = self._shard_of_id(job_id) or self.shards[_stable_index(job_id, len(self.shards))]
+            groups.setdefault(self.shards.index(shard), []).append(job_id)
+        for i, ids in groups.items():
+            self.shards[i].mark_stored_many(ids, ttl_s)
 
     def was_stored(self, job_id: str) -> bool:
         shard = self._shard_of_id(job_id)

@@ -122,4 +122,33 @@ class JobUploads:
         self.client.delete(self.key)
 
 
-__all__ = ["JobUploads", "MultipartState", "SavedUpload", "UPLOAD_RECORD_TTL_S"]
+class SmallFileUploads(JobUploads):
+    """The :class:`JobUploads` of a job whose file was too small for multipart when opened: nothing is read first.
+
+    Such a file goes in one PUT, which needs no record, so the daemon skips the round trip
+    that would look for an earlier run's: the job's acknowledgement (or dead letter)
+    reports one still recorded, and it is aborted then. Should the file grow past the
+    threshold while it is read, the first :meth:`save` records the new upload only if no
+    earlier one is recorded (SET NX); if one is, it raises, the attempt fails (transient)
+    and the next attempt, for a large file now, loads that record and resumes or aborts it.
+    """
+
+    def __init__(self, client: redis.Redis, keys: QueueKeys, job_id: str,
+                 ttl_s: int = UPLOAD_RECORD_TTL_S) -> None:
+        super().__init__(client, keys, job_id, ttl_s)
+        self._first_save = True
+
+    def load(self) -> SavedUpload | None:
+        return None
+
+    def save(self, saved: SavedUpload) -> None:
+        if not self._first_save:
+            super().save(saved)
+            return
+        if not self.client.set(self.key, saved.to_json(), ex=self.ttl_s, nx=True):
+            raise RuntimeError("an earlier run's multipart upload of this job is recorded; the next attempt "
+                               "resumes or aborts it")
+        self._first_save = False
+
+
+__all__ = ["JobUploads", "MultipartState", "SavedUpload", "SmallFileUploads", "UPLOAD_RECORD_TTL_S"]

@@ -142,7 +142,7 @@ class Requester:
 
     def call(self, what: str, request: Callable[[], T]) -> T:
         """Return ``request()``; retry it on transient failures; raise a TransferError when it fails for good."""
-        backoff = RetryPolicy(base_s=self.settings.request_backoff_base_s, max_s=REQUEST_BACKOFF_MAX_S)
+        backoff: RetryPolicy | None = None  # built on the first failure: its Random seeds from os.urandom
         tries = 0
         while True:
             try:
@@ -155,6 +155,8 @@ class Requester:
                     error.__cause__ = exc
                 if not error.transient or tries >= self.settings.request_retries or self.cancelled.is_set():
                     raise error from exc
+                if backoff is None:
+                    backoff = RetryPolicy(base_s=self.settings.request_backoff_base_s, max_s=REQUEST_BACKOFF_MAX_S)
                 delay_s = backoff.delay_s(tries)
                 tries += 1
                 logger.debug("request retry what=%s bucket=%s key=%s try=%d in=%.2fs error=%s",

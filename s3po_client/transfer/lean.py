@@ -19,6 +19,7 @@ from typing import Any, Mapping
 from urllib.parse import quote
 
 import urllib3
+import urllib3.connection
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
@@ -30,6 +31,42 @@ logger = logging.getLogger(__name__)
 
 _UNSIGNED = Config(s3={"payload_signing_enabled": False})
 _SIGNED = Config(s3={"payload_signing_enabled": True})
+
+#: Bodies up to this size leave in the same write as the request's headers.
+ONE_WRITE_MAX_BYTES = 64 * 1024
+
+
+class OneWriteConnection(urllib3.connection.HTTPConnection):
+    """An HTTP connection that sends a small request's headers and body in one write.
+
+    http.client writes the header block, then urllib3 the body: two system calls and two
+    packets for a 4 KiB PUT, and on a loopback store each write also runs the store's
+    side of TCP in this process. Holding the header block back until the body comes
+    (``send`` is what both call) makes it one; a body larger than
+    :data:`ONE_WRITE_MAX_BYTES` goes as before.
+    """
+
+    _held: bytes | None = None
+    _holding = False
+
+    def request(self, method: str, url: str, body: Any = None, headers: Any = None,
+                **options: Any) -> None:
+        self._holding = isinstance(body, bytes) and 0 < len(body) <= ONE_WRITE_MAX_BYTES
+        self._held = None
+        try:
+            super().request(method, url, body=body, headers=headers, **options)
+        finally:
+            held, self._held, self._holding = self._held, None, False
+            if held is not None:  # no body followed the headers after all
+                super().send(held)
+
+    def send(self, data: Any) -> None:
+        if self._holding:
+            if self._held is None:  # the header block: wait for the body
+                self._held = bytes(data)
+                return
+            data, self._held, self._holding = self._held + bytes(data), None, False
+        super().send(data)
 
 
 class LeanPutter:
@@ -44,6 +81,11 @@ class LeanPutter:
         self._pool = urllib3.PoolManager(
             maxsize=max_connections, block=False, retries=False,
             timeout=urllib3.Timeout(connect=connect_timeout_s, read=read_timeout_s))
+        if self.endpoint.startswith("http://"):  # over TLS the writes are the ssl module's: left as they are
+            self._pool.pool_classes_by_scheme = {**self._pool.pool_classes_by_scheme, "http": _OneWritePool}
+        # Every PUT goes to the one endpoint: its pool is looked up once, not per request.
+        self._host_pool = self._pool.connection_from_url(self.endpoint)
+        self._base_path = (urllib3.util.parse_url(self.endpoint).path or "").rstrip("/")
         self._lock = threading.Lock()
 
     @classmethod
@@ -71,16 +113,17 @@ class LeanPutter:
             headers["Content-MD5"] = content_md5
         if checksum_crc32:
             headers["x-amz-checksum-crc32"] = checksum_crc32
-        url = f"{self.endpoint}/{quote(bucket, safe='')}/{quote(key, safe='/~')}"
-        request = AWSRequest(method="PUT", url=url, data=body, headers=headers)
+        where_in = f"/{quote(bucket, safe='')}/{quote(key, safe='/~')}"
+        request = AWSRequest(method="PUT", url=self.endpoint + where_in, data=body, headers=headers)
         request.context["client_config"] = self._config
         with self._lock:
             credentials = self._credentials.get_frozen_credentials()
         S3SigV4Auth(credentials, "s3", self.region).add_auth(request)
         where = f"s3://{bucket}/{key}"
         try:
-            response = self._pool.urlopen("PUT", request.url, body=body, headers=dict(request.headers.items()),
-                                          redirect=False, preload_content=True)
+            response = self._host_pool.urlopen("PUT", self._base_path + where_in, body=body,
+                                               headers=dict(request.headers.items()), redirect=False,
+                                               preload_content=True)
         except urllib3.exceptions.HTTPError as exc:
             raise TransferError(f"{where}: {type(exc).__name__}: {exc}", bucket=bucket, key=key) from exc
         if response.status >= 300:
@@ -96,6 +139,10 @@ class LeanPutter:
 
     def close(self) -> None:
         self._pool.clear()
+
+
+class _OneWritePool(urllib3.HTTPConnectionPool):
+    ConnectionCls = OneWriteConnection
 
 
 def _error(data: bytes, status: int) -> tuple[str, str]:

@@ -88,3 +88,39 @@ def test_two_daemons_drain_500_jobs_with_none_lost_or_left_behind(
         assert "uploaded job=" in daemon.log, "both daemons shared the work"
     assert sum(d.log.count("deleted job=") for d in daemons) == 500
     assert len(status(daemon_env)["workers"]) == 2
+
+
+def test_sigkill_with_a_batch_claimed_loses_nothing_and_deletes_each_file_once(
+    redis_server, redis_client, s3, bucket, start_daemon, fault_proxy, daemon_env, tmp_path: Path
+) -> None:
+    """A thread claims several jobs in one step; killed then, every one of them is reaped and done once."""
+    files = []
+    for i in range(24):
+        f = tmp_path / f"b{i:02d}.txt"
+        f.write_text(f"batch file {i}\n")
+        files.append(f)
+    # The batch's first two PUTs get through, the third hangs: the kill comes with part of
+    # the batch uploaded (not yet settled: a batch settles together) and part not started.
+    hang = fault_proxy.add_rule("delay", method="PUT", path=r"/b(0[2-9]|[12]\d)\.txt$", delay_s=30.0, times=None)
+    ids = enqueue_many([{"bucket": bucket, "key": f.name, "path": f} for f in files], redis_url=redis_server.url)
+    first = start_daemon("--concurrency", "1", "--claim-batch", "8", "--heartbeat-timeout", "2",
+                         env={"S3POD_ENDPOINT_URL": fault_proxy.url})
+    wait_until(lambda: hang.hits >= 1, message="the batch's third upload under way")
+    data = status(daemon_env)
+    [(killed_worker, held)] = data["processing_by_worker"].items()
+    assert (held, data["pending"]) == (8, 24 - 8), "one claim took 8 jobs"
+    assert keys_in(s3, bucket) == {"b00.txt", "b01.txt"} and all(f.exists() for f in files)
+    first.signal(signal.SIGKILL)
+    assert first.wait(10) == -signal.SIGKILL
+
+    fault_proxy.clear()
+    second = start_daemon("--heartbeat-timeout", "2", env={"S3POD_ENDPOINT_URL": fault_proxy.url})
+    wait_until(lambda: not any(f.exists() for f in files) and all_settled(daemon_env), timeout_s=60,
+               message="the second daemon to reap the batch and finish every job")
+    assert f"reaped worker {killed_worker}" in second.log
+    assert keys_in(s3, bucket) == {f.name for f in files}
+    for f in files:
+        assert s3.get_object(Bucket=bucket, Key=f.name)["Body"].read() == f"batch file {files.index(f)}\n".encode()
+    both = first.log + second.log
+    assert [both.count(f"deleted job={job_id}") for job_id in ids] == [1] * 24, "each file deleted once"
+    assert redis_client.keys("s3po:stored:*") == [], "every marker dropped by its job's acknowledgement"
