@@ -95,6 +95,10 @@ class TransferSettings:
     #: zstd level 1). gzip/zlib take 0–3 with ISA-L (higher values use 3) and 1–9 with the
     #: standard library fallback; zstd takes 1–22.
     compress_level: int | None = None
+    #: ``download_file`` flushes the file to disk (``fsync``) before renaming it into place,
+    #: so a machine that loses power right after cannot leave it empty or short. The rename
+    #: is atomic either way (a failed download leaves nothing).
+    fsync_downloads: bool = True
     #: seconds to wait for a TCP connection, and for a response's next bytes
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 60.0

@@ -247,33 +247,70 @@ def get_object_bytes(client: Any, bucket: str, key: str, *, byte_range: tuple[in
     """GET the object (or the inclusive ``byte_range``) and return its stored bytes.
 
     ``if_match`` (the ETag seen first) makes a store refuse the request if the object was
-    replaced meanwhile, so a download never stitches two versions together.
+    replaced meanwhile, so a download never stitches two versions together. The body is
+    read straight into one buffer of the announced size: no chunks joined into a copy.
     """
-    extra: dict[str, Any] = {}
-    if byte_range is not None:
-        extra["Range"] = f"bytes={byte_range[0]}-{byte_range[1]}"
-    if if_match:
-        extra["IfMatch"] = if_match
-    response = client.get_object(Bucket=bucket, Key=key, **extra)
+    response = client.get_object(Bucket=bucket, Key=key, **_get_args(byte_range, if_match))
     body = response["Body"]
     expected = response.get("ContentLength")
     try:
         if expected is None:
             return bytearray(body.read())
-        # Read into one buffer of the announced size: no list of chunks joined into a copy.
-        data = bytearray(expected)
-        view = memoryview(data)
-        got = 0
-        while got < expected:
-            chunk = body.read(min(READ_CHUNK_BYTES, expected - got))
-            if not chunk:
-                break
-            view[got:got + len(chunk)] = chunk
-            got += len(chunk)
-        view.release()
+        data = bytearray(int(expected))
+        got = _read_into(body, memoryview(data))
     finally:
         body.close()
     if got != expected:
         raise TransferError(f"s3://{bucket}/{key}: short read: {got} of {expected} bytes",
                             bucket=bucket, key=key)
     return data
+
+
+def get_object_into(client: Any, bucket: str, key: str, *, byte_range: tuple[int, int] | None,
+                    if_match: str | None, buffer: bytearray, consume: Callable[[memoryview], None]) -> int:
+    """GET the object (or the inclusive ``byte_range``), passing its bytes to ``consume``; return their count.
+
+    The body is read into ``buffer`` over and over, each filled piece handed to
+    ``consume(view)`` before the next read: a body of any length in one buffer's memory.
+    ``if_match`` as for ``get_object_bytes``; a body shorter than announced raises.
+    """
+    response = client.get_object(Bucket=bucket, Key=key, **_get_args(byte_range, if_match))
+    body = response["Body"]
+    expected = response.get("ContentLength")
+    view = memoryview(buffer)
+    got = 0
+    try:
+        while expected is None or got < expected:
+            want = len(view) if expected is None else min(len(view), int(expected) - got)
+            n = _read_into(body, view[:want])
+            if n:
+                consume(view[:n])
+                got += n
+            if n < want:
+                break
+    finally:
+        body.close()
+    if expected is not None and got != expected:
+        raise TransferError(f"s3://{bucket}/{key}: short read: {got} of {expected} bytes",
+                            bucket=bucket, key=key)
+    return got
+
+
+def _get_args(byte_range: tuple[int, int] | None, if_match: str | None) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    if byte_range is not None:
+        extra["Range"] = f"bytes={byte_range[0]}-{byte_range[1]}"
+    if if_match:
+        extra["IfMatch"] = if_match
+    return extra
+
+
+def _read_into(body: Any, view: memoryview) -> int:
+    """Fill ``view`` from ``body``, ``READ_CHUNK_BYTES`` at most a read (so no read allocates more); return the bytes read."""
+    got = 0
+    while got < len(view):
+        n = body.readinto(view[got:got + READ_CHUNK_BYTES])
+        if not n:
+            break
+        got += n
+    return got
