@@ -2,7 +2,7 @@
 
 It forwards every request unchanged (so SigV4 signatures stay valid) unless a rule
 matches it; a rule can answer with an S3 error, reset the connection, delay the request,
-corrupt its body, or pass it on and give the client a wrong ETag in the answer. Rules fire a given number of times, then the traffic flows again::
+corrupt its body (or, for a request without one, the body of its answer), or pass it on and give the client a wrong ETag in the answer. Rules fire a given number of times, then the traffic flows again::
 
     with FaultProxy(s3_server.port) as proxy:
         rule = proxy.add_rule("error", method="PUT", status=503, code="SlowDown", times=2)
@@ -256,7 +256,8 @@ class FaultProxy:
                     self.forwarded.append((method, path, query, len(body)))
                 upstream.sendall(raw_head.encode("latin-1") + body)
                 keep = self._relay_response(up_stream, client, method,
-                                            wrong_etag=rule is not None and rule.action == "etag")
+                                            wrong_etag=rule is not None and rule.action == "etag",
+                                            corrupt=rule is not None and rule.action == "corrupt" and not body)
                 if not keep:
                     upstream.close()
                     upstream = None
@@ -269,8 +270,9 @@ class FaultProxy:
             if upstream is not None:
                 upstream.close()
 
-    def _relay_response(self, up: _Stream, client: socket.socket, method: str, wrong_etag: bool = False) -> bool:
-        """Copy one response to the client; return whether the upstream connection stays open."""
+    def _relay_response(self, up: _Stream, client: socket.socket, method: str, wrong_etag: bool = False,
+                        corrupt: bool = False) -> bool:
+        """Copy one response to the client (one byte of its body flipped if ``corrupt``); return whether the upstream connection stays open."""
         while True:
             head = up.until(b"\r\n\r\n")
             if wrong_etag:
@@ -284,6 +286,9 @@ class FaultProxy:
             body = b""
         elif (_header(headers, "transfer-encoding") or "").lower() == "chunked" or _header(headers, "content-length"):
             body = _read_body(up, headers)
+            if corrupt and body and (_header(headers, "transfer-encoding") or "").lower() != "chunked":
+                i = len(body) // 2
+                body = body[:i] + bytes([body[i] ^ 0xFF]) + body[i + 1:]
         else:
             body = up.rest()
             client.sendall(head + body)
