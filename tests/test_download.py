@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import gzip
 import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,7 +22,9 @@ import pytest
 from s3po_client.errors import DownloadError, VerificationError
 from s3po_client.settings import MiB, TransferSettings
 from s3po_client.transfer import TransferEngine
-from test_transfer import make_engine  # noqa: F401
+from conftest import wait_until
+from test_cli_transfer import cli_env  # noqa: F401 - a fixture
+from test_transfer import make_engine  # noqa: F401 - a fixture
 
 PART = 5 * MiB
 # parts in flight (3) fewer than the parts, so some GETs are asked for after the first ones end
@@ -191,6 +197,29 @@ def test_an_object_replaced_during_a_download_written_at_offsets_is_not_stitched
     assert list(tmp_path.iterdir()) == []
     engine.download_file(bucket, "v", target, retries=1)
     assert target.read_bytes() == replaced[0]
+
+
+def test_ctrl_c_mid_download_written_at_offsets_leaves_no_partial_file(cli_env: dict[str, str], s3: Any,
+                                                                       bucket: str, fault_proxy: Any,
+                                                                       tmp_path: Path) -> None:
+    put_parts(s3, bucket, "large.bin", [8 * MiB] * 6)
+    fault_proxy.add_rule("delay", method="GET", path="large.bin", times=None, delay_s=0.5)
+    env = {**cli_env, "S3PO_ENDPOINT_URL": fault_proxy.url}
+    target = tmp_path / "out"
+    target.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "s3po_client.cli", "download", f"s3://{bucket}/large.bin",
+                             str(target / "large.bin")], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_until(lambda: any(target.iterdir()), timeout_s=60, message="the download's temporary file")
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, stderr
+    assert list(target.iterdir()) == [], "the partial download is removed"
 
 
 @pytest.mark.parametrize("fsync", [True, False])
