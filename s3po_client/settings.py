@@ -97,6 +97,12 @@ class TransferSettings:
     #: zstd level 1). gzip/zlib take 0–3 with ISA-L (higher values use 3) and 1–9 with the
     #: standard library fallback; zstd takes 1–22.
     compress_level: int | None = None
+    #: ``download_file`` flushes the file to disk (``fsync``) before renaming it into place,
+    #: so that a power loss right after cannot leave it short or empty. Off by default, as
+    #: in boto3, the AWS CLI and rclone: it waits for the disk (measured: 0.4–5 s for 1 GiB
+    #: on a busy disk, up to a third of the download). Either way the file appears only
+    #: complete and verified, by an atomic rename, and a failed download leaves nothing.
+    fsync_downloads: bool = False
     #: seconds to wait for a TCP connection, and for a response's next bytes
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 60.0

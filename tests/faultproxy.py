@@ -2,9 +2,10 @@
 
 It forwards every request unchanged (so SigV4 signatures stay valid) unless a rule
 matches it; a rule can answer with an S3 error, reset the connection, delay the request,
-corrupt its body, or pass it on and give the client a wrong ETag in the answer, or an answer
-without its ``x-amz-checksum-*`` headers (a store that ignores flexible checksums). Rules
-fire a given number of times, then the traffic flows again::
+corrupt its body (or, for a request without one, the body of its answer), or pass it on
+and give the client a wrong ETag in the answer, or an answer without its
+``x-amz-checksum-*`` headers (a store that ignores flexible checksums). Rules fire a given
+number of times, then the traffic flows again::
 
     with FaultProxy(s3_server.port) as proxy:
         rule = proxy.add_rule("error", method="PUT", status=503, code="SlowDown", times=2)
@@ -269,7 +270,8 @@ class FaultProxy:
                 keep = self._relay_response(up_stream, client, method,
                                             wrong_etag=rule is not None and rule.action == "etag",
                                             no_checksum=rule is not None and (rule.action == "no-checksum"
-                                                                              or rule.hide_checksum))
+                                                                              or rule.hide_checksum),
+                                            corrupt=rule is not None and rule.action == "corrupt" and not body)
                 if not keep:
                     upstream.close()
                     upstream = None
@@ -283,8 +285,11 @@ class FaultProxy:
                 upstream.close()
 
     def _relay_response(self, up: _Stream, client: socket.socket, method: str, wrong_etag: bool = False,
-                        no_checksum: bool = False) -> bool:
-        """Copy one response to the client; return whether the upstream connection stays open."""
+                        no_checksum: bool = False, corrupt: bool = False) -> bool:
+        """Copy one response to the client (one byte of its body flipped if ``corrupt``).
+
+        Return whether the upstream connection stays open.
+        """
         while True:
             head = up.until(b"\r\n\r\n")
             if wrong_etag:
@@ -300,6 +305,9 @@ class FaultProxy:
             body = b""
         elif (_header(headers, "transfer-encoding") or "").lower() == "chunked" or _header(headers, "content-length"):
             body = _read_body(up, headers)
+            if corrupt and body and (_header(headers, "transfer-encoding") or "").lower() != "chunked":
+                i = len(body) // 2
+                body = body[:i] + bytes([body[i] ^ 0xFF]) + body[i + 1:]
         else:
             body = up.rest()
             client.sendall(head + body)

@@ -8,7 +8,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from typing import IO, Any, BinaryIO, Callable, Literal, Mapping, Sequence, TypeVar
+from typing import IO, Any, BinaryIO, Callable, Literal, Mapping, Sequence, TypeVar, cast
 
 from ..codecs import DECODABLE, CompressingReader, DecodingWriter
 from ..errors import DownloadError, JobError, SourceChangedError, TransferError, UploadError
@@ -16,7 +16,7 @@ from ..localfile import delete_unchanged, ensure_unchanged
 from ..retry import RetryPolicy
 from ..settings import S3Settings, TransferSettings
 from .client import Requester, make_client, translate_error
-from .download import ObjectInfo, download_stream
+from .download import ObjectInfo, Target, download_stream
 from .headers import etag_is_md5, object_args
 from .proof import Proof
 from ..localfile import FileStat
@@ -231,8 +231,10 @@ class TransferEngine:
         created), which replaces ``path`` only once the download is complete and verified;
         a failed download leaves nothing at ``path``. A Content-Encoding of ``gzip``,
         ``deflate`` or ``zstd`` is decoded unless ``raw=True``. Large objects come as parallel
-        ranged GETs. ``progress(done, total)`` counts stored bytes. Raises ``DownloadError``
-        (or ``VerificationError``), after ``retries`` more attempts for a transient failure.
+        ranged GETs, written at their offsets as they arrive (in order when decoding).
+        ``progress(done, total)`` counts stored bytes. Raises ``DownloadError`` (or
+        ``VerificationError``), after ``retries`` more attempts for a transient failure.
+        With ``settings.fsync_downloads`` the file is flushed to disk before the rename.
 
         >>> engine.download_file("logs", "2024/06/01/app.log.gz", "/tmp/app.log")   # doctest: +SKIP
         '/tmp/app.log'
@@ -243,12 +245,16 @@ class TransferEngine:
             parent = os.path.dirname(target)
             os.makedirs(parent, exist_ok=True)
             temp = os.path.join(parent, f".{os.path.basename(target)}.{secrets.token_hex(4)}.s3po-tmp")
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
             try:
-                with os.fdopen(fd, "wb") as out:
-                    self._download_once(bucket, key, out, raw, progress)
-                    out.flush()
-                    os.fsync(out.fileno())
+                try:
+                    output = _FileOutput(fd)
+                    self._download_once(bucket, key, output, raw, progress)
+                    output.flush()
+                    if self.settings.fsync_downloads:
+                        os.fsync(fd)
+                finally:
+                    os.close(fd)
                 os.replace(temp, target)
             except BaseException:
                 try:
@@ -271,7 +277,7 @@ class TransferEngine:
 
         def run() -> bytes:
             out = io.BytesIO()
-            self._download_once(bucket, key, out, raw, None)
+            self._download_once(bucket, key, _StreamOutput(out, rewind_to=0), raw, None)
             return out.getvalue()
 
         return self._attempts(bucket, key, retries, DownloadError, rereadable=True, run=run)
@@ -299,35 +305,30 @@ class TransferEngine:
                 fileobj.seek(start)
                 fileobj.truncate()
             first[0] = False
-            return self._download_once(bucket, key, fileobj, raw, None)
+            return self._download_once(bucket, key, _StreamOutput(fileobj, rewind_to=start), raw, None)
 
         return self._attempts(bucket, key, retries, DownloadError, rereadable=start is not None, run=run)
 
-    def _download_once(self, bucket: str, key: str, out: Any, raw: bool,
+    def _download_once(self, bucket: str, key: str, output: _Output, raw: bool,
                        progress: Callable[[int, int | None], None] | None) -> int:
-        """One attempt: stream the stored bytes through the decoder (if any) into ``out``; return bytes written."""
+        """One attempt: the stored bytes into ``output``, decoded (unless ``raw``); return the bytes written."""
         req = Requester(self.client, self.settings, bucket, key, DownloadError)
-        sink = _Sink(out)
-        target: list[Any] = [sink]
 
-        def start(info: ObjectInfo) -> None:  # called after HEAD, before the first byte
+        def start(info: ObjectInfo) -> Target:  # called after HEAD, before the first byte
             encoding = (info.content_encoding or "").strip().lower()
-            if not raw and encoding in DECODABLE:
-                target[0] = DecodingWriter(sink, encoding)
+            return output.open(encoding if not raw and encoding in DECODABLE else None)
 
         def report(done: int, total: int) -> None:
             if progress is not None:
                 progress(done, total)
 
         try:
-            download_stream(req, settings=self.settings, on_start=start, write=lambda data: target[0].write(data),
-                            progress=report)
-            if isinstance(target[0], DecodingWriter):
-                target[0].close()
+            info = download_stream(req, settings=self.settings, on_start=start, progress=report)
+            output.finish()
         except ValueError as exc:  # the stored bytes are not valid for their Content-Encoding
             raise DownloadError(f"s3://{bucket}/{key}: cannot decode the stored object: {exc}",
                                 bucket=bucket, key=key, transient=False) from exc
-        return sink.count
+        return output.count if output.decoder is not None or output.fd is None else info.size
 
     # -- retries ---------------------------------------------------------------------
 
@@ -399,17 +400,104 @@ class _CountingReader:
         return data
 
 
-class _Sink:
-    """Counts the bytes written to a file object."""
+class _Output:
+    """Where a download attempt writes; ``open(encoding)`` gives download.py its ``Target``.
 
-    def __init__(self, out: Any) -> None:
-        self.out = out
+    Bytes kept as stored may go to a file descriptor at their offsets (``fd``); anything
+    decoded goes in order through a ``DecodingWriter``. ``count`` is the bytes written in order.
+    """
+
+    fd: int | None = None
+
+    def __init__(self) -> None:
         self.count = 0
+        self.decoder: DecodingWriter | None = None
+        self.restartable = True
 
-    def write(self, data: bytes) -> int:
+    def open(self, encoding: str | None) -> _Output:
+        self.decoder = DecodingWriter(_Counted(self), encoding) if encoding else None
+        return self
+
+    def write(self, data: bytearray) -> object:
+        if self.decoder is not None:
+            return self.decoder.write(cast(bytes, data))  # the decoders take any buffer
+        return self.put(data)
+
+    def put(self, data: bytes | bytearray) -> int:
+        """Write ``data`` after the bytes written so far."""
+        raise NotImplementedError
+
+    def restart(self) -> None:
+        self.rewind()
+        self.count = 0
+        if self.decoder is not None:
+            self.decoder = DecodingWriter(_Counted(self), self.decoder.encoding)
+
+    def rewind(self) -> None:
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        """Check the encoded stream ended properly (``ValueError`` if not)."""
+        if self.decoder is not None:
+            self.decoder.close()
+
+
+class _FileOutput(_Output):
+    """A file descriptor: bytes as stored go at their offsets, decoded ones through a buffer, in order."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self.file = os.fdopen(fd, "wb", closefd=False)
+        self.descriptor = fd
+
+    def open(self, encoding: str | None) -> _Output:
+        super().open(encoding)
+        self.fd = self.descriptor if self.decoder is None else None
+        return self
+
+    def put(self, data: bytes | bytearray) -> int:
+        self.file.write(data)
+        self.count += len(data)
+        return len(data)
+
+    def rewind(self) -> None:
+        self.file.flush()
+        self.file.seek(0)
+        os.ftruncate(self.descriptor, 0)
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+class _StreamOutput(_Output):
+    """A file object written in order; restartable when it can be rewound to ``rewind_to``."""
+
+    def __init__(self, out: Any, rewind_to: int | None) -> None:
+        super().__init__()
+        self.out = out
+        self.rewind_to = rewind_to
+        self.restartable = rewind_to is not None
+
+    def put(self, data: bytes | bytearray) -> int:
         self.out.write(data)
         self.count += len(data)
         return len(data)
+
+    def rewind(self) -> None:
+        if self.rewind_to is None:
+            raise ValueError("this file object cannot be rewound")
+        self.out.seek(self.rewind_to)
+        self.out.truncate()
+
+
+class _Counted:
+    """The sink of a decoder: what it decodes goes to the output, in order."""
+
+    def __init__(self, output: _Output) -> None:
+        self.output = output
+
+    def write(self, data: bytes) -> int:
+        return self.output.put(data)
 
 
 __all__ = ["FileStat", "SourceChangedError", "TransferEngine", "UploadResult"]

@@ -1,0 +1,246 @@
+"""Downloads of multipart objects against the real loopback S3 server: requests, part sizes, verification, failures.
+
+The objects are written part by part with boto3 (``create_multipart_upload`` /
+``upload_part``), so their part sizes are exactly the test's: all of one size, as boto3,
+the AWS CLI, rclone and s3po write them, or not.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from s3po_client.errors import DownloadError, VerificationError
+from s3po_client.settings import MiB, TransferSettings
+from s3po_client.transfer import TransferEngine
+from conftest import wait_until
+from test_cli_transfer import cli_env  # noqa: F401 - a fixture
+from test_transfer import make_engine  # noqa: F401 - a fixture
+
+PART = 5 * MiB
+# parts in flight (3) fewer than the parts, so some GETs are asked for after the first ones end
+SETTINGS = TransferSettings(multipart_threshold_bytes=6 * MiB, part_size_bytes=PART, max_concurrency=3,
+                            request_backoff_base_s=0.01)
+NO_REQUEST_RETRIES = TransferSettings(multipart_threshold_bytes=6 * MiB, part_size_bytes=PART, max_concurrency=3,
+                                      request_retries=0)
+
+
+def put_parts(s3: Any, bucket: str, key: str, sizes: list[int], stored: bytes | None = None,
+              **args: Any) -> bytes:
+    """Store ``key`` as a multipart upload with parts of exactly ``sizes`` (the last one: the rest of
+    ``stored``, when given); return the bytes stored."""
+    if stored is None:
+        chunks = [os.urandom(size) for size in sizes]
+    else:
+        ends = [sum(sizes[:n]) for n in range(1, len(sizes))]
+        chunks = [stored[a:b] for a, b in zip([0, *ends], [*ends, len(stored)])]
+    upload = s3.create_multipart_upload(Bucket=bucket, Key=key, **args)["UploadId"]
+    done = []
+    for number, chunk in enumerate(chunks, 1):
+        etag = s3.upload_part(Bucket=bucket, Key=key, UploadId=upload, PartNumber=number, Body=chunk)["ETag"]
+        done.append({"PartNumber": number, "ETag": etag})
+    s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": done})
+    return b"".join(chunks)
+
+
+def requests(proxy: Any, method: str) -> list[str]:
+    """The query strings of the ``method`` requests the proxy saw."""
+    return [query for m, _path, query in proxy.requests if m == method]
+
+
+UNIFORM = [PART] * 6 + [MiB + 7]          # what boto3, the AWS CLI, rclone and s3po write
+FITS_ONE_SIZE = [6 * MiB, PART, 7 * MiB]  # not of one size, yet 3 × the first part's size fits the object
+DOES_NOT_FIT = [PART, 9 * MiB, 9 * MiB]   # 3 × the first part's size is less than the object
+
+
+def test_a_multipart_download_asks_one_head_for_the_parts_then_one_get_per_part(
+        make_engine: Callable[..., TransferEngine], fault_proxy: Any, s3: Any, bucket: str, tmp_path: Path) -> None:
+    data = put_parts(s3, bucket, "uniform", UNIFORM)
+    engine = make_engine(SETTINGS, endpoint=fault_proxy.url)
+    target = tmp_path / "uniform"
+    engine.download_file(bucket, "uniform", target)
+    assert target.read_bytes() == data
+    heads = requests(fault_proxy, "HEAD")
+    assert sorted(heads) == ["", "partNumber=1"], "one HEAD, then one HEAD ?partNumber=1"
+    assert len(requests(fault_proxy, "GET")) == len(UNIFORM), "one GET per part"
+    assert [p.name for p in tmp_path.iterdir()] == ["uniform"]
+
+
+@pytest.mark.parametrize("sizes", [FITS_ONE_SIZE, DOES_NOT_FIT], ids=["fits-one-size", "does-not-fit"])
+@pytest.mark.parametrize("how", ["file", "bytes", "seekable", "pipe", "decoded"])
+def test_parts_of_different_sizes_download_and_verify(make_engine: Callable[..., TransferEngine], fault_proxy: Any,
+                                                      s3: Any, bucket: str, tmp_path: Path, sizes: list[int],
+                                                      how: str) -> None:
+    if how == "decoded":  # a gzip stream cut into parts of those sizes, its last one a little shorter
+        plain = os.urandom(sum(sizes) - 64 * 1024)
+        put_parts(s3, bucket, "odd", sizes, gzip.compress(plain, compresslevel=1), ContentEncoding="gzip")
+    else:
+        data = put_parts(s3, bucket, "odd", sizes)
+    engine = make_engine(SETTINGS, endpoint=fault_proxy.url)
+    if how == "file":
+        target = tmp_path / "odd"
+        engine.download_file(bucket, "odd", target)
+        assert target.read_bytes() == data
+        assert [p.name for p in tmp_path.iterdir()] == ["odd"]
+    elif how == "decoded":  # decoded: written in order
+        target = tmp_path / "odd"
+        engine.download_file(bucket, "odd", target)
+        assert target.read_bytes() == plain
+        assert [p.name for p in tmp_path.iterdir()] == ["odd"]
+    elif how == "bytes":
+        assert engine.download_bytes(bucket, "odd") == data
+    elif how == "seekable":
+        with open(tmp_path / "odd", "w+b") as f:
+            f.write(b"kept")
+            assert engine.download_fileobj(bucket, "odd", f) == len(data)
+            f.seek(0)
+            assert f.read() == b"kept" + data
+    else:
+        assert how == "pipe"
+        pipe = _Pipe()
+        assert engine.download_fileobj(bucket, "odd", pipe) == len(data)
+        assert bytes(pipe.data) == data
+    heads = requests(fault_proxy, "HEAD")
+    gets = requests(fault_proxy, "GET")
+    part_heads = sorted(q for q in heads if q)
+    every_part = sorted(f"partNumber={n}" for n in range(1, len(sizes) + 1))
+    if how == "pipe":  # cannot start again: every part's range is asked for first
+        assert part_heads == every_part and len(gets) == len(sizes)
+    elif sizes is DOES_NOT_FIT:  # the guess does not fit the size: not used
+        assert part_heads == sorted(["partNumber=1", *every_part]) and len(gets) == len(sizes)
+    elif how == "file":  # the guess was wrong: the file is checked again, not fetched again
+        assert part_heads == sorted(["partNumber=1", *every_part]) and len(gets) == len(sizes)
+    else:  # written in order under a wrong guess: fetched again from the first byte
+        assert part_heads == sorted(["partNumber=1", *every_part]) and len(gets) == 2 * len(sizes)
+
+
+@pytest.mark.parametrize("sizes", [UNIFORM, FITS_ONE_SIZE], ids=["uniform", "fits-one-size"])
+@pytest.mark.parametrize("how", ["file", "bytes"])
+def test_bytes_damaged_on_the_way_fail_verification_and_leave_nothing(
+        make_engine: Callable[..., TransferEngine], fault_proxy: Any, s3: Any, bucket: str, tmp_path: Path,
+        sizes: list[int], how: str) -> None:
+    data = put_parts(s3, bucket, "damaged", sizes)
+    engine = make_engine(SETTINGS, endpoint=fault_proxy.url)
+    # every GET's answer damaged (a download that starts again from the first byte gets damaged bytes again)
+    rule = fault_proxy.add_rule("corrupt", method="GET", times=None)
+    target = tmp_path / "sub" / "damaged"
+    with pytest.raises(VerificationError, match="ETag") as info:
+        if how == "file":
+            engine.download_file(bucket, "damaged", target, retries=0)
+        else:
+            engine.download_bytes(bucket, "damaged", retries=0)
+    assert rule.hits >= len(sizes) and info.value.transient is True
+    if how == "file":
+        assert list((tmp_path / "sub").iterdir()) == [], "no file, no temporary file"
+    rule.times = rule.hits  # the bytes come undamaged from now on
+    assert engine.download_bytes(bucket, "damaged", retries=0) == data
+    engine.download_file(bucket, "damaged", target, retries=0)
+    assert target.read_bytes() == data
+
+
+def test_a_failed_download_written_at_offsets_leaves_nothing(make_engine: Callable[..., TransferEngine],
+                                                              fault_proxy: Any, s3: Any, bucket: str,
+                                                              tmp_path: Path) -> None:
+    put_parts(s3, bucket, "failing", UNIFORM)
+    engine = make_engine(NO_REQUEST_RETRIES, endpoint=fault_proxy.url)
+    # the first GETs go through, a later one fails for good
+    fault_proxy.add_rule("delay", method="GET", times=3, delay_s=0)
+    fault_proxy.add_rule("error", method="GET", status=503, code="SlowDown", times=None)
+    target = tmp_path / "sub" / "failing"
+    with pytest.raises(DownloadError, match="SlowDown"):
+        engine.download_file(bucket, "failing", target, retries=1)
+    assert list((tmp_path / "sub").iterdir()) == []
+
+
+def test_an_interrupt_from_the_progress_callback_stops_the_download_and_leaves_nothing(
+        make_engine: Callable[..., TransferEngine], fault_proxy: Any, s3: Any, bucket: str, tmp_path: Path) -> None:
+    put_parts(s3, bucket, "big", UNIFORM)
+    engine = make_engine(SETTINGS, endpoint=fault_proxy.url)
+    fault_proxy.add_rule("delay", method="GET", times=None, delay_s=0.2)
+    seen: list[int] = []
+
+    def interrupt(done: int, total: int | None) -> None:
+        seen.append(done)
+        raise KeyboardInterrupt
+
+    target = tmp_path / "big"
+    with pytest.raises(KeyboardInterrupt):
+        engine.download_file(bucket, "big", target, progress=interrupt)
+    assert seen and seen[0] < sum(UNIFORM)
+    assert list(tmp_path.iterdir()) == []
+    assert len(requests(fault_proxy, "GET")) < len(UNIFORM), "the parts not yet asked for are not fetched"
+    assert not [t for t in threading.enumerate() if t.name.startswith("s3po-get")], "no fetching thread is left"
+
+
+def test_an_object_replaced_during_a_download_written_at_offsets_is_not_stitched(
+        make_engine: Callable[..., TransferEngine], fault_proxy: Any, s3: Any, bucket: str, tmp_path: Path) -> None:
+    put_parts(s3, bucket, "v", UNIFORM)
+    engine = make_engine(SETTINGS, endpoint=fault_proxy.url)
+    replaced: list[bytes] = []
+
+    def replace_once(done: int, total: int | None) -> None:
+        if done and not replaced:
+            replaced.append(put_parts(s3, bucket, "v", UNIFORM))
+
+    target = tmp_path / "v"
+    with pytest.raises(DownloadError, match="PreconditionFailed"):
+        engine.download_file(bucket, "v", target, progress=replace_once, retries=0)
+    assert list(tmp_path.iterdir()) == []
+    engine.download_file(bucket, "v", target, retries=1)
+    assert target.read_bytes() == replaced[0]
+
+
+def test_ctrl_c_mid_download_written_at_offsets_leaves_no_partial_file(cli_env: dict[str, str], s3: Any,
+                                                                       bucket: str, fault_proxy: Any,
+                                                                       tmp_path: Path) -> None:
+    put_parts(s3, bucket, "large.bin", [8 * MiB] * 6)
+    fault_proxy.add_rule("delay", method="GET", path="large.bin", times=None, delay_s=0.5)
+    env = {**cli_env, "S3PO_ENDPOINT_URL": fault_proxy.url}
+    target = tmp_path / "out"
+    target.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "s3po_client.cli", "download", f"s3://{bucket}/large.bin",
+                             str(target / "large.bin")], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_until(lambda: any(target.iterdir()), timeout_s=60, message="the download's temporary file")
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, stderr
+    assert list(target.iterdir()) == [], "the partial download is removed"
+
+
+@pytest.mark.parametrize("fsync", [True, False])
+def test_fsync_downloads_is_a_setting_and_either_way_the_file_is_whole(
+        make_engine: Callable[..., TransferEngine], s3: Any, bucket: str, tmp_path: Path, fsync: bool) -> None:
+    data = put_parts(s3, bucket, "k", [PART, MiB])
+    engine = make_engine(TransferSettings(part_size_bytes=PART, fsync_downloads=fsync))
+    assert engine.download_file(bucket, "k", tmp_path / "k") == str(tmp_path / "k")
+    assert (tmp_path / "k").read_bytes() == data
+    assert [p.name for p in tmp_path.iterdir()] == ["k"]
+
+
+class _Pipe:
+    """A write-only, non-seekable sink (a pipe, a socket)."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def write(self, data: bytes) -> int:
+        self.data += data
+        return len(data)
+
+    def seekable(self) -> bool:
+        return False
