@@ -35,6 +35,21 @@ os.environ["AWS_CONFIG_FILE"] = os.devnull
 os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
 
 
+#: The longest modules, measured (--durations), longest first: on pytest-xdist's workers they
+#: start first, so that none of them is left running alone at the end. The systemd boot's
+#: container is one xdist_group, which loadgroup sends to one worker as a whole.
+LONGEST_FIRST = ("test_systemd_boot.py", "test_transfer_memory.py", "test_budget.py", "test_memory_budget.py",
+                 "test_sigkill_loop.py", "test_many_daemons.py", "test_types.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``-n``), put the tests of :data:`LONGEST_FIRST` first, in that order."""
+    if not config.getoption("numprocesses", None):
+        return
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     server = RedisServer().start()
