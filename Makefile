@@ -21,11 +21,11 @@ setup: $(STAMP)
 
 # The suite on TEST_WORKERS pytest-xdist workers, each with its own redis-server and SeaweedFS.
 # Most tests spend their time waiting (on heartbeats, timeouts, restarts, a slowed store), so
-# four workers overlap those waits on two cores. A test goes to whichever worker is free; the
-# tests of one xdist_group (the systemd boot's container) stay together. `PYTEST_ARGS=-n0`
-# runs it in one process.
+# four workers overlap those waits on two cores. Each module runs whole on one worker (its
+# module fixtures once: the systemd boot's container), modules in collection order, where
+# tests/conftest.py puts the longest first. `PYTEST_ARGS=-n0` runs it in one process.
 TEST_WORKERS ?= 4
-XDIST        := -n $(TEST_WORKERS) --dist loadgroup
+XDIST        := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)

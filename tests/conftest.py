@@ -35,16 +35,19 @@ os.environ["AWS_CONFIG_FILE"] = os.devnull
 os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
 
 
-#: The longest modules, measured (--durations), longest first: on pytest-xdist's workers they
-#: start first, so that none of them is left running alone at the end. The systemd boot's
-#: container is one xdist_group, which loadgroup sends to one worker as a whole.
+#: The longest modules, measured (--durations), longest first: on pytest-xdist's workers
+#: (``--dist loadfile --no-loadscope-reorder``: a module's tests on one worker, modules handed
+#: out in collection order) they start first, so none of them is left running alone at the end.
 LONGEST_FIRST = ("test_systemd_boot.py", "test_transfer_memory.py", "test_budget.py", "test_memory_budget.py",
                  "test_sigkill_loop.py", "test_many_daemons.py", "test_types.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (``-n``), put the tests of :data:`LONGEST_FIRST` first, in that order."""
-    if not config.getoption("numprocesses", None):
+    """On a pytest-xdist worker, put the tests of :data:`LONGEST_FIRST` first, in that order.
+
+    The workers' collections are what the controller schedules from (every worker sorts alike).
+    """
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
         return
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))

@@ -39,8 +39,6 @@ if can_boot_here() is not None and REQUIRED:
 pytestmark = [
     pytest.mark.skipif(can_boot_here() is not None, reason=f"no container here: {can_boot_here()}"),
     pytest.mark.timeout(600),
-    # One container for the module, its tests in order: on one pytest-xdist worker (--dist loadgroup).
-    pytest.mark.xdist_group("systemd-boot"),
 ]
 
 README = ROOT / "README.md"
