@@ -19,8 +19,16 @@ $(STAMP): pyproject.toml scripts/install-system-deps
 
 setup: $(STAMP)
 
+# The suite on TEST_WORKERS pytest-xdist workers, each with its own redis-server and SeaweedFS.
+# Most tests spend their time waiting (on heartbeats, timeouts, restarts, a slowed store), so
+# four workers overlap those waits on two cores. Each module runs whole on one worker (its
+# module fixtures once: the systemd boot's container), modules in collection order, where
+# tests/conftest.py puts the longest first. `PYTEST_ARGS=-n0` runs it in one process.
+TEST_WORKERS ?= 4
+XDIST        := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 # The lowest versions pyproject.toml allows: a second venv with every runtime dependency at
 # its floor (constraints/minimum.txt), on the oldest Python that requires-python admits
@@ -43,7 +51,7 @@ $(MIN_STAMP): pyproject.toml constraints/minimum.txt scripts/install-system-deps
 
 test-min: $(MIN_STAMP)
 	@$(MIN_VENV)/bin/python -c 'import sys; print("test-min: Python %d.%d.%d, dependencies at their floors (constraints/minimum.txt)" % sys.version_info[:3])'
-	S3PO_EXPECT_FLOORS=1 $(MIN_VENV)/bin/python -m pytest --deselect tests/test_types.py::test_packages_pass_mypy_strict \
+	S3PO_EXPECT_FLOORS=1 $(MIN_VENV)/bin/python -m pytest $(XDIST) --deselect tests/test_types.py::test_packages_pass_mypy_strict \
 		--ignore=tests/faults --ignore=tests/test_systemd_boot.py $(PYTEST_ARGS)
 
 # The fault suite at full size (`make test` runs a short version of each scenario): each

@@ -34,6 +34,30 @@ os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 os.environ["AWS_CONFIG_FILE"] = os.devnull
 os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
 
+# A suite started in the background by a script (`make test &`, nohup) inherits SIGINT ignored,
+# and an ignored signal stays ignored across exec: the processes the tests start would not hear
+# the Ctrl-C the tests send them. Python's own handler is reset to the default at exec.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+#: The longest modules, measured (--durations), longest first: on pytest-xdist's workers
+#: (``--dist loadfile --no-loadscope-reorder``: a module's tests on one worker, modules handed
+#: out in collection order) they start first, so none of them is left running alone at the end.
+LONGEST_FIRST = ("test_systemd_boot.py", "test_transfer_memory.py", "test_budget.py", "test_memory_budget.py",
+                 "test_sigkill_loop.py", "test_many_daemons.py", "test_types.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On a pytest-xdist worker, put the tests of :data:`LONGEST_FIRST` first, in that order.
+
+    The workers' collections are what the controller schedules from (every worker sorts alike).
+    """
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:

@@ -22,11 +22,54 @@ from typing import Any
 REGION = "us-east-1"
 
 
+#: The ports :func:`free_port` handed out lately, one ``port time`` line each, shared by every
+#: process on the machine that uses this module (pytest-xdist's workers, another checkout's suite).
+PORTS_FILE = Path(tempfile.gettempdir()) / "s3po-test-ports"
+#: How long a port handed out stays reserved: longer than any test holds one.
+PORT_RESERVED_S = 1800.0
+
+
 def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now.
+
+    The caller binds it later (or expects nothing there): meanwhile the kernel would give the
+    same port to the next ``bind(("127.0.0.1", 0))`` of any process. So no port is handed out
+    twice within :data:`PORT_RESERVED_S`, across processes: they agree through
+    :data:`PORTS_FILE`, under an exclusive lock.
+    """
+    import fcntl
+
+    def unbound() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+    try:
+        ledger = open(PORTS_FILE, "a+")
+    except OSError:  # a file another user made: no sharing, just the kernel's pick
+        return unbound()
+    with ledger:
+        fcntl.flock(ledger, fcntl.LOCK_EX)
+        ledger.seek(0)
+        now = time.time()
+        recent: dict[int, float] = {}
+        for line in ledger.read().splitlines():
+            try:
+                port, at = line.split()
+                if now - float(at) < PORT_RESERVED_S:
+                    recent[int(port)] = float(at)
+            except ValueError:
+                continue
+        for _ in range(1000):
+            port = unbound()
+            if port not in recent:
+                break
+        recent[port] = now
+        ledger.seek(0)
+        ledger.truncate()
+        ledger.write("".join(f"{p} {at:.3f}\n" for p, at in recent.items()))
+        ledger.flush()
+    return port
 
 
 def wait_for_port(port: int, timeout_s: float = 30.0) -> None:

@@ -46,6 +46,16 @@ def floors() -> dict[str, str]:
     return found
 
 
+def tool_floors() -> dict[str, str]:
+    """Return the floor of each test tool of the ``test`` extra that reads ``name>=floor`` (no marker)."""
+    found = {}
+    for requirement in pyproject()["project"]["optional-dependencies"]["test"]:
+        match = FLOOR.match(requirement.replace(" ", ""))
+        if match:
+            found[normalize(match[1])] = match[2]
+    return found
+
+
 def pins() -> dict[str, str]:
     """Return the versions constraints/minimum.txt pins."""
     found = {}
@@ -72,10 +82,16 @@ def release(text: str) -> tuple[int, ...]:
 def test_the_minimum_constraints_pin_exactly_the_floors_of_pyproject() -> None:
     declared, pinned = floors(), pins()
     assert declared, "pyproject.toml declares no dependencies"
-    assert pinned == declared, (
+    runtime = {name: pin for name, pin in pinned.items() if name in declared}
+    assert runtime == declared, (
         "constraints/minimum.txt and pyproject.toml disagree: "
-        f"only in pyproject {sorted(declared.items() - pinned.items())}, "
-        f"only in constraints {sorted(pinned.items() - declared.items())}")
+        f"only in pyproject {sorted(declared.items() - runtime.items())}, "
+        f"only in constraints {sorted(runtime.items() - declared.items())}")
+    # Any other pin is a test tool (the suite's runner) at its floor in the test extra.
+    tools = {name: pin for name, pin in pinned.items() if name not in declared}
+    assert tools.items() <= tool_floors().items(), (
+        f"constraints/minimum.txt pins {sorted(tools.items() - tool_floors().items())}: neither a dependency "
+        "nor a test tool of pyproject.toml's test extra at its floor")
 
 
 def test_mypy_checks_for_the_oldest_python_that_requires_python_admits() -> None:
@@ -89,7 +105,8 @@ def test_mypy_checks_for_the_oldest_python_that_requires_python_admits() -> None
 def test_installed_versions_are_within_the_floors() -> None:
     """Each dependency installed here is at least its floor; under ``make test-min``, exactly it."""
     exact = os.environ.get("S3PO_EXPECT_FLOORS") == "1"
-    for name, floor in floors().items():
+    tools = {name: floor for name, floor in tool_floors().items() if name in pins()}
+    for name, floor in {**floors(), **tools}.items():
         installed = version(name)
         if exact:
             assert release(installed) == release(floor), f"{name} {installed} installed, floor {floor}"
