@@ -199,9 +199,10 @@ class UploadThreads:
             self._changed.notify_all()
             waiting = {job.id for _, _, job in self._waiting}
             count = len(self._unfinished) - len(waiting)
-        if count:
-            logger.warning("finishing %d pending upload(s) before exit (Ctrl-C to abandon them)", count)
         try:
+            # inside the try: a Ctrl-C while this line is written still abandons them as told
+            if count:
+                logger.warning("finishing %d pending upload(s) before exit (Ctrl-C to abandon them)", count)
             with self._changed:
                 self._changed.wait_for(lambda: set(self._unfinished) <= {j.id for _, _, j in self._waiting})
         except KeyboardInterrupt:
