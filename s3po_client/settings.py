@@ -77,10 +77,11 @@ class TransferSettings:
     request_backoff_base_s: float = 0.25
     #: how each PUT and part proves its bytes (see :mod:`s3po_client.transfer.proof`).
     #: ``"auto"`` (default): ``x-amz-checksum-crc32``, compared with the CRC32 the store
-    #: returns, while the store proves it (AWS and most S3-compatible stores); the first
+    #: returns, while the store proves it (AWS, stores with flexible checksums); the first
     #: answer without it, or a refusal of the header, switches the engine to Content-MD5.
-    #: CRC32 costs a fifth of MD5's CPU. ``"md5"``: Content-MD5 on every request, compared
-    #: with the ETag; works on every S3-compatible store. ``"crc32"``: both, both compared.
+    #: CRC32 costs about a third of MD5's CPU. ``"md5"``: Content-MD5 on every request,
+    #: compared with the ETag; works on every S3-compatible store. ``"crc32"``: both, both
+    #: compared.
     #: (The flexible checksums boto3 adds by itself since 1.36 stay off.)
     checksum: ChecksumMode = "auto"
     #: sign each body with SHA-256 (SigV4 payload signing). Off by default: the signed
