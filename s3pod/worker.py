@@ -414,10 +414,16 @@ class Worker:
         self._acknowledge_all([(raw, job)])
 
     def _was_stored(self, job: Job) -> bool:
-        try:
-            return self.consumer.was_stored(job.id)
-        except redis.RedisError:
-            return False  # cannot tell: dead-lettering keeps the job for an admin to look at
+        """Whether the job's stored marker is set, asked until Redis answers.
+
+        Guessing "no" while Redis is away dead-letters a job whose object is stored (its
+        file deleted by the run that stored it): the fault suite's Redis network scenario
+        caught that. False only once the stop put the jobs back (nothing is settled then).
+        """
+        answer: list[bool] = []
+        if not self._settle(lambda: answer.append(self.consumer.was_stored(job.id))):
+            return False
+        return answer[-1]
 
     def _already_stored(self, raw: bytes, job: Job, started: float) -> Outcome:
         """Acknowledge a job whose object an earlier run stored before dying, its file deleted."""

@@ -2,9 +2,9 @@
 
 The body is read once, in order, by the calling thread (from the file, or from the
 compressor), and cut into parts that a bounded pool hashes and sends; each part is
-verified (Content-MD5, checked by the store, and its ETag compared with the MD5 s3po
-computed) and retried alone. The length need not be known in advance: whatever is still being read
-when ``multipart_threshold_bytes`` have been read goes multipart. A multipart upload that
+proven (a checksum the store checks, and its answer compared with s3po's: see
+:mod:`.proof`) and retried alone. The length need not be known in advance: whatever is
+still being read when ``multipart_threshold_bytes`` have been read goes multipart. A multipart upload that
 fails is aborted, so no parts stay behind.
 
 Given a :class:`~s3po_client.queue.uploads.MultipartState`, a multipart upload is recorded
@@ -268,7 +268,8 @@ class MultipartUpload:
         logger.debug("multipart started bucket=%s key=%s upload_id=%s", req.bucket, req.key, self.upload_id)
         if resume is not None and pending is not None:
             try:
-                resume.save(req, replace(pending, upload_id=self.upload_id))  # before the first part
+                # before the first part; with the checksum the store took (it may have refused CRC32)
+                resume.save(req, replace(pending, upload_id=self.upload_id, crc32=self.crc))
             except BaseException:
                 self._abort()
                 raise
@@ -312,6 +313,7 @@ class MultipartUpload:
                 why = "the store has no such upload any more"
         if why is not None:
             resume.discard(req, saved, why)
+            self.crc = self.proof.sends_crc32()  # a new upload takes the proof of now
             return False
         self.upload_id = saved.upload_id
         logger.info("multipart resumed bucket=%s key=%s upload_id=%s parts_stored=%d", req.bucket, req.key,
@@ -351,8 +353,8 @@ class MultipartUpload:
                     while not self._slots.acquire(timeout=0.2):
                         self._raise_if_failed()
                     self._raise_if_failed()
-                    # The part's checksums are computed by the thread that sends it: hashlib
-                    # releases the GIL, so MD5 runs on every core instead of serially with the reads.
+                    # The part's checksums are computed by the thread that sends it: hashlib and
+                    # zlib release the GIL, so hashing runs on every core, not serially with the reads.
                     futures.append(pool.submit(self._send_part, number, data, done))
                     sent += len(data)
                     number += 1
