@@ -247,13 +247,17 @@ class TransferEngine:
             temp = os.path.join(parent, f".{os.path.basename(target)}.{secrets.token_hex(4)}.s3po-tmp")
             fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
             try:
+                output = _FileOutput(fd)
                 try:
-                    output = _FileOutput(fd)
                     self._download_once(bucket, key, output, raw, progress)
                     output.flush()
                     if self.settings.fsync_downloads:
                         os.fsync(fd)
                 finally:
+                    # Its buffer goes to the temporary file now, while the descriptor is still
+                    # ours: left to the garbage collector, a failed download's buffered bytes
+                    # were written later into whatever reused the number (a Redis socket).
+                    output.close()
                     os.close(fd)
                 os.replace(temp, target)
             except BaseException:
@@ -467,6 +471,13 @@ class _FileOutput(_Output):
 
     def flush(self) -> None:
         self.file.flush()
+
+    def close(self) -> None:
+        """Close the buffer over the descriptor (which stays open): what it holds is written first."""
+        try:
+            self.file.close()
+        except (OSError, ValueError):
+            pass  # a failed download's temporary file is removed anyway
 
 
 class _StreamOutput(_Output):
