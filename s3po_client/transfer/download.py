@@ -112,7 +112,9 @@ def part_range(req: Requester, number: int, count: int) -> Span | None:
     response = req.call(f"head part {number}", lambda: s3.head_object(req.client, req.bucket, req.key, number))
     if int(response.get("PartsCount") or 0) != count:
         return None
-    content_range = str(response.get("ContentRange", ""))  # "bytes 0-5242879/10486760"
+    # "bytes 0-5242879/10486760"; botocore before 1.37 does not parse it out of a HEAD's answer
+    content_range = str(response.get("ContentRange")
+                        or response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("content-range", ""))
     try:
         first, last = content_range.split(" ", 1)[1].split("/", 1)[0].split("-")
         return int(first), int(last) + 1
