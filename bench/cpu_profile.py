@@ -57,8 +57,11 @@ WAITS: list[tuple[str, str]] = [
     ("waiting: the settle lock (s3pod Worker._finish)", r"^Worker\._finish \("),
     ("waiting: a Redis reply", r"_read_from_socket|SocketBuffer"),
     ("waiting: an HTTP response", r"SocketIO\.readinto|do_poll|SSLSocket\.read|wait_for_read"),
-    ("waiting: idle pool threads, locks, joins", r"Condition\.wait|_worker \(concurrent|_wait_for_tstate_lock|"
-                                                r"Handler\.acquire|Event\.wait"),
+    (
+        "waiting: idle pool threads, locks, joins",
+        r"Condition\.wait|_worker \(concurrent|_wait_for_tstate_lock|"
+        r"Handler\.acquire|Event\.wait",
+    ),
 ]
 
 
@@ -93,14 +96,20 @@ def summarize(raw: Path, top: int = 25) -> str:
         return "no samples\n"
     waiting = sum(n for name, n in categories.items() if name.startswith("waiting"))
     busy = total - waiting
-    lines = [f"{total} samples of threads py-spy took for running, every thread; {waiting} of them were waiting "
-             f"(below), so {busy} were CPU", "",
-             "| what the sample is doing | share of the CPU samples |", "| --- | ---: |"]
-    lines += [f"| {name} | {100 * n / busy:.1f} % |" for name, n in categories.most_common()
-              if not name.startswith("waiting")]
+    lines = [
+        f"{total} samples of threads py-spy took for running, every thread; {waiting} of them were waiting "
+        f"(below), so {busy} were CPU",
+        "",
+        "| what the sample is doing | share of the CPU samples |",
+        "| --- | ---: |",
+    ]
+    lines += [
+        f"| {name} | {100 * n / busy:.1f} % |" for name, n in categories.most_common() if not name.startswith("waiting")
+    ]
     lines += ["", "| waits py-spy took for running | share of all samples |", "| --- | ---: |"]
-    lines += [f"| {name} | {100 * n / total:.1f} % |" for name, n in categories.most_common()
-              if name.startswith("waiting")]
+    lines += [
+        f"| {name} | {100 * n / total:.1f} % |" for name, n in categories.most_common() if name.startswith("waiting")
+    ]
     lines += ["", "| thread | share |", "| --- | ---: |"]
     lines += [f"| {name} | {100 * n / total:.1f} % |" for name, n in threads.most_common()]
     lines += ["", "| innermost frame (self) | share |", "| --- | ---: |"]
@@ -120,9 +129,23 @@ def record(pid: int, out: Path, duration_s: float, native: bool) -> subprocess.P
     if spy is None:
         raise SystemExit("py-spy not found: .venv/bin/pip install py-spy")
     how = ["--native", "--rate", "100"] if native else ["--nonblocking", "--rate", "200"]
-    return subprocess.Popen([spy, "record", "--pid", str(pid), *how, "--format", "raw",
-                             "--duration", str(int(duration_s) + 1), "--output", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [
+            spy,
+            "record",
+            "--pid",
+            str(pid),
+            *how,
+            "--format",
+            "raw",
+            "--duration",
+            str(int(duration_s) + 1),
+            "--output",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def stop(spy: subprocess.Popen[bytes]) -> None:
@@ -174,10 +197,16 @@ def profile_small(rig: Rig, endpoint: Endpoint, count: int, runs: int, out: Path
                 s = driver.call("s3pod_jobs", redis_url=rig.redis.url, jobs=jobs)
                 commands = command_counts(rig.redis.url) - commands_before
                 cpu_s = daemon.meter.cpu_s() - cpu_before
-                print(f"run {i}: {s.seconds:.2f} s for {count} jobs; the daemon's CPU {cpu_s:.2f} s, "
-                      f"{1000 * cpu_s / count:.2f} ms a job", flush=True)
-                print("  Redis commands a job (the producer's LPUSH and the polling included): " + ", ".join(
-                    f"{name} {n / count:.2f}" for name, n in commands.most_common()), flush=True)
+                print(
+                    f"run {i}: {s.seconds:.2f} s for {count} jobs; the daemon's CPU {cpu_s:.2f} s, "
+                    f"{1000 * cpu_s / count:.2f} ms a job",
+                    flush=True,
+                )
+                print(
+                    "  Redis commands a job (the producer's LPUSH and the polling included): "
+                    + ", ".join(f"{name} {n / count:.2f}" for name, n in commands.most_common()),
+                    flush=True,
+                )
                 rig.clear("p/")
             if spy is not None:
                 stop(spy)
@@ -191,8 +220,11 @@ def main() -> int:
     parser.add_argument("--mib", type=int, default=1024, help="the large file's size")
     parser.add_argument("--count", type=int, default=2000, help="how many 4 KiB files")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--native", action="store_true",
-                        help="sample C frames too (pauses the process at each sample, so blocked threads count)")
+    parser.add_argument(
+        "--native",
+        action="store_true",
+        help="sample C frames too (pauses the process at each sample, so blocked threads count)",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     out = args.out or ROOT / "bench" / "results" / f"profile-{args.what}{'-native' if args.native else ''}.txt"
@@ -202,7 +234,9 @@ def main() -> int:
         if args.what == "small":
             profile_small(rig, rig.http, args.count, args.runs, out, args.native)
         else:
-            profile_large(rig, rig.https if args.what == "large-https" else rig.http, args.mib, args.runs, out, args.native)
+            profile_large(
+                rig, rig.https if args.what == "large-https" else rig.http, args.mib, args.runs, out, args.native
+            )
     finally:
         rig.close()
     text = summarize(out)

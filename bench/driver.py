@@ -21,9 +21,10 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 REGION = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
 _cache: dict[tuple[str, str], Any] = {}
@@ -37,13 +38,23 @@ def cached(kind: str, key: str, build: Callable[[], Any]) -> Any:
 
 # -- clients ---------------------------------------------------------------------------
 
+
 def connection(endpoint: str) -> Any:
     """s3po's synchronous Connection, at its defaults."""
     from s3po_client import Connection
 
-    return cached("s3po", endpoint, lambda: Connection(
-        os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"], async_=False, delete=False,
-        endpoint_url=endpoint, region=REGION))
+    return cached(
+        "s3po",
+        endpoint,
+        lambda: Connection(
+            os.environ["AWS_ACCESS_KEY_ID"],
+            os.environ["AWS_SECRET_ACCESS_KEY"],
+            async_=False,
+            delete=False,
+            endpoint_url=endpoint,
+            region=REGION,
+        ),
+    )
 
 
 def boto3_client(endpoint: str, max_pool_connections: int | None = None) -> Any:
@@ -67,6 +78,7 @@ def redis_client(url: str) -> Any:
 
 
 # -- s3po ------------------------------------------------------------------------------
+
 
 def s3po_upload(endpoint: str, bucket: str, key: str, path: str, compress: str | None = None) -> dict[str, Any]:
     if not connection(endpoint).uploadFile(bucket, key, path, compress=compress):
@@ -112,9 +124,22 @@ def s3pod_jobs(redis_url: str, jobs: list[dict[str, Any]], poll_s: float = 0.005
 
 def job_json(i: int, path: str) -> str:
     """The JSON a hand-written producer would push: the same fields s3po's enqueue sends."""
-    return json.dumps({"bucket": "bench", "key": f"enqueued/{i}", "path": path, "headers": {},
-                       "compress": None, "retries": 3, "delete": True, "silent": False,
-                       "id": os.urandom(16).hex(), "enqueued_at": time.time(), "attempt": 0, "v": 1})
+    return json.dumps(
+        {
+            "bucket": "bench",
+            "key": f"enqueued/{i}",
+            "path": path,
+            "headers": {},
+            "compress": None,
+            "retries": 3,
+            "delete": True,
+            "silent": False,
+            "id": os.urandom(16).hex(),
+            "enqueued_at": time.time(),
+            "attempt": 0,
+            "v": 1,
+        }
+    )
 
 
 def p50(latencies: list[float]) -> dict[str, Any]:
@@ -158,8 +183,11 @@ def lpush_latency(redis_url: str, prefix: str, path: str, calls: int) -> dict[st
 def enqueue_many_rate(redis_url: str, prefix: str, path: str, calls: int) -> dict[str, Any]:
     import s3po_client
 
-    s3po_client.enqueue_many([{"bucket": "bench", "key": f"enqueued/{i}", "path": path} for i in range(calls)],
-                             redis_url=redis_url, prefix=prefix)
+    s3po_client.enqueue_many(
+        [{"bucket": "bench", "key": f"enqueued/{i}", "path": path} for i in range(calls)],
+        redis_url=redis_url,
+        prefix=prefix,
+    )
     return {}
 
 
@@ -173,7 +201,10 @@ def pipelined_lpush_rate(redis_url: str, prefix: str, path: str, calls: int) -> 
 
 # -- boto3 -----------------------------------------------------------------------------
 
-def boto3_upload(endpoint: str, bucket: str, key: str, path: str, content_encoding: str | None = None) -> dict[str, Any]:
+
+def boto3_upload(
+    endpoint: str, bucket: str, key: str, path: str, content_encoding: str | None = None
+) -> dict[str, Any]:
     extra = {"ContentEncoding": content_encoding} if content_encoding else None
     boto3_client(endpoint).upload_file(path, bucket, key, ExtraArgs=extra)
     return {}
@@ -211,15 +242,26 @@ def compress_then_boto3(endpoint: str, bucket: str, key: str, path: str, command
 
 
 OPS: dict[str, Callable[..., dict[str, Any]]] = {
-    f.__name__: f for f in (
-        s3po_upload, s3po_download, s3pod_jobs, enqueue_latency, connection_queued_latency, lpush_latency,
-        enqueue_many_rate, pipelined_lpush_rate, boto3_upload, boto3_download, boto3_put_many,
+    f.__name__: f
+    for f in (
+        s3po_upload,
+        s3po_download,
+        s3pod_jobs,
+        enqueue_latency,
+        connection_queued_latency,
+        lpush_latency,
+        enqueue_many_rate,
+        pipelined_lpush_rate,
+        boto3_upload,
+        boto3_download,
+        boto3_put_many,
         compress_then_boto3,
     )
 }
 
 
 # -- measuring -------------------------------------------------------------------------
+
 
 def cpu_self() -> float:
     u = resource.getrusage(resource.RUSAGE_SELF)

@@ -27,9 +27,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -63,8 +64,14 @@ def run_command(argv: Sequence[str], env: Mapping[str, str], *, stdout: Any = su
     """
     with tempfile.NamedTemporaryFile() as rss, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
-        proc = subprocess.Popen([TIME, "--format", "%M", "--output", rss.name, *argv], env=dict(env),
-                                stdin=subprocess.DEVNULL, stdout=stdout, stderr=err, preexec_fn=die_with_parent)
+        proc = subprocess.Popen(
+            [TIME, "--format", "%M", "--output", rss.name, *argv],
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=err,
+            preexec_fn=die_with_parent,
+        )
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - started
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -82,9 +89,14 @@ class Driver:
     def __init__(self, name: str, env: Mapping[str, str], log_dir: Path) -> None:
         self.name = name
         self.log = open(log_dir / f"driver-{name}.log", "ab")
-        self.proc = subprocess.Popen([sys.executable, str(BENCH / "driver.py")], env=dict(env),
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
-                                     preexec_fn=die_with_parent)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(BENCH / "driver.py")],
+            env=dict(env),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            preexec_fn=die_with_parent,
+        )
 
     def call(self, op: str, **args: Any) -> Sample:
         """Run ``op(**args)`` in the child; return its Sample (raises if the call failed there)."""
@@ -123,7 +135,7 @@ class ProcessMeter:
 
     def cpu_s(self) -> float:
         stat = Path(f"/proc/{self.pid}/stat").read_text()
-        fields = stat[stat.rindex(")") + 2:].split()  # the command name may hold spaces
+        fields = stat[stat.rindex(")") + 2 :].split()  # the command name may hold spaces
         return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
 
     def reset_peak(self) -> bool:
@@ -181,8 +193,9 @@ class Results:
         return statistics.median(p.seconds / s.seconds for s, p in pairs)
 
 
-def run_rounds(contenders: Sequence[Contender], rounds: int, *, label: str = "",
-               between: Callable[[], None] | None = None) -> Results:
+def run_rounds(
+    contenders: Sequence[Contender], rounds: int, *, label: str = "", between: Callable[[], None] | None = None
+) -> Results:
     """Run each contender once per round, interleaved and rotated; ``between`` runs untimed after each run."""
     samples: dict[str, list[Sample]] = {c.name: [] for c in contenders}
     for c in contenders:
@@ -200,6 +213,9 @@ def run_rounds(contenders: Sequence[Contender], rounds: int, *, label: str = "",
             if between is not None:
                 between()
             samples[c.name].append(sample)
-            print(f"  {label} round {r + 1}/{rounds}  {c.name:<44} {sample.seconds:9.4f} s  "
-                  f"cpu {sample.cpu_s:7.2f} s  rss {sample.rss_bytes / 2**20:6.0f} MiB", flush=True)
+            print(
+                f"  {label} round {r + 1}/{rounds}  {c.name:<44} {sample.seconds:9.4f} s  "
+                f"cpu {sample.cpu_s:7.2f} s  rss {sample.rss_bytes / 2**20:6.0f} MiB",
+                flush=True,
+            )
     return Results(samples)

@@ -50,10 +50,19 @@ class Machine:
 
 def commit() -> str:
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "s3po_client", "s3pod"], capture_output=True,
-                               text=True, cwd=Path(__file__).parent.parent).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "s3po_client", "s3pod"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent.parent,
+        ).stdout.strip()
         return head + (" with uncommitted changes to s3po" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -97,8 +106,9 @@ def case_table(case: Case, results: Results) -> list[str]:
     return lines + [""]
 
 
-def render(runs: list[tuple[Case, Results]], machine: Machine, versions: dict[str, str], command: str,
-           label: str, quick: bool) -> str:
+def render(
+    runs: list[tuple[Case, Results]], machine: Machine, versions: dict[str, str], command: str, label: str, quick: bool
+) -> str:
     rounds = sorted({case.rounds for case, _ in runs})
     lines = [
         START,
@@ -108,7 +118,8 @@ def render(runs: list[tuple[Case, Results]], machine: Machine, versions: dict[st
         f"- Machine: {machine.cpu}, {machine.cores} cores, {machine.memory_gib:.0f} GiB, Linux {machine.kernel}; "
         f"load average {machine.load_before[0]:.2f} before, {machine.load_after[0]:.2f} after "
         "(the machine is shared: its other work is part of the noise)",
-        f"- Command: `{command}`" + (" (quick mode: smaller sizes and fewer rounds than the full run)" if quick else ""),
+        f"- Command: `{command}`"
+        + (" (quick mode: smaller sizes and fewer rounds than the full run)" if quick else ""),
         "- Versions: " + "; ".join(f"{k} {v}" for k, v in versions.items()),
         "",
         f"Every case runs its tools interleaved, {' or '.join(map(str, rounds))} rounds (A B C, A B C, …, each round "
@@ -131,8 +142,9 @@ def render(runs: list[tuple[Case, Results]], machine: Machine, versions: dict[st
                 measured, met = target.check(results)
             except KeyError:  # a peer this machine lacks
                 measured, met = "not measured", False
-            lines.append(f"| {cell(case.title)} | {cell(target.describe())} | {measured} | "
-                         f"{'met' if met else '**not met**'} |")
+            lines.append(
+                f"| {cell(case.title)} | {cell(target.describe())} | {measured} | {'met' if met else '**not met**'} |"
+            )
     return "\n".join(lines + ["", END]) + "\n"
 
 

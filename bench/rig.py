@@ -17,10 +17,11 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from measure import ProcessMeter, die_with_parent
 
@@ -38,7 +39,7 @@ VACUUM_AFTER_BYTES = 1 << 30
 class Endpoint:
     """One way to reach the store: its URL and, over HTTPS, the CA bundle that proves it."""
 
-    name: str          # "http" or "https"
+    name: str  # "http" or "https"
     url: str
     ca_bundle: str | None = None
 
@@ -53,9 +54,13 @@ class Rig:
         certs = make_certs(self.work)
         https_port = free_port()
         self.redis = RedisServer().start()
-        self.s3 = S3Server(extra_args=(
-            f"-s3.port.https={https_port}", f"-s3.cert.file={certs['cert']}", f"-s3.key.file={certs['key']}",
-        )).start()
+        self.s3 = S3Server(
+            extra_args=(
+                f"-s3.port.https={https_port}",
+                f"-s3.cert.file={certs['cert']}",
+                f"-s3.key.file={certs['key']}",
+            )
+        ).start()
         self.http = Endpoint("http", self.s3.url)
         self.https = Endpoint("https", f"https://127.0.0.1:{https_port}", str(certs["ca"]))
         self.client = self.s3.client()
@@ -75,10 +80,15 @@ class Rig:
     def env(self, endpoint: Endpoint | None = None) -> dict[str, str]:
         """The environment every tool runs in: the store's credentials and, over HTTPS, its CA bundle."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3PO", "RCLONE_"))}
-        env.update(AWS_ACCESS_KEY_ID=self.s3.access_key, AWS_SECRET_ACCESS_KEY=self.s3.secret_key,
-                   AWS_DEFAULT_REGION=REGION, AWS_EC2_METADATA_DISABLED="true",
-                   AWS_CONFIG_FILE="/dev/null", AWS_SHARED_CREDENTIALS_FILE="/dev/null",
-                   PYTHONPATH=str(ROOT))
+        env.update(
+            AWS_ACCESS_KEY_ID=self.s3.access_key,
+            AWS_SECRET_ACCESS_KEY=self.s3.secret_key,
+            AWS_DEFAULT_REGION=REGION,
+            AWS_EC2_METADATA_DISABLED="true",
+            AWS_CONFIG_FILE="/dev/null",
+            AWS_SHARED_CREDENTIALS_FILE="/dev/null",
+            PYTHONPATH=str(ROOT),
+        )
         if endpoint is not None and endpoint.ca_bundle:
             env.update(AWS_CA_BUNDLE=endpoint.ca_bundle, SSL_CERT_FILE=endpoint.ca_bundle)
         return env
@@ -98,8 +108,9 @@ class Rig:
             if not objects:
                 continue
             deleted += sum(o["Size"] for o in objects)
-            self.client.delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": o["Key"]} for o in objects],
-                                                              "Quiet": True})
+            self.client.delete_objects(
+                Bucket=BUCKET, Delete={"Objects": [{"Key": o["Key"]} for o in objects], "Quiet": True}
+            )
         self.garbage_bytes += deleted
         if self.garbage_bytes >= VACUUM_AFTER_BYTES:
             self.vacuum()
@@ -125,11 +136,19 @@ class Rig:
         """s3pod at its default settings against ``endpoint``, reading and deleting files under ``spool``."""
         spool.mkdir(parents=True, exist_ok=True)
         log = self.logs / f"s3pod-{endpoint.name}.log"
-        env = {**self.env(endpoint), **self.s3.daemon_env(), "S3POD_ENDPOINT_URL": endpoint.url,
-               "S3POD_REDIS_URL": self.redis.url}
-        proc = subprocess.Popen([sys.executable, "-m", "s3pod", "--allow-dir", str(spool), "--log-file", str(log)],
-                                env=env, stdin=subprocess.DEVNULL, stderr=open(self.logs / "s3pod-stderr.log", "ab"),
-                                preexec_fn=die_with_parent)
+        env = {
+            **self.env(endpoint),
+            **self.s3.daemon_env(),
+            "S3POD_ENDPOINT_URL": endpoint.url,
+            "S3POD_REDIS_URL": self.redis.url,
+        }
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "s3pod", "--allow-dir", str(spool), "--log-file", str(log)],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stderr=open(self.logs / "s3pod-stderr.log", "ab"),
+            preexec_fn=die_with_parent,
+        )
         try:
             deadline = time.monotonic() + 60
             while b" ready: " not in (log.read_bytes() if log.exists() else b""):

@@ -35,12 +35,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes and 2 rounds: under 3 minutes")
     parser.add_argument("--rounds", type=int, help="rounds per case (default 5; 2 with --quick)")
-    parser.add_argument("--large-mib", type=int, help="the large file's (and the download's) size in MiB, "
-                                                       "for a check between the quick and the full run")
+    parser.add_argument(
+        "--large-mib",
+        type=int,
+        help="the large file's (and the download's) size in MiB, for a check between the quick and the full run",
+    )
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, of: {', '.join(CASES)}")
     parser.add_argument("--label", default="latest run", help="what the report calls this run (e.g. baseline)")
-    parser.add_argument("--out", help="where the report goes (default: docs/BENCHMARKS.md after a full run of "
-                                      "every case, else bench/results/latest.md)")
+    parser.add_argument(
+        "--out",
+        help="where the report goes (default: docs/BENCHMARKS.md after a full run of "
+        "every case, else bench/results/latest.md)",
+    )
     args = parser.parse_args()
     names = [n.strip() for n in args.cases.split(",") if n.strip()]
     unknown = [n for n in names if n not in CASES]
@@ -87,8 +93,10 @@ def main() -> int:
         report.write_docs(out, text)
     else:
         out.write_text(text)
-    samples = {case.title: {name: [dataclasses.asdict(x) for x in xs] for name, xs in results.samples.items()}
-               for case, results in runs}
+    samples = {
+        case.title: {name: [dataclasses.asdict(x) for x in xs] for name, xs in results.samples.items()}
+        for case, results in runs
+    }
     (ROOT / "bench" / "results" / f"{out.stem}.samples.json").write_text(json.dumps(samples, indent=1))
     print("\n" + text)
     print(f"written to {out} after {time.monotonic() - started:.0f} s")

@@ -97,13 +97,26 @@ def masters_of(cluster: RedisClusterServers) -> list[int]:
 def start_daemons(n: int, setup: Setup, s3: S3Server, spool: Path, logs: Path, concurrency: int) -> list[Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("S3POD_", "S3PO_"))}
     env.update(s3.daemon_env())
-    env.update({"S3POD_REDIS_URL": setup.url, "S3POD_PREFIX": setup.prefix, "PYTHONPATH": str(ROOT),
-                "S3POD_ALLOW_DIR": str(spool), "S3POD_LOG_LEVEL": "WARNING"})
+    env.update(
+        {
+            "S3POD_REDIS_URL": setup.url,
+            "S3POD_PREFIX": setup.prefix,
+            "PYTHONPATH": str(ROOT),
+            "S3POD_ALLOW_DIR": str(spool),
+            "S3POD_LOG_LEVEL": "WARNING",
+        }
+    )
     procs = []
     for i in range(n):
         log = open(logs / f"{setup.name}-{n}-{i}.log", "wb")
-        procs.append(subprocess.Popen([sys.executable, "-m", "s3pod", "--concurrency", str(concurrency),
-                                       "--log-level", "INFO"], env=env, stdout=log, stderr=subprocess.STDOUT))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "s3pod", "--concurrency", str(concurrency), "--log-level", "INFO"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
     deadline = time.monotonic() + 60
     for i in range(n):
         path = logs / f"{setup.name}-{n}-{i}.log"
@@ -114,8 +127,9 @@ def start_daemons(n: int, setup: Setup, s3: S3Server, spool: Path, logs: Path, c
     return procs
 
 
-def run_once(setup: Setup, daemons: int, jobs: int, size: int, concurrency: int, s3: S3Server, bucket: str,
-             work: Path) -> Result:
+def run_once(
+    setup: Setup, daemons: int, jobs: int, size: int, concurrency: int, s3: S3Server, bucket: str, work: Path
+) -> Result:
     from s3po_client import enqueue_many
     from s3po_client.queue import connect, count_jobs
 
@@ -133,8 +147,11 @@ def run_once(setup: Setup, daemons: int, jobs: int, size: int, concurrency: int,
             node(port).config_resetstat()
         calls0, cpu0 = redis_stats(setup.masters)
         started = time.perf_counter()
-        enqueue_many([{"bucket": bucket, "key": f"{setup.name}/{daemons}/{f.name}", "path": f} for f in files],
-                     redis_url=setup.url, prefix=setup.prefix)
+        enqueue_many(
+            [{"bucket": bucket, "key": f"{setup.name}/{daemons}/{f.name}", "path": f} for f in files],
+            redis_url=setup.url,
+            prefix=setup.prefix,
+        )
         while any(f.exists() for f in files):
             time.sleep(0.01)
         client = connect(setup.url)
@@ -188,8 +205,10 @@ def protocol_ceiling(setup: Setup, jobs: int, clients: int) -> tuple[float, floa
     client.close()
     ctx = multiprocessing.get_context("spawn")
     out, ready, go = ctx.Queue(), ctx.Semaphore(0), ctx.Event()
-    procs = [ctx.Process(target=protocol_worker, args=(setup.url, setup.prefix, f"p{i}", ready, go, out))
-             for i in range(clients)]
+    procs = [
+        ctx.Process(target=protocol_worker, args=(setup.url, setup.prefix, f"p{i}", ready, go, out))
+        for i in range(clients)
+    ]
     for proc in procs:
         proc.start()
     for _ in procs:  # every client connected and ready: time the work, not the start-up
@@ -213,7 +232,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8, help="--concurrency of each s3pod (default 8)")
     parser.add_argument("--setups", default="single,cluster,sharded", help="which Redis setups (default all)")
     parser.add_argument("--shards", type=int, default=4, help="prefixes of the sharded setup (default 4)")
-    parser.add_argument("--protocol-jobs", type=int, default=20000, help="jobs of the protocol-only run (default 20000)")
+    parser.add_argument(
+        "--protocol-jobs", type=int, default=20000, help="jobs of the protocol-only run (default 20000)"
+    )
     parser.add_argument("--protocol-clients", type=int, default=4, help="its client processes (default 4)")
     args = parser.parse_args()
     counts = [int(n) for n in args.daemons.split(",")]
@@ -240,8 +261,11 @@ def main() -> None:
             for n in counts:
                 result = run_once(setup, n, args.jobs, args.size, args.concurrency, s3, bucket, work)
                 results.append(result)
-                print(f"# {setup.name} daemons={n}: {result.jobs_per_s:.0f} jobs/s "
-                      f"{result.commands_per_job:.1f} commands/job", file=sys.stderr)
+                print(
+                    f"# {setup.name} daemons={n}: {result.jobs_per_s:.0f} jobs/s "
+                    f"{result.commands_per_job:.1f} commands/job",
+                    file=sys.stderr,
+                )
         ceilings = []
         for setup in setups:
             if setup.name == "sharded":
@@ -257,11 +281,15 @@ def main() -> None:
         s3.close()
         shutil.rmtree(work, ignore_errors=True)
 
-    print(f"- Date: {time.strftime('%Y-%m-%d')}; machine: {os.cpu_count()} cores, {platform.machine()}; "
-          f"Python {platform.python_version()}; load average {load:.1f} at the end")
-    print(f"- Command: `bench/scale.py --jobs {args.jobs} --size {args.size} --daemons {args.daemons} "
-          f"--concurrency {args.concurrency} --setups {args.setups} --shards {args.shards} "
-          f"--protocol-jobs {args.protocol_jobs} --protocol-clients {args.protocol_clients}`")
+    print(
+        f"- Date: {time.strftime('%Y-%m-%d')}; machine: {os.cpu_count()} cores, {platform.machine()}; "
+        f"Python {platform.python_version()}; load average {load:.1f} at the end"
+    )
+    print(
+        f"- Command: `bench/scale.py --jobs {args.jobs} --size {args.size} --daemons {args.daemons} "
+        f"--concurrency {args.concurrency} --setups {args.setups} --shards {args.shards} "
+        f"--protocol-jobs {args.protocol_jobs} --protocol-clients {args.protocol_clients}`"
+    )
     print()
     print(f"{args.jobs} files × {args.size} bytes, each s3pod `--concurrency {args.concurrency}`:")
     print()

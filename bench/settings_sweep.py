@@ -29,12 +29,15 @@ from rig import BUCKET, Rig
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from s3po_client.settings import S3Settings, TransferSettings  # noqa: E402
-from s3po_client.transfer.engine import TransferEngine  # noqa: E402
 from servers import REGION  # noqa: E402
 
-SETTINGS = ("defaults;checksum=md5;max_concurrency=2;max_concurrency=6;max_concurrency=8;"
-            "part_size_bytes=16MiB;part_size_bytes=16MiB,max_concurrency=8;part_size_bytes=32MiB")
+from s3po_client.settings import S3Settings, TransferSettings  # noqa: E402
+from s3po_client.transfer.engine import TransferEngine  # noqa: E402
+
+SETTINGS = (
+    "defaults;checksum=md5;max_concurrency=2;max_concurrency=6;max_concurrency=8;"
+    "part_size_bytes=16MiB;part_size_bytes=16MiB,max_concurrency=8;part_size_bytes=32MiB"
+)
 
 
 def parse(spec: str) -> dict[str, Any]:
@@ -63,14 +66,15 @@ def main() -> int:
     rig = Rig()
     try:
         path = data.random_file(rig.work / "sweep.bin", args.mib << 20)
-        s3 = S3Settings(endpoint_url=rig.http.url, access_id=rig.s3.access_key, secret_key=rig.s3.secret_key,
-                        region=REGION)
+        s3 = S3Settings(
+            endpoint_url=rig.http.url, access_id=rig.s3.access_key, secret_key=rig.s3.secret_key, region=REGION
+        )
         engines = {spec: TransferEngine(s3, TransferSettings(**parse(spec))) for spec in specs}
         contenders = [*specs, "boto3 upload_file"]
         results: dict[str, list[tuple[float, float]]] = {c: [] for c in contenders}
         load_before = os.getloadavg()[0]
         for r in range(args.rounds):
-            order = contenders[r % len(contenders):] + contenders[:r % len(contenders)]
+            order = contenders[r % len(contenders) :] + contenders[: r % len(contenders)]
             for name in order:
                 key = f"sweep/{r}/{len(results[name])}"
                 started, cpu = time.monotonic(), os.times()
@@ -83,16 +87,20 @@ def main() -> int:
                 results[name].append((seconds, after.user - cpu.user + after.system - cpu.system))
                 print(f"  round {r + 1}/{args.rounds}  {name:45s} {seconds:7.3f} s", flush=True)
                 rig.clear("sweep/")
-        print(f"\n{args.mib} MiB, {args.rounds} rounds, load average {load_before:.1f} before, "
-              f"{os.getloadavg()[0]:.1f} after\n")
+        print(
+            f"\n{args.mib} MiB, {args.rounds} rounds, load average {load_before:.1f} before, "
+            f"{os.getloadavg()[0]:.1f} after\n"
+        )
         print("| setting | median s | speed vs defaults (same round) | CPU s |")
         print("| --- | ---: | ---: | ---: |")
         first = results[contenders[0]]
         for name in contenders:
             rows = results[name]
             ratio = statistics.median(f[0] / x[0] for f, x in zip(first, rows))
-            print(f"| {name} | {statistics.median(x[0] for x in rows):.3f} | {ratio:.2f}× | "
-                  f"{statistics.median(x[1] for x in rows):.2f} |")
+            print(
+                f"| {name} | {statistics.median(x[0] for x in rows):.3f} | {ratio:.2f}× | "
+                f"{statistics.median(x[1] for x in rows):.2f} |"
+            )
         for engine in engines.values():
             engine.close()
     finally:

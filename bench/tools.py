@@ -34,8 +34,17 @@ def aws(endpoint: Endpoint, *args: str) -> list[str]:
 def rclone(endpoint: Endpoint, *args: str) -> list[str]:
     """``rclone …`` with the store as the remote ``:s3:``, configured by flags alone (no config file)."""
     assert RCLONE is not None
-    rig_flags = ["--config", "/dev/null", "--s3-provider", "Other", "--s3-env-auth", "--s3-endpoint", endpoint.url,
-                 "--s3-region", REGION]
+    rig_flags = [
+        "--config",
+        "/dev/null",
+        "--s3-provider",
+        "Other",
+        "--s3-env-auth",
+        "--s3-endpoint",
+        endpoint.url,
+        "--s3-region",
+        REGION,
+    ]
     # The CA bundle goes by flag: rclone fails with one in AWS_CA_BUNDLE (see ``environment``).
     if endpoint.ca_bundle:
         rig_flags += ["--ca-cert", endpoint.ca_bundle]
@@ -56,9 +65,21 @@ def rclone_remote(path: str) -> str:
 def curl_put(rig: Rig, endpoint: Endpoint, path: Path, key: str) -> list[str]:
     """One PUT of the whole file, signed with SigV4 by curl (the raw HTTP ceiling: no parts, no checksum)."""
     assert CURL is not None
-    argv = [CURL, "--silent", "--show-error", "--fail", "--output", "/dev/null",
-            "--aws-sigv4", f"aws:amz:{REGION}:s3", "--user", f"{rig.s3.access_key}:{rig.s3.secret_key}",
-            "--upload-file", str(path), f"{endpoint.url}/{BUCKET}/{key}"]
+    argv = [
+        CURL,
+        "--silent",
+        "--show-error",
+        "--fail",
+        "--output",
+        "/dev/null",
+        "--aws-sigv4",
+        f"aws:amz:{REGION}:s3",
+        "--user",
+        f"{rig.s3.access_key}:{rig.s3.secret_key}",
+        "--upload-file",
+        str(path),
+        f"{endpoint.url}/{BUCKET}/{key}",
+    ]
     if endpoint.ca_bundle:
         argv[1:1] = ["--cacert", endpoint.ca_bundle]
     return argv

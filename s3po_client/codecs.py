@@ -175,8 +175,9 @@ class DecodingWriter:
     def __enter__(self) -> DecodingWriter:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if exc_type is None:
             self.close()
 
@@ -238,7 +239,8 @@ class _ZstdDecoder:
 
         self.zstandard = zstandard
         self.writer = zstandard.ZstdDecompressor().stream_writer(
-            cast(IO[bytes], _Emitter(emit)), write_size=CHUNK_BYTES, closefd=False)
+            cast(IO[bytes], _Emitter(emit)), write_size=CHUNK_BYTES, closefd=False
+        )
 
     def feed(self, data: bytes) -> None:
         try:

@@ -21,7 +21,8 @@ import os
 import tempfile
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, SourceChangedError, TransferError, UploadError
 from .job import DEFAULT_RETRIES, Codec, Job
@@ -77,8 +78,14 @@ class Connection:
     ) -> None:
         if LEGACY_ASYNC in boto_options:
             async_ = bool(boto_options.pop(LEGACY_ASYNC))
-        self.s3 = S3Settings(access_id=access_id, secret_key=secret_key, profile=profile, region=region,
-                             endpoint_url=endpoint_url, boto_options=boto_options)
+        self.s3 = S3Settings(
+            access_id=access_id,
+            secret_key=secret_key,
+            profile=profile,
+            region=region,
+            endpoint_url=endpoint_url,
+            boto_options=boto_options,
+        )
         self.retry = RetryPolicy(base_s=backoff_base)
         self.keys = QueueKeys(prefix)
         self.delete = bool(delete)
@@ -94,8 +101,10 @@ class Connection:
 
     def __repr__(self) -> str:
         mode = "threaded" if self._threads is not None else "queued"
-        return (f"Connection(endpoint_url={self.s3.endpoint_url!r}, delete={self.delete}, "
-                f"async_={self.async_}, async_mode={mode!r})")
+        return (
+            f"Connection(endpoint_url={self.s3.endpoint_url!r}, delete={self.delete}, "
+            f"async_={self.async_}, async_mode={mode!r})"
+        )
 
     def __enter__(self) -> Connection:
         return self
@@ -130,10 +139,28 @@ class Connection:
         run_async = self._resolve_async(async_, legacy)
         do_delete = self.delete if delete is None else bool(delete)
         if run_async:
-            return self._submit(make_job(bucket, key, path, headers=headers, compress=compress,
-                                         retries=retries, delete=do_delete, silent=silent))
-        return self._store(bucket, key, os.path.abspath(os.fspath(path)), headers=headers, compress=compress,
-                           retries=retries, delete=do_delete, silent=silent)
+            return self._submit(
+                make_job(
+                    bucket,
+                    key,
+                    path,
+                    headers=headers,
+                    compress=compress,
+                    retries=retries,
+                    delete=do_delete,
+                    silent=silent,
+                )
+            )
+        return self._store(
+            bucket,
+            key,
+            os.path.abspath(os.fspath(path)),
+            headers=headers,
+            compress=compress,
+            retries=retries,
+            delete=do_delete,
+            silent=silent,
+        )
 
     def upload_string(
         self,
@@ -156,8 +183,9 @@ class Connection:
         body = data.encode() if isinstance(data, str) else bytes(data)
         if not self._resolve_async(async_, legacy):
             try:
-                result = self.engine.upload_bytes(bucket, key, body, headers=headers, compress=compress,
-                                                  retries=retries, silent=silent)
+                result = self.engine.upload_bytes(
+                    bucket, key, body, headers=headers, compress=compress, retries=retries, silent=silent
+                )
             except UploadError:
                 raise
             except TransferError as exc:
@@ -167,16 +195,26 @@ class Connection:
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(body)
-            return self.upload_file(bucket, key, path, headers=headers, compress=compress, retries=retries,
-                                    async_=True, delete=True, silent=silent)
+            return self.upload_file(
+                bucket,
+                key,
+                path,
+                headers=headers,
+                compress=compress,
+                retries=retries,
+                async_=True,
+                delete=True,
+                silent=silent,
+            )
         except BaseException:
             os.unlink(path)
             raise
 
     # -- downloads -----------------------------------------------------------------------
 
-    def download_file(self, bucket: str, key: str, filename: str | os.PathLike[str] | None = None,
-                      retries: int = DEFAULT_RETRIES) -> str:
+    def download_file(
+        self, bucket: str, key: str, filename: str | os.PathLike[str] | None = None, retries: int = DEFAULT_RETRIES
+    ) -> str:
         """Download ``s3://bucket/key`` into ``filename`` (a new temporary file if None); return the path.
 
         The content is decoded per its Content-Encoding. Raises
@@ -283,12 +321,31 @@ class Connection:
 
         The threads schedule the next attempt themselves (no thread sleeps through a backoff).
         """
-        self._store(job.bucket, job.key, job.path, headers=job.headers, compress=job.compress,
-                    retries=0, delete=job.delete, silent=False, job_id=job.id)
+        self._store(
+            job.bucket,
+            job.key,
+            job.path,
+            headers=job.headers,
+            compress=job.compress,
+            retries=0,
+            delete=job.delete,
+            silent=False,
+            job_id=job.id,
+        )
 
-    def _store(self, bucket: str, key: str, path: str, *, headers: Mapping[str, str] | None,
-               compress: Codec | None, retries: int, delete: bool, silent: bool,
-               job_id: str = "-") -> bool:
+    def _store(
+        self,
+        bucket: str,
+        key: str,
+        path: str,
+        *,
+        headers: Mapping[str, str] | None,
+        compress: Codec | None,
+        retries: int,
+        delete: bool,
+        silent: bool,
+        job_id: str = "-",
+    ) -> bool:
         """Upload ``path`` now, then delete it if asked and unchanged; True, or False when silent.
 
         A file that changed while it was sent is uploaded again (each time counts as a
@@ -297,8 +354,9 @@ class Connection:
         changes = 0
         while True:
             try:
-                result = self.engine.upload_file(bucket, key, path, headers=headers, compress=compress,
-                                                 retries=retries, silent=silent)
+                result = self.engine.upload_file(
+                    bucket, key, path, headers=headers, compress=compress, retries=retries, silent=silent
+                )
                 if result is False:
                     return False
                 logger.info("uploaded job=%s bucket=%s key=%s bytes=%d", job_id, bucket, key, result.bytes_read)

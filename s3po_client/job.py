@@ -11,9 +11,10 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
-from typing import Any, Literal, Mapping, get_args
+from typing import Any, Literal, get_args
 
 from .errors import JobError
 
@@ -90,9 +91,7 @@ class Job:
         # frozen does not freeze a dict: keep a private read-only copy.
         object.__setattr__(self, "headers", MappingProxyType(dict(self.headers)))
         if self.compress is not None and self.compress not in CODECS:
-            raise JobError(
-                f"field 'compress' must be null or one of {', '.join(CODECS)}; got {self.compress!r}"
-            )
+            raise JobError(f"field 'compress' must be null or one of {', '.join(CODECS)}; got {self.compress!r}")
         for name in ("retries", "attempt"):
             value = getattr(self, name)
             if not _is_int(value) or value < 0:

@@ -16,8 +16,9 @@ from __future__ import annotations
 import logging
 import os
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import BinaryIO, Sequence
+from typing import BinaryIO
 
 from .errors import JobError, SourceChangedError, UnsafePathError
 
@@ -75,8 +76,9 @@ def open_checked(path: str, *, allow_dirs: Sequence[str] = (), shown: str | None
     except OSError as exc:  # a link swapped for a file mid-resolution: readlink says EINVAL
         raise JobError(f"path {name!r} cannot be resolved (changed while it was checked): {exc.strerror}") from None
     if allow_dirs and not inside(real, allow_dirs):
-        raise UnsafePathError(f"path {name!r} resolves to {real!r}, outside the allowed directories "
-                              f"({', '.join(allow_dirs)})")
+        raise UnsafePathError(
+            f"path {name!r} resolves to {real!r}, outside the allowed directories ({', '.join(allow_dirs)})"
+        )
     try:
         fd = os.open(real, _OPEN_FLAGS)
     except FileNotFoundError:
@@ -91,8 +93,9 @@ def open_checked(path: str, *, allow_dirs: Sequence[str] = (), shown: str | None
             raise JobError(f"path {name!r} is not a regular file")
         opened = _descriptor_path(fd, real)
         if allow_dirs and not inside(opened, allow_dirs):
-            raise UnsafePathError(f"path {name!r} opened {opened!r}, outside the allowed directories "
-                                  f"({', '.join(allow_dirs)})")
+            raise UnsafePathError(
+                f"path {name!r} opened {opened!r}, outside the allowed directories ({', '.join(allow_dirs)})"
+            )
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
         return os.fdopen(fd, "rb"), opened
@@ -121,8 +124,9 @@ def ensure_unchanged(path: str, expected: FileStat, *, bucket: str = "", key: st
     except FileNotFoundError:
         raise SourceChangedError(f"{path!r} vanished during the upload", bucket=bucket, key=key) from None
     if now != expected:
-        raise SourceChangedError(f"{path!r} changed during the upload; it is kept and uploaded again",
-                                 bucket=bucket, key=key)
+        raise SourceChangedError(
+            f"{path!r} changed during the upload; it is kept and uploaded again", bucket=bucket, key=key
+        )
 
 
 def delete_unchanged(path: str, expected: FileStat, *, job_id: str = "-", bucket: str = "", key: str = "") -> bool:

@@ -7,7 +7,7 @@ filter (``redact``), so a secret is hidden the same way everywhere.
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 REDACTED = "***"
 

@@ -113,7 +113,9 @@ class TransferSettings:
         if self.part_size_bytes < MIN_PART_SIZE_BYTES or self.part_size_bytes > MAX_PART_SIZE_BYTES:
             problems.append(f"part_size_bytes must be between 5 MiB and 5 GiB, got {self.part_size_bytes}")
         if self.multipart_threshold_bytes < 1 or self.multipart_threshold_bytes > MAX_SINGLE_PUT_BYTES:
-            problems.append(f"multipart_threshold_bytes must be between 1 and 5 GiB, got {self.multipart_threshold_bytes}")
+            problems.append(
+                f"multipart_threshold_bytes must be between 1 and 5 GiB, got {self.multipart_threshold_bytes}"
+            )
         if self.max_concurrency < 1:
             problems.append(f"max_concurrency must be at least 1, got {self.max_concurrency}")
         if self.max_pool_connections < 1:

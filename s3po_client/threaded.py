@@ -23,8 +23,8 @@ import queue
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .errors import S3poError
 from .job import Job
@@ -64,16 +64,21 @@ class UploadThreads:
     logged (at INFO for a ``silent`` job, else ERROR) and kept for :meth:`failures`.
     """
 
-    def __init__(self, upload: Callable[[Job], object], *, threads: int = DEFAULT_THREADS,
-                 name: str = "s3po-upload", retry: RetryPolicy | None = None) -> None:
+    def __init__(
+        self,
+        upload: Callable[[Job], object],
+        *,
+        threads: int = DEFAULT_THREADS,
+        name: str = "s3po-upload",
+        retry: RetryPolicy | None = None,
+    ) -> None:
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         self._upload = upload
         self._name = name
         self._retry = retry
         self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
-        self._threads = [threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True)
-                         for i in range(threads)]
+        self._threads = [threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True) for i in range(threads)]
         self._timer = threading.Thread(target=self._release_due, name=f"{name}-timer", daemon=True)
         self._changed = threading.Condition()
         self._unfinished: dict[str, Job] = {}  # submitted and not yet settled, by job id
@@ -162,8 +167,15 @@ class UploadThreads:
             heapq.heappush(self._waiting, (time.monotonic() + delay_s, self._order, following))
             self._unfinished[job.id] = following
             self._changed.notify_all()
-        logger.warning("retry job=%s bucket=%s key=%s attempt=%d in=%.2fs error=%s", job.id, job.bucket, job.key,
-                       following.attempt, delay_s, str(exc) or type(exc).__name__)
+        logger.warning(
+            "retry job=%s bucket=%s key=%s attempt=%d in=%.2fs error=%s",
+            job.id,
+            job.bucket,
+            job.key,
+            following.attempt,
+            delay_s,
+            str(exc) or type(exc).__name__,
+        )
         return True
 
     def _release_due(self) -> None:
@@ -185,8 +197,14 @@ class UploadThreads:
         if not isinstance(exc, S3poError):
             logger.exception("bug while uploading job=%s", job.id)
         log = logger.info if job.silent else logger.error
-        log("failed job=%s bucket=%s key=%s path=%s error=%s", job.id, job.bucket, job.key, job.path,
-            str(exc) or type(exc).__name__)
+        log(
+            "failed job=%s bucket=%s key=%s path=%s error=%s",
+            job.id,
+            job.bucket,
+            job.key,
+            job.path,
+            str(exc) or type(exc).__name__,
+        )
         with self._changed:
             self._failures.append(UploadFailure(job=job, error=exc, failed_at=time.time()))
 
@@ -208,8 +226,13 @@ class UploadThreads:
         except KeyboardInterrupt:
             pass
         for job in self.pending:
-            logger.error("abandoned job=%s bucket=%s key=%s path=%s: not uploaded, the local file is kept",
-                         job.id, job.bucket, job.key, job.path)
+            logger.error(
+                "abandoned job=%s bucket=%s key=%s path=%s: not uploaded, the local file is kept",
+                job.id,
+                job.bucket,
+                job.key,
+                job.path,
+            )
 
 
 def _finish_at_exit(threads: UploadThreads) -> None:

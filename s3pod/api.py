@@ -16,9 +16,10 @@ import json
 import logging
 import socket
 import threading
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import redis
@@ -85,8 +86,10 @@ class ApiServer:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         if not token and not is_loopback(host):
-            raise ConfigError(f"the API would listen on {host!r}, which is not loopback: "
-                              "set a bearer token (--api-token or S3POD_API_TOKEN)")
+            raise ConfigError(
+                f"the API would listen on {host!r}, which is not loopback: "
+                "set a bearer token (--api-token or S3POD_API_TOKEN)"
+            )
         self.client = client
         self.prefix = prefix
         self.paths = paths or PathPolicy()
@@ -96,8 +99,9 @@ class ApiServer:
         self._httpd = _make_server(host, port, self)
         self.host = host
         self.port = int(self._httpd.server_address[1])
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="s3pod-api", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1}, name="s3pod-api", daemon=True
+        )
         self._thread.start()
         logger.info("API on http://%s%s", f"[{host}]" if ":" in host else host, f":{self.port}")
 
@@ -206,8 +210,10 @@ class _Handler(BaseHTTPRequestHandler):
             if methods is None:
                 raise HttpError(HTTPStatus.NOT_FOUND, f"no such resource: {path}")
             if self.command not in methods:
-                raise HttpError(HTTPStatus.METHOD_NOT_ALLOWED, f"{self.command} is not allowed on {path}; "
-                                f"use {' or '.join(methods)}")
+                raise HttpError(
+                    HTTPStatus.METHOD_NOT_ALLOWED,
+                    f"{self.command} is not allowed on {path}; use {' or '.join(methods)}",
+                )
             if path not in OPEN_PATHS:
                 self._authorize(api.token)
             if path == "/v1/jobs":
@@ -254,15 +260,17 @@ class _Handler(BaseHTTPRequestHandler):
         if length > limit:
             # The body is not read: close the connection instead of draining it.
             self.close_connection = True
-            raise HttpError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                            f"body of {length} bytes is over the limit of {limit} bytes; "
-                            "send fewer jobs per request")
+            raise HttpError(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                f"body of {length} bytes is over the limit of {limit} bytes; send fewer jobs per request",
+            )
         body = self.rfile.read(length)
         self._deadline.cancel()
         return body
 
-    def _send(self, status: HTTPStatus, data: dict[str, Any], allow: tuple[str, ...] | None = None,
-              body: bool = True) -> None:
+    def _send(
+        self, status: HTTPStatus, data: dict[str, Any], allow: tuple[str, ...] | None = None, body: bool = True
+    ) -> None:
         payload = (json.dumps(data, sort_keys=True) + "\n").encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")

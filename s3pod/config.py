@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from s3po_client.errors import ConfigError
 from s3po_client.queue import DEFAULT_PREFIX

@@ -10,10 +10,10 @@ from typing import Protocol
 class OutcomeKind(str, Enum):
     """How one attempt at a job ended."""
 
-    UPLOADED = "uploaded"   # stored and verified; local file handled; job acknowledged
-    RETRY = "retry"         # failed; another attempt is scheduled
-    DEAD = "dead"           # failed for good; dead-lettered
-    INVALID = "invalid"     # not a valid job (or not an allowed path); dead-lettered at once
+    UPLOADED = "uploaded"  # stored and verified; local file handled; job acknowledged
+    RETRY = "retry"  # failed; another attempt is scheduled
+    DEAD = "dead"  # failed for good; dead-lettered
+    INVALID = "invalid"  # not a valid job (or not an allowed path); dead-lettered at once
 
 
 @dataclass(frozen=True, slots=True)

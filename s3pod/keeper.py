@@ -6,12 +6,13 @@ import logging
 import threading
 import time
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 
 import redis
 
 from s3po_client.queue.client import node_options
 from s3po_client.queue.consumer import Consumer
+
 from .reachability import RedisWatch
 
 logger = logging.getLogger(__name__)
@@ -95,8 +96,12 @@ class Keeper(threading.Thread):
         state = self.consumer.heartbeat()
         self.watch.answered()
         if state == 2:
-            logger.warning("worker %s was silent for more than %.0fs: a reaper may have put its jobs back, "
-                           "so some may be uploaded twice", self.consumer.worker_id, self.heartbeat_timeout_s)
+            logger.warning(
+                "worker %s was silent for more than %.0fs: a reaper may have put its jobs back, "
+                "so some may be uploaded twice",
+                self.consumer.worker_id,
+                self.heartbeat_timeout_s,
+            )
 
     def promote(self) -> None:
         moved = self.consumer.promote()
@@ -117,8 +122,12 @@ class Keeper(threading.Thread):
         if uptime_s < self.heartbeat_timeout_s:
             return
         for worker_id, moved in self.consumer.reap(self.heartbeat_timeout_s).items():
-            logger.warning("reaped worker %s (no heartbeat for %.0fs): put %d job(s) back on the queue",
-                           worker_id, self.heartbeat_timeout_s, moved)
+            logger.warning(
+                "reaped worker %s (no heartbeat for %.0fs): put %d job(s) back on the queue",
+                worker_id,
+                self.heartbeat_timeout_s,
+                moved,
+            )
         self.watch.answered()
 
     def sweep(self) -> None:

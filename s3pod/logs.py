@@ -16,9 +16,10 @@ import json
 import logging
 import re
 import sys
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
-from s3po_client.redaction import REDACTED, redact
+from s3po_client.redaction import redact
 
 logger = logging.getLogger(__name__)
 
@@ -169,8 +170,9 @@ def make_formatter(log_format: str) -> logging.Formatter:
     raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, got {log_format!r}")
 
 
-def configure_logging(level: str = "INFO", log_format: str = "text", log_file: str | None = None,
-                      secrets: Iterable[str] = ()) -> logging.Handler:
+def configure_logging(
+    level: str = "INFO", log_format: str = "text", log_file: str | None = None, secrets: Iterable[str] = ()
+) -> logging.Handler:
     """Send every record to stderr (or ``log_file``), formatted and redacted; return the handler.
 
     Replaces the root logger's handlers, so calling it again (after daemonizing, say)

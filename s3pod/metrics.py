@@ -22,8 +22,7 @@ queue reports the same depths: aggregate them with ``max``, not ``sum``.
 from __future__ import annotations
 
 import logging
-import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import redis
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -52,17 +51,19 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
-        self.jobs = Counter("s3pod_jobs", "Job attempts, by how they ended.", ["outcome"],
-                            registry=self.registry)
+        self.jobs = Counter("s3pod_jobs", "Job attempts, by how they ended.", ["outcome"], registry=self.registry)
         for kind in OutcomeKind:  # export every outcome at 0 so rate() works from the start
             self.jobs.labels(outcome=kind.value)
-        self.uploaded_bytes = Counter("s3pod_uploaded_bytes", "Bytes sent to S3 by successful uploads.",
-                                      registry=self.registry)
-        self.upload_duration = Histogram("s3pod_upload_duration_seconds",
-                                         "Duration of each successful upload.",
-                                         buckets=DURATION_BUCKETS_S, registry=self.registry)
-        self.retries = Counter("s3pod_retries", "Retries scheduled after a failed attempt.",
-                               registry=self.registry)
+        self.uploaded_bytes = Counter(
+            "s3pod_uploaded_bytes", "Bytes sent to S3 by successful uploads.", registry=self.registry
+        )
+        self.upload_duration = Histogram(
+            "s3pod_upload_duration_seconds",
+            "Duration of each successful upload.",
+            buckets=DURATION_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.retries = Counter("s3pod_retries", "Retries scheduled after a failed attempt.", registry=self.registry)
 
     def on_outcome(self, outcome: Outcome) -> None:
         """Count one job transition."""
@@ -73,8 +74,9 @@ class Metrics:
         elif outcome.kind is OutcomeKind.RETRY:
             self.retries.inc()
 
-    def watch_queue(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX,
-                    worker_ttl_s: float = DEFAULT_WORKER_TTL_S) -> None:
+    def watch_queue(
+        self, client: redis.Redis, prefix: str = DEFAULT_PREFIX, worker_ttl_s: float = DEFAULT_WORKER_TTL_S
+    ) -> None:
         """Also export the queue depths and live workers, read from Redis at each scrape."""
         self.registry.register(QueueCollector(client, prefix, worker_ttl_s))
 
@@ -82,8 +84,9 @@ class Metrics:
 class QueueCollector(Collector):
     """Reads the queue's depths and the live workers from Redis when Prometheus scrapes."""
 
-    def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX,
-                 worker_ttl_s: float = DEFAULT_WORKER_TTL_S) -> None:
+    def __init__(
+        self, client: redis.Redis, prefix: str = DEFAULT_PREFIX, worker_ttl_s: float = DEFAULT_WORKER_TTL_S
+    ) -> None:
         self.client = client
         self.prefix = prefix
         self.worker_ttl_s = worker_ttl_s

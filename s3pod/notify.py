@@ -14,7 +14,7 @@ import logging
 import os
 import socket
 import time
-from typing import Mapping
+from collections.abc import Mapping
 
 logger = logging.getLogger(__name__)
 

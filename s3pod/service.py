@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Callable
+from typing import Any
 
 import redis
 
@@ -92,6 +93,7 @@ def s3_check(url: str) -> Callable[[], None]:
     The same test as the worker's readiness (any HTTP answer, 403 included), so /healthz
     and READY=1 agree.
     """
+
     def check() -> None:
         why = s3_answers(url)
         if why is not None:
@@ -141,14 +143,20 @@ class Service:
             if s.metrics_listen is not None:
                 self.metrics.watch_queue(self.client, self.prefix, self.worker_ttl_s)
                 try:
-                    self.metrics_server = MetricsServer(self.metrics.registry, s.metrics_listen.host,
-                                                        s.metrics_listen.port)
+                    self.metrics_server = MetricsServer(
+                        self.metrics.registry, s.metrics_listen.host, s.metrics_listen.port
+                    )
                 except OSError as exc:
                     raise ConfigError(f"cannot serve metrics on {s.metrics_listen}: {exc.strerror}") from None
             if s.api_listen is not None:
                 self.api_server = ApiServer(
-                    self.client, host=s.api_listen.host, port=s.api_listen.port, prefix=self.prefix,
-                    paths=self.paths, token=s.api_token, check_s3=self.check_s3,
+                    self.client,
+                    host=s.api_listen.host,
+                    port=s.api_listen.port,
+                    prefix=self.prefix,
+                    paths=self.paths,
+                    token=s.api_token,
+                    check_s3=self.check_s3,
                     max_body_bytes=s.api_max_body_bytes,
                 )
         except BaseException:
@@ -186,13 +194,13 @@ class Service:
         self.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
 
-def run(s3: S3Settings, redis_url: str, config: WorkerConfig, settings: ServiceSettings, *,
-        burst: bool = False) -> int:
+def run(s3: S3Settings, redis_url: str, config: WorkerConfig, settings: ServiceSettings, *, burst: bool = False) -> int:
     """Run the daemon with everything around it; return its exit status.
 
     With ``settings.daemon``, first lock the pidfile (AlreadyRunningError if another s3pod
@@ -208,8 +216,15 @@ def run(s3: S3Settings, redis_url: str, config: WorkerConfig, settings: ServiceS
     if config.s3_probe_url is None:
         config.s3_probe_url = probe_url(s3)
     client = connect(redis_url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S)
-    service = Service(settings, client, redis_url=redis_url, prefix=config.prefix, paths=config.paths,
-                      check_s3=s3_check(config.s3_probe_url), worker_ttl_s=config.heartbeat_timeout_s)
+    service = Service(
+        settings,
+        client,
+        redis_url=redis_url,
+        prefix=config.prefix,
+        paths=config.paths,
+        check_s3=s3_check(config.s3_probe_url),
+        worker_ttl_s=config.heartbeat_timeout_s,
+    )
     config.on_ready = _chain(config.on_ready, service.ready)
     config.on_tick = _chain(config.on_tick, service.tick)
     config.on_stopping = _chain(config.on_stopping, service.stopping)
@@ -234,5 +249,8 @@ def _chain(first: Callable[[], None] | None, second: Callable[[], None]) -> Call
 
 def _log_streams() -> list[Any]:
     """Return the open files of the root logger's handlers, which detaching must not close."""
-    return [h.stream for h in logging.getLogger().handlers
-            if isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) is not None]
+    return [
+        h.stream
+        for h in logging.getLogger().handlers
+        if isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) is not None
+    ]

@@ -16,27 +16,27 @@ import signal
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from types import FrameType
-from typing import Callable, Iterator, Sequence
 
 import redis
 
 from s3po_client import __version__
 from s3po_client.errors import JobError, S3poError, SourceChangedError, TransferError
 from s3po_client.job import Job
-from s3po_client.retry import SERVER_RETRY, RetryPolicy
 from s3po_client.queue import connect, redact_url
+from s3po_client.queue.consumer import dead_entry
+from s3po_client.queue.shards import consumer_for
+from s3po_client.queue.uploads import JobUploads, SmallFileUploads
+from s3po_client.retry import SERVER_RETRY, RetryPolicy
 from s3po_client.settings import S3Settings, TransferSettings
 from s3po_client.transfer import TransferEngine, UploadResult
-from s3po_client.queue.uploads import JobUploads, SmallFileUploads
 from s3po_client.transfer.resume import abandon_saved_upload
 
 from .budget import MemoryBudget
 from .config import WorkerConfig
-from s3po_client.queue.consumer import dead_entry
-from s3po_client.queue.shards import consumer_for
 from .events import Listener, Outcome, OutcomeKind
 from .keeper import Keeper
 from .reachability import RedisWatch, s3_answers
@@ -80,7 +80,7 @@ class Worker:
         self.watch = RedisWatch()
         self.budget = MemoryBudget(config.max_memory_bytes, engine.settings)
         self.stopping = threading.Event()  # warm stop: take no more jobs
-        self.hurry = threading.Event()     # cold stop: put back the jobs in flight now
+        self.hurry = threading.Event()  # cold stop: put back the jobs in flight now
         self._hand: Counter[bytes] = Counter()
         self._hand_lock = threading.Lock()
         # Set once the stop has put this worker's jobs back: settle steps then give up.
@@ -93,13 +93,15 @@ class Worker:
 
     def install_signal_handlers(self) -> None:
         """First SIGTERM/SIGINT: finish the jobs in hand, then stop. Second: put them back now."""
+
         def handle(signum: int, frame: FrameType | None) -> None:
             name = signal.Signals(signum).name
             if self.stopping.is_set():
                 logger.warning("second %s: cold stop, jobs in flight go back to the queue", name)
             else:
-                logger.info("%s: warm stop, finishing the jobs in flight (at most %.0fs)", name,
-                            self.config.shutdown_timeout_s)
+                logger.info(
+                    "%s: warm stop, finishing the jobs in flight (at most %.0fs)", name, self.config.shutdown_timeout_s
+                )
             self.stop(cold=self.stopping.is_set())
 
         signal.signal(signal.SIGTERM, handle)
@@ -121,17 +123,30 @@ class Worker:
         if not self._wait_until_ready():
             return 0
         self._call(self.consumer.heartbeat, "first heartbeat")  # before any claim: see Consumer.reap
-        self.engine.client  # build boto3's client (about half a second) before the first job, not during it
-        keeper = Keeper(self.consumer, self.watch, self._held, heartbeat_timeout_s=config.heartbeat_timeout_s,
-                        promote_interval_s=config.promote_interval_s, tick_interval_s=config.tick_interval_s,
-                        on_tick=config.on_tick)
-        threads = [threading.Thread(target=self._work, args=(burst,), name=f"s3pod-{i}", daemon=True)
-                   for i in range(config.concurrency)]
+        _ = self.engine.client  # build boto3's client (about half a second) before the first job, not during it
+        keeper = Keeper(
+            self.consumer,
+            self.watch,
+            self._held,
+            heartbeat_timeout_s=config.heartbeat_timeout_s,
+            promote_interval_s=config.promote_interval_s,
+            tick_interval_s=config.tick_interval_s,
+            on_tick=config.on_tick,
+        )
+        threads = [
+            threading.Thread(target=self._work, args=(burst,), name=f"s3pod-{i}", daemon=True)
+            for i in range(config.concurrency)
+        ]
         keeper.start()
         for t in threads:
             t.start()
-        logger.info("worker %s ready: prefix=%s concurrency=%d heartbeat_timeout=%.0fs", config.worker_id,
-                    config.prefix, config.concurrency, config.heartbeat_timeout_s)
+        logger.info(
+            "worker %s ready: prefix=%s concurrency=%d heartbeat_timeout=%.0fs",
+            config.worker_id,
+            config.prefix,
+            config.concurrency,
+            config.heartbeat_timeout_s,
+        )
         self._call(config.on_ready, "on_ready")
         deadline: float | None = None
         try:
@@ -190,8 +205,11 @@ class Worker:
                 break
             except redis.RedisError as exc:
                 if time.monotonic() > deadline:
-                    logger.error("could not put back the jobs in hand (they stay in %s until a reaper "
-                                 "frees them): %s", self.consumer.processing, exc)
+                    logger.error(
+                        "could not put back the jobs in hand (they stay in %s until a reaper frees them): %s",
+                        self.consumer.processing,
+                        exc,
+                    )
                     return False
                 time.sleep(backoff.step())
         if moved:
@@ -235,7 +253,7 @@ class Worker:
 
         def before_long(n: int) -> None:
             self._flush(uploaded)
-            for left in reversed(batch[n + 1:end[0]]):  # the oldest back at the taking end
+            for left in reversed(batch[n + 1 : end[0]]):  # the oldest back at the taking end
                 self._put_back(left)
             end[0] = n + 1
 
@@ -244,7 +262,7 @@ class Worker:
                 break
             if self.stopping.is_set():  # claimed as the stop came: not ours to start
                 self._guarded(lambda: self._finish_all(uploaded), batch)
-                for left in reversed(batch[n:end[0]]):  # the oldest back at the taking end
+                for left in reversed(batch[n : end[0]]):  # the oldest back at the taking end
                     self._put_back(left)
                 return False
             try:
@@ -307,8 +325,14 @@ class Worker:
         except JobError as exc:
             return self._dead_letter(raw, None, f"invalid job: {exc}", started, OutcomeKind.INVALID)
         # A first attempt's claim is a DEBUG line: its "uploaded" (or "retry", "dead") line follows.
-        logger.log(logging.INFO if job.attempt else logging.DEBUG, "claimed job=%s bucket=%s key=%s attempt=%d",
-                   job.id, job.bucket, job.key, job.attempt)
+        logger.log(
+            logging.INFO if job.attempt else logging.DEBUG,
+            "claimed job=%s bucket=%s key=%s attempt=%d",
+            job.id,
+            job.bucket,
+            job.key,
+            job.attempt,
+        )
         try:
             opened = self.config.paths.open(job.path)  # checked on the descriptor that is read
         except JobError as exc:
@@ -326,21 +350,34 @@ class Worker:
             reserved = self.budget.estimate(size)
             if not self.budget.acquire(reserved, self.stopping):  # stopping while waiting for memory
                 self._settle(lambda: self.consumer.put_back(raw))
-                return Outcome(OutcomeKind.RETRY, job.id, job.bucket, job.key, attempt=job.attempt,
-                               error="stopping")
+                return Outcome(OutcomeKind.RETRY, job.id, job.bucket, job.key, attempt=job.attempt, error="stopping")
         except BaseException:
             file.close()
             raise
         try:
             # One attempt (retries=0): the next one is scheduled in Redis, not slept through here.
-            result = self.engine.upload_file(job.bucket, job.key, path, headers=job.headers,
-                                             compress=job.compress, retries=0,
-                                             allow_dirs=self.config.paths.allow_dirs, opened=opened,
-                                             multipart_state=self._uploads(job, small))
+            result = self.engine.upload_file(
+                job.bucket,
+                job.key,
+                path,
+                headers=job.headers,
+                compress=job.compress,
+                retries=0,
+                allow_dirs=self.config.paths.allow_dirs,
+                opened=opened,
+                multipart_state=self._uploads(job, small),
+            )
             if result is False:  # only with silent=True, which the daemon never asks for
                 raise TransferError("the engine returned no result", bucket=job.bucket, key=job.key)
-            logger.info("uploaded job=%s bucket=%s key=%s bytes=%d duration=%.3fs attempt=%d", job.id,
-                        job.bucket, job.key, result.bytes_sent, time.monotonic() - started, job.attempt)
+            logger.info(
+                "uploaded job=%s bucket=%s key=%s bytes=%d duration=%.3fs attempt=%d",
+                job.id,
+                job.bucket,
+                job.key,
+                result.bytes_sent,
+                time.monotonic() - started,
+                job.attempt,
+            )
             if job.delete:
                 result.ensure_source_unchanged()
         except Exception as exc:  # noqa: BLE001 - every failure settles the job, none ends the worker
@@ -374,7 +411,7 @@ class Worker:
                     result.delete_source(job.id)
                 except SourceChangedError as exc:
                     if os.path.lexists(result.source_path or job.path):  # changed: upload it again
-                        self._call(lambda: self.consumer.forget_stored(job.id), "forget stored marker")
+                        self._call(functools.partial(self.consumer.forget_stored, job.id), "forget stored marker")
                         outcomes.append(self._failed(raw, job, exc, each.started))
                         continue
                     # Vanished between the check and the unlink (another copy of the job, run
@@ -382,13 +419,22 @@ class Worker:
                     logger.warning("file of job=%s vanished after its verified upload: acknowledged", job.id)
             settled.append(each)
         answers = self._acknowledge_all([(each.raw, each.job) for each in settled])
-        for each, held in zip(settled, answers):
+        for each, _held in zip(settled, answers):
             outcomes.append(self._uploaded(each))
         return outcomes
 
     def _uploaded(self, each: Uploaded) -> Outcome:
-        return self._emit(Outcome(OutcomeKind.UPLOADED, each.job.id, each.job.bucket, each.job.key,
-                                  each.result.bytes_sent, time.monotonic() - each.started, each.job.attempt))
+        return self._emit(
+            Outcome(
+                OutcomeKind.UPLOADED,
+                each.job.id,
+                each.job.bucket,
+                each.job.key,
+                each.result.bytes_sent,
+                time.monotonic() - each.started,
+                each.job.attempt,
+            )
+        )
 
     def _acknowledge_all(self, jobs: list[tuple[bytes, Job]]) -> list[bool]:
         """Ack jobs in one step; drop each stored marker only if this worker still held the job.
@@ -402,12 +448,15 @@ class Worker:
         acked: list[list[tuple[bool, bool]]] = []
         self._settle(lambda: acked.append(self.consumer.ack_many([(raw, job.id) for raw, job in jobs])))
         answers = acked[-1] if acked else [(True, False)] * len(jobs)
-        for (raw, job), (held, upload_recorded) in zip(jobs, answers):
+        for (_raw, job), (held, upload_recorded) in zip(jobs, answers):
             if held and upload_recorded:  # an earlier run's upload; a copy put back may be resuming it otherwise
                 self._abandon_upload(job)
             if not held:
-                logger.warning("acknowledged job=%s that this worker no longer held (taken for dead): "
-                               "its stored marker stays for the copy put back", job.id)
+                logger.warning(
+                    "acknowledged job=%s that this worker no longer held (taken for dead): "
+                    "its stored marker stays for the copy put back",
+                    job.id,
+                )
         return [held for held, _ in answers]
 
     def _acknowledge(self, raw: bytes, job: Job) -> None:
@@ -427,11 +476,17 @@ class Worker:
 
     def _already_stored(self, raw: bytes, job: Job, started: float) -> Outcome:
         """Acknowledge a job whose object an earlier run stored before dying, its file deleted."""
-        logger.warning("uploaded job=%s bucket=%s key=%s already: an earlier run stored it and deleted its file "
-                       "but died before acknowledging it", job.id, job.bucket, job.key)
+        logger.warning(
+            "uploaded job=%s bucket=%s key=%s already: an earlier run stored it and deleted its file "
+            "but died before acknowledging it",
+            job.id,
+            job.bucket,
+            job.key,
+        )
         self._acknowledge(raw, job)
-        return self._emit(Outcome(OutcomeKind.UPLOADED, job.id, job.bucket, job.key, 0,
-                                  time.monotonic() - started, job.attempt))
+        return self._emit(
+            Outcome(OutcomeKind.UPLOADED, job.id, job.bucket, job.key, 0, time.monotonic() - started, job.attempt)
+        )
 
     def _failed(self, raw: bytes, job: Job, exc: Exception, started: float) -> Outcome:
         if not isinstance(exc, S3poError):
@@ -446,10 +501,18 @@ class Worker:
         delay_s = self.config.retry.delay_s(job.attempt)
         next_raw = job.next_attempt().to_json()
         self._settle(lambda: self.consumer.delay(raw, next_raw, delay_s))
-        logger.warning("retry job=%s bucket=%s key=%s attempt=%d in=%.2fs error=%s", job.id, job.bucket,
-                       job.key, job.attempt + 1, delay_s, error)
-        return self._emit(Outcome(OutcomeKind.RETRY, job.id, job.bucket, job.key, 0,
-                                  time.monotonic() - started, job.attempt, error))
+        logger.warning(
+            "retry job=%s bucket=%s key=%s attempt=%d in=%.2fs error=%s",
+            job.id,
+            job.bucket,
+            job.key,
+            job.attempt + 1,
+            delay_s,
+            error,
+        )
+        return self._emit(
+            Outcome(OutcomeKind.RETRY, job.id, job.bucket, job.key, 0, time.monotonic() - started, job.attempt, error)
+        )
 
     def _dead_letter(self, raw: bytes, job: Job | None, error: str, started: float, kind: OutcomeKind) -> Outcome:
         attempts = 0 if job is None else job.attempt + (kind is OutcomeKind.DEAD)
@@ -458,11 +521,26 @@ class Worker:
         if job is not None:
             self._abandon_upload(job)
         log = logger.info if job is not None and job.silent else logger.error
-        log("dead job=%s bucket=%s key=%s attempts=%d error=%s", job.id if job else "?",
-            job.bucket if job else "?", job.key if job else "?", attempts, error)
-        return self._emit(Outcome(kind, job.id if job else None, job.bucket if job else None,
-                                  job.key if job else None, 0, time.monotonic() - started,
-                                  job.attempt if job else 0, error))
+        log(
+            "dead job=%s bucket=%s key=%s attempts=%d error=%s",
+            job.id if job else "?",
+            job.bucket if job else "?",
+            job.key if job else "?",
+            attempts,
+            error,
+        )
+        return self._emit(
+            Outcome(
+                kind,
+                job.id if job else None,
+                job.bucket if job else None,
+                job.key if job else None,
+                0,
+                time.monotonic() - started,
+                job.attempt if job else 0,
+                error,
+            )
+        )
 
     def _settle(self, action: Callable[[], object]) -> bool:
         """Run a Redis settle step, retrying while Redis is away so no outcome is lost.
@@ -506,10 +584,16 @@ class Worker:
         file deleted by the first and ends as a false dead letter. A reaper moves the job
         atomically, so the copy exists; with a persisted Redis it survives a restart.
         """
-        logger.warning("dropped job=%s bucket=%s key=%s: taken over while it ran (the copy put back settles "
-                       "it): %s", job.id, job.bucket, job.key, error)
-        return self._emit(Outcome(OutcomeKind.RETRY, job.id, job.bucket, job.key, 0,
-                                  time.monotonic() - started, job.attempt, error))
+        logger.warning(
+            "dropped job=%s bucket=%s key=%s: taken over while it ran (the copy put back settles it): %s",
+            job.id,
+            job.bucket,
+            job.key,
+            error,
+        )
+        return self._emit(
+            Outcome(OutcomeKind.RETRY, job.id, job.bucket, job.key, 0, time.monotonic() - started, job.attempt, error)
+        )
 
     # -- multipart uploads a killed run left (see s3po_client/queue/uploads.py) ----------
 
@@ -525,8 +609,10 @@ class Worker:
 
     def _abandon_upload(self, job: Job) -> None:
         """Abort the multipart upload a settled job still has recorded (an earlier run's), if any."""
-        self._call(lambda: abandon_saved_upload(self.engine.client, self.engine.settings, self._uploads(job)),
-                   "abort the job's recorded multipart upload")
+        self._call(
+            lambda: abandon_saved_upload(self.engine.client, self.engine.settings, self._uploads(job)),
+            "abort the job's recorded multipart upload",
+        )
 
     def _emit(self, outcome: Outcome) -> Outcome:
         for listener in self.listeners:
@@ -569,19 +655,28 @@ def serve(
     builds the transfer engine, warns when no ``--allow-dir`` limits the files, and runs
     one :class:`Worker`.
     """
-    client = connect(redis_url, socket_timeout=config.claim_timeout_s + 10, socket_connect_timeout=5,
-                     health_check_interval=30)
+    client = connect(
+        redis_url, socket_timeout=config.claim_timeout_s + 10, socket_connect_timeout=5, health_check_interval=30
+    )
     if not config.paths.allow_dirs:
-        logger.warning("no --allow-dir given: any process able to write to Redis can make s3pod "
-                       "read, upload and delete any file it can access")
+        logger.warning(
+            "no --allow-dir given: any process able to write to Redis can make s3pod "
+            "read, upload and delete any file it can access"
+        )
     if config.s3_probe_url is None:
         config.s3_probe_url = probe_url(s3)
-    logger.info("s3pod %s: worker=%s redis=%s endpoint=%s", __version__, config.worker_id,
-                redact_url(redis_url), s3.endpoint_url or "AWS")
+    logger.info(
+        "s3pod %s: worker=%s redis=%s endpoint=%s",
+        __version__,
+        config.worker_id,
+        redact_url(redis_url),
+        s3.endpoint_url or "AWS",
+    )
     # Enough pooled connections for every job in flight to send all its parts at once.
     transfer = TransferSettings()
-    transfer = replace(transfer, max_pool_connections=max(transfer.max_pool_connections,
-                                                           config.concurrency * transfer.max_concurrency))
+    transfer = replace(
+        transfer, max_pool_connections=max(transfer.max_pool_connections, config.concurrency * transfer.max_concurrency)
+    )
     worker = Worker(client, TransferEngine(s3, transfer), config, listeners)
     if signals:
         worker.install_signal_handlers()

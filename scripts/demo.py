@@ -31,8 +31,13 @@ def main() -> int:
     try:
         s3 = s3_server.client()
         s3.create_bucket(Bucket="demo")
-        env = {**os.environ, **s3_server.daemon_env(), "S3POD_REDIS_URL": redis_server.url,
-               "S3POD_ALLOW_DIR": str(spool), "PYTHONPATH": str(ROOT)}
+        env = {
+            **os.environ,
+            **s3_server.daemon_env(),
+            "S3POD_REDIS_URL": redis_server.url,
+            "S3POD_ALLOW_DIR": str(spool),
+            "PYTHONPATH": str(ROOT),
+        }
         daemon = subprocess.Popen([sys.executable, "-m", "s3pod", "--concurrency", "2"], env=env)
         print(f"s3pod running (pid {daemon.pid}); redis {redis_server.url}, S3 {s3_server.url}")
 
@@ -42,8 +47,13 @@ def main() -> int:
         url = redis_server.url
         s3po_client.enqueue("demo", "reports/report.csv.gz", spool / "report.csv", compress="gzip", redis_url=url)
         s3po_client.enqueue("demo", "notes.txt", spool / "notes.txt", delete=False, redis_url=url)
-        s3po_client.enqueue("demo", "site/index.html", spool / "page.html", redis_url=url,
-                            headers={"Content-Type": "text/html", "Cache-Control": "max-age=300"})
+        s3po_client.enqueue(
+            "demo",
+            "site/index.html",
+            spool / "page.html",
+            redis_url=url,
+            headers={"Content-Type": "text/html", "Cache-Control": "max-age=300"},
+        )
         print("enqueued 3 jobs")
 
         client = connect(url)
@@ -60,8 +70,10 @@ def main() -> int:
         print("\nobjects in s3://demo:")
         for obj in s3.list_objects_v2(Bucket="demo").get("Contents", []):
             head = s3.head_object(Bucket="demo", Key=obj["Key"])
-            print(f"  {obj['Key']:<24} {obj['Size']:>7} bytes  type={head.get('ContentType', '-')}"
-                  f"  encoding={head.get('ContentEncoding', '-')}")
+            print(
+                f"  {obj['Key']:<24} {obj['Size']:>7} bytes  type={head.get('ContentType', '-')}"
+                f"  encoding={head.get('ContentEncoding', '-')}"
+            )
         print(f"\nleft in the spool directory: {sorted(p.name for p in spool.iterdir())}")
         print(f"dead jobs: {counts.dead}")
         return 0 if counts.dead == 0 else 1

@@ -12,23 +12,29 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 import redis
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from servers import (REGION, RedisClusterServers, RedisSentinelServers, RedisServer, S3Server,  # noqa: E402
-                     stop_process)
+from servers import REGION, RedisClusterServers, RedisSentinelServers, RedisServer, S3Server, stop_process  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
 # Keep the developer's own AWS setup out of the tests, and never ask an instance
 # metadata service for credentials.
-for _name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-              "AWS_SESSION_TOKEN", "S3PO_REDIS_URL"):
+for _name in (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "S3PO_REDIS_URL",
+):
     os.environ.pop(_name, None)
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 os.environ["AWS_CONFIG_FILE"] = os.devnull
@@ -44,8 +50,15 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
 #: The longest modules, measured (--durations), longest first: on pytest-xdist's workers
 #: (``--dist loadfile --no-loadscope-reorder``: a module's tests on one worker, modules handed
 #: out in collection order) they start first, so none of them is left running alone at the end.
-LONGEST_FIRST = ("test_systemd_boot.py", "test_transfer_memory.py", "test_budget.py", "test_memory_budget.py",
-                 "test_sigkill_loop.py", "test_many_daemons.py", "test_types.py")
+LONGEST_FIRST = (
+    "test_systemd_boot.py",
+    "test_transfer_memory.py",
+    "test_budget.py",
+    "test_memory_budget.py",
+    "test_sigkill_loop.py",
+    "test_many_daemons.py",
+    "test_types.py",
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -149,8 +162,9 @@ def s3_settings(s3_server: S3Server) -> Any:
     """S3Settings pointing at the test S3 server."""
     from s3po_client.settings import S3Settings
 
-    return S3Settings(access_id=s3_server.access_key, secret_key=s3_server.secret_key,
-                      region=REGION, endpoint_url=s3_server.url)
+    return S3Settings(
+        access_id=s3_server.access_key, secret_key=s3_server.secret_key, region=REGION, endpoint_url=s3_server.url
+    )
 
 
 @pytest.fixture
@@ -171,8 +185,9 @@ class Daemon:
     def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
         self.log_path = log_path
         self._log = open(log_path, "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "s3pod", *args], env=env,
-                                     stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "s3pod", *args], env=env, stdout=self._log, stderr=subprocess.STDOUT
+        )
 
     @property
     def log(self) -> str:
@@ -191,13 +206,16 @@ class Daemon:
 
 
 @pytest.fixture
-def start_daemon(daemon_env: dict[str, str], redis_client: redis.Redis, tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
+def start_daemon(
+    daemon_env: dict[str, str], redis_client: redis.Redis, tmp_path: Path
+) -> Iterator[Callable[..., Daemon]]:
     """Factory: ``start_daemon("--concurrency", "2", env={...})`` runs s3pod until the test ends."""
     daemons: list[Daemon] = []
 
     def start(*args: str, env: dict[str, str] | None = None) -> Daemon:
-        daemon = Daemon(["--backoff-base", "0.05", *args], {**daemon_env, **(env or {})},
-                        tmp_path / f"s3pod-{len(daemons)}.log")
+        daemon = Daemon(
+            ["--backoff-base", "0.05", *args], {**daemon_env, **(env or {})}, tmp_path / f"s3pod-{len(daemons)}.log"
+        )
         daemons.append(daemon)
         return daemon
 
@@ -223,8 +241,9 @@ def aof_redis() -> Iterator[RedisServer]:
     server.close()
 
 
-def wait_until(predicate: Callable[[], Any], timeout_s: float = 30, interval_s: float = 0.05,
-               message: str = "condition") -> Any:
+def wait_until(
+    predicate: Callable[[], Any], timeout_s: float = 30, interval_s: float = 0.05, message: str = "condition"
+) -> Any:
     """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while True:

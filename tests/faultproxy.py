@@ -246,19 +246,22 @@ class FaultProxy:
                     client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                     return
                 if rule is not None and rule.action == "error":
-                    xml = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{rule.code}</Code>'
-                           f"<Message>injected by faultproxy</Message><Resource>{path}</Resource>"
-                           f"<RequestId>faultproxy</RequestId></Error>").encode()
+                    xml = (
+                        f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{rule.code}</Code>'
+                        f"<Message>injected by faultproxy</Message><Resource>{path}</Resource>"
+                        f"<RequestId>faultproxy</RequestId></Error>"
+                    ).encode()
                     client.sendall(
                         f"HTTP/1.1 {rule.status} Injected\r\nContent-Type: application/xml\r\n"
-                        f"Content-Length: {len(xml)}\r\n\r\n".encode() + xml
+                        f"Content-Length: {len(xml)}\r\n\r\n".encode()
+                        + xml
                     )
                     continue
                 if rule is not None and rule.action == "delay":
                     time.sleep(rule.delay_s)
                 if rule is not None and rule.action == "corrupt" and body:
                     i = len(body) // 2
-                    body = body[:i] + bytes([body[i] ^ 0xFF]) + body[i + 1:]
+                    body = body[:i] + bytes([body[i] ^ 0xFF]) + body[i + 1 :]
                 raw_head = request_line + "\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n"
                 if upstream is None:
                     upstream = socket.create_connection(self.upstream)
@@ -267,11 +270,14 @@ class FaultProxy:
                 with self._lock:
                     self.forwarded.append((method, path, query, len(body)))
                 upstream.sendall(raw_head.encode("latin-1") + body)
-                keep = self._relay_response(up_stream, client, method,
-                                            wrong_etag=rule is not None and rule.action == "etag",
-                                            no_checksum=rule is not None and (rule.action == "no-checksum"
-                                                                              or rule.hide_checksum),
-                                            corrupt=rule is not None and rule.action == "corrupt" and not body)
+                keep = self._relay_response(
+                    up_stream,
+                    client,
+                    method,
+                    wrong_etag=rule is not None and rule.action == "etag",
+                    no_checksum=rule is not None and (rule.action == "no-checksum" or rule.hide_checksum),
+                    corrupt=rule is not None and rule.action == "corrupt" and not body,
+                )
                 if not keep:
                     upstream.close()
                     upstream = None
@@ -284,8 +290,15 @@ class FaultProxy:
             if upstream is not None:
                 upstream.close()
 
-    def _relay_response(self, up: _Stream, client: socket.socket, method: str, wrong_etag: bool = False,
-                        no_checksum: bool = False, corrupt: bool = False) -> bool:
+    def _relay_response(
+        self,
+        up: _Stream,
+        client: socket.socket,
+        method: str,
+        wrong_etag: bool = False,
+        no_checksum: bool = False,
+        corrupt: bool = False,
+    ) -> bool:
         """Copy one response to the client (one byte of its body flipped if ``corrupt``).
 
         Return whether the upstream connection stays open.
@@ -295,7 +308,7 @@ class FaultProxy:
             if wrong_etag:
                 head = re.sub(rb'(?im)^(etag:\s*)"?[^"\r\n]*"?', rb'\1"00000000000000000000000000000bad"', head)
             if no_checksum:
-                head = re.sub(rb'(?im)^x-amz-checksum-[^\r\n]*\r\n', b"", head)
+                head = re.sub(rb"(?im)^x-amz-checksum-[^\r\n]*\r\n", b"", head)
             status_line, headers = _parse_head(head)
             status = int(status_line.split(" ", 2)[1])
             if 100 <= status < 200:
@@ -307,7 +320,7 @@ class FaultProxy:
             body = _read_body(up, headers)
             if corrupt and body and (_header(headers, "transfer-encoding") or "").lower() != "chunked":
                 i = len(body) // 2
-                body = body[:i] + bytes([body[i] ^ 0xFF]) + body[i + 1:]
+                body = body[:i] + bytes([body[i] ^ 0xFF]) + body[i + 1 :]
         else:
             body = up.rest()
             client.sendall(head + body)
@@ -447,7 +460,7 @@ class TcpFaultProxy:
             if len(data) < budget[0]:
                 budget[0] -= len(data)
                 return False
-            head = data[:budget[0]]
+            head = data[: budget[0]]
             self._pairs.pop(pair, None)
             if self._cut:
                 self._cut[1] -= 1

@@ -7,7 +7,7 @@ import shutil
 import socket
 import tempfile
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

@@ -33,8 +33,9 @@ CONTAINER_ENV = {
 class Container:
     """A booted Debian with systemd as PID 1; :meth:`sh` runs a shell command inside."""
 
-    def __init__(self, tree: Path, name: str, log_path: Path, *, binds: Sequence[str] = (),
-                 binds_ro: Sequence[str] = ()) -> None:
+    def __init__(
+        self, tree: Path, name: str, log_path: Path, *, binds: Sequence[str] = (), binds_ro: Sequence[str] = ()
+    ) -> None:
         """``binds`` and ``binds_ro`` are ``HOST[:CONTAINER]`` paths mounted inside (nspawn's --bind)."""
         self.tree = tree
         self.binds = list(binds)
@@ -48,11 +49,26 @@ class Container:
         """Boot the tree; return once systemd says the system is up (or degraded)."""
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            ["systemd-nspawn", "--quiet", "--boot", "--directory", str(self.tree), "--machine", self.name,
-             "--volatile=overlay", "--register=no", "--keep-unit", "--console=pipe",
-             *(f"--bind={b}" for b in self.binds), *(f"--bind-ro={b}" for b in self.binds_ro)],
-            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-            start_new_session=True, preexec_fn=_die_with_parent,
+            [
+                "systemd-nspawn",
+                "--quiet",
+                "--boot",
+                "--directory",
+                str(self.tree),
+                "--machine",
+                self.name,
+                "--volatile=overlay",
+                "--register=no",
+                "--keep-unit",
+                "--console=pipe",
+                *(f"--bind={b}" for b in self.binds),
+                *(f"--bind-ro={b}" for b in self.binds_ro),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + timeout_s
         while self.leader is None:
@@ -73,36 +89,75 @@ class Container:
     def _check_alive(self) -> None:
         assert self.proc is not None
         if self.proc.poll() is not None:
-            raise RuntimeError(f"systemd-nspawn exited with {self.proc.returncode}: "
-                               f"{self.log_path.read_text(errors='replace')[-2000:]}")
+            raise RuntimeError(
+                f"systemd-nspawn exited with {self.proc.returncode}: "
+                f"{self.log_path.read_text(errors='replace')[-2000:]}"
+            )
 
-    def sh(self, command: str, *, check: bool = True, input: str | None = None,
-           timeout_s: float = 300) -> subprocess.CompletedProcess[str]:
+    def sh(
+        self, command: str, *, check: bool = True, input: str | None = None, timeout_s: float = 300
+    ) -> subprocess.CompletedProcess[str]:
         """Run ``command`` with ``sh -e`` as root inside the container, in ``/``; return its result.
 
         With ``check``, a non-zero exit raises, with the command's output in the message.
         """
         assert self.leader is not None, "boot() first"
         result = subprocess.run(
-            ["nsenter", "--target", str(self.leader), "--mount", "--uts", "--ipc", "--net", "--pid",
-             "--cgroup", "--root", "--wd", "--", "/usr/bin/env", "-i",
-             *(f"{k}={v}" for k, v in CONTAINER_ENV.items()), "/bin/sh", "-ec", command],
-            input=input, capture_output=True, text=True, timeout=timeout_s,
+            [
+                "nsenter",
+                "--target",
+                str(self.leader),
+                "--mount",
+                "--uts",
+                "--ipc",
+                "--net",
+                "--pid",
+                "--cgroup",
+                "--root",
+                "--wd",
+                "--",
+                "/usr/bin/env",
+                "-i",
+                *(f"{k}={v}" for k, v in CONTAINER_ENV.items()),
+                "/bin/sh",
+                "-ec",
+                command,
+            ],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
         )
         if check and result.returncode != 0:
-            raise AssertionError(f"in the container, `{command}` exited {result.returncode}:\n"
-                                 f"{result.stdout}{result.stderr}")
+            raise AssertionError(
+                f"in the container, `{command}` exited {result.returncode}:\n{result.stdout}{result.stderr}"
+            )
         return result
 
     def copy_in(self, source: Path, files: list[str], dest: str) -> None:
         """Copy ``files`` (relative to ``source``) to ``dest`` inside the container."""
-        archive = subprocess.run(["tar", "-C", str(source), "-cf", "-", "--null", "-T", "-"],
-                                 input="\0".join(files).encode(), capture_output=True, check=True).stdout
+        archive = subprocess.run(
+            ["tar", "-C", str(source), "-cf", "-", "--null", "-T", "-"],
+            input="\0".join(files).encode(),
+            capture_output=True,
+            check=True,
+        ).stdout
         assert self.leader is not None
         subprocess.run(
-            ["nsenter", "--target", str(self.leader), "--mount", "--root", "--", "/bin/sh", "-ec",
-             f"mkdir -p {shlex.quote(dest)} && tar -C {shlex.quote(dest)} -xf - --no-same-owner"],
-            input=archive, check=True, capture_output=True,
+            [
+                "nsenter",
+                "--target",
+                str(self.leader),
+                "--mount",
+                "--root",
+                "--",
+                "/bin/sh",
+                "-ec",
+                f"mkdir -p {shlex.quote(dest)} && tar -C {shlex.quote(dest)} -xf - --no-same-owner",
+            ],
+            input=archive,
+            check=True,
+            capture_output=True,
         )
 
     def poweroff(self, timeout_s: float = 60) -> None:

@@ -133,13 +133,33 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         args = [
-            find_binary("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1",
-            "--dir", self.dir, "--save", "", "--daemonize", "no", "--protected-mode", "yes",
-            "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", self.appendfsync,
-            "--logfile", os.path.join(self.dir, "redis.log"),
+            find_binary("redis-server"),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            self.dir,
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "yes",
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--appendfsync",
+            self.appendfsync,
+            "--logfile",
+            os.path.join(self.dir, "redis.log"),
         ]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True, preexec_fn=_die_with_parent)
+        self.proc = subprocess.Popen(
+            args,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
         self._wait_ready()
         return self
 
@@ -207,15 +227,30 @@ class S3Server:
         data = os.path.join(self.dir, "data")
         os.makedirs(data, exist_ok=True)
         args = [
-            find_binary("weed"), "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            "-webdav=false", "-admin.ui=false", "-master.telemetry=false", "-s3.autoCreateBucket=false",
+            find_binary("weed"),
+            "mini",
+            f"-dir={data}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            "-webdav=false",
+            "-admin.ui=false",
+            "-master.telemetry=false",
+            "-s3.autoCreateBucket=false",
             "-s3.allowDeleteBucketNotEmpty=true",
-            *(f"-{name}={port}" for name, port in self.ports.items()), *self.extra_args,
+            *(f"-{name}={port}" for name, port in self.ports.items()),
+            *self.extra_args,
         ]
         env = {**os.environ, "AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key}
         self.log = open(os.path.join(self.dir, "weed.log"), "ab")
-        self.proc = subprocess.Popen(args, cwd=self.dir, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-                                     start_new_session=True, preexec_fn=_die_with_parent)
+        self.proc = subprocess.Popen(
+            args,
+            cwd=self.dir,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
         self._wait_ready()
         return self
 
@@ -225,8 +260,11 @@ class S3Server:
         from botocore.config import Config
 
         return boto3.client(
-            "s3", endpoint_url=self.url, region_name=REGION,
-            aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key,
+            "s3",
+            endpoint_url=self.url,
+            region_name=REGION,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
             config=Config(s3={"addressing_style": "path"}, **config),
         )
 
@@ -283,9 +321,23 @@ def _start_redis(port: int, dir: str, *args: str) -> subprocess.Popen[bytes]:
     """Start one redis-server (or a sentinel, with ``--sentinel``) that logs into ``dir``."""
     os.makedirs(dir, exist_ok=True)
     return subprocess.Popen(
-        [find_binary("redis-server"), *args, "--port", str(port), "--bind", "127.0.0.1", "--dir", dir,
-         "--daemonize", "no", "--logfile", os.path.join(dir, "redis.log")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            find_binary("redis-server"),
+            *args,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            dir,
+            "--daemonize",
+            "no",
+            "--logfile",
+            os.path.join(dir, "redis.log"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
         preexec_fn=_die_with_parent,
     )
 
@@ -330,10 +382,22 @@ class RedisClusterServers:
 
     def _start_node(self, port: int) -> None:
         self.procs[port] = _start_redis(
-            port, os.path.join(self.dir, str(port)), "--cluster-enabled", "yes",
-            "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", str(self.node_timeout_ms),
-            "--cluster-port", str(self.cluster_ports[port]), "--cluster-replica-validity-factor", "0",
-            "--save", "", "--appendonly", "no",
+            port,
+            os.path.join(self.dir, str(port)),
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            str(self.node_timeout_ms),
+            "--cluster-port",
+            str(self.cluster_ports[port]),
+            "--cluster-replica-validity-factor",
+            "0",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
         )
 
     def start(self) -> RedisClusterServers:
@@ -346,9 +410,19 @@ class RedisClusterServers:
         for port in self.ports:
             _wait(redis.Redis(port=port, socket_timeout=1).ping, f"redis-server on {port}")
         subprocess.run(
-            [find_binary("redis-cli"), "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
-             "--cluster-replicas", "1", "--cluster-yes"],
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=60,
+            [
+                find_binary("redis-cli"),
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{p}" for p in self.ports),
+                "--cluster-replicas",
+                "1",
+                "--cluster-yes",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            timeout=60,
         )
         self.wait_healthy()
         return self
@@ -363,6 +437,7 @@ class RedisClusterServers:
 
     def master_of(self, key: str) -> int:
         """Return the port of the master that serves ``key``'s slot, as the live nodes agree."""
+
         def find() -> int | None:
             for port in self.alive():
                 client = self.node(port)
@@ -376,6 +451,7 @@ class RedisClusterServers:
 
     def wait_takeover(self, key: str, old: int, timeout_s: float = 30.0) -> int:
         """Wait until a node other than ``old`` serves ``key``'s slot as master, and the cluster is ok; return it."""
+
         def taken() -> int | None:
             port = self.master_of(key)
             if port == old or self.node(port).cluster("info")["cluster_state"] != "ok":
@@ -396,9 +472,12 @@ class RedisClusterServers:
 
     def wait_healthy(self, timeout_s: float = 60.0) -> None:
         """Wait until every live node says ``cluster_state:ok`` and every master has a synced replica."""
+
         def healthy() -> bool:
-            return all(self.node(p).cluster("info")["cluster_state"] == "ok" for p in self.alive()) \
+            return (
+                all(self.node(p).cluster("info")["cluster_state"] == "ok" for p in self.alive())
                 and self.replicas_in_sync()
+            )
 
         _wait(healthy, "a healthy cluster", timeout_s)
 
@@ -453,8 +532,9 @@ class RedisSentinelServers:
         return f"redis+sentinel://{seeds}/{self.service}"
 
     def _start_data(self, port: int, *args: str) -> None:
-        self.procs[port] = _start_redis(port, os.path.join(self.dir, str(port)), "--save", "",
-                                        "--appendonly", "no", *args)
+        self.procs[port] = _start_redis(
+            port, os.path.join(self.dir, str(port)), "--save", "", "--appendonly", "no", *args
+        )
 
     def start(self) -> RedisSentinelServers:
         import redis
@@ -469,10 +549,12 @@ class RedisSentinelServers:
             os.makedirs(sdir, exist_ok=True)
             conf = os.path.join(sdir, "sentinel.conf")
             with open(conf, "w") as f:
-                f.write(f"sentinel monitor {self.service} 127.0.0.1 {master} 2\n"
-                        f"sentinel down-after-milliseconds {self.service} {self.down_after_ms}\n"
-                        f"sentinel failover-timeout {self.service} 5000\n"
-                        f"sentinel parallel-syncs {self.service} 1\n")
+                f.write(
+                    f"sentinel monitor {self.service} 127.0.0.1 {master} 2\n"
+                    f"sentinel down-after-milliseconds {self.service} {self.down_after_ms}\n"
+                    f"sentinel failover-timeout {self.service} 5000\n"
+                    f"sentinel parallel-syncs {self.service} 1\n"
+                )
             self.procs[port] = _start_redis(port, sdir, conf, "--sentinel")
         for port in self.data_ports:
             _wait(redis.Redis(port=port, socket_timeout=1).ping, f"redis-server on {port}")
@@ -486,6 +568,7 @@ class RedisSentinelServers:
 
     def master_port(self) -> int:
         """Return the port of the master, as a majority of the live sentinels name it."""
+
         def agreed() -> int | None:
             named: list[int] = []
             for port in self.sentinel_ports:
@@ -503,10 +586,12 @@ class RedisSentinelServers:
 
         info = redis.Redis(port=self.master_port(), socket_timeout=2).info("replication")
         return info["role"] == "master" and any(
-            isinstance(v, dict) and v.get("state") == "online" for k, v in info.items() if k.startswith("slave"))
+            isinstance(v, dict) and v.get("state") == "online" for k, v in info.items() if k.startswith("slave")
+        )
 
     def wait_healthy(self, timeout_s: float = 60.0) -> None:
         """Wait until every sentinel knows the master, its replica and the other sentinels (what a failover needs)."""
+
         def ready() -> bool:
             for port in self.sentinel_ports:
                 master = self.sentinel(port).sentinel_master(self.service)
@@ -558,9 +643,37 @@ def make_certs(directory: Path) -> dict[str, Path]:
     def run(*args: str) -> None:
         subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
 
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca_crt),
-        "-days", "1", "-subj", "/CN=s3po test CA")
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        str(ca_key),
+        "-out",
+        str(ca_crt),
+        "-days",
+        "1",
+        "-subj",
+        "/CN=s3po test CA",
+    )
     run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", "/CN=127.0.0.1")
-    run("x509", "-req", "-in", str(csr), "-CA", str(ca_crt), "-CAkey", str(ca_key), "-CAcreateserial",
-        "-out", str(crt), "-days", "1", "-extfile", str(ext))
+    run(
+        "x509",
+        "-req",
+        "-in",
+        str(csr),
+        "-CA",
+        str(ca_crt),
+        "-CAkey",
+        str(ca_key),
+        "-CAcreateserial",
+        "-out",
+        str(crt),
+        "-days",
+        "1",
+        "-extfile",
+        str(ext),
+    )
     return {"ca": ca_crt, "cert": crt, "key": key}

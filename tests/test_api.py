@@ -7,22 +7,23 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 import redis
+from conftest import ROOT
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from servers import free_port
 
-from conftest import ROOT
 from s3po_client.errors import ConfigError
 from s3po_client.job import Job
 from s3po_client.queue import QueueKeys
 from s3pod.api import ApiServer, is_loopback
 from s3pod.safety import PathPolicy
 from s3pod.service import s3_check
-from servers import free_port
 
 TOKEN = "test-token-8d1f0b2c"
 
@@ -35,8 +36,9 @@ class Response:
         self.json: Any = json.loads(body) if body else None
 
 
-def call(port: int, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
-         raw: bytes | None = None) -> Response:
+def call(
+    port: int, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None, raw: bytes | None = None
+) -> Response:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
@@ -62,9 +64,13 @@ def make_api(redis_client: redis.Redis, s3_server: Any, spool: Path) -> Iterator
     servers: list[ApiServer] = []
 
     def make(**overrides: Any) -> ApiServer:
-        options: dict[str, Any] = dict(host="127.0.0.1", port=0, prefix="s3po",
-                                       paths=PathPolicy.from_dirs([str(spool)]),
-                                       check_s3=s3_check(s3_server.url))
+        options: dict[str, Any] = dict(
+            host="127.0.0.1",
+            port=0,
+            prefix="s3po",
+            paths=PathPolicy.from_dirs([str(spool)]),
+            check_s3=s3_check(s3_server.url),
+        )
         options.update(overrides)
         server = ApiServer(options.pop("client", redis_client), **options)
         servers.append(server)
@@ -88,8 +94,18 @@ def queued(redis_client: redis.Redis) -> list[Job]:
 def test_post_one_job_queues_it(make_api: Callable[..., ApiServer], spool: Path, redis_client: redis.Redis) -> None:
     api = make_api()
     path = spooled(spool, "a.log")
-    r = call(api.port, "POST", "/v1/jobs", {"bucket": "b", "key": "logs/a.log", "path": path, "compress": "gzip",
-                                            "headers": {"Content-Type": "text/plain"}})
+    r = call(
+        api.port,
+        "POST",
+        "/v1/jobs",
+        {
+            "bucket": "b",
+            "key": "logs/a.log",
+            "path": path,
+            "compress": "gzip",
+            "headers": {"Content-Type": "text/plain"},
+        },
+    )
     assert r.status == 202, r.json
     (job,) = queued(redis_client)
     assert r.json == {"ids": [job.id]}
@@ -98,8 +114,9 @@ def test_post_one_job_queues_it(make_api: Callable[..., ApiServer], spool: Path,
     assert job.enqueued_at is not None  # stamped, like enqueue() does
 
 
-def test_post_a_list_queues_all_in_order(make_api: Callable[..., ApiServer], spool: Path,
-                                         redis_client: redis.Redis) -> None:
+def test_post_a_list_queues_all_in_order(
+    make_api: Callable[..., ApiServer], spool: Path, redis_client: redis.Redis
+) -> None:
     api = make_api()
     body = [{"bucket": "b", "key": f"k{i}", "path": spooled(spool, f"f{i}")} for i in range(5)]
     body[2]["id"] = "my-own-id"
@@ -111,26 +128,31 @@ def test_post_a_list_queues_all_in_order(make_api: Callable[..., ApiServer], spo
     assert r.json["ids"][2] == "my-own-id"
 
 
-@pytest.mark.parametrize("body, status, message", [
-    (b"{not json", 400, "body is not valid JSON"),
-    (b"[]", 400, "empty list"),
-    (b'"a string"', 400, "a job must be a JSON object, got str"),
-    (b'{"bucket": "b", "key": "k", "path": "/x", "compres": "gzip"}', 400, "unknown field 'compres'"),
-    (b'{"bucket": "b", "path": "/x"}', 400, "missing required field 'key'"),
-    (b'{"bucket": "b", "key": "k", "path": "relative"}', 400, "must be an absolute path"),
-    (b'{"bucket": "b", "key": "k", "path": "/x", "retries": -1}', 400, "'retries' must be an integer >= 0"),
-    (b'{"bucket": "b", "key": "k", "path": "/etc/hostname"}', 400, "outside the allowed directories"),
-])
-def test_bad_bodies_get_400_naming_the_problem(make_api: Callable[..., ApiServer], redis_client: redis.Redis,
-                                               body: bytes, status: int, message: str) -> None:
+@pytest.mark.parametrize(
+    "body, status, message",
+    [
+        (b"{not json", 400, "body is not valid JSON"),
+        (b"[]", 400, "empty list"),
+        (b'"a string"', 400, "a job must be a JSON object, got str"),
+        (b'{"bucket": "b", "key": "k", "path": "/x", "compres": "gzip"}', 400, "unknown field 'compres'"),
+        (b'{"bucket": "b", "path": "/x"}', 400, "missing required field 'key'"),
+        (b'{"bucket": "b", "key": "k", "path": "relative"}', 400, "must be an absolute path"),
+        (b'{"bucket": "b", "key": "k", "path": "/x", "retries": -1}', 400, "'retries' must be an integer >= 0"),
+        (b'{"bucket": "b", "key": "k", "path": "/etc/hostname"}', 400, "outside the allowed directories"),
+    ],
+)
+def test_bad_bodies_get_400_naming_the_problem(
+    make_api: Callable[..., ApiServer], redis_client: redis.Redis, body: bytes, status: int, message: str
+) -> None:
     r = call(make_api().port, "POST", "/v1/jobs", raw=body)
     assert r.status == status
     assert message in r.json["error"]
     assert queued(redis_client) == []
 
 
-def test_one_bad_job_in_a_list_queues_none(make_api: Callable[..., ApiServer], spool: Path,
-                                           redis_client: redis.Redis) -> None:
+def test_one_bad_job_in_a_list_queues_none(
+    make_api: Callable[..., ApiServer], spool: Path, redis_client: redis.Redis
+) -> None:
     good = {"bucket": "b", "key": "k", "path": spooled(spool, "ok")}
     r = call(make_api().port, "POST", "/v1/jobs", [good, {**good, "compress": "brotli"}, good])
     assert r.status == 400
@@ -139,24 +161,28 @@ def test_one_bad_job_in_a_list_queues_none(make_api: Callable[..., ApiServer], s
     assert queued(redis_client) == []
 
 
-def test_paths_follow_the_daemons_rules(make_api: Callable[..., ApiServer], spool: Path, tmp_path: Path,
-                                        redis_client: redis.Redis) -> None:
+def test_paths_follow_the_daemons_rules(
+    make_api: Callable[..., ApiServer], spool: Path, tmp_path: Path, redis_client: redis.Redis
+) -> None:
     api = make_api()
     outside = tmp_path / "secret.txt"
     outside.write_text("not yours")
     (spool / "link").symlink_to(outside)
-    for path, message in [(str(spool / "link"), "outside the allowed directories"),
-                          (str(spool / ".." / "secret.txt"), "outside the allowed directories"),
-                          (str(spool / "missing"), "does not exist"),
-                          (str(spool), "outside the allowed directories")]:
+    for path, message in [
+        (str(spool / "link"), "outside the allowed directories"),
+        (str(spool / ".." / "secret.txt"), "outside the allowed directories"),
+        (str(spool / "missing"), "does not exist"),
+        (str(spool), "outside the allowed directories"),
+    ]:
         r = call(api.port, "POST", "/v1/jobs", {"bucket": "b", "key": "k", "path": path})
         assert r.status == 400, path
         assert message in r.json["error"] or "not a regular file" in r.json["error"], r.json
     assert queued(redis_client) == []
 
 
-def test_body_over_the_limit_gets_413(make_api: Callable[..., ApiServer], spool: Path,
-                                      redis_client: redis.Redis) -> None:
+def test_body_over_the_limit_gets_413(
+    make_api: Callable[..., ApiServer], spool: Path, redis_client: redis.Redis
+) -> None:
     api = make_api(max_body_bytes=2048)
     path = spooled(spool, "f")
     body = [{"bucket": "b", "key": f"key-{i}", "path": path} for i in range(100)]
@@ -190,16 +216,24 @@ def test_unknown_paths_and_methods(make_api: Callable[..., ApiServer]) -> None:
     assert r.status == 405 and r.headers["Allow"] == "GET"
 
 
-def test_status_is_what_s3po_status_json_shows(make_api: Callable[..., ApiServer], spool: Path,
-                                               redis_client: redis.Redis, redis_server: Any) -> None:
+def test_status_is_what_s3po_status_json_shows(
+    make_api: Callable[..., ApiServer], spool: Path, redis_client: redis.Redis, redis_server: Any
+) -> None:
     api = make_api()
-    assert call(api.port, "POST", "/v1/jobs", [{"bucket": "b", "key": "k", "path": spooled(spool, "f")}] * 3).status == 202
+    assert (
+        call(api.port, "POST", "/v1/jobs", [{"bucket": "b", "key": "k", "path": spooled(spool, "f")}] * 3).status == 202
+    )
     redis_client.lpush(QueueKeys("s3po").dead, "{}")
     r = call(api.port, "GET", "/v1/status")
     assert r.status == 200
-    cli = subprocess.run([sys.executable, "-m", "s3po_client.cli", "status", "--json", "--redis-url", redis_server.url],
-                         capture_output=True, text=True, check=True, timeout=60,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    cli = subprocess.run(
+        [sys.executable, "-m", "s3po_client.cli", "status", "--json", "--redis-url", redis_server.url],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert r.json == json.loads(cli.stdout)
     assert r.json["pending"] == 3 and r.json["dead"] == 1
 
@@ -222,14 +256,14 @@ def test_healthz_is_200_only_when_redis_and_s3_answer(make_api: Callable[..., Ap
 
 def test_redis_down_while_enqueueing_gets_503(make_api: Callable[..., ApiServer], spool: Path) -> None:
     dead_redis = redis.Redis(port=free_port(), socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
-    r = call(make_api(client=dead_redis).port, "POST", "/v1/jobs",
-             {"bucket": "b", "key": "k", "path": spooled(spool, "f")})
+    r = call(
+        make_api(client=dead_redis).port, "POST", "/v1/jobs", {"bucket": "b", "key": "k", "path": spooled(spool, "f")}
+    )
     assert r.status == 503
     assert "nothing was queued" in r.json["error"]
 
 
-def test_token_is_checked_when_set(make_api: Callable[..., ApiServer], spool: Path,
-                                   redis_client: redis.Redis) -> None:
+def test_token_is_checked_when_set(make_api: Callable[..., ApiServer], spool: Path, redis_client: redis.Redis) -> None:
     api = make_api(token=TOKEN)
     job = {"bucket": "b", "key": "k", "path": spooled(spool, "f")}
     r = call(api.port, "POST", "/v1/jobs", job)
@@ -291,9 +325,13 @@ def test_responses_match_the_openapi_file(make_api: Callable[..., ApiServer], sp
     auth = {"Authorization": f"Bearer {TOKEN}"}
     good = {"bucket": "b", "key": "k", "path": spooled(spool, "f")}
     for method, path, body, headers in [
-        ("POST", "/v1/jobs", good, auth), ("POST", "/v1/jobs", {**good, "x": 1}, auth),
-        ("POST", "/v1/jobs", good, {}), ("POST", "/v1/jobs", [good] * 50, auth),
-        ("GET", "/v1/status", None, auth), ("GET", "/v1/status", None, {}), ("GET", "/healthz", None, {}),
+        ("POST", "/v1/jobs", good, auth),
+        ("POST", "/v1/jobs", {**good, "x": 1}, auth),
+        ("POST", "/v1/jobs", good, {}),
+        ("POST", "/v1/jobs", [good] * 50, auth),
+        ("GET", "/v1/status", None, auth),
+        ("GET", "/v1/status", None, {}),
+        ("GET", "/healthz", None, {}),
     ]:
         r = call(api.port, method, path, body, headers)
         assert str(r.status) in spec["paths"][path][method.lower()]["responses"], (method, path, r.status)

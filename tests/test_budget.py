@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from conftest import wait_until
+
 from s3po_client import enqueue_many
 from s3po_client.queue import count_jobs
 
@@ -22,7 +23,8 @@ def vm_kib(pid: int, field: str) -> int:
 
 
 def test_twenty_parallel_multipart_jobs_on_a_slow_store_stay_within_max_memory(
-        redis_server, redis_client, s3, bucket, start_daemon, fault_proxy, tmp_path: Path) -> None:
+    redis_server, redis_client, s3, bucket, start_daemon, fault_proxy, tmp_path: Path
+) -> None:
     """Every upload reserves what it really holds, so the daemon's growth stays under --max-memory.
 
     64 MiB files go as 8 parts of 8 MiB; a slow store (0.5 s per part) keeps every upload's
@@ -39,8 +41,9 @@ def test_twenty_parallel_multipart_jobs_on_a_slow_store_stay_within_max_memory(
                 out.write(block)
         files.append(f)
     fault_proxy.add_rule("delay", method="PUT", delay_s=0.5, times=None)
-    daemon = start_daemon("--concurrency", "20", "--max-memory", str(max_memory_mib),
-                          env={"S3POD_ENDPOINT_URL": fault_proxy.url})
+    daemon = start_daemon(
+        "--concurrency", "20", "--max-memory", str(max_memory_mib), env={"S3POD_ENDPOINT_URL": fault_proxy.url}
+    )
     wait_until(lambda: "ready" in daemon.log, message="the daemon ready")
     time.sleep(0.5)
     idle_kib = vm_kib(daemon.proc.pid, "VmRSS")
@@ -51,5 +54,7 @@ def test_twenty_parallel_multipart_jobs_on_a_slow_store_stay_within_max_memory(
     assert count_jobs(redis_client).dead == 0
     assert s3.head_object(Bucket=bucket, Key="big7.bin")["ContentLength"] == 64 * MiB
     # Measured: 87 MiB with this code; 235 MiB when each upload was charged 40 MiB.
-    assert grew_mib <= max_memory_mib, f"peak {peak_kib // 1024} MiB, idle {idle_kib // 1024} MiB: " \
-                                            f"grew {grew_mib:.0f} MiB with --max-memory {max_memory_mib}"
+    assert grew_mib <= max_memory_mib, (
+        f"peak {peak_kib // 1024} MiB, idle {idle_kib // 1024} MiB: "
+        f"grew {grew_mib:.0f} MiB with --max-memory {max_memory_mib}"
+    )

@@ -40,11 +40,13 @@ def test_status_unreachable_redis_is_one_clear_line(daemon_env) -> None:
     assert "cannot reach Redis" in out.stderr and "hunter2" not in out.stderr
 
 
-def test_dead_list_retry_and_purge_against_a_real_daemon(redis_server, redis_client, s3, daemon_env, start_daemon,
-                                                          tmp_path) -> None:
+def test_dead_list_retry_and_purge_against_a_real_daemon(
+    redis_server, redis_client, s3, daemon_env, start_daemon, tmp_path
+) -> None:
     import uuid
 
     from conftest import wait_until
+
     from s3po_client import enqueue
 
     late_bucket = f"t-late-{uuid.uuid4().hex[:12]}"
@@ -74,8 +76,13 @@ def test_dead_list_retry_and_purge_against_a_real_daemon(redis_server, redis_cli
     wait_until(lambda: not f.exists(), message="the retried job to land")
     assert s3.get_object(Bucket=late_bucket, Key="late.txt")["Body"].read() == b"waited for its bucket"
 
-    refused = subprocess.run([sys.executable, "-m", "s3po_client.cli", "dead", "purge"], input="n\n",
-                             capture_output=True, text=True, env=daemon_env)
+    refused = subprocess.run(
+        [sys.executable, "-m", "s3po_client.cli", "dead", "purge"],
+        input="n\n",
+        capture_output=True,
+        text=True,
+        env=daemon_env,
+    )
     assert refused.returncode == 1 and redis_client.llen("s3po:dead") == 1
     purged = s3po("dead", "purge", "--yes", env=daemon_env)
     assert purged.returncode == 0 and "purged 1" in purged.stdout

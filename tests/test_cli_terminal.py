@@ -94,11 +94,18 @@ def test_ctrl_c_mid_multipart_aborts_every_upload_in_flight(cli_env, s3, bucket,
         (src / f"part-{i}.bin").write_bytes(os.urandom(40 * MiB))
     fault_proxy.add_rule("delay", method="PUT", query="partNumber", times=None, delay_s=0.3)
     env = {**cli_env, "S3PO_ENDPOINT_URL": fault_proxy.url}
-    proc = subprocess.Popen([sys.executable, "-m", "s3po_client.cli", "upload", "--json", "-j", "3", str(src),
-                             f"s3://{bucket}/big/"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "s3po_client.cli", "upload", "--json", "-j", "3", str(src), f"s3://{bucket}/big/"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
-        wait_until(lambda: len(s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])) >= 2,
-                   timeout_s=60, message="multipart uploads in flight")
+        wait_until(
+            lambda: len(s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])) >= 2,
+            timeout_s=60,
+            message="multipart uploads in flight",
+        )
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=60)
     finally:
@@ -120,8 +127,12 @@ def test_ctrl_c_mid_download_leaves_no_partial_file(cli_env, s3, bucket, fault_p
     env = {**cli_env, "S3PO_ENDPOINT_URL": fault_proxy.url}
     target = tmp_path / "out"
     target.mkdir()
-    proc = subprocess.Popen([sys.executable, "-m", "s3po_client.cli", "download", f"s3://{bucket}/large.bin",
-                             str(target / "large.bin")], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "s3po_client.cli", "download", f"s3://{bucket}/large.bin", str(target / "large.bin")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         wait_until(lambda: any(target.iterdir()), timeout_s=60, message="the download's temporary file")
         time.sleep(0.3)

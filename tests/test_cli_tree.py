@@ -7,9 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
+from test_cli_transfer import cli_env, err_lines, records, s3po  # noqa: F401 - cli_env is a fixture
 
 from s3po_client import Job
-from test_cli_transfer import cli_env, err_lines, records, s3po  # noqa: F401 - cli_env is a fixture
 
 #: prctl(PR_CAPBSET_DROP, cap): take a capability out of what the next exec'd program can have
 PR_CAPBSET_DROP = 24
@@ -35,7 +35,7 @@ def make_tree(root: Path) -> dict[str, bytes]:
 
 def stored(s3, bucket: str, prefix: str = "") -> dict[str, bytes]:
     listed = s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
-    return {o["Key"][len(prefix):]: s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read() for o in listed}
+    return {o["Key"][len(prefix) :]: s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read() for o in listed}
 
 
 def files_under(root: Path) -> dict[str, bytes]:
@@ -70,13 +70,18 @@ def test_tree_keep_and_a_target_without_the_slash(cli_env, s3, bucket, tmp_path)
     assert f"uploaded {len(files)} of {len(files)} files" in out.stderr.decode()
 
 
-@pytest.mark.parametrize(("filters", "expected"), [
-    (["--exclude", "*.tmp"], {"a.txt", "logs/today.log", "logs/old/2023.log", "data/blob.bin", "data/empty"}),
-    (["--exclude", "*", "--include", "*.log"], {"logs/today.log", "logs/old/2023.log"}),
-    (["--include", "*.log", "--exclude", "*"], set()),  # the last filter that matches decides
-    (["--exclude", "logs/*", "--include", "logs/old/*"], {"a.txt", "logs/old/2023.log", "data/blob.bin",
-                                                          "data/empty"}),
-])
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        (["--exclude", "*.tmp"], {"a.txt", "logs/today.log", "logs/old/2023.log", "data/blob.bin", "data/empty"}),
+        (["--exclude", "*", "--include", "*.log"], {"logs/today.log", "logs/old/2023.log"}),
+        (["--include", "*.log", "--exclude", "*"], set()),  # the last filter that matches decides
+        (
+            ["--exclude", "logs/*", "--include", "logs/old/*"],
+            {"a.txt", "logs/old/2023.log", "data/blob.bin", "data/empty"},
+        ),
+    ],
+)
 def test_exclude_and_include_as_in_the_aws_cli(cli_env, s3, bucket, tmp_path, filters, expected) -> None:
     src = tmp_path / "src"
     make_tree(src)
@@ -105,9 +110,12 @@ def test_symlinks_are_left_alone_unless_followed_and_never_deleted(cli_env, s3, 
 
     out = s3po("upload", "--follow-symlinks", str(src), f"s3://{bucket}/followed/", env=cli_env)
     assert out.returncode == 0, out.stderr
-    assert stored(s3, bucket, "followed/") == {"real.txt": b"real", "link.txt": b"behind a link",
-                                               "linkdir/target.txt": b"behind a link",
-                                               "linkdir/inner.txt": b"in a linked directory"}
+    assert stored(s3, bucket, "followed/") == {
+        "real.txt": b"real",
+        "link.txt": b"behind a link",
+        "linkdir/target.txt": b"behind a link",
+        "linkdir/inner.txt": b"in a linked directory",
+    }
     assert not (src / "real.txt").exists(), "a file read by its own name is deleted"
     assert (src / "link.txt").is_symlink() and (outside / "target.txt").read_text() == "behind a link"
     assert (outside / "inner.txt").exists(), "a file reached through a linked directory is kept"
@@ -128,8 +136,7 @@ def test_one_unreadable_file_fails_alone(cli_env, s3, bucket, tmp_path) -> None:
     locked = src / "logs" / "locked.log"
     locked.write_text("secret")
     locked.chmod(0)
-    out = s3po("upload", "--json", str(src), f"s3://{bucket}/p/", env=cli_env,
-               preexec_fn=drop_file_access_override)
+    out = s3po("upload", "--json", str(src), f"s3://{bucket}/p/", env=cli_env, preexec_fn=drop_file_access_override)
     assert out.returncode == 1, out.stderr
     assert stored(s3, bucket, "p/") == files, "every other file is stored"
     assert files_under_names(src) == {"logs/locked.log"}, "the others deleted, the unreadable one kept"
@@ -159,8 +166,7 @@ def test_enqueue_a_tree_in_pipelined_batches(cli_env, redis_client, tmp_path) ->
         (src / f"d{i % 7}").mkdir(parents=True, exist_ok=True)
         (src / f"d{i % 7}" / f"f{i}.log").write_text(str(i))
     (src / "d0" / "x.partial").write_text("still being written")
-    out = s3po("enqueue", "--exclude", "*.partial", "--compress", "gzip", str(src), "s3://logs/in/",
-               env=cli_env)
+    out = s3po("enqueue", "--exclude", "*.partial", "--compress", "gzip", str(src), "s3://logs/in/", env=cli_env)
     assert out.returncode == 0, out.stderr
     ids = out.stdout.decode().split()
     jobs = [Job.from_json(raw) for raw in redis_client.lrange("s3po:queue", 0, -1)]
@@ -178,8 +184,17 @@ def test_enqueue_json_and_the_keep_flag(cli_env, redis_client, tmp_path) -> None
     assert out.returncode == 0, out.stderr
     [row] = records(out)
     job = Job.from_json(redis_client.rpop("s3po:queue"))
-    assert row == {"path": str(src / "a.txt"), "bucket": "logs", "key": "in/a.txt", "bytes_read": 2,
-                   "bytes_stored": None, "checksum": None, "status": "queued", "error": None, "id": job.id}
+    assert row == {
+        "path": str(src / "a.txt"),
+        "bucket": "logs",
+        "key": "in/a.txt",
+        "bytes_read": 2,
+        "bytes_stored": None,
+        "checksum": None,
+        "status": "queued",
+        "error": None,
+        "id": job.id,
+    }
     assert job.delete is False
 
 
@@ -205,7 +220,8 @@ def test_ls_lists_what_arrived(cli_env, s3, bucket, tmp_path) -> None:
 def test_download_a_prefix_with_filters(cli_env, s3, bucket, tmp_path) -> None:
     for key in ("p/a.log", "p/b.txt", "p/sub/c.log", "p/sub/", "elsewhere.log"):
         s3.put_object(Bucket=bucket, Key=key, Body=key.encode())
-    out = s3po("download", f"s3://{bucket}/p/", str(tmp_path / "got"), "--exclude", "*", "--include", "*.log",
-               env=cli_env)
+    out = s3po(
+        "download", f"s3://{bucket}/p/", str(tmp_path / "got"), "--exclude", "*", "--include", "*.log", env=cli_env
+    )
     assert out.returncode == 0, out.stderr
     assert files_under(tmp_path / "got") == {"a.log": b"p/a.log", "sub/c.log": b"p/sub/c.log"}

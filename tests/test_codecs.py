@@ -57,26 +57,30 @@ def test_outputs_are_the_standard_formats() -> None:
     assert zstandard.ZstdDecompressor().decompressobj().decompress(compress("zstd")) == DATA
 
 
-@pytest.mark.parametrize("encoding,packed", [
-    ("gzip", gzip.compress(DATA)),
-    ("x-gzip", gzip.compress(DATA)),
-    ("deflate", zlib.compress(DATA)),
-    ("deflate", zlib.compress(DATA)[2:-4]),  # raw deflate, as some servers send it
-    ("zstd", zstandard.ZstdCompressor().compress(DATA)),
-])
+@pytest.mark.parametrize(
+    "encoding,packed",
+    [
+        ("gzip", gzip.compress(DATA)),
+        ("x-gzip", gzip.compress(DATA)),
+        ("deflate", zlib.compress(DATA)),
+        ("deflate", zlib.compress(DATA)[2:-4]),  # raw deflate, as some servers send it
+        ("zstd", zstandard.ZstdCompressor().compress(DATA)),
+    ],
+)
 def test_decoding_in_any_slicing(encoding: str, packed: bytes) -> None:
     for step in (1, 1000, len(packed)):
         sink = Pieces()
         with DecodingWriter(sink, encoding) as writer:
             for i in range(0, len(packed), step if step > 1 else 7919):
-                writer.write(packed[i:i + (step if step > 1 else 7919)])
+                writer.write(packed[i : i + (step if step > 1 else 7919)])
         assert sink.buffer.getvalue() == DATA and writer.bytes_out == len(DATA)
 
 
 def test_concatenated_gzip_members_and_zstd_frames_all_decode() -> None:
-    for encoding, packed in (("gzip", gzip.compress(b"one ") + gzip.compress(b"two")),
-                             ("zstd", zstandard.ZstdCompressor().compress(b"one ")
-                              + zstandard.ZstdCompressor().compress(b"two"))):
+    for encoding, packed in (
+        ("gzip", gzip.compress(b"one ") + gzip.compress(b"two")),
+        ("zstd", zstandard.ZstdCompressor().compress(b"one ") + zstandard.ZstdCompressor().compress(b"two")),
+    ):
         sink = Pieces()
         with DecodingWriter(sink, encoding) as writer:
             writer.write(packed)

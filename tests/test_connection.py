@@ -12,15 +12,16 @@ import gzip
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 import redis
-
 from conftest import wait_until
 from faultproxy import FaultProxy
 from servers import REGION
+
 from s3po_client import Connection, Job, JobError, S3poError, UploadError
 from s3po_client.queue import count_jobs
 
@@ -61,8 +62,9 @@ def make_conn(s3_server, redis_server, redis_client, tempdir) -> Iterator[Callab
     conns: list[Connection] = []
 
     def make(*args: Any, **overrides: Any) -> Connection:
-        options: dict[str, Any] = dict(endpoint_url=s3_server.url, region=REGION, redis_url=redis_server.url,
-                                       backoff_base=0.01, tempdir=tempdir)
+        options: dict[str, Any] = dict(
+            endpoint_url=s3_server.url, region=REGION, redis_url=redis_server.url, backoff_base=0.01, tempdir=tempdir
+        )
         options.update(overrides)
         conn = Connection(*(args or (s3_server.access_key, s3_server.secret_key)), **options)
         conns.append(conn)
@@ -76,8 +78,13 @@ def make_conn(s3_server, redis_server, redis_client, tempdir) -> Iterator[Callab
 class Mode:
     """Runs an example one way: synchronous, threaded (``runLoop()``) or queued for s3pod."""
 
-    def __init__(self, name: str, make_conn: Callable[..., Connection], start_daemon: Callable[..., Any],
-                 redis_client: redis.Redis) -> None:
+    def __init__(
+        self,
+        name: str,
+        make_conn: Callable[..., Connection],
+        start_daemon: Callable[..., Any],
+        redis_client: redis.Redis,
+    ) -> None:
         self.name = name
         self._make_conn = make_conn
         self._start_daemon = start_daemon
@@ -221,7 +228,9 @@ def test_async_connection_with_a_per_call_sync_upload(make_conn, redis_client, s
 # -- Retries ------------------------------------------------------------------------------
 
 
-def test_retries_ten_is_what_the_queued_job_carries(make_conn, redis_client, start_daemon, s3, bucket, tmp_path) -> None:
+def test_retries_ten_is_what_the_queued_job_carries(
+    make_conn, redis_client, start_daemon, s3, bucket, tmp_path
+) -> None:
     foo = tmp_path / "foo.txt"
     foo.write_text("retry me")
     conn = make_conn()
@@ -271,9 +280,14 @@ def test_headers_are_set_on_the_object(mode, s3, bucket, tmp_path) -> None:
     foo = tmp_path / "foo.txt"
     foo.write_text("plain text")
     conn = mode.connection()
-    conn.uploadFile(bucket, "my-key", str(foo), headers={
-        "Content-Type": "text/plain",
-    })
+    conn.uploadFile(
+        bucket,
+        "my-key",
+        str(foo),
+        headers={
+            "Content-Type": "text/plain",
+        },
+    )
     mode.settle(conn)
     head = s3.head_object(Bucket=bucket, Key="my-key")
     assert head["ContentType"] == "text/plain"
@@ -312,9 +326,16 @@ def test_run_loop_uploads_three_files_in_the_background_without_redis(s3_server,
     for f in files:
         f.write_text(f"content of {f.name}")
     # Nothing listens on port 1: the threaded mode must not need Redis.
-    connection = Connection(s3_server.access_key, s3_server.secret_key, endpoint_url=s3_server.url,
-                            region=REGION, redis_url="redis://127.0.0.1:1/0", backoff_base=0.01,
-                            tempdir=tempdir, **{"async": True})
+    connection = Connection(
+        s3_server.access_key,
+        s3_server.secret_key,
+        endpoint_url=s3_server.url,
+        region=REGION,
+        redis_url="redis://127.0.0.1:1/0",
+        backoff_base=0.01,
+        tempdir=tempdir,
+        **{"async": True},
+    )
     try:
         # Now it will go off in the background and upload files
         connection.runLoop()
@@ -416,8 +437,14 @@ def test_leaving_with_drains_the_threads_and_stops_them(s3_server, tempdir, s3, 
         f.write_bytes(bytes([i]) * 10_000)
     with FaultProxy(s3_server.port) as proxy:
         proxy.add_rule("delay", method="PUT", delay_s=0.3, times=None)
-        with Connection(s3_server.access_key, s3_server.secret_key, endpoint_url=proxy.url, region=REGION,
-                        backoff_base=0.01, tempdir=tempdir) as conn:
+        with Connection(
+            s3_server.access_key,
+            s3_server.secret_key,
+            endpoint_url=proxy.url,
+            region=REGION,
+            backoff_base=0.01,
+            tempdir=tempdir,
+        ) as conn:
             conn.runLoop(threads=1)
             for f in files:
                 conn.uploadFile(bucket, f.name, str(f))
@@ -456,7 +483,6 @@ print("queued", flush=True)
 def test_uploads_abandoned_at_exit_are_each_logged(s3_server, tempdir, s3, bucket, tmp_path) -> None:
     import signal
 
-
     files = [tmp_path / f"slow{i}.txt" for i in range(3)]
     for f in files:
         f.write_text(f.name)
@@ -464,16 +490,27 @@ def test_uploads_abandoned_at_exit_are_each_logged(s3_server, tempdir, s3, bucke
     with FaultProxy(s3_server.port) as proxy:
         proxy.add_rule("delay", method="PUT", delay_s=30, times=None)
         with open(log, "w") as err:
-            proc = subprocess.Popen([sys.executable, "-c", script(f"""
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    script(f"""
 conn = Connection({s3_server.access_key!r}, {s3_server.secret_key!r}, endpoint_url={proxy.url!r},
                   region={REGION!r}, backoff_base=0.01)
 conn.runLoop(threads=1)
 for f in {[str(f) for f in files]!r}:
     conn.uploadFile({bucket!r}, os.path.basename(f), f)
-""")], stderr=err, env=script_env())
+"""),
+                ],
+                stderr=err,
+                env=script_env(),
+            )
             try:
-                wait_until(lambda: "finishing 3 pending upload(s)" in log.read_text(), timeout_s=60,
-                           message="the exit drain to start")
+                wait_until(
+                    lambda: "finishing 3 pending upload(s)" in log.read_text(),
+                    timeout_s=60,
+                    message="the exit drain to start",
+                )
                 proc.send_signal(signal.SIGINT)
                 assert proc.wait(30) is not None
             finally:
@@ -568,9 +605,13 @@ def test_async_keyword_spellings_must_agree(make_conn, tmp_path) -> None:
 
 
 def test_pep8_and_original_names_are_the_same_methods() -> None:
-    for original, pep8 in [("uploadFile", "upload_file"), ("uploadString", "upload_string"),
-                           ("downloadFile", "download_file"), ("downloadString", "download_string"),
-                           ("runLoop", "run_loop")]:
+    for original, pep8 in [
+        ("uploadFile", "upload_file"),
+        ("uploadString", "upload_string"),
+        ("downloadFile", "download_file"),
+        ("downloadString", "download_string"),
+        ("runLoop", "run_loop"),
+    ]:
         assert getattr(Connection, original) is getattr(Connection, pep8)
 
 
@@ -594,7 +635,9 @@ print("light")
 
 
 def script(body: str) -> str:
-    return "import logging, os, sys\nlogging.basicConfig(level=logging.INFO)\nfrom s3po_client import Connection\n" + body
+    return (
+        "import logging, os, sys\nlogging.basicConfig(level=logging.INFO)\nfrom s3po_client import Connection\n" + body
+    )
 
 
 def script_env() -> dict[str, str]:
@@ -602,9 +645,9 @@ def script_env() -> dict[str, str]:
 
 
 def run_script(body: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", script(body)], capture_output=True, text=True,
-                          env=script_env(), timeout=120)
-
+    return subprocess.run(
+        [sys.executable, "-c", script(body)], capture_output=True, text=True, env=script_env(), timeout=120
+    )
 
 
 def test_waiting_retries_hold_no_thread_and_do_not_hold_up_exit(s3_server, s3, bucket, tmp_path) -> None:

@@ -16,9 +16,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from servers import REGION
 
 from s3po_client import Job
-from servers import REGION
 
 ROOT = Path(__file__).resolve().parent.parent
 BUCKET = "my-bucket"
@@ -64,19 +64,27 @@ def test_python_api_section_runs_as_written(s3_server, redis_server, redis_clien
     blocks = python_api_blocks()
     assert len(blocks) >= 8, "the walkthrough lost examples"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3PO_"))}
-    env.update({
-        "AWS_ACCESS_KEY_ID": s3_server.access_key,
-        "AWS_SECRET_ACCESS_KEY": s3_server.secret_key,
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_ENDPOINT_URL": s3_server.url,
-        "AWS_CONFIG_FILE": os.devnull,
-        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "S3PO_REDIS_URL": redis_server.url,
-        "PYTHONPATH": str(ROOT),
-    })
-    out = subprocess.run([sys.executable, "-c", DRIVER.format(blocks=blocks)], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=240)
+    env.update(
+        {
+            "AWS_ACCESS_KEY_ID": s3_server.access_key,
+            "AWS_SECRET_ACCESS_KEY": s3_server.secret_key,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_ENDPOINT_URL": s3_server.url,
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "S3PO_REDIS_URL": redis_server.url,
+            "PYTHONPATH": str(ROOT),
+        }
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", DRIVER.format(blocks=blocks)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.rstrip().endswith("--- done")
 
@@ -90,8 +98,8 @@ def test_python_api_section_runs_as_written(s3_server, redis_server, redis_clien
     assert s3.get_object(Bucket=BUCKET, Key="foo-key")["Body"].read() == b"content of foo.txt"
     queued = [Job.from_json(raw) for raw in reversed(redis_client.lrange("s3po:queue", 0, -1))]
     assert [(j.key, Path(j.path).name, j.delete, j.retries) for j in queued] == [
-        ("my-key", "foo.txt", False, 3),   # Connection(delete=False): kept
-        ("my-key", "bar.txt", True, 3),    # ... but delete=True on the call
-        ("my-key", "bar.txt", True, 3),    # Connection(async_=False), async_=True on the call
+        ("my-key", "foo.txt", False, 3),  # Connection(delete=False): kept
+        ("my-key", "bar.txt", True, 3),  # ... but delete=True on the call
+        ("my-key", "bar.txt", True, 3),  # Connection(async_=False), async_=True on the call
     ]
     assert (tmp_path / "greeting.txt").read_bytes() == b"howdy"

@@ -101,7 +101,7 @@ def test_delay_moves_the_next_attempt_to_the_delayed_set_scored_by_redis_time(re
     due = c.delay(b"try-0", b"try-1", 30)
     assert abs(due - (seconds + micros / 1e6 + 30)) < 2
     assert redis_client.llen(KEYS.processing("w1")) == 0
-    assert redis_client.zrange(KEYS.delayed, 0, -1, withscores=True) [0][0] == b"try-1"
+    assert redis_client.zrange(KEYS.delayed, 0, -1, withscores=True)[0][0] == b"try-1"
     assert abs(redis_client.zscore(KEYS.delayed, b"try-1") - due) < 1e-5
     # Repeating the step (its first reply lost) leaves one copy.
     c.delay(b"try-0", b"try-1", 30)
@@ -118,8 +118,9 @@ def test_promote_moves_only_due_jobs_behind_the_pending_ones_in_due_order(redis_
     redis_client.lpush(KEYS.queue, b"fresh")
     assert c.promote() == 2
     assert redis_client.zrange(KEYS.delayed, 0, -1) == [b"later"]
-    assert [c.claim(0.1) for _ in range(3)] == [b"fresh", b"sooner", b"soon"], \
+    assert [c.claim(0.1) for _ in range(3)] == [b"fresh", b"sooner", b"soon"], (
         "retries join the queue like new jobs, earliest due first"
+    )
 
 
 def test_dead_letter_records_once_even_when_repeated(redis_client) -> None:
@@ -132,7 +133,11 @@ def test_dead_letter_records_once_even_when_repeated(redis_client) -> None:
     assert redis_client.llen(KEYS.processing("w1")) == 0
     [stored] = redis_client.lrange(KEYS.dead, 0, -1)
     assert {k: v for k, v in json.loads(stored).items() if k != "failed_at"} == {
-        "job": "bad", "error": "boom", "attempts": 2, "worker": "w1"}
+        "job": "bad",
+        "error": "boom",
+        "attempts": 2,
+        "worker": "w1",
+    }
 
 
 def test_dead_entry_keeps_bytes_that_are_not_utf8(redis_client) -> None:

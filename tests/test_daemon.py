@@ -11,13 +11,19 @@ import sys
 from datetime import datetime
 
 from conftest import wait_until
+
 from s3po_client import enqueue
 from s3po_client.queue import count_jobs
 
 
 def status(env: dict[str, str]) -> dict:
-    out = subprocess.run([sys.executable, "-m", "s3po_client.cli", "status", "--json"], env=env,
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "s3po_client.cli", "status", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout)
 
 
@@ -119,8 +125,9 @@ def test_paths_outside_the_allowed_dirs_are_dead_lettered_and_untouched(
     start_daemon("--allow-dir", str(spool))
     wait_until(lambda: counts(daemon_env) == (0, 0, 0, 4) and not good.exists(), message="4 dead, 1 uploaded")
 
-    errors = {json.loads(json.loads(e)["job"])["key"]: json.loads(e)["error"]
-              for e in redis_client.lrange("s3po:dead", 0, -1)}
+    errors = {
+        json.loads(json.loads(e)["job"])["key"]: json.loads(e)["error"] for e in redis_client.lrange("s3po:dead", 0, -1)
+    }
     assert set(errors) == set(bad_paths)
     for key in ("outside", "symlink", "dotdot"):
         assert "outside the allowed directories" in errors[key]
@@ -184,8 +191,7 @@ def test_sigterm_past_the_shutdown_timeout_puts_jobs_in_flight_back(
         f.write_bytes(os.urandom(10_000))
         enqueue(bucket, f"k{i}", f, redis_url=redis_server.url)
     slow = fault_proxy.add_rule("delay", method="PUT", delay_s=5.0, times=None)
-    first = start_daemon("--concurrency", "2", "--shutdown-timeout", "0.5",
-                         env={"S3POD_ENDPOINT_URL": fault_proxy.url})
+    first = start_daemon("--concurrency", "2", "--shutdown-timeout", "0.5", env={"S3POD_ENDPOINT_URL": fault_proxy.url})
     wait_until(lambda: slow.hits >= 2, message="two uploads in flight")
     first.signal(signal.SIGTERM)
     assert first.wait(30) == 0
@@ -195,8 +201,10 @@ def test_sigterm_past_the_shutdown_timeout_puts_jobs_in_flight_back(
     assert "put 3 unfinished job(s) back" in first.log
     fault_proxy.clear()
     start_daemon()
-    wait_until(lambda: not any(f.exists() for f in files) and counts(daemon_env) == (0, 0, 0, 0),
-               message="a second daemon to finish all four")
+    wait_until(
+        lambda: not any(f.exists() for f in files) and counts(daemon_env) == (0, 0, 0, 0),
+        message="a second daemon to finish all four",
+    )
     assert keys_in(s3, bucket) == {f"k{i}" for i in range(4)}
 
 
@@ -212,7 +220,8 @@ def test_status_lists_a_running_worker_and_forgets_it_after_it_stops(redis_clien
 
 
 def test_a_job_stored_by_a_run_that_died_before_its_ack_is_not_dead_lettered(
-        redis_client, s3, bucket, start_daemon, daemon_env, tmp_path) -> None:
+    redis_client, s3, bucket, start_daemon, daemon_env, tmp_path
+) -> None:
     from s3po_client import Job
     from s3po_client.queue import QueueKeys
 
@@ -238,24 +247,43 @@ def test_a_job_stored_by_a_run_that_died_before_its_ack_is_not_dead_lettered(
 
 
 def test_a_raw_job_without_id_keeps_one_id_from_its_dead_letter_to_its_retry(
-        redis_client, s3, bucket, start_daemon, daemon_env, tmp_path) -> None:
+    redis_client, s3, bucket, start_daemon, daemon_env, tmp_path
+) -> None:
     # The README's example for other languages: a plain LPUSH with no id.
     target = tmp_path / "late.txt"
     raw = json.dumps({"bucket": bucket, "key": "late.txt", "path": str(target)})
     redis_client.lpush("s3po:queue", raw)
     daemon = start_daemon("--concurrency", "1")
     wait_until(lambda: counts(daemon_env) == (0, 0, 0, 1), message="the job dead-lettered (no file yet)")
-    listed = subprocess.run([sys.executable, "-m", "s3po_client.cli", "dead", "list", "--json"], env=daemon_env,
-                            capture_output=True, text=True, check=True)
+    listed = subprocess.run(
+        [sys.executable, "-m", "s3po_client.cli", "dead", "list", "--json"],
+        env=daemon_env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     [entry] = json.loads(listed.stdout)
     job_id = entry["id"]
-    assert entry["id"] == json.loads(subprocess.run(
-        [sys.executable, "-m", "s3po_client.cli", "dead", "list", "--json"], env=daemon_env,
-        capture_output=True, text=True, check=True).stdout)[0]["id"], "the same id on every read"
+    assert (
+        entry["id"]
+        == json.loads(
+            subprocess.run(
+                [sys.executable, "-m", "s3po_client.cli", "dead", "list", "--json"],
+                env=daemon_env,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )[0]["id"]
+    ), "the same id on every read"
     assert f"dead job={job_id}" in daemon.log
     target.write_text("arrived late")
-    retried = subprocess.run([sys.executable, "-m", "s3po_client.cli", "dead", "retry", job_id], env=daemon_env,
-                             capture_output=True, text=True)
+    retried = subprocess.run(
+        [sys.executable, "-m", "s3po_client.cli", "dead", "retry", job_id],
+        env=daemon_env,
+        capture_output=True,
+        text=True,
+    )
     assert retried.returncode == 0, retried.stderr
     wait_until(lambda: not target.exists() and counts(daemon_env) == (0, 0, 0, 0), message="the retried job stored")
     assert object_bytes(s3, bucket, "late.txt") == b"arrived late"
@@ -277,10 +305,14 @@ def test_a_large_file_in_a_batch_settles_the_jobs_before_it_and_returns_the_ones
     # One claim took all four; before the multipart upload, a.txt was settled and the two
     # after big.bin went back to the queue for anyone to take.
     assert not files[0].exists() and counts(daemon_env)[:2] == (2, 1)
-    assert [json.loads(raw)["key"] for raw in redis_client.lrange("s3po:queue", 0, -1)] == ["d.txt", "c.txt"], \
+    assert [json.loads(raw)["key"] for raw in redis_client.lrange("s3po:queue", 0, -1)] == ["d.txt", "c.txt"], (
         "c.txt is taken first, as before"
+    )
     fault_proxy.clear()
-    wait_until(lambda: not any(f.exists() for f in files) and counts(daemon_env) == (0, 0, 0, 0), timeout_s=60,
-               message="every job done")
+    wait_until(
+        lambda: not any(f.exists() for f in files) and counts(daemon_env) == (0, 0, 0, 0),
+        timeout_s=60,
+        message="every job done",
+    )
     assert keys_in(s3, bucket) == set(names)
     assert all(daemon.log.count(f"key={n} ") >= 1 for n in names)

@@ -7,8 +7,8 @@ import threading
 
 import pytest
 import redis
-
 from conftest import wait_until
+
 from s3po_client import enqueue
 from s3po_client.retry import RetryPolicy
 from s3po_client.settings import S3Settings
@@ -26,7 +26,8 @@ class Recorder:
 
     def on_outcome(self, outcome: Outcome) -> None:
         if outcome.kind is OutcomeKind.RETRY and not any(
-                isinstance(e, Outcome) and e.kind is OutcomeKind.RETRY for e in self.events):
+            isinstance(e, Outcome) and e.kind is OutcomeKind.RETRY for e in self.events
+        ):
             self.on_first_retry()
         self.events.append(outcome)
 
@@ -43,10 +44,21 @@ class Broken:
 
 
 def make_worker(client: redis.Redis, endpoint: str, s3_settings: S3Settings, recorder: Recorder, **overrides) -> Worker:
-    s3 = S3Settings(access_id=s3_settings.access_id, secret_key=s3_settings.secret_key, region=s3_settings.region,
-                    endpoint_url=endpoint)
-    config = WorkerConfig(concurrency=1, retry=RetryPolicy(base_s=0), s3_probe_url=endpoint, tick_interval_s=0.05,
-                          on_ready=recorder.ready, on_tick=recorder.tick, **overrides)
+    s3 = S3Settings(
+        access_id=s3_settings.access_id,
+        secret_key=s3_settings.secret_key,
+        region=s3_settings.region,
+        endpoint_url=endpoint,
+    )
+    config = WorkerConfig(
+        concurrency=1,
+        retry=RetryPolicy(base_s=0),
+        s3_probe_url=endpoint,
+        tick_interval_s=0.05,
+        on_ready=recorder.ready,
+        on_tick=recorder.tick,
+        **overrides,
+    )
     return Worker(client, TransferEngine(s3), config, listeners=[Broken(), recorder])
 
 
@@ -65,6 +77,7 @@ def test_listeners_hear_every_transition_even_beside_a_broken_one(
 
     def recover() -> None:
         failing.times = failing.hits
+
     recorder.on_first_retry = recover
 
     worker = make_worker(redis_client, fault_proxy.url, s3_settings, recorder)
@@ -76,8 +89,13 @@ def test_listeners_hear_every_transition_even_beside_a_broken_one(
     assert hooks_and_outcomes.count("ready") == 1
     assert "tick" in recorder.events
     outcomes = {(o.job_id, o.kind) for o in recorder.events if isinstance(o, Outcome)}
-    assert outcomes == {(good_id, OutcomeKind.UPLOADED), (None, OutcomeKind.INVALID), (dead_id, OutcomeKind.DEAD),
-                        (flaky_id, OutcomeKind.RETRY), (flaky_id, OutcomeKind.UPLOADED)}
+    assert outcomes == {
+        (good_id, OutcomeKind.UPLOADED),
+        (None, OutcomeKind.INVALID),
+        (dead_id, OutcomeKind.DEAD),
+        (flaky_id, OutcomeKind.RETRY),
+        (flaky_id, OutcomeKind.UPLOADED),
+    }
     by_kind = {(o.job_id, o.kind): o for o in recorder.events if isinstance(o, Outcome)}
     uploaded = by_kind[(good_id, OutcomeKind.UPLOADED)]
     assert (uploaded.bucket, uploaded.key, uploaded.bytes_sent, uploaded.attempt) == (bucket, "good.txt", 8, 0)

@@ -41,7 +41,9 @@ def floors() -> dict[str, str]:
     found = {}
     for requirement in pyproject()["project"]["dependencies"]:
         match = FLOOR.match(requirement.replace(" ", ""))
-        assert match, f"pyproject.toml: {requirement!r} must read name>=X.Y.Z (a floor that constraints/minimum.txt pins)"
+        assert match, (
+            f"pyproject.toml: {requirement!r} must read name>=X.Y.Z (a floor that constraints/minimum.txt pins)"
+        )
         found[normalize(match[1])] = match[2]
     return found
 
@@ -86,12 +88,14 @@ def test_the_minimum_constraints_pin_exactly_the_floors_of_pyproject() -> None:
     assert runtime == declared, (
         "constraints/minimum.txt and pyproject.toml disagree: "
         f"only in pyproject {sorted(declared.items() - runtime.items())}, "
-        f"only in constraints {sorted(runtime.items() - declared.items())}")
+        f"only in constraints {sorted(runtime.items() - declared.items())}"
+    )
     # Any other pin is a test tool (the suite's runner) at its floor in the test extra.
     tools = {name: pin for name, pin in pinned.items() if name not in declared}
     assert tools.items() <= tool_floors().items(), (
         f"constraints/minimum.txt pins {sorted(tools.items() - tool_floors().items())}: neither a dependency "
-        "nor a test tool of pyproject.toml's test extra at its floor")
+        "nor a test tool of pyproject.toml's test extra at its floor"
+    )
 
 
 def test_mypy_checks_for_the_oldest_python_that_requires_python_admits() -> None:

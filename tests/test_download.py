@@ -14,28 +14,30 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
-
-from s3po_client.errors import DownloadError, VerificationError
-from s3po_client.settings import MiB, TransferSettings
-from s3po_client.transfer import TransferEngine
 from conftest import wait_until
 from test_cli_transfer import cli_env  # noqa: F401 - a fixture
 from test_transfer import make_engine  # noqa: F401 - a fixture
 
+from s3po_client.errors import DownloadError, VerificationError
+from s3po_client.settings import MiB, TransferSettings
+from s3po_client.transfer import TransferEngine
+
 PART = 5 * MiB
 # parts in flight (3) fewer than the parts, so some GETs are asked for after the first ones end
-SETTINGS = TransferSettings(multipart_threshold_bytes=6 * MiB, part_size_bytes=PART, max_concurrency=3,
-                            request_backoff_base_s=0.01)
-NO_REQUEST_RETRIES = TransferSettings(multipart_threshold_bytes=6 * MiB, part_size_bytes=PART, max_concurrency=3,
-                                      request_retries=0)
+SETTINGS = TransferSettings(
+    multipart_threshold_bytes=6 * MiB, part_size_bytes=PART, max_concurrency=3, request_backoff_base_s=0.01
+)
+NO_REQUEST_RETRIES = TransferSettings(
+    multipart_threshold_bytes=6 * MiB, part_size_bytes=PART, max_concurrency=3, request_retries=0
+)
 
 
-def put_parts(s3: Any, bucket: str, key: str, sizes: list[int], stored: bytes | None = None,
-              **args: Any) -> bytes:
+def put_parts(s3: Any, bucket: str, key: str, sizes: list[int], stored: bytes | None = None, **args: Any) -> bytes:
     """Store ``key`` as a multipart upload with parts of exactly ``sizes`` (the last one: the rest of
     ``stored``, when given); return the bytes stored."""
     if stored is None:
@@ -57,13 +59,14 @@ def requests(proxy: Any, method: str) -> list[str]:
     return [query for m, _path, query in proxy.requests if m == method]
 
 
-UNIFORM = [PART] * 6 + [MiB + 7]          # what boto3, the AWS CLI, rclone and s3po write
+UNIFORM = [PART] * 6 + [MiB + 7]  # what boto3, the AWS CLI, rclone and s3po write
 FITS_ONE_SIZE = [6 * MiB, PART, 7 * MiB]  # not of one size, yet 3 × the first part's size fits the object
-DOES_NOT_FIT = [PART, 9 * MiB, 9 * MiB]   # 3 × the first part's size is less than the object
+DOES_NOT_FIT = [PART, 9 * MiB, 9 * MiB]  # 3 × the first part's size is less than the object
 
 
 def test_a_multipart_download_asks_one_head_for_the_parts_then_one_get_per_part(
-        make_engine: Callable[..., TransferEngine], fault_proxy: Any, s3: Any, bucket: str, tmp_path: Path) -> None:
+    make_engine: Callable[..., TransferEngine], fault_proxy: Any, s3: Any, bucket: str, tmp_path: Path
+) -> None:
     data = put_parts(s3, bucket, "uniform", UNIFORM)
     engine = make_engine(SETTINGS, endpoint=fault_proxy.url)
     target = tmp_path / "uniform"
@@ -77,9 +80,15 @@ def test_a_multipart_download_asks_one_head_for_the_parts_then_one_get_per_part(
 
 @pytest.mark.parametrize("sizes", [FITS_ONE_SIZE, DOES_NOT_FIT], ids=["fits-one-size", "does-not-fit"])
 @pytest.mark.parametrize("how", ["file", "bytes", "seekable", "pipe", "decoded"])
-def test_parts_of_different_sizes_download_and_verify(make_engine: Callable[..., TransferEngine], fault_proxy: Any,
-                                                      s3: Any, bucket: str, tmp_path: Path, sizes: list[int],
-                                                      how: str) -> None:
+def test_parts_of_different_sizes_download_and_verify(
+    make_engine: Callable[..., TransferEngine],
+    fault_proxy: Any,
+    s3: Any,
+    bucket: str,
+    tmp_path: Path,
+    sizes: list[int],
+    how: str,
+) -> None:
     if how == "decoded":  # a gzip stream cut into parts of those sizes, its last one a little shorter
         plain = os.urandom(sum(sizes) - 64 * 1024)
         put_parts(s3, bucket, "odd", sizes, gzip.compress(plain, compresslevel=1), ContentEncoding="gzip")
@@ -126,8 +135,14 @@ def test_parts_of_different_sizes_download_and_verify(make_engine: Callable[...,
 @pytest.mark.parametrize("sizes", [UNIFORM, FITS_ONE_SIZE], ids=["uniform", "fits-one-size"])
 @pytest.mark.parametrize("how", ["file", "bytes"])
 def test_bytes_damaged_on_the_way_fail_verification_and_leave_nothing(
-        make_engine: Callable[..., TransferEngine], fault_proxy: Any, s3: Any, bucket: str, tmp_path: Path,
-        sizes: list[int], how: str) -> None:
+    make_engine: Callable[..., TransferEngine],
+    fault_proxy: Any,
+    s3: Any,
+    bucket: str,
+    tmp_path: Path,
+    sizes: list[int],
+    how: str,
+) -> None:
     data = put_parts(s3, bucket, "damaged", sizes)
     engine = make_engine(SETTINGS, endpoint=fault_proxy.url)
     # every GET's answer damaged (a download that starts again from the first byte gets damaged bytes again)
@@ -147,9 +162,9 @@ def test_bytes_damaged_on_the_way_fail_verification_and_leave_nothing(
     assert target.read_bytes() == data
 
 
-def test_a_failed_download_written_at_offsets_leaves_nothing(make_engine: Callable[..., TransferEngine],
-                                                              fault_proxy: Any, s3: Any, bucket: str,
-                                                              tmp_path: Path) -> None:
+def test_a_failed_download_written_at_offsets_leaves_nothing(
+    make_engine: Callable[..., TransferEngine], fault_proxy: Any, s3: Any, bucket: str, tmp_path: Path
+) -> None:
     put_parts(s3, bucket, "failing", UNIFORM)
     engine = make_engine(NO_REQUEST_RETRIES, endpoint=fault_proxy.url)
     # the first GETs go through, a later one fails for good
@@ -162,7 +177,8 @@ def test_a_failed_download_written_at_offsets_leaves_nothing(make_engine: Callab
 
 
 def test_an_interrupt_from_the_progress_callback_stops_the_download_and_leaves_nothing(
-        make_engine: Callable[..., TransferEngine], fault_proxy: Any, s3: Any, bucket: str, tmp_path: Path) -> None:
+    make_engine: Callable[..., TransferEngine], fault_proxy: Any, s3: Any, bucket: str, tmp_path: Path
+) -> None:
     put_parts(s3, bucket, "big", UNIFORM)
     engine = make_engine(SETTINGS, endpoint=fault_proxy.url)
     fault_proxy.add_rule("delay", method="GET", times=None, delay_s=0.2)
@@ -182,7 +198,8 @@ def test_an_interrupt_from_the_progress_callback_stops_the_download_and_leaves_n
 
 
 def test_an_object_replaced_during_a_download_written_at_offsets_is_not_stitched(
-        make_engine: Callable[..., TransferEngine], fault_proxy: Any, s3: Any, bucket: str, tmp_path: Path) -> None:
+    make_engine: Callable[..., TransferEngine], fault_proxy: Any, s3: Any, bucket: str, tmp_path: Path
+) -> None:
     put_parts(s3, bucket, "v", UNIFORM)
     engine = make_engine(SETTINGS, endpoint=fault_proxy.url)
     replaced: list[bytes] = []
@@ -199,16 +216,20 @@ def test_an_object_replaced_during_a_download_written_at_offsets_is_not_stitched
     assert target.read_bytes() == replaced[0]
 
 
-def test_ctrl_c_mid_download_written_at_offsets_leaves_no_partial_file(cli_env: dict[str, str], s3: Any,
-                                                                       bucket: str, fault_proxy: Any,
-                                                                       tmp_path: Path) -> None:
+def test_ctrl_c_mid_download_written_at_offsets_leaves_no_partial_file(
+    cli_env: dict[str, str], s3: Any, bucket: str, fault_proxy: Any, tmp_path: Path
+) -> None:
     put_parts(s3, bucket, "large.bin", [8 * MiB] * 6)
     fault_proxy.add_rule("delay", method="GET", path="large.bin", times=None, delay_s=0.5)
     env = {**cli_env, "S3PO_ENDPOINT_URL": fault_proxy.url}
     target = tmp_path / "out"
     target.mkdir()
-    proc = subprocess.Popen([sys.executable, "-m", "s3po_client.cli", "download", f"s3://{bucket}/large.bin",
-                             str(target / "large.bin")], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "s3po_client.cli", "download", f"s3://{bucket}/large.bin", str(target / "large.bin")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         wait_until(lambda: any(target.iterdir()), timeout_s=60, message="the download's temporary file")
         time.sleep(0.3)
@@ -224,7 +245,8 @@ def test_ctrl_c_mid_download_written_at_offsets_leaves_no_partial_file(cli_env: 
 
 @pytest.mark.parametrize("fsync", [True, False])
 def test_fsync_downloads_is_a_setting_and_either_way_the_file_is_whole(
-        make_engine: Callable[..., TransferEngine], s3: Any, bucket: str, tmp_path: Path, fsync: bool) -> None:
+    make_engine: Callable[..., TransferEngine], s3: Any, bucket: str, tmp_path: Path, fsync: bool
+) -> None:
     data = put_parts(s3, bucket, "k", [PART, MiB])
     engine = make_engine(TransferSettings(part_size_bytes=PART, fsync_downloads=fsync))
     assert engine.download_file(bucket, "k", tmp_path / "k") == str(tmp_path / "k")

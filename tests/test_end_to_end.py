@@ -6,8 +6,8 @@ import json
 import signal
 from pathlib import Path
 
-
 from conftest import wait_until
+
 from s3po_client import enqueue
 from s3po_client.queue import count_jobs
 
@@ -38,15 +38,28 @@ def test_three_files_land_and_only_the_right_ones_are_deleted(
     dressed.write_text("<h1>hi</h1>")
     enqueue(bucket, "a/plain.bin", plain, redis_url=redis_server.url)
     enqueue(bucket, "a/kept.txt", kept, delete=False, redis_url=redis_server.url)
-    enqueue(bucket, "a/page.html", dressed, redis_url=redis_server.url, headers={
-        "Content-Type": "text/html; charset=utf-8",
-        "Cache-Control": "max-age=60",
-        "Content-Disposition": 'attachment; filename="page.html"',
-        "Content-Language": "en",
-    })
+    enqueue(
+        bucket,
+        "a/page.html",
+        dressed,
+        redis_url=redis_server.url,
+        headers={
+            "Content-Type": "text/html; charset=utf-8",
+            "Cache-Control": "max-age=60",
+            "Content-Disposition": 'attachment; filename="page.html"',
+            "Content-Language": "en",
+        },
+    )
     daemon = start_daemon()
-    wait_until(lambda: not plain.exists() and not dressed.exists() and object_exists(s3, bucket, "a/kept.txt")
-               and settled(redis_client), message="all three jobs to be done")
+    wait_until(
+        lambda: (
+            not plain.exists()
+            and not dressed.exists()
+            and object_exists(s3, bucket, "a/kept.txt")
+            and settled(redis_client)
+        ),
+        message="all three jobs to be done",
+    )
 
     assert object_bytes(s3, bucket, "a/plain.bin") == bytes(range(256)) * 40
     assert object_bytes(s3, bucket, "a/kept.txt") == b"keep me\n"
@@ -71,17 +84,17 @@ def test_raw_lpush_from_any_language_is_processed(redis_client, s3, bucket, star
     assert object_bytes(s3, bucket, "hand.txt") == b"pushed by hand"
 
 
-def test_malformed_job_is_dead_lettered_and_the_next_one_runs(
-    redis_client, s3, bucket, start_daemon, tmp_path
-) -> None:
+def test_malformed_job_is_dead_lettered_and_the_next_one_runs(redis_client, s3, bucket, start_daemon, tmp_path) -> None:
     f = tmp_path / "good.txt"
     f.write_text("good")
     garbage = b'{"bucket": "x", "key": oops not json'
     typo = json.dumps({"bucket": bucket, "key": "t", "path": str(f), "compres": "gzip"})
     redis_client.lpush("s3po:queue", garbage, typo, json.dumps({"bucket": bucket, "key": "good.txt", "path": str(f)}))
     daemon = start_daemon("--concurrency", "1")
-    wait_until(lambda: redis_client.llen("s3po:dead") == 2 and not f.exists() and settled(redis_client),
-               message="two dead jobs and one upload")
+    wait_until(
+        lambda: redis_client.llen("s3po:dead") == 2 and not f.exists() and settled(redis_client),
+        message="two dead jobs and one upload",
+    )
     entries = [json.loads(e) for e in redis_client.lrange("s3po:dead", 0, -1)]
     by_job = {e["job"].encode(): e for e in entries}
     assert set(by_job) == {garbage, typo.encode()}, "dead entries keep the job exactly as pushed"
@@ -113,7 +126,9 @@ def test_missing_file_is_dead_lettered_naming_the_path(redis_client, s3, bucket,
     assert str(gone) in json.loads(redis_client.lindex("s3po:dead", 0))["error"]
 
 
-def test_sigterm_stops_cleanly_and_loses_nothing(redis_server, redis_client, s3, bucket, start_daemon, tmp_path) -> None:
+def test_sigterm_stops_cleanly_and_loses_nothing(
+    redis_server, redis_client, s3, bucket, start_daemon, tmp_path
+) -> None:
     files = []
     for i in range(20):
         f = tmp_path / f"f{i}.bin"

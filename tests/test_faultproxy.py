@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
-
 from faultproxy import FaultProxy
 from servers import REGION
 
@@ -13,9 +12,14 @@ from servers import REGION
 def client_via(proxy: FaultProxy, s3_server, **config):
     import boto3
 
-    return boto3.client("s3", endpoint_url=proxy.url, region_name=REGION,
-                        aws_access_key_id=s3_server.access_key, aws_secret_access_key=s3_server.secret_key,
-                        config=Config(s3={"addressing_style": "path"}, retries={"total_max_attempts": 1}, **config))
+    return boto3.client(
+        "s3",
+        endpoint_url=proxy.url,
+        region_name=REGION,
+        aws_access_key_id=s3_server.access_key,
+        aws_secret_access_key=s3_server.secret_key,
+        config=Config(s3={"addressing_style": "path"}, retries={"total_max_attempts": 1}, **config),
+    )
 
 
 def test_transparent_round_trip_keeps_signatures_valid(s3_server, bucket) -> None:

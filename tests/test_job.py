@@ -13,8 +13,18 @@ GOOD = {"bucket": "b", "key": "k", "path": "/tmp/f"}
 
 
 def test_round_trip_keeps_every_field() -> None:
-    job = Job(bucket="b", key="a/b.txt", path="/x/y", headers={"Content-Type": "text/plain"},
-              compress="zstd", retries=0, delete=False, silent=True, enqueued_at=12.5, attempt=2)
+    job = Job(
+        bucket="b",
+        key="a/b.txt",
+        path="/x/y",
+        headers={"Content-Type": "text/plain"},
+        compress="zstd",
+        retries=0,
+        delete=False,
+        silent=True,
+        enqueued_at=12.5,
+        attempt=2,
+    )
     again = Job.from_json(job.to_json())
     assert again == job
     assert dict(again.headers) == {"Content-Type": "text/plain"}

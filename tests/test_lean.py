@@ -13,7 +13,8 @@ from s3po_client.transfer.lean import ONE_WRITE_MAX_BYTES
 
 @pytest.mark.parametrize("size", [4096, ONE_WRITE_MAX_BYTES, ONE_WRITE_MAX_BYTES + 1])
 def test_a_small_put_leaves_in_one_write_and_is_stored_whole(
-        s3_settings: Any, s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch, size: int) -> None:
+    s3_settings: Any, s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
     engine = TransferEngine(s3_settings)
     try:
         engine.upload_bytes(bucket, "warm", b"w")  # the client, the lean putter and one pooled connection

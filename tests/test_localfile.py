@@ -8,8 +8,8 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from conftest import wait_until
+
 from s3po_client.errors import JobError, SourceChangedError, UnsafePathError
 from s3po_client.localfile import FileStat, delete_unchanged, open_checked
 from s3po_client.queue import count_jobs
@@ -85,20 +85,27 @@ def test_a_symlink_swapped_in_after_the_check_is_never_uploaded(
 
     jobs = 400
     # Pushed raw, as any producer may: the name flips, so a producer-side check means nothing.
-    redis_client.lpush("s3po:queue", *(json.dumps({"bucket": bucket, "key": f"k{i}", "path": str(name),
-                                                   "delete": False}) for i in range(jobs)))
+    redis_client.lpush(
+        "s3po:queue",
+        *(json.dumps({"bucket": bucket, "key": f"k{i}", "path": str(name), "delete": False}) for i in range(jobs)),
+    )
     flipper = threading.Thread(target=flip, daemon=True)
     flipper.start()
     try:
         daemon = start_daemon("--allow-dir", str(allowed), "--concurrency", "4")
-        wait_until(lambda: (lambda c: c.pending + c.processing + c.delayed == 0)(count_jobs(redis_client)),
-                   timeout_s=120, message="every job settled")
+        wait_until(
+            lambda: (lambda c: c.pending + c.processing + c.delayed == 0)(count_jobs(redis_client)),
+            timeout_s=120,
+            message="every job settled",
+        )
     finally:
         stop.set()
         flipper.join()
-    stored = [s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
-              for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
-              for o in page.get("Contents", [])]
+    stored = [
+        s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+        for o in page.get("Contents", [])
+    ]
     leaked = sum(body == SECRET for body in stored)
     assert leaked == 0, f"{leaked} of {len(stored)} stored objects hold the file from outside --allow-dir"
     assert stored and all(body == INSIDE for body in stored)

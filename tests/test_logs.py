@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 
@@ -52,9 +52,15 @@ def test_json_line_carries_the_templates_fields_typed(log_to: Callable[..., Path
     log.info("plain message", extra={"fields": {"event": "x", "n": 1}})
     first, second, third, fourth = (json.loads(line) for line in lines(path))
     assert first["level"] == "INFO" and first["logger"] == "s3pod.worker"
-    assert first["message"] == "uploaded job=0f1e2d bucket=logs key=2024/app log.gz bytes=123456 duration=1.235s attempt=2"
+    assert (
+        first["message"] == "uploaded job=0f1e2d bucket=logs key=2024/app log.gz bytes=123456 duration=1.235s attempt=2"
+    )
     assert {k: first[k] for k in ("job", "bucket", "key", "bytes", "duration", "attempt")} == {
-        "job": "0f1e2d", "bucket": "logs", "key": "2024/app log.gz", "bytes": 123456, "duration": 1.23456,
+        "job": "0f1e2d",
+        "bucket": "logs",
+        "key": "2024/app log.gz",
+        "bytes": 123456,
+        "duration": 1.23456,
         "attempt": 2,
     }
     assert first["ts"].endswith("+00:00")
@@ -70,7 +76,9 @@ def test_text_line_is_the_message_plus_extra_fields(log_to: Callable[..., Path])
     log.info(UPLOADED, "0f1e2d", "logs", "a b", 1, 0.5, 0)
     log.info("enqueued", extra={"fields": {"job": "j1", "key": "a b"}})
     first, second = lines(path)
-    assert first.endswith(" INFO s3pod.worker uploaded job=0f1e2d bucket=logs key=a b bytes=1 duration=0.500s attempt=0")
+    assert first.endswith(
+        " INFO s3pod.worker uploaded job=0f1e2d bucket=logs key=a b bytes=1 duration=0.500s attempt=0"
+    )
     assert second.endswith(' INFO s3pod.worker enqueued job=j1 key="a b"')
 
 
@@ -91,7 +99,7 @@ def test_a_traceback_stays_on_its_record_line(log_to: Callable[..., Path]) -> No
 def test_secrets_never_reach_the_log(log_to: Callable[..., Path], log_format: str) -> None:
     path = log_to(log_format, secrets=(SECRET, "tok-4f9a8e7d"))
     log = logging.getLogger("s3pod.anything")
-    log.info("settings secret=%s", SECRET)                                 # in the args
+    log.info("settings secret=%s", SECRET)  # in the args
     log.warning("connecting to redis://s3pod:hunter2-pw@10.0.0.5:6379/0")  # a URL's password
     log.warning("rediss://:only-pw@cache:6380 and unix:///run/r.sock?password=sockpw&db=1")
     log.info("api token tok-4f9a8e7d given", extra={"fields": {"auth": "Bearer tok-4f9a8e7d"}})
@@ -115,8 +123,10 @@ def test_secrets_never_reach_the_log(log_to: Callable[..., Path], log_format: st
 
 
 def test_redact_leaves_ordinary_text_alone() -> None:
-    assert redact("uploaded s3://bucket/key bytes=10 http://host:9000/x") == \
-        "uploaded s3://bucket/key bytes=10 http://host:9000/x"
+    assert (
+        redact("uploaded s3://bucket/key bytes=10 http://host:9000/x")
+        == "uploaded s3://bucket/key bytes=10 http://host:9000/x"
+    )
     assert redact("https://user:pw@host/") == "https://user:***@host/"
 
 

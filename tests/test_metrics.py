@@ -5,19 +5,19 @@ from __future__ import annotations
 import os
 import time
 import urllib.request
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from servers import free_port
 
 from s3po_client.job import Job
 from s3po_client.queue import QueueKeys
 from s3pod.events import Outcome, OutcomeKind
 from s3pod.metrics import Metrics, MetricsServer
-from servers import free_port
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -67,8 +67,9 @@ def test_counters_move_with_outcomes(metrics: tuple[Metrics, MetricsServer]) -> 
     assert after[("s3pod_upload_duration_seconds_bucket", (("le", "5.0"),))] == 2
 
 
-def test_queue_gauges_read_redis_at_scrape_time(metrics: tuple[Metrics, MetricsServer],
-                                                redis_client: redis.Redis) -> None:
+def test_queue_gauges_read_redis_at_scrape_time(
+    metrics: tuple[Metrics, MetricsServer], redis_client: redis.Redis
+) -> None:
     m, server = metrics
     m.watch_queue(redis_client, "s3po", worker_ttl_s=30)
     keys = QueueKeys("s3po")
@@ -82,8 +83,10 @@ def test_queue_gauges_read_redis_at_scrape_time(metrics: tuple[Metrics, MetricsS
     redis_client.zadd(keys.workers, {"w1": now, "w2": now - 5, "gone": now - 300})
     redis_client.lpush(QueueKeys("other").queue, job)  # another prefix: not ours to count
     samples = scrape(server.port)
-    depth = {state: samples[("s3pod_queue_jobs", (("state", state),))]
-             for state in ("pending", "processing", "delayed", "dead")}
+    depth = {
+        state: samples[("s3pod_queue_jobs", (("state", state),))]
+        for state in ("pending", "processing", "delayed", "dead")
+    }
     assert depth == {"pending": 3, "processing": 3, "delayed": 1, "dead": 4}
     assert samples[("s3pod_workers_alive", ())] == 2
     assert samples[("s3pod_redis_up", ())] == 1
@@ -136,8 +139,12 @@ def test_workers_alive_judges_heartbeats_by_the_redis_clock(redis_server, daemon
     env = {**daemon_env, "LD_PRELOAD": lib, "FAKETIME": "+1h", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
     log = tmp_path / "skewed.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "s3pod", "--metrics-listen", f"127.0.0.1:{port}"],
-                                env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "s3pod", "--metrics-listen", f"127.0.0.1:{port}"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         wait_until(lambda: "ready" in log.read_text(errors="replace"), message="the skewed daemon ready")
         assert scrape(port)[("s3pod_workers_alive", ())] == 1

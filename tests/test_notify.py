@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from notifysocket import NotifySocket, notify_socket  # noqa: F401 - fixture
+
 from s3pod.notify import Notifier
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,8 +75,8 @@ def test_watchdog_interval_is_half_of_watchdog_usec() -> None:
 
 def test_watchdog_if_due_pings_at_most_once_per_interval(notify_socket: NotifySocket) -> None:
     notifier = Notifier.from_env({"NOTIFY_SOCKET": notify_socket.name, "WATCHDOG_USEC": "400000"})
-    assert notifier.watchdog_if_due()          # first call: due at once
-    assert not notifier.watchdog_if_due()      # 0.2 s have not passed
+    assert notifier.watchdog_if_due()  # first call: due at once
+    assert not notifier.watchdog_if_due()  # 0.2 s have not passed
     time.sleep(0.25)
     assert notifier.watchdog_if_due()
     assert notify_socket.read(timeout_s=2) == [{"WATCHDOG": "1"}, {"WATCHDOG": "1"}]

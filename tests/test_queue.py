@@ -17,14 +17,30 @@ from s3po_client.queue import count_jobs, redact_url
 def test_enqueue_pushes_a_valid_job(redis_server, redis_client: redis.Redis, tmp_path: Path) -> None:
     f = tmp_path / "a.txt"
     f.write_text("hello")
-    job_id = enqueue("bkt", "k/a.txt", str(f), headers={"Cache-Control": "no-cache"}, compress="gzip",
-                     retries=5, delete=False, silent=True, redis_url=redis_server.url)
+    job_id = enqueue(
+        "bkt",
+        "k/a.txt",
+        str(f),
+        headers={"Cache-Control": "no-cache"},
+        compress="gzip",
+        retries=5,
+        delete=False,
+        silent=True,
+        redis_url=redis_server.url,
+    )
     raw = redis_client.lrange("s3po:queue", 0, -1)
     assert len(raw) == 1
     job = Job.from_json(raw[0])
     assert job.id == job_id
     assert (job.bucket, job.key, job.path, job.compress, job.retries, job.delete, job.silent) == (
-        "bkt", "k/a.txt", str(f), "gzip", 5, False, True)
+        "bkt",
+        "k/a.txt",
+        str(f),
+        "gzip",
+        5,
+        False,
+        True,
+    )
     assert dict(job.headers) == {"Cache-Control": "no-cache"}
     assert job.enqueued_at is not None
 
@@ -83,8 +99,10 @@ def test_enqueue_many_validates_everything_first(redis_server, redis_client, tmp
     f = tmp_path / "f"
     f.write_text("x")
     with pytest.raises(JobError):
-        enqueue_many([{"bucket": "b", "key": "a", "path": f}, {"bucket": "b", "key": "c", "path": tmp_path / "missing"}],
-                     redis_url=redis_server.url)
+        enqueue_many(
+            [{"bucket": "b", "key": "a", "path": f}, {"bucket": "b", "key": "c", "path": tmp_path / "missing"}],
+            redis_url=redis_server.url,
+        )
     assert redis_client.llen("s3po:queue") == 0
 
 
@@ -117,8 +135,12 @@ def test_importing_and_enqueueing_does_not_load_boto3(redis_server, tmp_path) ->
         "assert 'boto3' not in sys.modules and 'botocore' not in sys.modules, sorted(sys.modules)\n"
         "print('light')\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "light"
 

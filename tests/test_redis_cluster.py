@@ -10,14 +10,16 @@ import json
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import quote
 
 import pytest
 import redis
-
 from conftest import wait_until
+from servers import RedisClusterServers
+
 from s3po_client import Connection, enqueue, enqueue_many
 from s3po_client.errors import ConfigError
 from s3po_client.job import Job
@@ -25,24 +27,27 @@ from s3po_client.queue import QueueKeys, connect, count_jobs, push_jobs
 from s3po_client.queue.client import hash_tag, is_cluster
 from s3po_client.queue.consumer import Consumer, dead_entry
 from s3po_client.queue.dead import list_dead, purge_dead, retry_dead
-from servers import RedisClusterServers
 
 PREFIX = "{s3po}"
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "s3po_client.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "s3po_client.cli", *args], capture_output=True, text=True, env=env, timeout=60
+    )
 
 
-@pytest.mark.parametrize("url, message", [
-    ("redis+cluster://", "each node must be host:port"),
-    ("redis+cluster://127.0.0.1", "each node must be host:port"),
-    ("redis+cluster://127.0.0.1:7000/3", "only database 0"),
-    ("rediss+cluster://127.0.0.1:7000", "use redis+cluster:// or redis+sentinel://"),
-    ("redis+sentinel://127.0.0.1:26379", "name the service"),
-    ("redis+sentinel://127.0.0.1:26379/mymaster/x", "database must be a number"),
-])
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        ("redis+cluster://", "each node must be host:port"),
+        ("redis+cluster://127.0.0.1", "each node must be host:port"),
+        ("redis+cluster://127.0.0.1:7000/3", "only database 0"),
+        ("rediss+cluster://127.0.0.1:7000", "use redis+cluster:// or redis+sentinel://"),
+        ("redis+sentinel://127.0.0.1:26379", "name the service"),
+        ("redis+sentinel://127.0.0.1:26379/mymaster/x", "database must be a number"),
+    ],
+)
 def test_bad_cluster_and_sentinel_urls_are_one_line_config_errors(url: str, message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         connect(url)
@@ -119,14 +124,16 @@ def test_every_queue_key_lives_in_one_slot_on_one_master(redis_cluster: RedisClu
         client.close()
 
 
-def test_durable_enqueue_returns_once_a_replica_holds_the_job(redis_cluster: RedisClusterServers,
-                                                              tmp_path: Path) -> None:
+def test_durable_enqueue_returns_once_a_replica_holds_the_job(
+    redis_cluster: RedisClusterServers, tmp_path: Path
+) -> None:
     f = tmp_path / "a.txt"
     f.write_text("a")
     job_id = enqueue("b", "a.txt", f, redis_url=redis_cluster.url, prefix=PREFIX, durable=True)
     master = redis_cluster.master_of(f"{PREFIX}:queue")
-    replica = next(p for p in redis_cluster.alive()
-                   if redis_cluster.node(p).info("replication").get("master_port") == master)
+    replica = next(
+        p for p in redis_cluster.alive() if redis_cluster.node(p).info("replication").get("master_port") == master
+    )
     pipe = redis_cluster.node(replica).pipeline(transaction=False)  # one connection: READONLY, then read
     pipe.execute_command("READONLY")
     pipe.lrange(f"{PREFIX}:queue", 0, -1)
@@ -134,8 +141,9 @@ def test_durable_enqueue_returns_once_a_replica_holds_the_job(redis_cluster: Red
     assert Job.from_json(raw).id == job_id
 
 
-def test_durable_enqueue_without_a_replica_says_so(redis_server: Any, redis_client: redis.Redis,
-                                                   tmp_path: Path) -> None:
+def test_durable_enqueue_without_a_replica_says_so(
+    redis_server: Any, redis_client: redis.Redis, tmp_path: Path
+) -> None:
     f = tmp_path / "a.txt"
     f.write_text("a")
     with pytest.raises(ConfigError, match="no replica confirmed them within 1000 ms"):
@@ -143,12 +151,15 @@ def test_durable_enqueue_without_a_replica_says_so(redis_server: Any, redis_clie
 
 
 def test_daemon_cli_and_connection_work_through_the_cluster(
-    redis_cluster: RedisClusterServers, s3: Any, bucket: str, start_daemon: Callable[..., Any],
-    daemon_env: dict[str, str], tmp_path: Path,
+    redis_cluster: RedisClusterServers,
+    s3: Any,
+    bucket: str,
+    start_daemon: Callable[..., Any],
+    daemon_env: dict[str, str],
+    tmp_path: Path,
 ) -> None:
     url = redis_cluster.url
-    env = {**daemon_env, "S3POD_REDIS_URL": url, "S3PO_REDIS_URL": url, "S3POD_PREFIX": PREFIX,
-           "S3PO_PREFIX": PREFIX}
+    env = {**daemon_env, "S3POD_REDIS_URL": url, "S3PO_REDIS_URL": url, "S3POD_PREFIX": PREFIX, "S3PO_PREFIX": PREFIX}
     files = []
     for i in range(8):
         f = tmp_path / f"f{i}.txt"
@@ -178,25 +189,35 @@ def test_daemon_cli_and_connection_work_through_the_cluster(
     assert "worker" in daemon.log and "ready" in daemon.log
 
 
-def test_s3pod_refuses_an_untagged_prefix_on_a_cluster(redis_cluster: RedisClusterServers,
-                                                       daemon_env: dict[str, str]) -> None:
+def test_s3pod_refuses_an_untagged_prefix_on_a_cluster(
+    redis_cluster: RedisClusterServers, daemon_env: dict[str, str]
+) -> None:
     env = {**daemon_env, "S3POD_REDIS_URL": redis_cluster.url}
-    done = subprocess.run([sys.executable, "-m", "s3pod", "--burst"], env=env, capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "s3pod", "--burst"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 2
     assert "prefix must carry a hash tag" in done.stderr
 
 
-def test_http_api_enqueues_and_counts_through_the_cluster(redis_cluster: RedisClusterServers, s3_server: Any,
-                                                          tmp_path: Path) -> None:
+def test_http_api_enqueues_and_counts_through_the_cluster(
+    redis_cluster: RedisClusterServers, s3_server: Any, tmp_path: Path
+) -> None:
+    from test_api import call
+
     from s3pod.api import ApiServer
     from s3pod.safety import PathPolicy
     from s3pod.service import s3_check
-    from test_api import call
 
     client = connect(redis_cluster.url)
-    api = ApiServer(client, host="127.0.0.1", port=0, prefix=PREFIX, paths=PathPolicy.from_dirs([str(tmp_path)]),
-                    check_s3=s3_check(s3_server.url))
+    api = ApiServer(
+        client,
+        host="127.0.0.1",
+        port=0,
+        prefix=PREFIX,
+        paths=PathPolicy.from_dirs([str(tmp_path)]),
+        check_s3=s3_check(s3_server.url),
+    )
     try:
         f = tmp_path / "a.log"
         f.write_text("a")
@@ -218,8 +239,9 @@ def test_readme_cluster_example_runs(redis_cluster: RedisClusterServers, tmp_pat
     (block,) = re.findall(r"^```python\n(.*?)^```", section.group(1), re.S | re.M)
     f = tmp_path / "app.log"
     f.write_text("log line\n")
-    code = block.replace("redis+cluster://10.0.0.1:6379,10.0.0.2:6379", redis_cluster.url) \
-                .replace("/var/spool/app/app.log", str(f))
+    code = block.replace("redis+cluster://10.0.0.1:6379,10.0.0.2:6379", redis_cluster.url).replace(
+        "/var/spool/app/app.log", str(f)
+    )
     assert code != block
     namespace: dict[str, Any] = {}
     exec(compile(code, "README.md", "exec"), namespace)
@@ -232,8 +254,12 @@ def test_readme_cluster_example_runs(redis_cluster: RedisClusterServers, tmp_pat
 
 
 def test_per_host_prefixes_keep_each_hosts_jobs_to_its_own_daemon(
-    redis_cluster: RedisClusterServers, s3: Any, bucket: str, start_daemon: Callable[..., Any],
-    daemon_env: dict[str, str], tmp_path: Path,
+    redis_cluster: RedisClusterServers,
+    s3: Any,
+    bucket: str,
+    start_daemon: Callable[..., Any],
+    daemon_env: dict[str, str],
+    tmp_path: Path,
 ) -> None:
     """Files local to a host: one prefix (with its own hash tag) per host, as the README says.
 
@@ -252,17 +278,20 @@ def test_per_host_prefixes_keep_each_hosts_jobs_to_its_own_daemon(
             f.write_text(f"{host} {i}\n")
             files.append(f)
         prefix = f"{{s3po-host-{host}}}"
-        ids = enqueue_many([{"bucket": bucket, "key": f"{host}/{f.name}", "path": f} for f in files],
-                           redis_url=url, prefix=prefix)
+        ids = enqueue_many(
+            [{"bucket": bucket, "key": f"{host}/{f.name}", "path": f} for f in files], redis_url=url, prefix=prefix
+        )
         env = {**daemon_env, "S3POD_REDIS_URL": url, "S3POD_PREFIX": prefix}
         hosts[host] = (files, ids, prefix, start_daemon("--allow-dir", str(spool), env=env))
     every = [f for files, *_ in hosts.values() for f in files]
     wait_until(lambda: not any(f.exists() for f in every), timeout_s=60, message="both hosts' uploads")
     client = connect(url)
     try:
-        for host, (files, ids, prefix, daemon) in hosts.items():
+        for host, (_files, ids, prefix, daemon) in hosts.items():
             other = next(o for o in hosts if o != host)
-            wait_until(lambda: count_jobs(client, prefix).processing == 0, message="every job acknowledged")
+            wait_until(
+                lambda prefix=prefix: count_jobs(client, prefix).processing == 0, message="every job acknowledged"
+            )
             assert count_jobs(client, prefix).dead == 0
             assert all(f"uploaded job={i}" in daemon.log for i in ids)
             assert not any(f"uploaded job={i}" in daemon.log for i in hosts[other][1])
@@ -273,8 +302,9 @@ def test_per_host_prefixes_keep_each_hosts_jobs_to_its_own_daemon(
 def test_a_user_and_password_in_a_cluster_url_reach_every_node(redis_cluster: RedisClusterServers) -> None:
     user, password = "s3po-acl", "p@ss/word:42"  # characters a URL must percent-encode
     for port in redis_cluster.alive():  # ACL users are per node: an operator sets them on each
-        redis_cluster.node(port).acl_setuser(user, enabled=True, passwords=[f"+{password}"], keys=["*"],
-                                             commands=["+@all"])
+        redis_cluster.node(port).acl_setuser(
+            user, enabled=True, passwords=[f"+{password}"], keys=["*"], commands=["+@all"]
+        )
     try:
         seeds = redis_cluster.url.removeprefix("redis+cluster://")
         url = f"redis+cluster://{user}:{quote(password, safe='')}@{seeds}"

@@ -8,16 +8,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import quote
 
 from conftest import wait_until
+from servers import RedisSentinelServers
+
 from s3po_client import enqueue_many
 from s3po_client.job import Job
 from s3po_client.queue import connect, count_jobs, push_jobs
 from s3po_client.queue.client import is_cluster
-from servers import RedisSentinelServers
 
 
 def test_the_url_finds_the_master_the_sentinels_name(redis_sentinel: RedisSentinelServers) -> None:
@@ -32,8 +34,12 @@ def test_the_url_finds_the_master_the_sentinels_name(redis_sentinel: RedisSentin
 
 
 def test_daemon_and_cli_work_through_sentinel(
-    redis_sentinel: RedisSentinelServers, s3: Any, bucket: str, start_daemon: Callable[..., Any],
-    daemon_env: dict[str, str], tmp_path: Path,
+    redis_sentinel: RedisSentinelServers,
+    s3: Any,
+    bucket: str,
+    start_daemon: Callable[..., Any],
+    daemon_env: dict[str, str],
+    tmp_path: Path,
 ) -> None:
     url = redis_sentinel.url
     env = {**daemon_env, "S3POD_REDIS_URL": url, "S3PO_REDIS_URL": url}
@@ -47,8 +53,14 @@ def test_daemon_and_cli_work_through_sentinel(
     wait_until(lambda: not any(f.exists() for f in files), timeout_s=60, message="all 5 uploads")
     for i, f in enumerate(files):
         assert s3.get_object(Bucket=bucket, Key=f.name)["Body"].read() == f"file {i}\n".encode()
-    out = subprocess.run([sys.executable, "-m", "s3po_client.cli", "status", "--json"], env=env,
-                         capture_output=True, text=True, check=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "s3po_client.cli", "status", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
     status = json.loads(out.stdout)
     assert status["pending"] == 0 and status["dead"] == 0
     assert len(status["workers"]) == 1
@@ -60,8 +72,9 @@ def test_a_user_and_password_in_a_sentinel_url_are_the_data_nodes(redis_sentinel
 
     user, password = "s3po-acl", "p@ss/word:42"
     for port in redis_sentinel.data_ports:
-        redis.Redis(port=port).acl_setuser(user, enabled=True, passwords=[f"+{password}"], keys=["*"],
-                                           commands=["+@all"])
+        redis.Redis(port=port).acl_setuser(
+            user, enabled=True, passwords=[f"+{password}"], keys=["*"], commands=["+@all"]
+        )
     try:
         seeds = redis_sentinel.url.removeprefix("redis+sentinel://")
         client = connect(f"redis+sentinel://{user}:{quote(password, safe='')}@{seeds}")

@@ -7,18 +7,19 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import quote
 
 import pytest
 import redis
-
 from conftest import wait_until
+from servers import find_binary, free_port, make_certs
+
 from s3po_client.errors import ConfigError
 from s3po_client.job import Job
 from s3po_client.queue import connect, count_jobs, push_jobs, redact_url
-from servers import find_binary, free_port, make_certs
 
 
 class ExtraRedis:
@@ -28,9 +29,22 @@ class ExtraRedis:
         self.dir = tempfile.mkdtemp(prefix="s3po-r-", dir="/tmp")  # short: a socket path holds 108 bytes
         self.log = os.path.join(self.dir, "redis.log")
         self.proc = subprocess.Popen(
-            [find_binary("redis-server"), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", self.dir, "--logfile", self.log, *args],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                find_binary("redis-server"),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.dir,
+                "--logfile",
+                self.log,
+                *args,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
 
     def close(self) -> None:
@@ -74,6 +88,7 @@ def wait_ping(url: str, proc: subprocess.Popen[bytes], log: str, tls: bool = Fal
 
 # -- user and password -----------------------------------------------------------------
 
+
 @pytest.fixture
 def acl_user(redis_client: redis.Redis) -> Iterator[tuple[str, str]]:
     """A Redis ACL user with a password, removed afterwards."""
@@ -105,6 +120,7 @@ def test_a_bad_url_is_a_config_error_without_the_password() -> None:
 
 # -- Unix socket -------------------------------------------------------------------------
 
+
 def test_unix_socket_url() -> None:
     directory = tempfile.mkdtemp(prefix="s3po-u-", dir="/tmp")
     sock = os.path.join(directory, "redis.sock")
@@ -120,14 +136,28 @@ def test_unix_socket_url() -> None:
 
 # -- TLS -------------------------------------------------------------------------------
 
+
 def test_tls_url(tmp_path: Path) -> None:
     if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed: it makes the test certificates (scripts/install-system-deps installs it)")
+        pytest.skip(
+            "openssl is not installed: it makes the test certificates (scripts/install-system-deps installs it)"
+        )
     certs = make_certs(tmp_path)
     port = free_port()
-    server = ExtraRedis("--port", "0", "--tls-port", str(port), "--tls-cert-file", str(certs["cert"]),
-                        "--tls-key-file", str(certs["key"]), "--tls-ca-cert-file", str(certs["ca"]),
-                        "--tls-auth-clients", "no")
+    server = ExtraRedis(
+        "--port",
+        "0",
+        "--tls-port",
+        str(port),
+        "--tls-cert-file",
+        str(certs["cert"]),
+        "--tls-key-file",
+        str(certs["key"]),
+        "--tls-ca-cert-file",
+        str(certs["ca"]),
+        "--tls-auth-clients",
+        "no",
+    )
     try:
         url = f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={certs['ca']}"
         wait_ping(url, server.proc, server.log, tls=True)
@@ -144,10 +174,13 @@ def test_tls_url(tmp_path: Path) -> None:
 
 # -- s3pod itself on each kind of URL ------------------------------------------------------
 
+
 @pytest.mark.parametrize("kind", ["unix", "tls"])
 def test_s3pod_uploads_through_the_url(kind: str, start_daemon: Any, s3: Any, bucket: str, tmp_path: Path) -> None:
     if kind == "tls" and shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed: it makes the test certificates (scripts/install-system-deps installs it)")
+        pytest.skip(
+            "openssl is not installed: it makes the test certificates (scripts/install-system-deps installs it)"
+        )
     if kind == "unix":
         directory = tempfile.mkdtemp(prefix="s3po-u-", dir="/tmp")
         sock = os.path.join(directory, "redis.sock")
@@ -157,9 +190,20 @@ def test_s3pod_uploads_through_the_url(kind: str, start_daemon: Any, s3: Any, bu
         directory = None
         certs = make_certs(tmp_path)
         port = free_port()
-        server = ExtraRedis("--port", "0", "--tls-port", str(port), "--tls-cert-file", str(certs["cert"]),
-                            "--tls-key-file", str(certs["key"]), "--tls-ca-cert-file", str(certs["ca"]),
-                            "--tls-auth-clients", "no")
+        server = ExtraRedis(
+            "--port",
+            "0",
+            "--tls-port",
+            str(port),
+            "--tls-cert-file",
+            str(certs["cert"]),
+            "--tls-key-file",
+            str(certs["key"]),
+            "--tls-ca-cert-file",
+            str(certs["ca"]),
+            "--tls-auth-clients",
+            "no",
+        )
         url = f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={certs['ca']}"
     try:
         wait_ping(url, server.proc, server.log, tls=kind == "tls")
@@ -188,12 +232,12 @@ def test_s3pod_uploads_through_the_url(kind: str, start_daemon: Any, s3: Any, bu
 
 
 def test_a_password_in_redis_url_on_the_command_line_warns_and_never_reaches_the_log(
-        acl_user: tuple[str, str], redis_server: Any, start_daemon: Any) -> None:
+    acl_user: tuple[str, str], redis_server: Any, start_daemon: Any
+) -> None:
     user, password = acl_user
     url = f"redis://{user}:{quote(password, safe='')}@127.0.0.1:{redis_server.port}/0"
     daemon = start_daemon("--redis-url", url)
     wait_until(lambda: "ready" in daemon.log, message="the daemon ready")
     daemon.stop()
-    assert "a password in --redis-url on the command line is visible to other users; set S3POD_REDIS_URL" \
-        in daemon.log
+    assert "a password in --redis-url on the command line is visible to other users; set S3POD_REDIS_URL" in daemon.log
     assert quote(password, safe="") not in daemon.log and password not in daemon.log

@@ -9,19 +9,20 @@ import subprocess
 import sys
 import textwrap
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import redis
-
 from conftest import ROOT, wait_until
 from notifysocket import NotifySocket, notify_socket  # noqa: F401 - fixture
+from servers import free_port
+
 from s3po_client.errors import ConfigError
 from s3pod.notify import Notifier
 from s3pod.pidfile import AlreadyRunningError, PidFile
 from s3pod.service import Address, Service, ServiceSettings, s3_check
-from servers import free_port
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
@@ -43,12 +44,16 @@ def dead_pid() -> int:
 
 # -- settings --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, expected", [
-    ("127.0.0.1:9464", Address("127.0.0.1", 9464)),
-    ("[::1]:8080", Address("::1", 8080)),
-    ("localhost:0", Address("localhost", 0)),
-    ("0.0.0.0:80", Address("0.0.0.0", 80)),
-])
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("127.0.0.1:9464", Address("127.0.0.1", 9464)),
+        ("[::1]:8080", Address("::1", 8080)),
+        ("localhost:0", Address("localhost", 0)),
+        ("0.0.0.0:80", Address("0.0.0.0", 80)),
+    ],
+)
 def test_address_parse(text: str, expected: Address) -> None:
     assert Address.parse(text) == expected
 
@@ -151,8 +156,9 @@ DAEMON = textwrap.dedent("""
 
 def test_daemonize_detaches_keeps_the_lock_and_cleans_up(tmp_path: Path) -> None:
     pid_path, log_path = tmp_path / "d.pid", tmp_path / "d.log"
-    launcher = subprocess.Popen([sys.executable, "-c", DAEMON, str(pid_path), str(log_path)], env=ENV,
-                                stderr=subprocess.PIPE, text=True)
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", DAEMON, str(pid_path), str(log_path)], env=ENV, stderr=subprocess.PIPE, text=True
+    )
     _, stderr = launcher.communicate(timeout=60)
     assert launcher.returncode == 0, stderr  # the launcher returns at once; the daemon lives on
     pid = int(wait_until(lambda: pid_path.exists() and pid_path.read_text().strip(), message="pid written"))
@@ -161,8 +167,13 @@ def test_daemonize_detaches_keeps_the_lock_and_cleans_up(tmp_path: Path) -> None
         wait_until(lambda: "daemon running" in log_path.read_text(), message="daemon log line")
         # The daemon holds the lock after its parent exited: a second start is refused,
         # on the terminal that ran it.
-        second = subprocess.run([sys.executable, "-c", DAEMON, str(pid_path), str(log_path)], env=ENV,
-                                capture_output=True, text=True, timeout=60)
+        second = subprocess.run(
+            [sys.executable, "-c", DAEMON, str(pid_path), str(log_path)],
+            env=ENV,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert second.returncode == 1
         assert f"s3pod is already running (pid {pid}) with pidfile {pid_path}" in second.stderr
         os.kill(pid, signal.SIGTERM)
@@ -180,8 +191,12 @@ def test_daemonize_takes_over_a_stale_pidfile(tmp_path: Path) -> None:
     stale = dead_pid()
     pid_path.write_text(f"{stale}\n")
     subprocess.run([sys.executable, "-c", DAEMON, str(pid_path), str(log_path)], env=ENV, check=True, timeout=60)
-    pid = int(wait_until(lambda: pid_path.read_text().strip() != str(stale) and pid_path.read_text().strip(),
-                         message="new pid written"))
+    pid = int(
+        wait_until(
+            lambda: pid_path.read_text().strip() != str(stale) and pid_path.read_text().strip(),
+            message="new pid written",
+        )
+    )
     try:
         assert pid_alive(pid)
     finally:
@@ -191,12 +206,19 @@ def test_daemonize_takes_over_a_stale_pidfile(tmp_path: Path) -> None:
 
 # -- the Service around the worker -------------------------------------------------------
 
-def test_service_tells_systemd_and_serves(redis_client: redis.Redis, s3_server: Any,
-                                          notify_socket: NotifySocket) -> None:
+
+def test_service_tells_systemd_and_serves(
+    redis_client: redis.Redis, s3_server: Any, notify_socket: NotifySocket
+) -> None:
     settings = ServiceSettings(metrics_listen=Address("127.0.0.1", 0), api_listen=Address("127.0.0.1", 0))
     url = f"redis://user:pw-9f8e@127.0.0.1:{redis_client.connection_pool.connection_kwargs['port']}/0"
-    service = Service(settings, redis_client, redis_url=url, check_s3=s3_check(s3_server.url),
-                      notifier=Notifier(notify_socket.name, watchdog_usec=200_000))
+    service = Service(
+        settings,
+        redis_client,
+        redis_url=url,
+        check_s3=s3_check(s3_server.url),
+        notifier=Notifier(notify_socket.name, watchdog_usec=200_000),
+    )
     with service:
         service.ready()
         ready = notify_socket.wait_for("READY")
@@ -220,8 +242,9 @@ def test_a_busy_api_port_fails_start_and_closes_the_metrics_server(redis_client:
     try:
         assert busy.api_server is not None
         metrics_port = free_port()
-        clash = ServiceSettings(metrics_listen=Address("127.0.0.1", metrics_port),
-                                api_listen=Address("127.0.0.1", busy.api_server.port))
+        clash = ServiceSettings(
+            metrics_listen=Address("127.0.0.1", metrics_port), api_listen=Address("127.0.0.1", busy.api_server.port)
+        )
         service = Service(clash, redis_client, redis_url="redis://x")
         with pytest.raises(ConfigError, match="cannot listen on 127.0.0.1"):
             service.start()

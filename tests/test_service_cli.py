@@ -41,8 +41,15 @@ def metric(text: str, name: str) -> float:
     return 0.0
 
 
-def test_notify_ready_then_stopping_as_the_stop_begins(start_daemon, notify_socket, fault_proxy, redis_server,  # noqa: F811
-                                                      s3, bucket, tmp_path) -> None:
+def test_notify_ready_then_stopping_as_the_stop_begins(
+    start_daemon,
+    notify_socket,
+    fault_proxy,
+    redis_server,  # noqa: F811
+    s3,
+    bucket,
+    tmp_path,
+) -> None:
     from s3po_client import enqueue
 
     fault_proxy.add_rule("delay", method="PUT", delay_s=4.0)
@@ -59,13 +66,20 @@ def test_notify_ready_then_stopping_as_the_stop_begins(start_daemon, notify_sock
     assert not f.exists() and s3.get_object(Bucket=bucket, Key="slow.txt")["Body"].read() == b"in flight"
 
 
-def test_api_enqueues_metrics_count_and_json_logs_parse(start_daemon, redis_client, s3, bucket,
-                                                        tmp_path: Path) -> None:
+def test_api_enqueues_metrics_count_and_json_logs_parse(start_daemon, redis_client, s3, bucket, tmp_path: Path) -> None:
     spool = tmp_path / "spool"
     spool.mkdir()
     api_port, metrics_port = free_port(), free_port()
-    daemon = start_daemon("--log-format", "json", "--allow-dir", str(spool),
-                          "--api-listen", f"127.0.0.1:{api_port}", "--metrics-listen", f"127.0.0.1:{metrics_port}")
+    daemon = start_daemon(
+        "--log-format",
+        "json",
+        "--allow-dir",
+        str(spool),
+        "--api-listen",
+        f"127.0.0.1:{api_port}",
+        "--metrics-listen",
+        f"127.0.0.1:{metrics_port}",
+    )
     api, metrics_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{metrics_port}/metrics"
     wait_until(lambda: http("GET", f"{api}/healthz")[0] == 200, message="healthz 200")
 
@@ -74,12 +88,15 @@ def test_api_enqueues_metrics_count_and_json_logs_parse(start_daemon, redis_clie
         f = spool / f"f{i}.txt"
         f.write_text(f"file {i}")
         files.append(f)
-    status, body = http("POST", f"{api}/v1/jobs", [{"bucket": bucket, "key": f"api/{f.name}", "path": str(f)}
-                                                    for f in files])
+    status, body = http(
+        "POST", f"{api}/v1/jobs", [{"bucket": bucket, "key": f"api/{f.name}", "path": str(f)} for f in files]
+    )
     assert status == 202, body
     ids = json.loads(body)["ids"]
     assert len(ids) == 3
-    status, body = http("POST", f"{api}/v1/jobs", {"bucket": bucket, "key": "x", "path": str(files[0]), "compres": "gzip"})
+    status, body = http(
+        "POST", f"{api}/v1/jobs", {"bucket": bucket, "key": "x", "path": str(files[0]), "compres": "gzip"}
+    )
     assert status == 400 and b"compres" in body
     status, body = http("POST", f"{api}/v1/jobs", {"bucket": bucket, "key": "x", "path": "/etc/passwd"})
     assert status == 400 and b"outside the allowed directories" in body
@@ -88,8 +105,14 @@ def test_api_enqueues_metrics_count_and_json_logs_parse(start_daemon, redis_clie
     for i in range(3):
         assert s3.get_object(Bucket=bucket, Key=f"api/f{i}.txt")["Body"].read() == f"file {i}".encode()
 
-    scrape = wait_until(lambda: (t := urllib.request.urlopen(metrics_url, timeout=5).read().decode())
-                        and metric(t, 's3pod_jobs_total{outcome="uploaded"}') == 3 and t, message="metrics")
+    scrape = wait_until(
+        lambda: (
+            (t := urllib.request.urlopen(metrics_url, timeout=5).read().decode())
+            and metric(t, 's3pod_jobs_total{outcome="uploaded"}') == 3
+            and t
+        ),
+        message="metrics",
+    )
     assert metric(scrape, "s3pod_uploaded_bytes_total") == sum(len(f"file {i}") for i in range(3))
     assert metric(scrape, 's3pod_queue_jobs{state="pending"}') == 0
     assert metric(scrape, "s3pod_workers_alive") == 1
@@ -130,8 +153,7 @@ def test_daemon_mode_locks_its_pidfile_and_a_stale_one_is_taken_over(daemon_env,
 
 
 def run_s3pod(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "s3pod", *args], env=env, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run([sys.executable, "-m", "s3pod", *args], env=env, capture_output=True, text=True, timeout=60)
 
 
 def test_guard_rails_are_usage_errors(daemon_env) -> None:

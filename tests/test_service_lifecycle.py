@@ -11,18 +11,19 @@ import signal
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import redis
-from prometheus_client.parser import text_string_to_metric_families
-
 from conftest import wait_until
 from notifysocket import NotifySocket, notify_socket  # noqa: F401 - fixture
-from s3po_client import enqueue
+from prometheus_client.parser import text_string_to_metric_families
 from servers import RedisServer, free_port
 from test_service import pid_alive
+
+from s3po_client import enqueue
 
 TOKEN = "e2e-token-5c7a1d93"
 
@@ -37,8 +38,11 @@ def object_bytes(s3: Any, bucket: str, key: str) -> bytes | None:
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         text = response.read().decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def request(port: int, method: str, path: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
@@ -78,8 +82,11 @@ def test_systemd_hears_ready_only_once_redis_answers_then_watchdog_and_stopping(
     start_daemon: Callable[..., Any], notify_socket: NotifySocket, tmp_path: Path
 ) -> None:
     port = free_port()  # Redis will come up here, after s3pod
-    env = {"NOTIFY_SOCKET": notify_socket.name, "WATCHDOG_USEC": "1000000",
-           "S3POD_REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+    env = {
+        "NOTIFY_SOCKET": notify_socket.name,
+        "WATCHDOG_USEC": "1000000",
+        "S3POD_REDIS_URL": f"redis://127.0.0.1:{port}/0",
+    }
     daemon = start_daemon(env=env)
     first = notify_socket.wait_for("STATUS", "starting: waiting for Redis and the S3 endpoint")
     assert "READY" not in first
@@ -97,12 +104,26 @@ def test_systemd_hears_ready_only_once_redis_answers_then_watchdog_and_stopping(
 
 
 def test_dead_jobs_and_durations_reach_metrics_and_every_log_line_is_json(
-    start_daemon: Callable[..., Any], redis_server: RedisServer, s3: Any, bucket: str, spool: Path,
+    start_daemon: Callable[..., Any],
+    redis_server: RedisServer,
+    s3: Any,
+    bucket: str,
+    spool: Path,
     daemon_env: dict[str, str],
 ) -> None:
     port = free_port()
-    daemon = start_daemon("--log-format", "json", "--log-level", "DEBUG", "--metrics-listen", f"127.0.0.1:{port}",
-                          "--allow-dir", str(spool), "--concurrency", "2")
+    daemon = start_daemon(
+        "--log-format",
+        "json",
+        "--log-level",
+        "DEBUG",
+        "--metrics-listen",
+        f"127.0.0.1:{port}",
+        "--allow-dir",
+        str(spool),
+        "--concurrency",
+        "2",
+    )
     wait_until(lambda: answers_metrics(port), message="metrics endpoint")
     before = scrape(port)
     assert before[("s3pod_jobs_total", (("outcome", "uploaded"),))] == 0
@@ -116,8 +137,10 @@ def test_dead_jobs_and_durations_reach_metrics_and_every_log_line_is_json(
 
     def settled() -> bool:
         samples = scrape(port)
-        return (samples[("s3pod_jobs_total", (("outcome", "uploaded"),))] == 3
-                and samples[("s3pod_jobs_total", (("outcome", "dead"),))] == 1)
+        return (
+            samples[("s3pod_jobs_total", (("outcome", "uploaded"),))] == 3
+            and samples[("s3pod_jobs_total", (("outcome", "dead"),))] == 1
+        )
 
     wait_until(settled, message="3 uploads and 1 dead job counted")
     after = scrape(port)
@@ -154,7 +177,10 @@ def answers_metrics(port: int) -> bool:
 
 
 def test_api_off_loopback_with_a_token_from_the_command_line(
-    start_daemon: Callable[..., Any], s3: Any, bucket: str, spool: Path,
+    start_daemon: Callable[..., Any],
+    s3: Any,
+    bucket: str,
+    spool: Path,
 ) -> None:
     port = free_port()
     daemon = start_daemon("--api-listen", f"0.0.0.0:{port}", "--api-token", TOKEN, "--allow-dir", str(spool))
@@ -175,7 +201,11 @@ def test_api_off_loopback_with_a_token_from_the_command_line(
 
 
 def test_redis_password_works_and_is_never_logged(
-    start_daemon: Callable[..., Any], redis_server: RedisServer, redis_client: redis.Redis, s3: Any, bucket: str,
+    start_daemon: Callable[..., Any],
+    redis_server: RedisServer,
+    redis_client: redis.Redis,
+    s3: Any,
+    bucket: str,
     spool: Path,
 ) -> None:
     password = "pw-31f6e0aa"
@@ -196,18 +226,34 @@ def test_redis_password_works_and_is_never_logged(
 
 # -- daemon mode -------------------------------------------------------------------------
 
+
 def s3pod(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "s3pod", *args], env=env, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run([sys.executable, "-m", "s3pod", *args], env=env, capture_output=True, text=True, timeout=60)
 
 
 def test_daemon_mode_uploads_after_detaching_and_cleans_up(
-    daemon_env: dict[str, str], redis_client: redis.Redis, redis_server: RedisServer, s3: Any, bucket: str,
-    spool: Path, tmp_path: Path,
+    daemon_env: dict[str, str],
+    redis_client: redis.Redis,
+    redis_server: RedisServer,
+    s3: Any,
+    bucket: str,
+    spool: Path,
+    tmp_path: Path,
 ) -> None:
     pidfile, log = tmp_path / "s3pod.pid", tmp_path / "s3pod.log"
-    args = ("--daemon", "--pidfile", str(pidfile), "--log-file", str(log), "--log-format", "json",
-            "--allow-dir", str(spool), "--backoff-base", "0.05")
+    args = (
+        "--daemon",
+        "--pidfile",
+        str(pidfile),
+        "--log-file",
+        str(log),
+        "--log-format",
+        "json",
+        "--allow-dir",
+        str(spool),
+        "--backoff-base",
+        "0.05",
+    )
     launched = s3pod(*args, env=daemon_env)
     assert launched.returncode == 0, launched.stderr
     pid = int(wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), message="pidfile"))
@@ -224,12 +270,16 @@ def test_daemon_mode_uploads_after_detaching_and_cleans_up(
     assert not pidfile.exists()
     lines = json_lines(log.read_text())
     assert any(line["message"].startswith(f"detached: pid={pid}") for line in lines)
-    assert any(line["logger"] == "s3pod.worker" and line["message"].startswith("uploaded ")
-               and line["key"] == "d.txt" for line in lines)
+    assert any(
+        line["logger"] == "s3pod.worker" and line["message"].startswith("uploaded ") and line["key"] == "d.txt"
+        for line in lines
+    )
 
 
 def test_daemon_mode_takes_over_the_pidfile_of_a_killed_daemon(
-    daemon_env: dict[str, str], redis_client: redis.Redis, tmp_path: Path,
+    daemon_env: dict[str, str],
+    redis_client: redis.Redis,
+    tmp_path: Path,
 ) -> None:
     pidfile, log = tmp_path / "s3pod.pid", tmp_path / "s3pod.log"
     args = ("--daemon", "--pidfile", str(pidfile), "--log-file", str(log))
@@ -239,12 +289,18 @@ def test_daemon_mode_takes_over_the_pidfile_of_a_killed_daemon(
     wait_until(lambda: not pid_alive(first), message="first daemon gone")
     assert pidfile.read_text().strip() == str(first)
     assert s3pod(*args, env=daemon_env).returncode == 0
-    second = int(wait_until(lambda: pidfile.read_text().strip() not in ("", str(first))
-                            and pidfile.read_text().strip(), message="new pid"))
+    second = int(
+        wait_until(
+            lambda: pidfile.read_text().strip() not in ("", str(first)) and pidfile.read_text().strip(),
+            message="new pid",
+        )
+    )
     try:
         assert pid_alive(second)
-        wait_until(lambda: f"taking over stale pidfile {pidfile} (pid {first} is not running)" in log.read_text(),
-                   message="takeover logged")
+        wait_until(
+            lambda: f"taking over stale pidfile {pidfile} (pid {first} is not running)" in log.read_text(),
+            message="takeover logged",
+        )
     finally:
         os.kill(second, signal.SIGTERM)
         wait_until(lambda: not pid_alive(second), message="daemon exit")

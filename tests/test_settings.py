@@ -15,16 +15,19 @@ def test_transfer_defaults() -> None:
     assert settings.checksum == "auto"
 
 
-@pytest.mark.parametrize("field,value,message", [
-    ("part_size_bytes", 4 * MiB, "part_size_bytes"),
-    ("part_size_bytes", 6 * 1024 * MiB, "part_size_bytes"),
-    ("multipart_threshold_bytes", 0, "multipart_threshold_bytes"),
-    ("max_concurrency", 0, "max_concurrency"),
-    ("request_retries", -1, "request_retries"),
-    ("checksum", "sha512", "checksum"),
-    ("compress_level", 23, "compress_level"),
-    ("read_timeout_s", 0, "timeout"),
-])
+@pytest.mark.parametrize(
+    "field,value,message",
+    [
+        ("part_size_bytes", 4 * MiB, "part_size_bytes"),
+        ("part_size_bytes", 6 * 1024 * MiB, "part_size_bytes"),
+        ("multipart_threshold_bytes", 0, "multipart_threshold_bytes"),
+        ("max_concurrency", 0, "max_concurrency"),
+        ("request_retries", -1, "request_retries"),
+        ("checksum", "sha512", "checksum"),
+        ("compress_level", 23, "compress_level"),
+        ("read_timeout_s", 0, "timeout"),
+    ],
+)
 def test_bad_transfer_settings_are_config_errors(field: str, value: object, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         TransferSettings(**{field: value})  # type: ignore[arg-type]

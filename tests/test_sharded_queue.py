@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import redis
-
 from conftest import wait_until
+from servers import RedisClusterServers
+
 from s3po_client import enqueue_many
 from s3po_client.errors import ConfigError
 from s3po_client.job import Job
@@ -19,7 +21,6 @@ from s3po_client.queue import QueueKeys, connect, count_jobs, push_jobs
 from s3po_client.queue.consumer import dead_entry
 from s3po_client.queue.dead import list_dead, purge_dead, retry_dead
 from s3po_client.queue.shards import ShardedConsumer, consumer_for, shard_index, split_prefixes
-from servers import RedisClusterServers
 
 SHARDS = ["{s3po0}", "{s3po1}", "{s3po2}", "{s3po3}"]
 PREFIX = ",".join(SHARDS)
@@ -48,8 +49,7 @@ def test_producers_spread_jobs_by_bucket_and_key(redis_client: redis.Redis) -> N
     assert count_jobs(redis_client, PREFIX).pending == 40
 
 
-def test_a_sharded_consumer_claims_in_turn_and_settles_on_the_shard_it_claimed_from(
-        redis_client: redis.Redis) -> None:
+def test_a_sharded_consumer_claims_in_turn_and_settles_on_the_shard_it_claimed_from(redis_client: redis.Redis) -> None:
     by_shard = {shard: Job(bucket="b", key=shard, path="/tmp/x") for shard in SHARDS}
     for shard, job in by_shard.items():
         push_jobs([job], client=redis_client, prefix=shard)
@@ -95,21 +95,34 @@ def test_an_idle_sharded_claim_blocks_instead_of_polling(redis_client: redis.Red
 
 
 def test_daemon_drains_every_shard_and_status_adds_them_up(
-    s3: Any, bucket: str, start_daemon: Callable[..., Any], daemon_env: dict[str, str], tmp_path: Path,
+    s3: Any,
+    bucket: str,
+    start_daemon: Callable[..., Any],
+    daemon_env: dict[str, str],
+    tmp_path: Path,
 ) -> None:
     files = []
     for i in range(12):
         f = tmp_path / f"f{i}.txt"
         f.write_text(f"file {i}\n")
         files.append(f)
-    enqueue_many([{"bucket": bucket, "key": f.name, "path": f} for f in files], prefix=PREFIX,
-                 redis_url=daemon_env["S3PO_REDIS_URL"])
+    enqueue_many(
+        [{"bucket": bucket, "key": f.name, "path": f} for f in files],
+        prefix=PREFIX,
+        redis_url=daemon_env["S3PO_REDIS_URL"],
+    )
     daemon = start_daemon("--prefix", PREFIX, "--concurrency", "2")
     wait_until(lambda: not any(f.exists() for f in files), timeout_s=60, message="all 12 uploads")
     for i, f in enumerate(files):
         assert s3.get_object(Bucket=bucket, Key=f.name)["Body"].read() == f"file {i}\n".encode()
-    out = subprocess.run([sys.executable, "-m", "s3po_client.cli", "status", "--json", "--prefix", PREFIX],
-                         env=daemon_env, capture_output=True, text=True, check=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "s3po_client.cli", "status", "--json", "--prefix", PREFIX],
+        env=daemon_env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
     status = json.loads(out.stdout)
     assert (status["pending"], status["processing"], status["dead"]) == (0, 0, 0)
     assert len(status["workers"]) == 1
@@ -117,7 +130,10 @@ def test_daemon_drains_every_shard_and_status_adds_them_up(
 
 
 def test_a_sharded_daemon_dead_letters_a_job_whose_file_never_existed(
-    redis_client: redis.Redis, bucket: str, start_daemon: Callable[..., Any], tmp_path: Path,
+    redis_client: redis.Redis,
+    bucket: str,
+    start_daemon: Callable[..., Any],
+    tmp_path: Path,
 ) -> None:
     """The job is still held on its shard, so it is dead-lettered with its reason, never dropped."""
     missing = str(tmp_path / "never-there.txt")
@@ -135,8 +151,12 @@ def test_a_sharded_daemon_dead_letters_a_job_whose_file_never_existed(
 
 
 def test_shards_spread_over_the_cluster_masters(
-    redis_cluster: RedisClusterServers, s3: Any, bucket: str, start_daemon: Callable[..., Any],
-    daemon_env: dict[str, str], tmp_path: Path,
+    redis_cluster: RedisClusterServers,
+    s3: Any,
+    bucket: str,
+    start_daemon: Callable[..., Any],
+    daemon_env: dict[str, str],
+    tmp_path: Path,
 ) -> None:
     masters = {redis_cluster.master_of(QueueKeys(shard).queue) for shard in SHARDS}
     assert len(masters) >= 2, "shards with their own hash tags live on different masters"

@@ -23,7 +23,6 @@ from typing import Any
 
 import pytest
 import redis
-
 from conftest import ROOT
 from faultproxy import FaultProxy
 from nspawn import Container, can_boot_here
@@ -91,8 +90,7 @@ class Rig:
 
     @property
     def secrets(self) -> dict[str, str]:
-        return {"S3 secret key": self.s3.secret_key, "Redis password": self.redis_password,
-                "API token": self.api_token}
+        return {"S3 secret key": self.s3.secret_key, "Redis password": self.redis_password, "API token": self.api_token}
 
     def client(self) -> redis.Redis:
         return redis.Redis.from_url(self.redis_url)
@@ -101,8 +99,14 @@ class Rig:
         """Start our redis-server, with the user ``s3pod`` the settings name (ACLs live in memory)."""
         self.redis.start()
         with redis.Redis(port=self.redis.port) as admin:
-            admin.acl_setuser("s3pod", enabled=True, passwords=[f"+{self.redis_password}"],
-                              keys=["*"], channels=["*"], commands=["+@all"])
+            admin.acl_setuser(
+                "s3pod",
+                enabled=True,
+                passwords=[f"+{self.redis_password}"],
+                keys=["*"],
+                channels=["*"],
+                commands=["+@all"],
+            )
 
     def write_settings(self, **changes: str) -> None:
         """Put the settings ``$EDITOR`` writes in place (the defaults below, then ``changes``)."""
@@ -142,8 +146,10 @@ class Rig:
         deadline = time.monotonic() + timeout_s
         while not ok():
             if time.monotonic() > deadline:
-                raise AssertionError(f"not {what} after {timeout_s}s; the service is {self.state()}; "
-                                     f"its journal ends:\n{self.journal()[-3000:]}")
+                raise AssertionError(
+                    f"not {what} after {timeout_s}s; the service is {self.state()}; "
+                    f"its journal ends:\n{self.journal()[-3000:]}"
+                )
             time.sleep(0.2)
 
     def spool(self, name: str, text: str) -> str:
@@ -156,8 +162,10 @@ class Rig:
         """Queue ``path`` for ``s3://bucket/key`` with the installed ``s3po``, as the producer."""
         # The URL goes by the environment: on runuser's command line it would reach the journal
         # (journald records the command line of a process that logs, and runuser's PAM session does).
-        self.box.sh(f"export S3PO_REDIS_URL={shlex.quote(self.redis_url)}\n"
-                    f"runuser -u www-data -- /opt/s3po/bin/s3po enqueue {path} s3://{self.bucket}/{key}")
+        self.box.sh(
+            f"export S3PO_REDIS_URL={shlex.quote(self.redis_url)}\n"
+            f"runuser -u www-data -- /opt/s3po/bin/s3po enqueue {path} s3://{self.bucket}/{key}"
+        )
 
     def exists(self, path: str) -> bool:
         return self.box.sh(f"test -e {path}", check=False).returncode == 0
@@ -186,24 +194,46 @@ class Rig:
 def rig(s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     logs = tmp_path_factory.mktemp("systemd")
     # Its progress and the time debootstrap took (the first run only) go to stderr, for pytest to show.
-    tree = Path(subprocess.run([str(ROOT / "scripts" / "systemd-tree")], check=True, stdout=subprocess.PIPE,
-                               text=True, timeout=1200).stdout.strip().splitlines()[-1])
+    tree = Path(
+        subprocess.run(
+            [str(ROOT / "scripts" / "systemd-tree")], check=True, stdout=subprocess.PIPE, text=True, timeout=1200
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     pip_cache = ROOT / ".cache" / "systemd-pip"
     pip_cache.mkdir(parents=True, exist_ok=True)
     # The container reaches the package registry the way this machine does: with its trust
     # store and its pip configuration. pip's cache persists across boots.
     binds_ro = [p for p in ("/etc/ssl/certs", "/etc/pip.conf") if Path(p).exists()]
-    box = Container(tree, f"s3po-{uuid.uuid4().hex[:8]}", logs / "nspawn.log",
-                    binds=[f"{pip_cache}:/root/.cache/pip"], binds_ro=binds_ro)
+    box = Container(
+        tree,
+        f"s3po-{uuid.uuid4().hex[:8]}",
+        logs / "nspawn.log",
+        binds=[f"{pip_cache}:/root/.cache/pip"],
+        binds_ro=binds_ro,
+    )
     proxy = FaultProxy(s3_server.port).start()
-    rig = Rig(box=box, redis=RedisServer(), s3=s3_server, proxy=proxy, bucket=f"t-{uuid.uuid4().hex[:20]}",
-              redis_password=secrets.token_urlsafe(18), api_token=secrets.token_urlsafe(24))
+    rig = Rig(
+        box=box,
+        redis=RedisServer(),
+        s3=s3_server,
+        proxy=proxy,
+        bucket=f"t-{uuid.uuid4().hex[:20]}",
+        redis_password=secrets.token_urlsafe(18),
+        api_token=secrets.token_urlsafe(24),
+    )
     rig.start_redis()
     s3_server.client().create_bucket(Bucket=rig.bucket)
     try:
         box.boot()
-        files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                               cwd=ROOT, check=True, capture_output=True, text=True).stdout.split("\0")
+        files = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.split("\0")
         box.copy_in(ROOT, [f for f in files if f and (ROOT / f).is_file()], CHECKOUT)
         box.sh(f"printf '#!/bin/sh\\ncat {WANTED_SETTINGS} > \"$1\"\\n' > {EDITOR} && chmod +x {EDITOR}")
         rig.write_settings()
@@ -260,8 +290,15 @@ def test_start_reaches_active_only_after_ready(rig: Rig) -> None:
         rig.start_redis()
     started = time.monotonic()
     rig.box.sh("systemctl start s3pod")  # waits for the start job: until READY=1
-    u = rig.unit("ActiveState", "SubState", "StatusText", "MainPID", "NRestarts",
-                 "ExecMainStartTimestampMonotonic", "ActiveEnterTimestampMonotonic")
+    u = rig.unit(
+        "ActiveState",
+        "SubState",
+        "StatusText",
+        "MainPID",
+        "NRestarts",
+        "ExecMainStartTimestampMonotonic",
+        "ActiveEnterTimestampMonotonic",
+    )
     assert (u["ActiveState"], u["SubState"]) == ("active", "running"), u
     assert int(u["MainPID"]) == pid and u["NRestarts"] == "0", "the same process became ready"
     assert u["StatusText"].startswith("processing jobs from"), u
@@ -273,8 +310,10 @@ def test_start_reaches_active_only_after_ready(rig: Rig) -> None:
 def test_a_start_that_never_gets_ready_times_out_and_is_tried_again(rig: Rig) -> None:
     assert rig.unit("TimeoutStartUSec")["TimeoutStartUSec"] == "1min 30s"  # the README's 90 s
     dropin = "/etc/systemd/system/s3pod.service.d/start-timeout.conf"  # 90 s, shortened to 2 s here
-    rig.box.sh(f"systemctl stop s3pod && mkdir -p {dropin.rsplit('/', 1)[0]}"
-               f" && printf '[Service]\\nTimeoutStartSec=2s\\n' > {dropin} && systemctl daemon-reload")
+    rig.box.sh(
+        f"systemctl stop s3pod && mkdir -p {dropin.rsplit('/', 1)[0]}"
+        f" && printf '[Service]\\nTimeoutStartSec=2s\\n' > {dropin} && systemctl daemon-reload"
+    )
     rig.redis.stop()
     try:
         rig.box.sh("systemctl start --no-block s3pod")
@@ -298,8 +337,10 @@ def test_a_job_from_the_spool_is_uploaded_and_its_file_deleted(rig: Rig) -> None
 
 def test_the_watchdog_is_pinged_and_a_hang_is_restarted(rig: Rig) -> None:
     dropin = "/etc/systemd/system/s3pod.service.d/watchdog.conf"
-    rig.box.sh(f"mkdir -p {dropin.rsplit('/', 1)[0]} && printf '[Service]\\nWatchdogSec={SHORT_WATCHDOG_S}s\\n' > {dropin}"
-               " && systemctl daemon-reload && systemctl restart s3pod")
+    rig.box.sh(
+        f"mkdir -p {dropin.rsplit('/', 1)[0]} && printf '[Service]\\nWatchdogSec={SHORT_WATCHDOG_S}s\\n' > {dropin}"
+        " && systemctl daemon-reload && systemctl restart s3pod"
+    )
     try:
         u = rig.unit("WatchdogUSec", "MainPID", "NRestarts")
         assert u["WatchdogUSec"] == f"{SHORT_WATCHDOG_S}s"
@@ -312,8 +353,13 @@ def test_the_watchdog_is_pinged_and_a_hang_is_restarted(rig: Rig) -> None:
         rig.box.sh(f"kill -STOP {u['MainPID']}")
         # (systemd follows its SIGABRT with a SIGCONT, so the frozen process does die.)
         rig.wait_for("caught by the watchdog", lambda: rig.unit("Result")["Result"] == "watchdog", timeout_s=20)
-        rig.wait_for("restarted", lambda: rig.unit("NRestarts")["NRestarts"] == str(int(u["NRestarts"]) + 1)
-                     and rig.state() == "active/running", timeout_s=60)
+        rig.wait_for(
+            "restarted",
+            lambda: (
+                rig.unit("NRestarts")["NRestarts"] == str(int(u["NRestarts"]) + 1) and rig.state() == "active/running"
+            ),
+            timeout_s=60,
+        )
         assert rig.main_pid() != int(u["MainPID"])
     finally:
         rig.box.sh(f"rm -f {dropin} && systemctl daemon-reload && systemctl restart s3pod")
@@ -361,8 +407,14 @@ def test_sigkill_is_restarted_and_the_job_completes(rig: Rig) -> None:
         before = rig.unit("MainPID", "NRestarts")
         path, text, _ = in_flight(rig, "killed.txt", delay_s=3)
         rig.box.sh("systemctl kill --signal=KILL --kill-whom=main s3pod")
-        rig.wait_for("restarted", lambda: rig.unit("NRestarts")["NRestarts"] == str(int(before["NRestarts"]) + 1)
-                     and rig.state() == "active/running", timeout_s=60)
+        rig.wait_for(
+            "restarted",
+            lambda: (
+                rig.unit("NRestarts")["NRestarts"] == str(int(before["NRestarts"]) + 1)
+                and rig.state() == "active/running"
+            ),
+            timeout_s=60,
+        )
         assert rig.main_pid() != int(before["MainPID"])
         rig.assert_done(path, "killed.txt", text)
         assert re.search(r"reaped worker \S+ .*put 1 job\(s\) back", rig.journal())

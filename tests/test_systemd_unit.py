@@ -8,7 +8,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
 from servers import find_binary
 
@@ -23,8 +22,11 @@ needs_systemd_analyze = pytest.mark.skipif(
 
 def directives(text: str) -> list[tuple[str, str]]:
     """Return the unit's ``Key=value`` lines in order (a key may repeat)."""
-    return [tuple(line.split("=", 1)) for line in text.splitlines()  # type: ignore[misc]
-            if "=" in line and not line.lstrip().startswith(("#", ";"))]
+    return [
+        tuple(line.split("=", 1))
+        for line in text.splitlines()  # type: ignore[misc]
+        if "=" in line and not line.lstrip().startswith(("#", ";"))
+    ]
 
 
 def verify(unit_text: str, tmp_path: Path) -> list[str]:
@@ -35,8 +37,9 @@ def verify(unit_text: str, tmp_path: Path) -> list[str]:
     """
     path = tmp_path / "s3pod.service"
     path.write_text(re.sub(r"(?m)^ExecStart=\S+", f"ExecStart={find_binary('s3pod')}", unit_text))
-    result = subprocess.run(["systemd-analyze", "verify", "--man=no", str(path)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", str(path)], capture_output=True, text=True, timeout=120
+    )
     problems = [line for line in (result.stdout + result.stderr).splitlines() if "s3pod.service" in line]
     if result.returncode != 0:
         problems.append(f"exit status {result.returncode}")
@@ -74,15 +77,25 @@ def test_no_secret_in_the_unit() -> None:
 
 def test_unit_is_sandboxed() -> None:
     d = directives(UNIT.read_text())
-    for setting in [("ProtectSystem", "strict"), ("NoNewPrivileges", "yes"), ("PrivateTmp", "yes"),
-                    ("ProtectHome", "yes"), ("ReadWritePaths", "/var/spool/s3po"), ("CapabilityBoundingSet", "")]:
+    for setting in [
+        ("ProtectSystem", "strict"),
+        ("NoNewPrivileges", "yes"),
+        ("PrivateTmp", "yes"),
+        ("ProtectHome", "yes"),
+        ("ReadWritePaths", "/var/spool/s3po"),
+        ("CapabilityBoundingSet", ""),
+    ]:
         assert setting in d
 
 
 @needs_systemd_analyze
 def test_systemd_analyze_security_rates_it_ok() -> None:
-    result = subprocess.run(["systemd-analyze", "security", "--offline=true", "--no-pager", str(UNIT)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", "--no-pager", str(UNIT)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     match = re.search(r"Overall exposure level for s3pod\.service: (\d+\.\d+) (\w+)", result.stdout)
     assert match, result.stdout + result.stderr
     # 0 is a fully locked-down unit, 10 an unprotected one; "OK" is below 2.
@@ -98,6 +111,13 @@ def test_env_example_names_only_variables_s3pod_reads() -> None:
     named = re.findall(r"(?m)^#?(S3POD_[A-Z_]+)=", ENV_EXAMPLE.read_text())
     assert named, "no variables found in the example"
     assert set(named) <= known, set(named) - known
-    for required in ("S3POD_REDIS_URL", "S3POD_SECRET_KEY", "S3POD_ALLOW_DIR", "S3POD_METRICS_LISTEN",
-                     "S3POD_API_LISTEN", "S3POD_API_TOKEN", "S3POD_LOG_FORMAT"):
+    for required in (
+        "S3POD_REDIS_URL",
+        "S3POD_SECRET_KEY",
+        "S3POD_ALLOW_DIR",
+        "S3POD_METRICS_LISTEN",
+        "S3POD_API_LISTEN",
+        "S3POD_API_TOKEN",
+        "S3POD_LOG_FORMAT",
+    ):
         assert required in named

@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -38,11 +39,19 @@ def make_engine(s3_settings: S3Settings) -> Iterator[Callable[..., TransferEngin
     """Factory: ``make_engine(settings=..., endpoint=...)`` builds an engine closed after the test."""
     engines: list[TransferEngine] = []
 
-    def make(settings: TransferSettings = SMALL, endpoint: str | None = None,
-             retry: RetryPolicy = FAST_RETRY) -> TransferEngine:
-        s3 = s3_settings if endpoint is None else S3Settings(
-            access_id=s3_settings.access_id, secret_key=s3_settings.secret_key, region=s3_settings.region,
-            endpoint_url=endpoint)
+    def make(
+        settings: TransferSettings = SMALL, endpoint: str | None = None, retry: RetryPolicy = FAST_RETRY
+    ) -> TransferEngine:
+        s3 = (
+            s3_settings
+            if endpoint is None
+            else S3Settings(
+                access_id=s3_settings.access_id,
+                secret_key=s3_settings.secret_key,
+                region=s3_settings.region,
+                endpoint_url=endpoint,
+            )
+        )
         engine = TransferEngine(s3, settings, retry)
         engines.append(engine)
         return engine
@@ -85,8 +94,9 @@ def test_sizes_round_trip_byte_for_byte(engine: TransferEngine, s3: Any, bucket:
 
 
 @pytest.mark.parametrize("codec", CODECS)
-def test_file_and_fileobj_sources_round_trip(engine: TransferEngine, bucket: str, tmp_path: Path,
-                                             codec: str | None) -> None:
+def test_file_and_fileobj_sources_round_trip(
+    engine: TransferEngine, bucket: str, tmp_path: Path, codec: str | None
+) -> None:
     data = pattern(2 * PART + 123)
     path = tmp_path / "source.bin"
     path.write_bytes(data)
@@ -126,7 +136,7 @@ def test_large_file_round_trip(make_engine: Callable[..., TransferEngine], bucke
     digest = hashlib.md5()
     with open(source, "wb") as f:
         for i in range(size // MiB):
-            chunk = block[i % 7:] + block[:i % 7]
+            chunk = block[i % 7 :] + block[: i % 7]
             f.write(chunk)
             digest.update(chunk)
         tail = os.urandom(size % MiB)
@@ -179,8 +189,7 @@ def test_headers_are_visible_on_head(engine: TransferEngine, s3: Any, bucket: st
         assert {t["Key"]: t["Value"] for t in tags} == {"team": "data", "tier": "hot"}
 
 
-def test_content_type_is_guessed_from_the_name(engine: TransferEngine, s3: Any, bucket: str,
-                                               tmp_path: Path) -> None:
+def test_content_type_is_guessed_from_the_name(engine: TransferEngine, s3: Any, bucket: str, tmp_path: Path) -> None:
     engine.upload_bytes(bucket, "page.html", b"<p>")
     engine.upload_bytes(bucket, "archive.tar.gz", b"\x1f\x8b")
     path = tmp_path / "data.json"
@@ -200,8 +209,9 @@ def test_content_type_is_guessed_from_the_name(engine: TransferEngine, s3: Any, 
         assert (head["ContentType"], head["ContentEncoding"]) == ("text/csv", encoding)
 
 
-def test_an_unmappable_header_fails_before_any_byte_is_sent(make_engine: Callable[..., TransferEngine],
-                                                           fault_proxy: Any, bucket: str) -> None:
+def test_an_unmappable_header_fails_before_any_byte_is_sent(
+    make_engine: Callable[..., TransferEngine], fault_proxy: Any, bucket: str
+) -> None:
     engine = make_engine(endpoint=fault_proxy.url)
     for headers in ({"X-Custom": "1"}, {"Content-Encoding": "br"}, {"Authorization": "x"}):
         with pytest.raises(JobError, match="header"):
@@ -221,12 +231,15 @@ def test_download_decodes_unless_raw(engine: TransferEngine, s3: Any, bucket: st
     text = b"hello, " * 5000
     s3.put_object(Bucket=bucket, Key="g", Body=gzip.compress(text), ContentEncoding="gzip")
     s3.put_object(Bucket=bucket, Key="raw-deflate", Body=zlib.compress(text)[2:-4], ContentEncoding="deflate")
-    s3.put_object(Bucket=bucket, Key="two-members", Body=gzip.compress(text) + gzip.compress(b"!"),
-                  ContentEncoding="gzip")
+    s3.put_object(
+        Bucket=bucket, Key="two-members", Body=gzip.compress(text) + gzip.compress(b"!"), ContentEncoding="gzip"
+    )
     s3.put_object(Bucket=bucket, Key="identity", Body=text)
     assert engine.download_bytes(bucket, "g") == text
-    assert engine.download_bytes(bucket, "g", raw=True) == gzip.compress(text, mtime=0) or \
-        gzip.decompress(engine.download_bytes(bucket, "g", raw=True)) == text
+    assert (
+        engine.download_bytes(bucket, "g", raw=True) == gzip.compress(text, mtime=0)
+        or gzip.decompress(engine.download_bytes(bucket, "g", raw=True)) == text
+    )
     assert engine.download_bytes(bucket, "raw-deflate") == text
     assert engine.download_bytes(bucket, "two-members") == text + b"!"
     out = io.BytesIO()
@@ -234,8 +247,9 @@ def test_download_decodes_unless_raw(engine: TransferEngine, s3: Any, bucket: st
     assert out.getvalue() == text
 
 
-def test_undecodable_object_fails_and_leaves_no_file(engine: TransferEngine, s3: Any, bucket: str,
-                                                    tmp_path: Path) -> None:
+def test_undecodable_object_fails_and_leaves_no_file(
+    engine: TransferEngine, s3: Any, bucket: str, tmp_path: Path
+) -> None:
     s3.put_object(Bucket=bucket, Key="bad", Body=b"this is not gzip", ContentEncoding="gzip")
     target = tmp_path / "out.txt"
     with pytest.raises(DownloadError, match="cannot decode") as info:
@@ -268,8 +282,7 @@ def test_permanent_errors_name_bucket_key_and_cause(engine: TransferEngine, buck
 
 
 def test_crc32_checksum_mode_round_trips(make_engine: Callable[..., TransferEngine], s3: Any, bucket: str) -> None:
-    engine = make_engine(TransferSettings(multipart_threshold_bytes=THRESHOLD, part_size_bytes=PART,
-                                          checksum="crc32"))
+    engine = make_engine(TransferSettings(multipart_threshold_bytes=THRESHOLD, part_size_bytes=PART, checksum="crc32"))
     for size in (100, 2 * PART + 1):
         data = pattern(size)
         result = engine.upload_bytes(bucket, f"crc-{size}", data, compress="zstd")
@@ -279,13 +292,15 @@ def test_crc32_checksum_mode_round_trips(make_engine: Callable[..., TransferEngi
 
 @pytest.mark.parametrize("sign_payload", [False, True])
 def test_bodies_are_signed_only_when_asked_and_the_store_takes_both(
-        make_engine: Callable[..., TransferEngine], s3: Any, bucket: str, sign_payload: bool) -> None:
+    make_engine: Callable[..., TransferEngine], s3: Any, bucket: str, sign_payload: bool
+) -> None:
     from dataclasses import replace
 
     engine = make_engine(replace(SMALL, sign_payload=sign_payload))
     sent: list[str] = []
     engine.client.meta.events.register(
-        "before-send.s3.*", lambda request, **_: sent.append(request.headers.get("X-Amz-Content-SHA256", b"")))
+        "before-send.s3.*", lambda request, **_: sent.append(request.headers.get("X-Amz-Content-SHA256", b""))
+    )
     data = pattern(2 * PART + 1)  # multipart: every part, and the single PUT below
     engine.upload_bytes(bucket, "signed", data)
     engine.upload_bytes(bucket, "small", b"tiny")
@@ -296,23 +311,40 @@ def test_bodies_are_signed_only_when_asked_and_the_store_takes_both(
 
 
 def test_the_lean_put_stores_what_boto3_stores_and_fails_the_same_way(
-        make_engine: Callable[..., TransferEngine], s3: Any, bucket: str, fault_proxy: Any) -> None:
+    make_engine: Callable[..., TransferEngine], s3: Any, bucket: str, fault_proxy: Any
+) -> None:
     from dataclasses import replace
 
-    headers = {"Content-Type": "text/csv", "Cache-Control": "max-age=60", "Content-Disposition": "inline",
-               "Content-Language": "fr", "x-amz-meta-owner": "ops", "Expires": "Thu, 01 Dec 2094 16:00:00 GMT"}
+    headers = {
+        "Content-Type": "text/csv",
+        "Cache-Control": "max-age=60",
+        "Content-Disposition": "inline",
+        "Content-Language": "fr",
+        "x-amz-meta-owner": "ops",
+        "Expires": "Thu, 01 Dec 2094 16:00:00 GMT",
+    }
     lean, boto = make_engine(SMALL), make_engine(replace(SMALL, lean_put=False))
     sent: list[str] = []
     for engine in (lean, boto):
         engine.client.meta.events.register("before-send.s3.PutObject", lambda request, **_: sent.append("boto3"))
     for name, engine in (("lean", lean), ("boto", boto)):
-        for key, extra in ((f"{name}-plain", {k: v for k, v in headers.items() if k != "Expires"}),
-                           (f"{name}-expires", headers)):
+        for key, extra in (
+            (f"{name}-plain", {k: v for k, v in headers.items() if k != "Expires"}),
+            (f"{name}-expires", headers),
+        ):
             engine.upload_bytes(bucket, key, b"a,b\n1,2\n", headers=extra, compress="gzip")
     # Only the boto3 engine, and the header the lean path leaves to boto3 (a date), go through boto3.
     assert sent == ["boto3", "boto3", "boto3"]
-    fields = ("ContentType", "CacheControl", "ContentDisposition", "ContentLanguage", "ContentEncoding",
-              "Metadata", "ETag", "ContentLength")
+    fields = (
+        "ContentType",
+        "CacheControl",
+        "ContentDisposition",
+        "ContentLanguage",
+        "ContentEncoding",
+        "Metadata",
+        "ETag",
+        "ContentLength",
+    )
     for suffix in ("plain", "expires"):
         a = s3.head_object(Bucket=bucket, Key=f"lean-{suffix}")
         b = s3.head_object(Bucket=bucket, Key=f"boto-{suffix}")

@@ -3,29 +3,33 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
+from test_transfer import PART, SMALL, THRESHOLD, make_engine, no_uploads_left, pattern  # noqa: F401
 
 from s3po_client.errors import DownloadError, SourceChangedError, UploadError, VerificationError
 from s3po_client.retry import RetryPolicy
 from s3po_client.settings import MiB, TransferSettings
 from s3po_client.transfer import TransferEngine
-from test_transfer import PART, SMALL, THRESHOLD, make_engine, no_uploads_left, pattern  # noqa: F401
 
-NO_REQUEST_RETRIES = TransferSettings(multipart_threshold_bytes=THRESHOLD, part_size_bytes=PART,
-                                      max_concurrency=3, request_retries=0)
-QUICK = TransferSettings(multipart_threshold_bytes=THRESHOLD, part_size_bytes=PART, max_concurrency=3,
-                         request_backoff_base_s=0.01)
+NO_REQUEST_RETRIES = TransferSettings(
+    multipart_threshold_bytes=THRESHOLD, part_size_bytes=PART, max_concurrency=3, request_retries=0
+)
+QUICK = TransferSettings(
+    multipart_threshold_bytes=THRESHOLD, part_size_bytes=PART, max_concurrency=3, request_backoff_base_s=0.01
+)
 
 
 def puts(proxy: Any, query: str = "") -> list[tuple[str, str, str]]:
     return [r for r in proxy.requests if r[0] == "PUT" and query in r[2]]
 
 
-def test_a_transient_error_is_retried_within_one_attempt(make_engine: Callable[..., TransferEngine],
-                                                         fault_proxy: Any, s3: Any, bucket: str) -> None:
+def test_a_transient_error_is_retried_within_one_attempt(
+    make_engine: Callable[..., TransferEngine], fault_proxy: Any, s3: Any, bucket: str
+) -> None:
     engine = make_engine(QUICK, endpoint=fault_proxy.url)
     rule = fault_proxy.add_rule("error", method="PUT", status=503, code="SlowDown", times=2)
     result = engine.upload_bytes(bucket, "k", b"payload", retries=0)
@@ -34,8 +38,9 @@ def test_a_transient_error_is_retried_within_one_attempt(make_engine: Callable[.
 
 
 @pytest.mark.parametrize("action", ["error", "reset", "corrupt"])
-def test_a_failed_part_is_retried_alone(make_engine: Callable[..., TransferEngine], fault_proxy: Any, s3: Any,
-                                        bucket: str, action: str) -> None:
+def test_a_failed_part_is_retried_alone(
+    make_engine: Callable[..., TransferEngine], fault_proxy: Any, s3: Any, bucket: str, action: str
+) -> None:
     engine = make_engine(QUICK, endpoint=fault_proxy.url)
     data = pattern(3 * PART + 10)
     rule = fault_proxy.add_rule(action, method="PUT", query="partNumber=2", status=500, code="InternalError")
@@ -48,8 +53,9 @@ def test_a_failed_part_is_retried_alone(make_engine: Callable[..., TransferEngin
     assert no_uploads_left(s3, bucket)
 
 
-def test_a_corrupted_single_put_is_caught_and_sent_again(make_engine: Callable[..., TransferEngine],
-                                                         fault_proxy: Any, s3: Any, bucket: str) -> None:
+def test_a_corrupted_single_put_is_caught_and_sent_again(
+    make_engine: Callable[..., TransferEngine], fault_proxy: Any, s3: Any, bucket: str
+) -> None:
     engine = make_engine(QUICK, endpoint=fault_proxy.url)
     rule = fault_proxy.add_rule("corrupt", method="PUT")
     engine.upload_bytes(bucket, "c", b"precious bytes" * 100)
@@ -57,8 +63,9 @@ def test_a_corrupted_single_put_is_caught_and_sent_again(make_engine: Callable[.
     assert s3.get_object(Bucket=bucket, Key="c")["Body"].read() == b"precious bytes" * 100
 
 
-def test_attempts_retry_after_the_policy_delay(make_engine: Callable[..., TransferEngine], fault_proxy: Any,
-                                               bucket: str) -> None:
+def test_attempts_retry_after_the_policy_delay(
+    make_engine: Callable[..., TransferEngine], fault_proxy: Any, bucket: str
+) -> None:
     engine = make_engine(NO_REQUEST_RETRIES, endpoint=fault_proxy.url, retry=RetryPolicy(base_s=0.01))
     fault_proxy.add_rule("error", method="PUT", status=503, code="SlowDown", times=2)
     assert engine.upload_bytes(bucket, "k", b"x", retries=2) is not False
@@ -70,8 +77,9 @@ def test_attempts_retry_after_the_policy_delay(make_engine: Callable[..., Transf
     assert engine.upload_bytes(bucket, "k", b"x", retries=1, silent=True) is False
 
 
-def test_a_permanent_error_fails_without_waiting_for_backoff(make_engine: Callable[..., TransferEngine],
-                                                             fault_proxy: Any, bucket: str) -> None:
+def test_a_permanent_error_fails_without_waiting_for_backoff(
+    make_engine: Callable[..., TransferEngine], fault_proxy: Any, bucket: str
+) -> None:
     # An hour of backoff: if the engine waited for it, the test would time out.
     engine = make_engine(QUICK, endpoint=fault_proxy.url, retry=RetryPolicy(base_s=3600))
     fault_proxy.add_rule("error", method="PUT", status=403, code="AccessDenied", times=None)
@@ -83,8 +91,9 @@ def test_a_permanent_error_fails_without_waiting_for_backoff(make_engine: Callab
     assert len(puts(fault_proxy)) == 1
 
 
-def test_an_interrupted_multipart_upload_leaves_no_parts(make_engine: Callable[..., TransferEngine],
-                                                         fault_proxy: Any, s3: Any, bucket: str) -> None:
+def test_an_interrupted_multipart_upload_leaves_no_parts(
+    make_engine: Callable[..., TransferEngine], fault_proxy: Any, s3: Any, bucket: str
+) -> None:
     engine = make_engine(QUICK, endpoint=fault_proxy.url)
     fault_proxy.add_rule("error", method="PUT", query="partNumber=3", status=500, code="InternalError", times=None)
     with pytest.raises(UploadError, match="InternalError") as info:
@@ -95,8 +104,9 @@ def test_an_interrupted_multipart_upload_leaves_no_parts(make_engine: Callable[.
     assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
 
 
-def test_a_file_changed_while_sent_is_not_stored(make_engine: Callable[..., TransferEngine], s3: Any,
-                                                 bucket: str, tmp_path: Path) -> None:
+def test_a_file_changed_while_sent_is_not_stored(
+    make_engine: Callable[..., TransferEngine], s3: Any, bucket: str, tmp_path: Path
+) -> None:
     engine = make_engine(QUICK)
     path = tmp_path / "growing.log"
     path.write_bytes(pattern(3 * PART))
@@ -115,8 +125,9 @@ def test_a_file_changed_while_sent_is_not_stored(make_engine: Callable[..., Tran
     assert result is not False and result.bytes_read == 3 * PART + 14
 
 
-def test_a_failed_range_is_fetched_again(make_engine: Callable[..., TransferEngine], fault_proxy: Any, s3: Any,
-                                         bucket: str, tmp_path: Path) -> None:
+def test_a_failed_range_is_fetched_again(
+    make_engine: Callable[..., TransferEngine], fault_proxy: Any, s3: Any, bucket: str, tmp_path: Path
+) -> None:
     engine = make_engine(QUICK, endpoint=fault_proxy.url)
     data = pattern(2 * THRESHOLD)
     s3.put_object(Bucket=bucket, Key="big", Body=data)
@@ -128,9 +139,9 @@ def test_a_failed_range_is_fetched_again(make_engine: Callable[..., TransferEngi
     assert len(gets) == 3 + 2  # three ranges of 5 MiB, two of them twice
 
 
-def test_a_download_that_keeps_failing_leaves_no_file(make_engine: Callable[..., TransferEngine],
-                                                      fault_proxy: Any, s3: Any, bucket: str,
-                                                      tmp_path: Path) -> None:
+def test_a_download_that_keeps_failing_leaves_no_file(
+    make_engine: Callable[..., TransferEngine], fault_proxy: Any, s3: Any, bucket: str, tmp_path: Path
+) -> None:
     engine = make_engine(NO_REQUEST_RETRIES, endpoint=fault_proxy.url)
     s3.put_object(Bucket=bucket, Key="big", Body=pattern(2 * THRESHOLD))
     fault_proxy.add_rule("error", method="GET", query="", status=503, code="SlowDown", times=None)
@@ -141,8 +152,9 @@ def test_a_download_that_keeps_failing_leaves_no_file(make_engine: Callable[...,
     assert list((tmp_path / "sub").iterdir()) == []
 
 
-def test_the_object_replaced_during_a_download_is_not_stitched(make_engine: Callable[..., TransferEngine],
-                                                               fault_proxy: Any, s3: Any, bucket: str) -> None:
+def test_the_object_replaced_during_a_download_is_not_stitched(
+    make_engine: Callable[..., TransferEngine], fault_proxy: Any, s3: Any, bucket: str
+) -> None:
     engine = make_engine(QUICK, endpoint=fault_proxy.url)
     # more ranges (6) than the engine fetches ahead (3), so some are asked for after the swap
     old, new = pattern(6 * PART, 1), pattern(6 * PART, 2)
@@ -175,12 +187,13 @@ class _Discard:
         return False
 
 
-def test_request_retries_give_up_on_a_dead_endpoint(make_engine: Callable[..., TransferEngine],
-                                                     bucket: str) -> None:
+def test_request_retries_give_up_on_a_dead_endpoint(make_engine: Callable[..., TransferEngine], bucket: str) -> None:
     from servers import free_port
 
-    engine = make_engine(TransferSettings(request_retries=1, request_backoff_base_s=0.01, connect_timeout_s=1),
-                         endpoint=f"http://127.0.0.1:{free_port()}")
+    engine = make_engine(
+        TransferSettings(request_retries=1, request_backoff_base_s=0.01, connect_timeout_s=1),
+        endpoint=f"http://127.0.0.1:{free_port()}",
+    )
     with pytest.raises(UploadError, match="connect") as info:
         engine.upload_bytes(bucket, "k", b"x", retries=1)
     assert info.value.transient is True
@@ -189,12 +202,16 @@ def test_request_retries_give_up_on_a_dead_endpoint(make_engine: Callable[..., T
 
 def checksum_headers(proxy: Any) -> list[tuple[str, bool, bool]]:
     """(query, carries Content-MD5, carries x-amz-checksum-crc32) of every PUT the proxy saw."""
-    return [(q, "content-md5" in h, "x-amz-checksum-crc32" in h)
-            for (m, _, q), h in zip(proxy.requests, proxy.request_headers) if m == "PUT"]
+    return [
+        (q, "content-md5" in h, "x-amz-checksum-crc32" in h)
+        for (m, _, q), h in zip(proxy.requests, proxy.request_headers)
+        if m == "PUT"
+    ]
 
 
-def test_uploads_carry_crc32_alone_where_the_store_proves_it(make_engine: Callable[..., TransferEngine],
-                                                             fault_proxy: Any, s3: Any, bucket: str) -> None:
+def test_uploads_carry_crc32_alone_where_the_store_proves_it(
+    make_engine: Callable[..., TransferEngine], fault_proxy: Any, s3: Any, bucket: str
+) -> None:
     engine = make_engine(QUICK, endpoint=fault_proxy.url)  # checksum="auto", the default
     data = pattern(3 * PART + 10)
     assert engine.upload_bytes(bucket, "multi", data) is not False
@@ -206,7 +223,8 @@ def test_uploads_carry_crc32_alone_where_the_store_proves_it(make_engine: Callab
 
 
 def test_a_store_that_returns_no_checksum_is_sent_content_md5_and_nothing_unproven_counts(
-        make_engine: Callable[..., TransferEngine], fault_proxy: Any, s3: Any, bucket: str) -> None:
+    make_engine: Callable[..., TransferEngine], fault_proxy: Any, s3: Any, bucket: str
+) -> None:
     engine = make_engine(QUICK, endpoint=fault_proxy.url)
     fault_proxy.add_rule("no-checksum", method="PUT", times=None)  # it takes the header, says nothing
     data = pattern(3 * PART + 10)
@@ -227,8 +245,9 @@ def test_a_store_that_returns_no_checksum_is_sent_content_md5_and_nothing_unprov
         engine2.upload_bytes(bucket, "lied-to", b"other bytes", retries=0)
 
 
-def test_a_store_that_refuses_crc32_gets_content_md5(make_engine: Callable[..., TransferEngine],
-                                                     fault_proxy: Any, s3: Any, bucket: str) -> None:
+def test_a_store_that_refuses_crc32_gets_content_md5(
+    make_engine: Callable[..., TransferEngine], fault_proxy: Any, s3: Any, bucket: str
+) -> None:
     engine = make_engine(QUICK, endpoint=fault_proxy.url)
     for header in ("x-amz-checksum-crc32", "x-amz-checksum-algorithm"):
         fault_proxy.add_rule("error", header=header, status=400, code="InvalidArgument", times=None)
@@ -242,8 +261,9 @@ def test_a_store_that_refuses_crc32_gets_content_md5(make_engine: Callable[..., 
     assert sent[0][2] and not sent[0][1] and all(md5 and not crc for _, md5, crc in sent[1:]), sent
 
 
-def test_md5_mode_sends_content_md5_alone(make_engine: Callable[..., TransferEngine], fault_proxy: Any,
-                                          s3: Any, bucket: str) -> None:
+def test_md5_mode_sends_content_md5_alone(
+    make_engine: Callable[..., TransferEngine], fault_proxy: Any, s3: Any, bucket: str
+) -> None:
     from dataclasses import replace
 
     engine = make_engine(replace(QUICK, checksum="md5"), endpoint=fault_proxy.url)

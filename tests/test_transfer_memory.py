@@ -71,8 +71,8 @@ print(json.dumps({
 def write_log(path: Path, size: int, random_bytes_per_256_kib: int) -> str:
     """Write ``size`` bytes of log-like data (that many random bytes per 256 KiB, then text); return the MD5."""
     digest = hashlib.md5()
-    text = (b"2024-06-01T00:00:00Z INFO request served path=/srv/app/x took=1.00ms\n" * 4000)
-    text = text[:256 * 1024 - random_bytes_per_256_kib]
+    text = b"2024-06-01T00:00:00Z INFO request served path=/srv/app/x took=1.00ms\n" * 4000
+    text = text[: 256 * 1024 - random_bytes_per_256_kib]
     with open(path, "wb") as f:
         for _ in range(size // (256 * 1024)):
             block = os.urandom(random_bytes_per_256_kib) + text
@@ -82,22 +82,30 @@ def write_log(path: Path, size: int, random_bytes_per_256_kib: int) -> str:
 
 
 def transfer_in_child(s3_settings: S3Settings, bucket: str, path: Path, endpoint_url: str | None = None) -> Any:
-    args = {"s3": {"access_id": s3_settings.access_id, "secret_key": s3_settings.secret_key,
-                   "region": s3_settings.region, "endpoint_url": endpoint_url or s3_settings.endpoint_url},
-            "bucket": bucket, "path": str(path)}
-    proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(args)], capture_output=True, text=True,
-                          timeout=240)
+    args = {
+        "s3": {
+            "access_id": s3_settings.access_id,
+            "secret_key": s3_settings.secret_key,
+            "region": s3_settings.region,
+            "endpoint_url": endpoint_url or s3_settings.endpoint_url,
+        },
+        "bucket": bucket,
+        "path": str(path),
+    }
+    proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(args)], capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
 
 def assert_bounded(report: Any) -> None:
     assert report["peak_rss_bytes"] < PEAK_RSS_BOUND_BYTES, (
-        f"peak RSS {report['peak_rss_bytes'] / MiB:.0f} MiB (upload {report['upload_peak_rss_bytes'] / MiB:.0f} MiB)")
+        f"peak RSS {report['peak_rss_bytes'] / MiB:.0f} MiB (upload {report['upload_peak_rss_bytes'] / MiB:.0f} MiB)"
+    )
 
 
-def test_1_gib_compressed_upload_and_download_in_bounded_memory(s3_settings: S3Settings, s3: Any, bucket: str,
-                                                               tmp_path: Path) -> None:
+def test_1_gib_compressed_upload_and_download_in_bounded_memory(
+    s3_settings: S3Settings, s3: Any, bucket: str, tmp_path: Path
+) -> None:
     path = tmp_path / "big.log"
     md5 = write_log(path, GiB, 64 * 1024)  # compressible but not trivial
     report = transfer_in_child(s3_settings, bucket, path)
@@ -110,7 +118,8 @@ def test_1_gib_compressed_upload_and_download_in_bounded_memory(s3_settings: S3S
 
 
 def test_a_store_slower_than_the_compressor_does_not_queue_parts_in_memory(
-        s3_settings: S3Settings, s3_server: S3Server, bucket: str, tmp_path: Path) -> None:
+    s3_settings: S3Settings, s3_server: S3Server, bucket: str, tmp_path: Path
+) -> None:
     # Mostly random, so ~400 MiB are stored: parts queued behind the slow store would show.
     path = tmp_path / "big.log"
     md5 = write_log(path, 512 * MiB, 192 * 1024)

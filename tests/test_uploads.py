@@ -27,8 +27,8 @@ def test_a_small_file_reads_no_record_but_never_overwrites_one(redis_client) -> 
 
 def test_a_small_file_that_grew_records_its_multipart_upload_as_usual(redis_client) -> None:
     small = SmallFileUploads(redis_client, KEYS, "j2")
-    small.save(saved(""))      # about to be created
-    small.save(saved("u-1"))   # created: the id is known
+    small.save(saved(""))  # about to be created
+    small.save(saved("u-1"))  # created: the id is known
     assert JobUploads(redis_client, KEYS, "j2").load() == saved("u-1")
     assert redis_client.ttl(KEYS.upload("j2")) > 0
     small.clear()

@@ -15,9 +15,10 @@ import logging
 import signal
 import threading
 import traceback
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Callable, Generic, Sequence, TypeVar
+from typing import Generic, TypeVar
 
 from .output import Outcome, ProgressCallback, Reporter, Status
 
@@ -66,8 +67,9 @@ class Summary:
         return sum(o.bytes_stored or 0 for o in self.outcomes)
 
 
-def run_batch(tasks: Sequence[Task[T]], work: Callable[[T, ProgressCallback], Outcome], *, jobs: int,
-              reporter: Reporter) -> Summary:
+def run_batch(
+    tasks: Sequence[Task[T]], work: Callable[[T, ProgressCallback], Outcome], *, jobs: int, reporter: Reporter
+) -> Summary:
     """Run ``work(item, progress)`` for every task, ``jobs`` at a time; report each outcome.
 
     ``work`` returns the outcome of its item (a failure too); an exception escaping it is
@@ -96,8 +98,13 @@ def run_batch(tasks: Sequence[Task[T]], work: Callable[[T, ProgressCallback], Ou
             if reporter.debug:
                 reporter.write_err(traceback.format_exc().rstrip())
             failed = task.interrupted()
-            outcome = Outcome(path=failed.path, bucket=failed.bucket, key=failed.key, status=Status.FAILED,
-                              error=f"{type(exc).__name__}: {exc}" + ("" if reporter.debug else " (--debug for the traceback)"))
+            outcome = Outcome(
+                path=failed.path,
+                bucket=failed.bucket,
+                key=failed.key,
+                status=Status.FAILED,
+                error=f"{type(exc).__name__}: {exc}" + ("" if reporter.debug else " (--debug for the traceback)"),
+            )
         finally:
             bar.close()
         with lock:

@@ -7,16 +7,16 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import click
 
 from ..errors import DownloadError, TransferError
 from .batch import Task, run_batch
-from .options import (filters_of, make_engine, make_reporter, option, output_options, parse_url,
-                      s3_options, tree_options)
-from .output import display_path, Outcome, ProgressCallback, Status, human_bytes
+from .options import filters_of, make_engine, make_reporter, option, output_options, parse_url, s3_options, tree_options
+from .output import Outcome, ProgressCallback, Status, display_path, human_bytes
 from .tree import BadArgument, S3Url, local_target
 
 logger = logging.getLogger(__name__)
@@ -51,15 +51,34 @@ class Remote:
 @click.argument("source", metavar="s3://BUCKET/KEY")
 @click.argument("path", required=False, type=click.Path(allow_dash=True))
 @option("--raw", is_flag=True, help="Keep the stored bytes (do not decode Content-Encoding).")
-@option("--retries", type=click.IntRange(0), default=3, show_default=True, envvar="S3PO_RETRIES",
-        help="Retries after the first attempt of each object.")
+@option(
+    "--retries",
+    type=click.IntRange(0),
+    default=3,
+    show_default=True,
+    envvar="S3PO_RETRIES",
+    help="Retries after the first attempt of each object.",
+)
 @tree_options
 @s3_options
 @output_options
-def download(source: str, path: str | None, raw: bool, retries: int, exclude: tuple[str, ...],
-             include: tuple[str, ...], jobs: int, endpoint_url: str | None, region: str | None,
-             profile: str | None, access_id: str | None, secret_key: str | None, as_json: bool, quiet: bool,
-             debug: bool) -> None:
+def download(
+    source: str,
+    path: str | None,
+    raw: bool,
+    retries: int,
+    exclude: tuple[str, ...],
+    include: tuple[str, ...],
+    jobs: int,
+    endpoint_url: str | None,
+    region: str | None,
+    profile: str | None,
+    access_id: str | None,
+    secret_key: str | None,
+    as_json: bool,
+    quiet: bool,
+    debug: bool,
+) -> None:
     """Download an object to PATH, or every object under a prefix (KEY ending with /) into a directory.
 
     PATH defaults to the key's file name (for a prefix: the current directory); - writes
@@ -87,8 +106,15 @@ def download(source: str, path: str | None, raw: bool, retries: int, exclude: tu
         def work(remote: Remote, progress: ProgressCallback) -> Outcome:
             return download_one(engine, remote, raw, retries, progress)
 
-        tasks = [Task(item=r, label=r.url.key[len(src.key):] if src.is_prefix else os.path.basename(r.url.key),
-                      total=r.size, interrupted=interrupted_outcome(r)) for r in remotes]
+        tasks = [
+            Task(
+                item=r,
+                label=r.url.key[len(src.key) :] if src.is_prefix else os.path.basename(r.url.key),
+                total=r.size,
+                interrupted=interrupted_outcome(r),
+            )
+            for r in remotes
+        ]
         started = time.monotonic()
         reporter.start_bars((len(remotes), sum(r.size or 0 for r in remotes)) if src.is_prefix else None)
         try:
@@ -98,9 +124,11 @@ def download(source: str, path: str | None, raw: bool, retries: int, exclude: tu
     finally:
         engine.close()
     if src.is_prefix and not as_json:
-        reporter.say(f"downloaded {summary.count(Status.DOWNLOADED)} of {len(remotes)} objects "
-                     f"({human_bytes(summary.bytes_read())}) in {time.monotonic() - started:.1f} s"
-                     + (f"; {summary.failed} failed" if summary.failed else ""))
+        reporter.say(
+            f"downloaded {summary.count(Status.DOWNLOADED)} of {len(remotes)} objects "
+            f"({human_bytes(summary.bytes_read())}) in {time.monotonic() - started:.1f} s"
+            + (f"; {summary.failed} failed" if summary.failed else "")
+        )
     if reporter.failures:
         raise SystemExit(1)
 
@@ -123,17 +151,21 @@ def list_prefix(engine: Any, src: S3Url, directory: str, filters: Any) -> tuple[
     unsafe: list[Outcome] = []
     for obj in list_objects(engine, src):
         key = str(obj["Key"])
-        relative = key[len(src.key):]
+        relative = key[len(src.key) :]
         if not relative or key.endswith("/") or not filters.accepts(relative):
             continue  # "directory" placeholder objects hold nothing to write
         try:
             target = local_target(directory, relative)
         except BadArgument as exc:
-            unsafe.append(Outcome(path=None, bucket=src.bucket, key=key, status=Status.FAILED,
-                                  error=f"s3://{src.bucket}/{key}: {exc}"))
+            unsafe.append(
+                Outcome(
+                    path=None, bucket=src.bucket, key=key, status=Status.FAILED, error=f"s3://{src.bucket}/{key}: {exc}"
+                )
+            )
             continue
-        remotes.append(Remote(S3Url(src.bucket, key), target, int(obj.get("Size", 0)),
-                              str(obj.get("ETag", "")).strip('"') or None))
+        remotes.append(
+            Remote(S3Url(src.bucket, key), target, int(obj.get("Size", 0)), str(obj.get("ETag", "")).strip('"') or None)
+        )
     return remotes, unsafe
 
 
@@ -147,8 +179,9 @@ def download_one(engine: Any, remote: Remote, raw: bool, retries: int, progress:
         if size is None:
             size, etag = head(engine, url)
         if remote.path == "-":
-            written = engine.download_fileobj(url.bucket, url.key, _ReportingWriter(sys.stdout.buffer, progress),
-                                              raw=raw, retries=retries)
+            written = engine.download_fileobj(
+                url.bucket, url.key, _ReportingWriter(sys.stdout.buffer, progress), raw=raw, retries=retries
+            )
             sys.stdout.buffer.flush()
         else:
             engine.download_file(url.bucket, url.key, remote.path, raw=raw, retries=retries, progress=progress)
@@ -157,10 +190,22 @@ def download_one(engine: Any, remote: Remote, raw: bool, retries: int, progress:
         logger.debug("download failed url=%s path=%s", url, shown, exc_info=True)  # the traceback, with --debug
         return Outcome(path=path, bucket=url.bucket, key=url.key, status=Status.FAILED, error=str(exc))
     except OSError as exc:
-        return Outcome(path=path, bucket=url.bucket, key=url.key, status=Status.FAILED,
-                       error=f"{url}: cannot write {shown!r}: {exc.strerror}")
-    return Outcome(path=path, bucket=url.bucket, key=url.key, status=Status.DOWNLOADED, bytes_read=written,
-                   bytes_stored=size, checksum=etag)
+        return Outcome(
+            path=path,
+            bucket=url.bucket,
+            key=url.key,
+            status=Status.FAILED,
+            error=f"{url}: cannot write {shown!r}: {exc.strerror}",
+        )
+    return Outcome(
+        path=path,
+        bucket=url.bucket,
+        key=url.key,
+        status=Status.DOWNLOADED,
+        bytes_read=written,
+        bytes_stored=size,
+        checksum=etag,
+    )
 
 
 def head(engine: Any, url: S3Url) -> tuple[int, str]:
@@ -175,8 +220,13 @@ def head(engine: Any, url: S3Url) -> tuple[int, str]:
 
 
 def interrupted_outcome(remote: Remote) -> Callable[[], Outcome]:
-    return lambda: Outcome(path=os.path.abspath(remote.path), bucket=remote.url.bucket, key=remote.url.key,
-                           status=Status.INTERRUPTED, error=f"{remote.url}: interrupted; nothing written")
+    return lambda: Outcome(
+        path=os.path.abspath(remote.path),
+        bucket=remote.url.bucket,
+        key=remote.url.key,
+        status=Status.INTERRUPTED,
+        error=f"{remote.url}: interrupted; nothing written",
+    )
 
 
 class _ReportingWriter:
@@ -202,8 +252,17 @@ class _ReportingWriter:
 @click.argument("url", required=False, metavar="[s3://BUCKET[/PREFIX]]")
 @s3_options
 @output_options
-def ls(url: str | None, endpoint_url: str | None, region: str | None, profile: str | None, access_id: str | None,
-       secret_key: str | None, as_json: bool, quiet: bool, debug: bool) -> None:
+def ls(
+    url: str | None,
+    endpoint_url: str | None,
+    region: str | None,
+    profile: str | None,
+    access_id: str | None,
+    secret_key: str | None,
+    as_json: bool,
+    quiet: bool,
+    debug: bool,
+) -> None:
     """List the objects under a prefix (date, size, key), or the buckets when no URL is given.
 
     Dates are UTC; sizes are the stored bytes. With --json, one object per line: bucket,
@@ -222,10 +281,18 @@ def ls(url: str | None, endpoint_url: str | None, region: str | None, profile: s
             total += int(obj.get("Size", 0))
             when = obj["LastModified"].strftime("%Y-%m-%d %H:%M:%S")
             if as_json:
-                click.echo(json.dumps({"bucket": where.bucket, "key": obj["Key"], "size": obj.get("Size"),
-                                       "last_modified": obj["LastModified"].isoformat(),
-                                       "etag": str(obj.get("ETag", "")).strip('"'),
-                                       "storage_class": obj.get("StorageClass")}))
+                click.echo(
+                    json.dumps(
+                        {
+                            "bucket": where.bucket,
+                            "key": obj["Key"],
+                            "size": obj.get("Size"),
+                            "last_modified": obj["LastModified"].isoformat(),
+                            "etag": str(obj.get("ETag", "")).strip('"'),
+                            "storage_class": obj.get("StorageClass"),
+                        }
+                    )
+                )
             else:
                 click.echo(f"{when}  {obj.get('Size', 0):>12}  {obj['Key']}")
         if not as_json:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
@@ -43,8 +44,12 @@ def s3_options(func: F) -> F:
     """``--endpoint-url``, ``--region``, ``--profile``, ``--access-id``, ``--secret-key``."""
     return apply(
         func,
-        option("--endpoint-url", envvar="S3PO_ENDPOINT_URL", metavar="URL",
-               help="S3 endpoint, for S3-compatible stores (default: AWS)."),
+        option(
+            "--endpoint-url",
+            envvar="S3PO_ENDPOINT_URL",
+            metavar="URL",
+            help="S3 endpoint, for S3-compatible stores (default: AWS).",
+        ),
         option("--region", envvar="S3PO_REGION", help="AWS region."),
         option("--profile", envvar="S3PO_PROFILE", help="AWS profile name."),
         option("--access-id", envvar="S3PO_ACCESS_ID", help="Access key id (default: boto3's credential chain)."),
@@ -58,10 +63,10 @@ def redis_options(func: F) -> F:
 
     return apply(
         func,
-        option("--redis-url", envvar="S3PO_REDIS_URL", metavar="URL",
-               help="Redis URL (default: redis://127.0.0.1:6379/0)."),
-        option("--prefix", envvar="S3PO_PREFIX", default=DEFAULT_PREFIX, show_default=True,
-               help="Redis key prefix."),
+        option(
+            "--redis-url", envvar="S3PO_REDIS_URL", metavar="URL", help="Redis URL (default: redis://127.0.0.1:6379/0)."
+        ),
+        option("--prefix", envvar="S3PO_PREFIX", default=DEFAULT_PREFIX, show_default=True, help="Redis key prefix."),
     )
 
 
@@ -69,12 +74,28 @@ def output_options(func: F) -> F:
     """``--json``, ``--quiet``, ``--debug``: how a command reports."""
     return apply(
         func,
-        option("--json", "as_json", is_flag=True, envvar="S3PO_JSON",
-               help="Print one JSON object per file on standard output."),
-        option("--quiet", "-q", is_flag=True, envvar="S3PO_QUIET",
-               help="Print nothing but errors (no bars, no per-file lines)."),
-        option("--debug", is_flag=True, envvar="S3PO_DEBUG", callback=_remember_debug, expose_value=True,
-               help="Log every request and show tracebacks."),
+        option(
+            "--json",
+            "as_json",
+            is_flag=True,
+            envvar="S3PO_JSON",
+            help="Print one JSON object per file on standard output.",
+        ),
+        option(
+            "--quiet",
+            "-q",
+            is_flag=True,
+            envvar="S3PO_QUIET",
+            help="Print nothing but errors (no bars, no per-file lines).",
+        ),
+        option(
+            "--debug",
+            is_flag=True,
+            envvar="S3PO_DEBUG",
+            callback=_remember_debug,
+            expose_value=True,
+            help="Log every request and show tracebacks.",
+        ),
     )
 
 
@@ -89,15 +110,35 @@ def upload_options(func: F) -> F:
     return apply(
         func,
         # Not click's envvar: it would split the variable at spaces, and a value holds spaces.
-        click.option("--header", "-H", "headers", multiple=True, metavar="'NAME: VALUE'", allow_from_autoenv=False,
-                     help="Object setting, e.g. 'Content-Type: text/html' (repeatable).  "
-                          "[env var: S3PO_HEADER, one per line]"),
-        option("--compress", type=click.Choice(CODECS), envvar="S3PO_COMPRESS",
-               help="Compress on the way (sets Content-Encoding)."),
-        option("--retries", type=click.IntRange(0), default=DEFAULT_RETRIES, show_default=True,
-               envvar="S3PO_RETRIES", help="Retries after the first attempt of each file."),
-        option("--keep/--delete", default=False, envvar="S3PO_KEEP",
-               help="Keep the local file after its verified upload (default: delete it)."),
+        click.option(
+            "--header",
+            "-H",
+            "headers",
+            multiple=True,
+            metavar="'NAME: VALUE'",
+            allow_from_autoenv=False,
+            help="Object setting, e.g. 'Content-Type: text/html' (repeatable).  [env var: S3PO_HEADER, one per line]",
+        ),
+        option(
+            "--compress",
+            type=click.Choice(CODECS),
+            envvar="S3PO_COMPRESS",
+            help="Compress on the way (sets Content-Encoding).",
+        ),
+        option(
+            "--retries",
+            type=click.IntRange(0),
+            default=DEFAULT_RETRIES,
+            show_default=True,
+            envvar="S3PO_RETRIES",
+            help="Retries after the first attempt of each file.",
+        ),
+        option(
+            "--keep/--delete",
+            default=False,
+            envvar="S3PO_KEEP",
+            help="Keep the local file after its verified upload (default: delete it).",
+        ),
     )
 
 
@@ -105,10 +146,18 @@ def filter_options(func: F) -> F:
     """``--exclude`` and ``--include``: which files of a tree (or objects under a prefix)."""
     return apply(
         func,
-        option("--exclude", multiple=True, metavar="GLOB",
-               help="Leave out files whose path (relative to the directory or prefix) matches GLOB."),
-        option("--include", multiple=True, metavar="GLOB",
-               help="Take files matching GLOB even if an earlier --exclude left them out."),
+        option(
+            "--exclude",
+            multiple=True,
+            metavar="GLOB",
+            help="Leave out files whose path (relative to the directory or prefix) matches GLOB.",
+        ),
+        option(
+            "--include",
+            multiple=True,
+            metavar="GLOB",
+            help="Take files matching GLOB even if an earlier --exclude left them out.",
+        ),
     )
 
 
@@ -116,8 +165,15 @@ def tree_options(func: F) -> F:
     """The filters, and ``--jobs``: how many files at once."""
     return apply(
         filter_options(func),
-        option("--jobs", "-j", type=click.IntRange(1, 64), default=DEFAULT_JOBS, show_default=True,
-               envvar="S3PO_JOBS", help="Files transferred at once."),
+        option(
+            "--jobs",
+            "-j",
+            type=click.IntRange(1, 64),
+            default=DEFAULT_JOBS,
+            show_default=True,
+            envvar="S3PO_JOBS",
+            help="Files transferred at once.",
+        ),
     )
 
 
@@ -157,8 +213,15 @@ def parse_headers(values: tuple[str, ...]) -> dict[str, str]:
     return headers
 
 
-def make_engine(endpoint_url: str | None, region: str | None, profile: str | None, access_id: str | None,
-                secret_key: str | None, backoff_base_s: float = 60.0, jobs: int = DEFAULT_JOBS) -> Any:
+def make_engine(
+    endpoint_url: str | None,
+    region: str | None,
+    profile: str | None,
+    access_id: str | None,
+    secret_key: str | None,
+    backoff_base_s: float = 60.0,
+    jobs: int = DEFAULT_JOBS,
+) -> Any:
     """Return a transfer engine sized for ``jobs`` transfers at once (this is where boto3 gets imported)."""
     from ..retry import RetryPolicy
     from ..settings import S3Settings, TransferSettings
@@ -166,14 +229,32 @@ def make_engine(endpoint_url: str | None, region: str | None, profile: str | Non
 
     try:
         settings = TransferSettings()
-        settings = TransferSettings(max_pool_connections=max(settings.max_pool_connections,
-                                                             jobs * (settings.max_concurrency + 1)))
-        return TransferEngine(S3Settings(access_id=access_id, secret_key=secret_key, profile=profile,
-                                         region=region, endpoint_url=endpoint_url),
-                              settings, retry=RetryPolicy(base_s=backoff_base_s))
+        settings = TransferSettings(
+            max_pool_connections=max(settings.max_pool_connections, jobs * (settings.max_concurrency + 1))
+        )
+        return TransferEngine(
+            S3Settings(
+                access_id=access_id, secret_key=secret_key, profile=profile, region=region, endpoint_url=endpoint_url
+            ),
+            settings,
+            retry=RetryPolicy(base_s=backoff_base_s),
+        )
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
 
 
-__all__ = ["DEFAULT_JOBS", "filters_of", "make_engine", "make_reporter", "option", "output_options",
-           "parse_headers", "parse_url", "redis_options", "s3_options", "filter_options", "tree_options", "upload_options"]
+__all__ = [
+    "DEFAULT_JOBS",
+    "filters_of",
+    "make_engine",
+    "make_reporter",
+    "option",
+    "output_options",
+    "parse_headers",
+    "parse_url",
+    "redis_options",
+    "s3_options",
+    "filter_options",
+    "tree_options",
+    "upload_options",
+]

@@ -13,9 +13,10 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Callable
+from typing import Any
 
 import click
 
@@ -65,8 +66,13 @@ class Outcome:
 
     def to_dict(self) -> dict[str, Any]:
         row: dict[str, Any] = {
-            "path": self.path, "bucket": self.bucket, "key": self.key, "bytes_read": self.bytes_read,
-            "bytes_stored": self.bytes_stored, "checksum": self.checksum, "status": self.status.value,
+            "path": self.path,
+            "bucket": self.bucket,
+            "key": self.key,
+            "bytes_read": self.bytes_read,
+            "bytes_stored": self.bytes_stored,
+            "checksum": self.checksum,
+            "status": self.status.value,
             "error": self.error,
         }
         if self.deleted is not None:
@@ -126,8 +132,9 @@ class Reporter:
     ``quiet``: say nothing but errors. ``debug``: tracebacks and debug logs.
     """
 
-    def __init__(self, *, json_lines: bool = False, quiet: bool = False, debug: bool = False,
-                 records_on_stdout: bool = False) -> None:
+    def __init__(
+        self, *, json_lines: bool = False, quiet: bool = False, debug: bool = False, records_on_stdout: bool = False
+    ) -> None:
         self.json_lines = json_lines
         self.quiet = quiet
         self.debug = debug
@@ -222,18 +229,30 @@ class Bars:
 
     def __init__(self, overall: tuple[int, int | None] | None) -> None:
         from rich.console import Console
-        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                                   TransferSpeedColumn)
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
 
         self.progress = Progress(
-            TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(binary_units=True),
-            TransferSpeedColumn(), TimeRemainingColumn(),
-            console=Console(stderr=True, highlight=False), transient=True, redirect_stdout=False,
-            redirect_stderr=False, auto_refresh=False)
+            TextColumn("{task.description}", markup=False),
+            BarColumn(),
+            DownloadColumn(binary_units=True),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True, highlight=False),
+            transient=True,
+            redirect_stdout=False,
+            redirect_stderr=False,
+            auto_refresh=False,
+        )
         self.files_total = overall[0] if overall else 0
         self.files_done = 0
-        self.overall = (self.progress.add_task(self._overall_label(), total=overall[1])
-                        if overall else None)
+        self.overall = self.progress.add_task(self._overall_label(), total=overall[1]) if overall else None
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         with self._lock:
@@ -280,7 +299,7 @@ def shorten(label: str, width: int = 32) -> str:
     >>> shorten("reports/2024/06/01/very-long-file-name.csv", 20)
     '…ry-long-file-name.csv'
     """
-    return label if len(label) <= width else "…" + label[-(width - 1):]
+    return label if len(label) <= width else "…" + label[-(width - 1) :]
 
 
 class FileBar:

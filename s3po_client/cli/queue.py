@@ -9,13 +9,22 @@ import time
 import click
 import redis
 
-from ..queue.dead import list_dead, purge_dead, retry_dead
 from ..errors import ConfigError, JobError
 from ..job import Job
 from ..queue import connect, count_jobs, make_job, push_jobs, redact_url, resolve_redis_url
-from .options import (filters_of, make_reporter, option, output_options, parse_headers, parse_url,
-                      redis_options, filter_options, upload_options)
-from .output import display_path, Outcome, Reporter, Status
+from ..queue.dead import list_dead, purge_dead, retry_dead
+from .options import (
+    filter_options,
+    filters_of,
+    make_reporter,
+    option,
+    output_options,
+    parse_headers,
+    parse_url,
+    redis_options,
+    upload_options,
+)
+from .output import Outcome, Reporter, Status, display_path
 from .tree import LocalFile, S3Url
 from .upload import collect, dest_of, skipped_outcome
 
@@ -37,7 +46,7 @@ def open_redis(redis_url: str | None) -> redis.Redis:
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     except redis.RedisError as exc:
-        raise click.ClickException(f"cannot reach Redis at {redact_url(resolve_redis_url(redis_url))}: {exc}")
+        raise click.ClickException(f"cannot reach Redis at {redact_url(resolve_redis_url(redis_url))}: {exc}") from exc
     return client
 
 
@@ -46,15 +55,32 @@ def open_redis(redis_url: str | None) -> redis.Redis:
 @click.argument("target", metavar="s3://BUCKET/KEY")
 @upload_options
 @filter_options
-@option("--follow-symlinks", is_flag=True, envvar="S3PO_FOLLOW_SYMLINKS",
-        help="Follow symlinks in a directory (their files are uploaded, never deleted).")
+@option(
+    "--follow-symlinks",
+    is_flag=True,
+    envvar="S3PO_FOLLOW_SYMLINKS",
+    help="Follow symlinks in a directory (their files are uploaded, never deleted).",
+)
 @option("--silent", is_flag=True, help="On final failure, s3pod logs at a lower level.")
 @redis_options
 @output_options
-def enqueue_command(sources: tuple[str, ...], target: str, headers: tuple[str, ...], compress: str | None,
-                    retries: int, keep: bool, exclude: tuple[str, ...], include: tuple[str, ...],
-                    follow_symlinks: bool, silent: bool, redis_url: str | None, prefix: str, as_json: bool,
-                    quiet: bool, debug: bool) -> None:
+def enqueue_command(
+    sources: tuple[str, ...],
+    target: str,
+    headers: tuple[str, ...],
+    compress: str | None,
+    retries: int,
+    keep: bool,
+    exclude: tuple[str, ...],
+    include: tuple[str, ...],
+    follow_symlinks: bool,
+    silent: bool,
+    redis_url: str | None,
+    prefix: str,
+    as_json: bool,
+    quiet: bool,
+    debug: bool,
+) -> None:
     """Queue files (or every file under a directory) for upload by s3pod; print each job id.
 
     s3pod deletes each file once its object is stored and verified, unless --keep. Paths
@@ -78,13 +104,28 @@ def enqueue_command(sources: tuple[str, ...], target: str, headers: tuple[str, .
         for item in items:
             where = dest_of(dest, item, is_tree, len(sources))
             try:
-                job = make_job(where.bucket, where.key, item.path, headers=parsed, compress=compress,  # type: ignore[arg-type]
-                               retries=retries, delete=not keep and not item.via_symlink, silent=silent)
+                job = make_job(
+                    where.bucket,
+                    where.key,
+                    item.path,
+                    headers=parsed,
+                    compress=compress,  # type: ignore[arg-type]
+                    retries=retries,
+                    delete=not keep and not item.via_symlink,
+                    silent=silent,
+                )
             except JobError as exc:
                 if not is_tree:
                     raise click.UsageError(str(exc)) from None
-                reporter.record(Outcome(path=os.path.abspath(item.path), bucket=where.bucket, key=where.key,
-                                        status=Status.FAILED, error=str(exc)))
+                reporter.record(
+                    Outcome(
+                        path=os.path.abspath(item.path),
+                        bucket=where.bucket,
+                        key=where.key,
+                        status=Status.FAILED,
+                        error=str(exc),
+                    )
+                )
                 continue
             batch.append((item, where, job))
             if len(batch) >= ENQUEUE_BATCH:
@@ -99,8 +140,9 @@ def enqueue_command(sources: tuple[str, ...], target: str, headers: tuple[str, .
         raise SystemExit(1)
 
 
-def send(client: redis.Redis, prefix: str, batch: list[tuple[LocalFile, S3Url, Job]], reporter: Reporter,
-         as_json: bool) -> int:
+def send(
+    client: redis.Redis, prefix: str, batch: list[tuple[LocalFile, S3Url, Job]], reporter: Reporter, as_json: bool
+) -> int:
     """LPUSH one batch of jobs; report each; return how many were queued."""
     if not batch:
         return 0
@@ -109,8 +151,15 @@ def send(client: redis.Redis, prefix: str, batch: list[tuple[LocalFile, S3Url, J
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     for item, where, job in batch:
-        outcome = Outcome(path=job.path, bucket=where.bucket, key=where.key, status=Status.QUEUED,
-                          bytes_read=item.size, job_id=job.id, deleted=None)
+        outcome = Outcome(
+            path=job.path,
+            bucket=where.bucket,
+            key=where.key,
+            status=Status.QUEUED,
+            bytes_read=item.size,
+            job_id=job.id,
+            deleted=None,
+        )
         if as_json:
             reporter.record(outcome)
         else:
@@ -130,8 +179,9 @@ def say_delete_rule(reporter: Reporter, items: list[LocalFile], keep: bool) -> N
         reporter.notice(f"s3pod keeps {what}: reached through a symlink")
     else:
         kept = f" ({linked} reached through symlinks are kept)" if linked else ""
-        reporter.notice(f"s3pod deletes {what} after a verified upload{kept}; --keep to keep "
-                        f"{'it' if len(items) == 1 else 'them'}")
+        reporter.notice(
+            f"s3pod deletes {what} after a verified upload{kept}; --keep to keep {'it' if len(items) == 1 else 'them'}"
+        )
 
 
 @click.command()
@@ -170,8 +220,11 @@ def dead_list(redis_url: str | None, prefix: str, as_json: bool) -> None:
         return
     for entry in entries:
         row = entry.to_dict()
-        when = (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(entry.failed_at))
-                if isinstance(entry.failed_at, (int, float)) else "?")
+        when = (
+            time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(entry.failed_at))
+            if isinstance(entry.failed_at, (int, float))
+            else "?"
+        )
         where = f"s3://{row['bucket']}/{row['key']}" if row["bucket"] else "(invalid job)"
         click.echo(f"{when}  {row['id'] or '-'}  attempts={entry.attempts}  {where}  {entry.error}")
     if not entries:

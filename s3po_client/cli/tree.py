@@ -10,8 +10,8 @@ from __future__ import annotations
 import fnmatch
 import os
 import stat
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 
 class BadArgument(ValueError):
@@ -173,7 +173,7 @@ def filter_order(args: Sequence[str]) -> tuple[tuple[str, str], ...]:
                 if value is not None:
                     rules.append((kind, value))
             elif arg.startswith(flag + "="):
-                rules.append((kind, arg[len(flag) + 1:]))
+                rules.append((kind, arg[len(flag) + 1 :]))
     return tuple(rules)
 
 

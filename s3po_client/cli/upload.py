@@ -6,15 +6,26 @@ import logging
 import os
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 
 from ..errors import JobError, SourceChangedError, TransferError
 from .batch import Task, run_batch
-from .options import (filters_of, make_engine, make_reporter, option, output_options,
-                      parse_headers, parse_url, s3_options, tree_options, upload_options)
-from .output import display_path, Outcome, ProgressCallback, Reporter, Status, human_bytes
+from .options import (
+    filters_of,
+    make_engine,
+    make_reporter,
+    option,
+    output_options,
+    parse_headers,
+    parse_url,
+    s3_options,
+    tree_options,
+    upload_options,
+)
+from .output import Outcome, ProgressCallback, Reporter, Status, display_path, human_bytes
 from .tree import Filters, LocalFile, S3Url, Unusable, walk
 
 logger = logging.getLogger(__name__)
@@ -34,16 +45,44 @@ Examples:
 @click.argument("target", metavar="s3://BUCKET/KEY")
 @upload_options
 @tree_options
-@option("--follow-symlinks", is_flag=True, envvar="S3PO_FOLLOW_SYMLINKS",
-        help="Follow symlinks in a directory (uploaded, never deleted).")
-@option("--backoff-base", type=click.FloatRange(0), default=60.0, show_default=True, envvar="S3PO_BACKOFF_BASE",
-        metavar="SECONDS", help="Wait before a file's first retry; doubles each attempt.")
+@option(
+    "--follow-symlinks",
+    is_flag=True,
+    envvar="S3PO_FOLLOW_SYMLINKS",
+    help="Follow symlinks in a directory (uploaded, never deleted).",
+)
+@option(
+    "--backoff-base",
+    type=click.FloatRange(0),
+    default=60.0,
+    show_default=True,
+    envvar="S3PO_BACKOFF_BASE",
+    metavar="SECONDS",
+    help="Wait before a file's first retry; doubles each attempt.",
+)
 @s3_options
 @output_options
-def upload(sources: tuple[str, ...], target: str, headers: tuple[str, ...], compress: str | None, retries: int,
-           keep: bool, exclude: tuple[str, ...], include: tuple[str, ...], jobs: int, follow_symlinks: bool,
-           backoff_base: float, endpoint_url: str | None, region: str | None, profile: str | None,
-           access_id: str | None, secret_key: str | None, as_json: bool, quiet: bool, debug: bool) -> None:
+def upload(
+    sources: tuple[str, ...],
+    target: str,
+    headers: tuple[str, ...],
+    compress: str | None,
+    retries: int,
+    keep: bool,
+    exclude: tuple[str, ...],
+    include: tuple[str, ...],
+    jobs: int,
+    follow_symlinks: bool,
+    backoff_base: float,
+    endpoint_url: str | None,
+    region: str | None,
+    profile: str | None,
+    access_id: str | None,
+    secret_key: str | None,
+    as_json: bool,
+    quiet: bool,
+    debug: bool,
+) -> None:
     """Upload files, directories or standard input (-) to S3 now, and wait.
 
     Each file is deleted once its object is stored and verified (and only if it did not
@@ -60,8 +99,9 @@ def upload(sources: tuple[str, ...], target: str, headers: tuple[str, ...], comp
     engine = make_engine(endpoint_url, region, profile, access_id, secret_key, backoff_base, jobs)
 
     def work(item: LocalFile, progress: ProgressCallback) -> Outcome:
-        return upload_one(engine, item, dest_of(dest, item, is_tree, len(sources)), parsed, compress, retries,
-                          keep, progress)
+        return upload_one(
+            engine, item, dest_of(dest, item, is_tree, len(sources)), parsed, compress, retries, keep, progress
+        )
 
     for unusable in skipped:
         reporter.record(skipped_outcome(unusable, dest))
@@ -69,10 +109,15 @@ def upload(sources: tuple[str, ...], target: str, headers: tuple[str, ...], comp
     started = time.monotonic()
     reporter.start_bars((len(items), sum(i.size for i in items)) if is_tree else None)
     try:
-        tasks = [Task(item=i, label=i.relative if is_tree else os.path.basename(i.path),
-                      total=None if i.path == "-" else i.size,
-                      interrupted=interrupted_outcome(i, dest_of(dest, i, is_tree, len(sources))))
-                 for i in items]
+        tasks = [
+            Task(
+                item=i,
+                label=i.relative if is_tree else os.path.basename(i.path),
+                total=None if i.path == "-" else i.size,
+                interrupted=interrupted_outcome(i, dest_of(dest, i, is_tree, len(sources))),
+            )
+            for i in items
+        ]
         summary = run_batch(tasks, work, jobs=jobs, reporter=reporter)
     finally:
         reporter.stop_bars()
@@ -80,9 +125,11 @@ def upload(sources: tuple[str, ...], target: str, headers: tuple[str, ...], comp
     if is_tree and not as_json:
         elapsed = time.monotonic() - started
         stored = summary.count(Status.UPLOADED)
-        reporter.say(f"uploaded {stored} of {len(items)} files ({human_bytes(summary.bytes_read())}, "
-                     f"{human_bytes(summary.bytes_stored())} stored) in {elapsed:.1f} s"
-                     + (f"; {summary.failed} failed" if summary.failed else ""))
+        reporter.say(
+            f"uploaded {stored} of {len(items)} files ({human_bytes(summary.bytes_read())}, "
+            f"{human_bytes(summary.bytes_stored())} stored) in {elapsed:.1f} s"
+            + (f"; {summary.failed} failed" if summary.failed else "")
+        )
     if reporter.failures:
         raise SystemExit(1)
 
@@ -97,8 +144,9 @@ def check_headers(headers: dict[str, str], compress: str | None) -> None:
         raise click.UsageError(str(exc)) from None
 
 
-def collect(sources: tuple[str, ...], dest: S3Url, follow_symlinks: bool,
-            filters: Filters) -> tuple[list[LocalFile], list[Unusable], bool]:
+def collect(
+    sources: tuple[str, ...], dest: S3Url, follow_symlinks: bool, filters: Filters
+) -> tuple[list[LocalFile], list[Unusable], bool]:
     """Return the files to upload, what was left out, and whether this is a tree (keys under a prefix)."""
     if "-" in sources:
         if len(sources) > 1 or dest.is_prefix:
@@ -135,22 +183,44 @@ def dest_of(dest: S3Url, item: LocalFile, is_tree: bool, n_sources: int) -> S3Ur
     return dest
 
 
-def upload_one(engine: Any, item: LocalFile, dest: S3Url, headers: dict[str, str], compress: str | None,
-               retries: int, keep: bool, progress: ProgressCallback) -> Outcome:
+def upload_one(
+    engine: Any,
+    item: LocalFile,
+    dest: S3Url,
+    headers: dict[str, str],
+    compress: str | None,
+    retries: int,
+    keep: bool,
+    progress: ProgressCallback,
+) -> Outcome:
     """Upload one file (or standard input), then delete it unless kept; return its outcome."""
     shown = "-" if item.path == "-" else display_path(item.path)
     path = "-" if item.path == "-" else os.path.abspath(item.path)
     try:
         if item.path == "-":
-            result = engine.upload_fileobj(dest.bucket, dest.key, sys.stdin.buffer, headers=headers,
-                                           compress=compress, retries=retries, progress=progress)
+            result = engine.upload_fileobj(
+                dest.bucket,
+                dest.key,
+                sys.stdin.buffer,
+                headers=headers,
+                compress=compress,
+                retries=retries,
+                progress=progress,
+            )
         else:
-            result = engine.upload_file(dest.bucket, dest.key, item.path, headers=headers, compress=compress,
-                                        retries=retries, progress=progress)
+            result = engine.upload_file(
+                dest.bucket, dest.key, item.path, headers=headers, compress=compress, retries=retries, progress=progress
+            )
     except (TransferError, JobError) as exc:
         logger.debug("upload failed path=%s url=%s", shown, dest, exc_info=True)  # the traceback, with --debug
-        return Outcome(path=path, bucket=dest.bucket, key=dest.key, status=Status.FAILED,
-                       error=failure_text(exc, shown, dest), deleted=False)
+        return Outcome(
+            path=path,
+            bucket=dest.bucket,
+            key=dest.key,
+            status=Status.FAILED,
+            error=failure_text(exc, shown, dest),
+            deleted=False,
+        )
     deleted, error = False, None
     if item.path != "-" and not keep and not item.via_symlink:
         try:
@@ -159,9 +229,17 @@ def upload_one(engine: Any, item: LocalFile, dest: S3Url, headers: dict[str, str
                 error = f"{dest}: stored, but {shown!r} could not be deleted"
         except SourceChangedError as exc:
             error = f"{dest}: stored, but {exc}"
-    return Outcome(path=path, bucket=dest.bucket, key=dest.key, status=Status.UPLOADED,
-                   bytes_read=result.bytes_read, bytes_stored=result.bytes_sent, checksum=result.etag,
-                   error=error, deleted=deleted)
+    return Outcome(
+        path=path,
+        bucket=dest.bucket,
+        key=dest.key,
+        status=Status.UPLOADED,
+        bytes_read=result.bytes_read,
+        bytes_stored=result.bytes_sent,
+        checksum=result.etag,
+        error=error,
+        deleted=deleted,
+    )
 
 
 def failure_text(exc: BaseException, shown: str | None, dest: S3Url) -> str:
@@ -175,16 +253,26 @@ def failure_text(exc: BaseException, shown: str | None, dest: S3Url) -> str:
 def interrupted_outcome(item: LocalFile, dest: S3Url) -> Callable[[], Outcome]:
     shown = "-" if item.path == "-" else display_path(item.path)
     path = "-" if item.path == "-" else os.path.abspath(item.path)
-    return lambda: Outcome(path=path, bucket=dest.bucket, key=dest.key, status=Status.INTERRUPTED,
-                           error=f"{dest}: interrupted; {shown} kept", deleted=False)
+    return lambda: Outcome(
+        path=path,
+        bucket=dest.bucket,
+        key=dest.key,
+        status=Status.INTERRUPTED,
+        error=f"{dest}: interrupted; {shown} kept",
+        deleted=False,
+    )
 
 
 def skipped_outcome(unusable: Unusable, dest: S3Url) -> Outcome:
     where = (dest if dest.is_prefix else S3Url(dest.bucket, dest.key + "/")).join(unusable.relative)
-    return Outcome(path=os.path.abspath(unusable.path), bucket=where.bucket, key=where.key,
-                   status=Status.FAILED if unusable.failed else Status.SKIPPED,
-                   error=unusable.reason if unusable.failed else None,
-                   note=None if unusable.failed else unusable.reason)
+    return Outcome(
+        path=os.path.abspath(unusable.path),
+        bucket=where.bucket,
+        key=where.key,
+        status=Status.FAILED if unusable.failed else Status.SKIPPED,
+        error=unusable.reason if unusable.failed else None,
+        note=None if unusable.failed else unusable.reason,
+    )
 
 
 def say_delete_rule(reporter: Reporter, items: list[LocalFile], keep: bool) -> None:
@@ -197,14 +285,15 @@ def say_delete_rule(reporter: Reporter, items: list[LocalFile], keep: bool) -> N
         what = display_path(files[0].path) if len(files) == 1 else f"the {len(files)} files"
         reporter.notice(f"keeping {what} after the upload (--keep)")
     elif len(files) == 1 and linked:
-        reporter.notice(f"keeping {display_path(files[0].path)}: it is a symlink, and s3po deletes only files it "
-                        "reads by their own name")
+        reporter.notice(
+            f"keeping {display_path(files[0].path)}: it is a symlink, and s3po deletes only files it "
+            "reads by their own name"
+        )
     elif len(files) == 1:
         reporter.notice(f"deleting {display_path(files[0].path)} after a verified upload; --keep to keep it")
     else:
         kept = f" ({linked} reached through symlinks are kept)" if linked else ""
-        reporter.notice(f"deleting each of the {len(files)} files after its verified upload{kept}; "
-                        "--keep to keep them")
+        reporter.notice(f"deleting each of the {len(files)} files after its verified upload{kept}; --keep to keep them")
 
 
 __all__ = ["upload"]

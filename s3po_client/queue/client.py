@@ -95,8 +95,9 @@ def connect(redis_url: str | None = None, **options: Any) -> redis.Redis:
         if scheme == SENTINEL_SCHEME:
             return _connect_sentinel(url, options)
         if scheme.endswith(("+cluster", "+sentinel")):
-            raise ValueError(f"use {CLUSTER_SCHEME}:// or {SENTINEL_SCHEME}:// (TLS to a cluster or "
-                             "sentinels is not supported)")
+            raise ValueError(
+                f"use {CLUSTER_SCHEME}:// or {SENTINEL_SCHEME}:// (TLS to a cluster or sentinels is not supported)"
+            )
         return redis.Redis.from_url(url, **options)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"bad Redis URL {redact_url(url)}: {exc}") from None
@@ -172,8 +173,8 @@ def _connect_sentinel(url: str, options: dict[str, Any]) -> redis.Redis:
         value = kwargs.pop(f"sentinel_{name}", None)
         if value is not None:
             sentinel_kwargs[name] = unquote(str(value))
-    sentinel = Sentinel(seeds, sentinel_kwargs=sentinel_kwargs, **kwargs)  # type: ignore[no-untyped-call]
-    master: redis.Redis = sentinel.master_for(service)  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(seeds, sentinel_kwargs=sentinel_kwargs, **kwargs)  # type: ignore[no-untyped-call,unused-ignore]
+    master: redis.Redis = sentinel.master_for(service)  # type: ignore[no-untyped-call,unused-ignore]
     return master
 
 
@@ -195,7 +196,7 @@ def hash_tag(prefix: str) -> str | None:
     end = prefix.find("}", start + 1)
     if start < 0 or end < 0 or end == start + 1:
         return None
-    return prefix[start + 1:end]
+    return prefix[start + 1 : end]
 
 
 def split_prefixes(prefix: str) -> list[str]:
@@ -217,8 +218,10 @@ def check_prefix(client: Any, prefix: str) -> None:
     between two of them (BLMOVE, the Lua scripts) fails with ``CROSSSLOT``.
     """
     if is_cluster(client) and hash_tag(prefix) is None:
-        raise ConfigError(f"on Redis Cluster the prefix must carry a hash tag so every key of the queue "
-                          f"is in one slot: use '{{{prefix}}}' rather than {prefix!r}")
+        raise ConfigError(
+            f"on Redis Cluster the prefix must carry a hash tag so every key of the queue "
+            f"is in one slot: use '{{{prefix}}}' rather than {prefix!r}"
+        )
 
 
 def node_options(client: Any, key: str) -> dict[str, Any]:

@@ -19,8 +19,9 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from importlib import resources
-from typing import Any, Sequence
+from typing import Any
 
 import redis
 from redis.commands.core import Script
@@ -91,8 +92,7 @@ def _as_text(value: Any) -> str:
 class Consumer:
     """One worker's handle on the queue: the Redis client, the keys and its processing list."""
 
-    def __init__(self, client: redis.Redis, keys: QueueKeys, worker_id: str,
-                 heartbeat_timeout_s: float = 30.0) -> None:
+    def __init__(self, client: redis.Redis, keys: QueueKeys, worker_id: str, heartbeat_timeout_s: float = 30.0) -> None:
         check_prefix(client, keys.prefix)
         self.client = client
         self.keys = keys
@@ -177,8 +177,9 @@ class Consumer:
 
     def delay(self, raw: bytes, next_raw: bytes | str, delay_s: float) -> float:
         """Schedule ``next_raw`` (the job's next attempt) ``delay_s`` from now; return its due time."""
-        due = self.scripts["delay"](keys=[self.processing, self.keys.delayed],
-                                    args=[raw, next_raw, repr(float(delay_s))])
+        due = self.scripts["delay"](
+            keys=[self.processing, self.keys.delayed], args=[raw, next_raw, repr(float(delay_s))]
+        )
         return float(_as_text(due))
 
     def dead_letter(self, raw: bytes, entry: str) -> bool:
@@ -198,8 +199,11 @@ class Consumer:
 
     def heartbeat(self) -> int:
         """Record that this worker is alive; 0 first beat, 1 fresh, 2 silent past the timeout (maybe reaped)."""
-        return int(self.scripts["heartbeat"](keys=[self.keys.workers],
-                                             args=[self.worker_id, repr(float(self.heartbeat_timeout_s))]))
+        return int(
+            self.scripts["heartbeat"](
+                keys=[self.keys.workers], args=[self.worker_id, repr(float(self.heartbeat_timeout_s))]
+            )
+        )
 
     def promote(self) -> int:
         """Move delayed jobs that are due back onto the queue; return how many moved."""
@@ -216,8 +220,9 @@ class Consumer:
         A negative ``timeout_s`` puts them back whatever the heartbeat says.
         """
         keys = [self.keys.workers, self.keys.processing(worker_id), self.keys.queue]
-        return int(self.scripts["requeue"](keys=keys, args=[worker_id, repr(float(timeout_s)),
-                                                            repr(FORGET_WORKER_AFTER_S)]))
+        return int(
+            self.scripts["requeue"](keys=keys, args=[worker_id, repr(float(timeout_s)), repr(FORGET_WORKER_AFTER_S)])
+        )
 
     def retire(self) -> int:
         """Put back every job this worker still holds and leave the workers set; return how many."""
@@ -231,8 +236,11 @@ class Consumer:
         the heartbeat again inside its atomic step.
         """
         now = server_time(self.client, self.keys)
-        stale = [w for w, beat in worker_beats(self.client, self.keys).items()
-                 if now - beat >= timeout_s and w != self.worker_id]
+        stale = [
+            w
+            for w, beat in worker_beats(self.client, self.keys).items()
+            if now - beat >= timeout_s and w != self.worker_id
+        ]
         reaped: dict[str, int] = {}
         for worker_id in sorted(stale):
             moved = self.requeue(worker_id, timeout_s)

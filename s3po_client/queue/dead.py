@@ -7,8 +7,9 @@ newest first; ``job`` is the job's text exactly as it was queued.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
-from typing import Any, Collection
+from typing import Any
 
 import redis
 
@@ -17,6 +18,7 @@ from ..job import Job
 from .client import check_prefix, split_prefixes
 from .consumer import load_script
 from .keys import DEFAULT_PREFIX, QueueKeys
+
 
 @dataclass(frozen=True, slots=True)
 class DeadEntry:
@@ -37,8 +39,14 @@ class DeadEntry:
                 raise ValueError("not an object")
         except ValueError:
             return cls(stored, stored.decode("utf-8", "replace"), "unreadable dead entry", 0, None, None)
-        return cls(stored, str(data.get("job", "")), str(data.get("error", "")), int(data.get("attempts") or 0),
-                   data.get("failed_at"), data.get("worker"))
+        return cls(
+            stored,
+            str(data.get("job", "")),
+            str(data.get("error", "")),
+            int(data.get("attempts") or 0),
+            data.get("failed_at"),
+            data.get("worker"),
+        )
 
     @property
     def job(self) -> Job | None:
@@ -93,8 +101,11 @@ def retry_dead(client: redis.Redis, ids: Collection[str] | None, prefix: str = D
     if len(shards) > 1:  # each dead job goes back to the queue of its own shard
         reports = [retry_dead(client, ids, shard) for shard in shards]
         found = [job_id for report in reports for job_id in report.queued]
-        return RetryReport(queued=found, invalid=[e for report in reports for e in report.invalid],
-                           not_found=sorted(set(ids or ()) - set(found)))
+        return RetryReport(
+            queued=found,
+            invalid=[e for report in reports for e in report.invalid],
+            not_found=sorted(set(ids or ()) - set(found)),
+        )
     keys = QueueKeys(prefix)
     check_prefix(client, prefix)
     retry = load_script(client, "retry_dead")

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import redis
 
@@ -79,8 +80,14 @@ def enqueue(
     >>> job_id = enqueue("my-bucket", "logs/app.log", "/var/log/app.log", compress="gzip")  # doctest: +SKIP
     """
     job = make_job(
-        bucket, key, path,
-        headers=headers, compress=compress, retries=retries, delete=delete, silent=silent,
+        bucket,
+        key,
+        path,
+        headers=headers,
+        compress=compress,
+        retries=retries,
+        delete=delete,
+        silent=silent,
     )
     return push_jobs([job], redis_url=redis_url, prefix=prefix, durable=durable)[0]
 
@@ -137,12 +144,14 @@ def push_jobs(
     if not jobs:
         return []
     # One prefix (the usual case): no hash per job to place it; each job is serialised once.
-    shards = {prefix.strip(): jobs} if "," not in prefix else group_by_shard(jobs, prefix, lambda job: (job.bucket, job.key))
+    shards = (
+        {prefix.strip(): jobs} if "," not in prefix else group_by_shard(jobs, prefix, lambda job: (job.bucket, job.key))
+    )
     r = client if client is not None else shared_client(redis_url)
     payloads_of = {shard: [job.to_json() for job in shard_jobs] for shard, shard_jobs in shards.items()}
 
     def push() -> None:
-        for shard, shard_jobs in shards.items():
+        for shard, _shard_jobs in shards.items():
             check_prefix(r, shard)
             queue = QueueKeys(shard).queue
             payloads = payloads_of[shard]
@@ -189,6 +198,8 @@ def _push_replicated(client: redis.Redis, queue: str, payloads: list[str]) -> No
             cluster.nodes_manager.initialize()
             continue
         if int(replicas) < 1:
-            raise ConfigError(f"queued {len(payloads)} job(s) on the master, but no replica confirmed them "
-                              f"within {DURABLE_TIMEOUT_MS} ms: a failover now could lose them")
+            raise ConfigError(
+                f"queued {len(payloads)} job(s) on the master, but no replica confirmed them "
+                f"within {DURABLE_TIMEOUT_MS} ms: a failover now could lose them"
+            )
         return

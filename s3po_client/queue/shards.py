@@ -16,7 +16,8 @@ from __future__ import annotations
 import itertools
 import threading
 import zlib
-from typing import Any, Callable, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import redis
 
@@ -53,14 +54,15 @@ class ShardedConsumer(Consumer):
     The heartbeat, promotion and reaping run on every shard.
     """
 
-    def __init__(self, client: redis.Redis, prefixes: list[str], worker_id: str,
-                 heartbeat_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, client: redis.Redis, prefixes: list[str], worker_id: str, heartbeat_timeout_s: float = 30.0
+    ) -> None:
         self.shards = [Consumer(client, QueueKeys(p), worker_id, heartbeat_timeout_s) for p in prefixes]
         super().__init__(client, self.shards[0].keys, worker_id, heartbeat_timeout_s)
         self._turn = itertools.count()
         self._claimed: dict[bytes, list[int]] = {}  # job as claimed -> shards it was claimed from
-        self._job_ids: dict[bytes, str] = {}        # job as claimed -> its id
-        self._id_shard: dict[str, int] = {}         # job id -> the shard it was claimed from
+        self._job_ids: dict[bytes, str] = {}  # job as claimed -> its id
+        self._id_shard: dict[str, int] = {}  # job id -> the shard it was claimed from
         self._lock = threading.Lock()
 
     @property

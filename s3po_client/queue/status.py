@@ -7,8 +7,9 @@ million steps. Counting is one pipelined round trip.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping, cast
+from typing import Any, cast
 
 import redis
 

@@ -75,11 +75,16 @@ class SavedUpload:
         try:
             data: dict[str, Any] = json.loads(raw)
             source = data["source"]
-            return cls(upload_id=str(data["upload_id"]), bucket=str(data["bucket"]), key=str(data["key"]),
-                       part_size_bytes=int(data["part_size_bytes"]),
-                       source=None if source is None else FileStat(**source),
-                       compress=data["compress"], crc32=bool(data["crc32"]),
-                       started_at=float(data.get("started_at", 0.0)))
+            return cls(
+                upload_id=str(data["upload_id"]),
+                bucket=str(data["bucket"]),
+                key=str(data["key"]),
+                part_size_bytes=int(data["part_size_bytes"]),
+                source=None if source is None else FileStat(**source),
+                compress=data["compress"],
+                crc32=bool(data["crc32"]),
+                started_at=float(data.get("started_at", 0.0)),
+            )
         except (ValueError, TypeError, KeyError) as exc:
             logger.warning("ignoring an unreadable multipart upload record: %s", exc)
             return None
@@ -105,8 +110,7 @@ class JobUploads:
     rest of the queue when the prefix is hash-tagged.
     """
 
-    def __init__(self, client: redis.Redis, keys: QueueKeys, job_id: str,
-                 ttl_s: int = UPLOAD_RECORD_TTL_S) -> None:
+    def __init__(self, client: redis.Redis, keys: QueueKeys, job_id: str, ttl_s: int = UPLOAD_RECORD_TTL_S) -> None:
         self.client = client
         self.key = keys.upload(job_id)
         self.ttl_s = ttl_s
@@ -133,8 +137,7 @@ class SmallFileUploads(JobUploads):
     and the next attempt, for a large file now, loads that record and resumes or aborts it.
     """
 
-    def __init__(self, client: redis.Redis, keys: QueueKeys, job_id: str,
-                 ttl_s: int = UPLOAD_RECORD_TTL_S) -> None:
+    def __init__(self, client: redis.Redis, keys: QueueKeys, job_id: str, ttl_s: int = UPLOAD_RECORD_TTL_S) -> None:
         super().__init__(client, keys, job_id, ttl_s)
         self._first_save = True
 
@@ -146,8 +149,9 @@ class SmallFileUploads(JobUploads):
             super().save(saved)
             return
         if not self.client.set(self.key, saved.to_json(), ex=self.ttl_s, nx=True):
-            raise RuntimeError("an earlier run's multipart upload of this job is recorded; the next attempt "
-                               "resumes or aborts it")
+            raise RuntimeError(
+                "an earlier run's multipart upload of this job is recorded; the next attempt resumes or aborts it"
+            )
         self._first_save = False
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import http.client
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
 from botocore.config import Config
@@ -31,15 +32,36 @@ T = TypeVar("T")
 #: S3 error codes that no retry can fix (https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html).
 #: Everything else, notably 5xx, SlowDown, RequestTimeout, BadDigest and
 #: XAmzContentSHA256Mismatch (bytes damaged on the way), is worth another try.
-PERMANENT_CODES = frozenset({
-    "AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch",
-    "NoSuchBucket", "InvalidBucketName", "InvalidArgument", "InvalidRequest",
-    "EntityTooLarge", "KeyTooLongError", "MethodNotAllowed", "InvalidStorageClass",
-    "AccountProblem", "NoSuchKey", "MetadataTooLarge", "InvalidObjectState",
-    "InvalidEncryptionAlgorithmError", "KMS.NotFoundException", "NotImplemented",
-    "InvalidTag", "UnsupportedHeader",
-    "404", "403", "400", "405", "501",
-})
+PERMANENT_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AllAccessDisabled",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "NoSuchBucket",
+        "InvalidBucketName",
+        "InvalidArgument",
+        "InvalidRequest",
+        "EntityTooLarge",
+        "KeyTooLongError",
+        "MethodNotAllowed",
+        "InvalidStorageClass",
+        "AccountProblem",
+        "NoSuchKey",
+        "MetadataTooLarge",
+        "InvalidObjectState",
+        "InvalidEncryptionAlgorithmError",
+        "KMS.NotFoundException",
+        "NotImplemented",
+        "InvalidTag",
+        "UnsupportedHeader",
+        "404",
+        "403",
+        "400",
+        "405",
+        "501",
+    }
+)
 
 #: how much of a GET's body is read at a time
 READ_CHUNK_BYTES = 1024 * 1024
@@ -70,8 +92,10 @@ def make_client(s3: S3Settings, settings: TransferSettings | None = None) -> S3C
         region_name=s3.region,
     )
     options: dict[str, Any] = {
-        "s3": {"addressing_style": "path" if s3.endpoint_url else "auto",
-               "payload_signing_enabled": settings.sign_payload},
+        "s3": {
+            "addressing_style": "path" if s3.endpoint_url else "auto",
+            "payload_signing_enabled": settings.sign_payload,
+        },
         "retries": {"total_max_attempts": 1, "mode": "standard"},
         "max_pool_connections": settings.max_pool_connections,
         "connect_timeout": settings.connect_timeout_s,
@@ -102,8 +126,9 @@ def translate_error(exc: BaseException, bucket: str, key: str, cls: type[Transfe
         message = exc.response.get("Error", {}).get("Message", "") or str(exc)
         if code == "404":  # a HEAD's answer has no body to name the error
             message = "no such object (or bucket)"
-        return cls(f"{where}: {code}: {message}", bucket=bucket, key=key,
-                   transient=code not in PERMANENT_CODES, code=code)
+        return cls(
+            f"{where}: {code}: {message}", bucket=bucket, key=key, transient=code not in PERMANENT_CODES, code=code
+        )
     # botocore's network errors (read timeouts, connections closed) derive from OSError through
     # the requests exceptions it vendors: they are the store's trouble, not the local file's.
     if isinstance(exc, EndpointConnectionError):
@@ -111,8 +136,7 @@ def translate_error(exc: BaseException, bucket: str, key: str, cls: type[Transfe
     if isinstance(exc, BotoCoreError):
         return cls(f"{where}: {exc}", bucket=bucket, key=key)
     if isinstance(exc, FileNotFoundError):
-        return cls(f"{where}: local file {exc.filename!r} does not exist", bucket=bucket, key=key,
-                   transient=False)
+        return cls(f"{where}: local file {exc.filename!r} does not exist", bucket=bucket, key=key, transient=False)
     if isinstance(exc, OSError):
         return cls(f"{where}: local file error: {exc}", bucket=bucket, key=key, transient=False)
     if isinstance(exc, (TypeError, AttributeError, NameError)):
@@ -160,35 +184,72 @@ class Requester:
                     backoff = RetryPolicy(base_s=self.settings.request_backoff_base_s, max_s=REQUEST_BACKOFF_MAX_S)
                 delay_s = backoff.delay_s(tries)
                 tries += 1
-                logger.debug("request retry what=%s bucket=%s key=%s try=%d in=%.2fs error=%s",
-                             what, self.bucket, self.key, tries, delay_s, error)
+                logger.debug(
+                    "request retry what=%s bucket=%s key=%s try=%d in=%.2fs error=%s",
+                    what,
+                    self.bucket,
+                    self.key,
+                    tries,
+                    delay_s,
+                    error,
+                )
                 if self.cancelled.wait(delay_s):
                     raise error from exc
 
 
 # -- one function per S3 call -----------------------------------------------------------
 
-def put_object(client: Any, bucket: str, key: str, body: bytes, *, content_md5: str | None,
-               checksum_crc32: str | None, object_args: dict[str, Any]) -> dict[str, Any]:
+
+def put_object(
+    client: Any,
+    bucket: str,
+    key: str,
+    body: bytes,
+    *,
+    content_md5: str | None,
+    checksum_crc32: str | None,
+    object_args: dict[str, Any],
+) -> dict[str, Any]:
     """PUT ``body`` as the whole object; return the response (ETag, checksums)."""
-    return client.put_object(Bucket=bucket, Key=key, Body=body,  # type: ignore[no-any-return]
-                             **checksum_args(content_md5, checksum_crc32), **object_args)
+    return client.put_object(  # type: ignore[no-any-return]
+        Bucket=bucket,
+        Key=key,
+        Body=body,
+        **checksum_args(content_md5, checksum_crc32),
+        **object_args,
+    )
 
 
-def create_multipart_upload(client: Any, bucket: str, key: str, *, checksum_crc32: bool,
-                            object_args: dict[str, Any]) -> str:
+def create_multipart_upload(
+    client: Any, bucket: str, key: str, *, checksum_crc32: bool, object_args: dict[str, Any]
+) -> str:
     """Start a multipart upload; return its upload id."""
     extra = {"ChecksumAlgorithm": "CRC32"} if checksum_crc32 else {}
     response = client.create_multipart_upload(Bucket=bucket, Key=key, **extra, **object_args)
     return str(response["UploadId"])
 
 
-def upload_part(client: Any, bucket: str, key: str, upload_id: str, number: int, body: bytes, *,
-                content_md5: str | None, checksum_crc32: str | None) -> dict[str, Any]:
+def upload_part(
+    client: Any,
+    bucket: str,
+    key: str,
+    upload_id: str,
+    number: int,
+    body: bytes,
+    *,
+    content_md5: str | None,
+    checksum_crc32: str | None,
+) -> dict[str, Any]:
     """Send part ``number``; return the response (ETag, checksums)."""
     extra = checksum_args(content_md5, checksum_crc32)
-    return client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number,  # type: ignore[no-any-return]
-                              Body=body, **extra)
+    return client.upload_part(  # type: ignore[no-any-return]
+        Bucket=bucket,
+        Key=key,
+        UploadId=upload_id,
+        PartNumber=number,
+        Body=body,
+        **extra,
+    )
 
 
 def checksum_args(content_md5: str | None, checksum_crc32: str | None) -> dict[str, str]:
@@ -199,11 +260,13 @@ def checksum_args(content_md5: str | None, checksum_crc32: str | None) -> dict[s
     return extra
 
 
-def complete_multipart_upload(client: Any, bucket: str, key: str, upload_id: str,
-                              parts: list[dict[str, Any]]) -> dict[str, Any]:
+def complete_multipart_upload(
+    client: Any, bucket: str, key: str, upload_id: str, parts: list[dict[str, Any]]
+) -> dict[str, Any]:
     """Assemble the parts into the object; return the response (ETag)."""
     return client.complete_multipart_upload(  # type: ignore[no-any-return]
-        Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts})
+        Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+    )
 
 
 def abort_multipart_upload(client: Any, bucket: str, key: str, upload_id: str) -> None:
@@ -240,12 +303,15 @@ def list_multipart_uploads(client: Any, bucket: str, prefix: str) -> list[tuple[
         response = client.list_multipart_uploads(Bucket=bucket, Prefix=prefix, **markers)
         for upload in response.get("Uploads", []):
             initiated = upload.get("Initiated")
-            found.append((str(upload["Key"]), str(upload["UploadId"]),
-                          initiated.timestamp() if initiated is not None else 0.0))
+            found.append(
+                (str(upload["Key"]), str(upload["UploadId"]), initiated.timestamp() if initiated is not None else 0.0)
+            )
         if not response.get("IsTruncated"):
             return found
-        following = {"KeyMarker": response.get("NextKeyMarker") or "",
-                     "UploadIdMarker": response.get("NextUploadIdMarker") or ""}
+        following = {
+            "KeyMarker": response.get("NextKeyMarker") or "",
+            "UploadIdMarker": response.get("NextUploadIdMarker") or "",
+        }
         if following == markers:
             return found
         markers = following
@@ -257,8 +323,9 @@ def head_object(client: Any, bucket: str, key: str, part_number: int | None = No
     return client.head_object(Bucket=bucket, Key=key, **extra)  # type: ignore[no-any-return]
 
 
-def get_object_bytes(client: Any, bucket: str, key: str, *, byte_range: tuple[int, int] | None,
-                     if_match: str | None) -> bytearray:
+def get_object_bytes(
+    client: Any, bucket: str, key: str, *, byte_range: tuple[int, int] | None, if_match: str | None
+) -> bytearray:
     """GET the object (or the inclusive ``byte_range``) and return its stored bytes.
 
     ``if_match`` (the ETag seen first) makes a store refuse the request if the object was
@@ -276,14 +343,20 @@ def get_object_bytes(client: Any, bucket: str, key: str, *, byte_range: tuple[in
     finally:
         body.close()
     if got != expected:
-        raise TransferError(f"s3://{bucket}/{key}: short read: {got} of {expected} bytes",
-                            bucket=bucket, key=key)
+        raise TransferError(f"s3://{bucket}/{key}: short read: {got} of {expected} bytes", bucket=bucket, key=key)
     return data
 
 
-def get_object_into(client: Any, bucket: str, key: str, *, byte_range: tuple[int, int] | None,
-                    if_match: str | None, buffer: Callable[[], bytearray],
-                    consume: Callable[[bytearray, int], None]) -> int:
+def get_object_into(
+    client: Any,
+    bucket: str,
+    key: str,
+    *,
+    byte_range: tuple[int, int] | None,
+    if_match: str | None,
+    buffer: Callable[[], bytearray],
+    consume: Callable[[bytearray, int], None],
+) -> int:
     """GET the object (or the inclusive ``byte_range``), passing its bytes to ``consume``; return their count.
 
     The body is read piece by piece, each into a buffer ``buffer()`` gives and handed over
@@ -307,8 +380,7 @@ def get_object_into(client: Any, bucket: str, key: str, *, byte_range: tuple[int
     finally:
         body.close()
     if expected is not None and got != expected:
-        raise TransferError(f"s3://{bucket}/{key}: short read: {got} of {expected} bytes",
-                            bucket=bucket, key=key)
+        raise TransferError(f"s3://{bucket}/{key}: short read: {got} of {expected} bytes", bucket=bucket, key=key)
     return got
 
 
@@ -344,7 +416,7 @@ def _read_into(body: Any, view: memoryview) -> int:
             body._raw_stream.release_conn()
         return got
     while got < len(view):
-        n = body.readinto(view[got:got + READ_CHUNK_BYTES])
+        n = body.readinto(view[got : got + READ_CHUNK_BYTES])
         if not n:
             break
         got += n
@@ -361,7 +433,12 @@ def _plain_response(body: Any) -> http.client.HTTPResponse | None:
     """
     stream = getattr(body, "_raw_stream", None)
     response = getattr(stream, "_fp", None)
-    if (isinstance(response, http.client.HTTPResponse) and response.length is not None and not response.chunked
-            and getattr(stream, "decode_content", True) is False and callable(getattr(stream, "release_conn", None))):
+    if (
+        isinstance(response, http.client.HTTPResponse)
+        and response.length is not None
+        and not response.chunked
+        and getattr(stream, "decode_content", True) is False
+        and callable(getattr(stream, "release_conn", None))
+    ):
         return response
     return None

@@ -32,9 +32,10 @@ import logging
 import os
 import queue
 from collections import deque
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Literal, Protocol
+from typing import Literal, Protocol
 
 from ..errors import TransferError, VerificationError
 from ..settings import MiB, TransferSettings
@@ -113,8 +114,10 @@ def part_range(req: Requester, number: int, count: int) -> Span | None:
     if int(response.get("PartsCount") or 0) != count:
         return None
     # "bytes 0-5242879/10486760"; botocore before 1.37 does not parse it out of a HEAD's answer
-    content_range = str(response.get("ContentRange")
-                        or response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("content-range", ""))
+    content_range = str(
+        response.get("ContentRange")
+        or response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("content-range", "")
+    )
     try:
         first, last = content_range.split(" ", 1)[1].split("/", 1)[0].split("-")
         return int(first), int(last) + 1
@@ -225,15 +228,24 @@ def make_plan(info: ObjectInfo, parts: Parts | None, settings: TransferSettings,
         return Plan(parts.spans(), per_span="parts", in_order=False)
     if info.size < settings.multipart_threshold_bytes:
         # the MD5 of one GET is the whole object's, and the one part's of a one-part upload
-        return Plan([(0, info.size)], per_span="whole" if plain else "parts" if parts is not None else None,
-                    in_order=False, whole=True)
+        return Plan(
+            [(0, info.size)],
+            per_span="whole" if plain else "parts" if parts is not None else None,
+            in_order=False,
+            whole=True,
+        )
     step = settings.part_size_bytes
     spans = [(start, min(start + step, info.size)) for start in range(0, info.size, step)]
     return Plan(spans, per_span=None, in_order=plain or parts is not None)
 
 
-def download_stream(req: Requester, *, settings: TransferSettings, on_start: Callable[[ObjectInfo], Target],
-                    progress: Callable[[int, int], None]) -> ObjectInfo:
+def download_stream(
+    req: Requester,
+    *,
+    settings: TransferSettings,
+    on_start: Callable[[ObjectInfo], Target],
+    progress: Callable[[int, int], None],
+) -> ObjectInfo:
     """Fetch the object into the target ``on_start(info)`` returns, verify it; return its info.
 
     ``on_start`` runs once HEAD has answered, before the first byte is fetched.
@@ -272,13 +284,24 @@ def download_stream(req: Requester, *, settings: TransferSettings, on_start: Cal
             req.cancelled.set()
             raise
     if got is not None and got != clean_etag(info.etag):
-        raise VerificationError(f"s3://{req.bucket}/{req.key}: the checksum of the bytes received ({got}) is not "
-                                f"the store's ETag {clean_etag(info.etag)}", bucket=req.bucket, key=req.key)
+        raise VerificationError(
+            f"s3://{req.bucket}/{req.key}: the checksum of the bytes received ({got}) is not "
+            f"the store's ETag {clean_etag(info.etag)}",
+            bucket=req.bucket,
+            key=req.key,
+        )
     return info
 
 
-def _fetch_at_offsets(req: Requester, info: ObjectInfo, plan: Plan, target: Target, settings: TransferSettings,
-                      pool: ThreadPoolExecutor, progress: Callable[[int, int], None]) -> str | None:
+def _fetch_at_offsets(
+    req: Requester,
+    info: ObjectInfo,
+    plan: Plan,
+    target: Target,
+    settings: TransferSettings,
+    pool: ThreadPoolExecutor,
+    progress: Callable[[int, int], None],
+) -> str | None:
     """GET each span in ``pool``, each thread hashing what it fetches; write it at its offset here; return the checksum.
 
     The fetching threads read into buffers of ``READ_CHUNK_BYTES`` lent from a fixed set
@@ -309,6 +332,7 @@ def _fetch_at_offsets(req: Requester, info: ObjectInfo, plan: Plan, target: Targ
 
     def fetch(index: int, span: Span) -> tuple[int, bytes]:
         try:
+
             def once() -> tuple[int, bytes]:  # a retry starts the span again
                 digest = md5(b"")
                 offset = span[0]
@@ -320,14 +344,22 @@ def _fetch_at_offsets(req: Requester, info: ObjectInfo, plan: Plan, target: Targ
                     written.put((offset, buffer, n))
                     offset += n
 
-                got = s3.get_object_into(req.client, req.bucket, req.key, buffer=lend, consume=consume,
-                                         if_match=etag, byte_range=None if plan.whole else (span[0], span[1] - 1))
+                got = s3.get_object_into(
+                    req.client,
+                    req.bucket,
+                    req.key,
+                    buffer=lend,
+                    consume=consume,
+                    if_match=etag,
+                    byte_range=None if plan.whole else (span[0], span[1] - 1),
+                )
                 return got, digest.digest()
 
             got, digest = req.call("get", once)
             if not plan.whole and got != span[1] - span[0]:
-                raise TransferError(f"s3://{req.bucket}/{req.key}: range {span} returned {got} bytes",
-                                    bucket=req.bucket, key=req.key)
+                raise TransferError(
+                    f"s3://{req.bucket}/{req.key}: range {span} returned {got} bytes", bucket=req.bucket, key=req.key
+                )
             return got, digest
         finally:
             written.put((-1, None, index))
@@ -365,9 +397,16 @@ def _fetch_at_offsets(req: Requester, info: ObjectInfo, plan: Plan, target: Targ
     return plan.checksum(digests)
 
 
-def _fetch_in_order(req: Requester, info: ObjectInfo, plan: Plan, parts: Parts | None, target: Target,
-                    settings: TransferSettings, pool: ThreadPoolExecutor,
-                    progress: Callable[[int, int], None]) -> str | None:
+def _fetch_in_order(
+    req: Requester,
+    info: ObjectInfo,
+    plan: Plan,
+    parts: Parts | None,
+    target: Target,
+    settings: TransferSettings,
+    pool: ThreadPoolExecutor,
+    progress: Callable[[int, int], None],
+) -> str | None:
     """GET the spans in ``pool`` and hand them to ``target.write`` in order; return the checksum.
 
     At most ``max_concurrency`` spans are fetched ahead of the one being written.
@@ -377,11 +416,15 @@ def _fetch_in_order(req: Requester, info: ObjectInfo, plan: Plan, parts: Parts |
 
     def fetch(span: Span) -> tuple[bytearray, bytes]:
         byte_range = None if plan.whole else (span[0], span[1] - 1)
-        data = req.call("get", lambda: s3.get_object_bytes(req.client, req.bucket, req.key,
-                                                           byte_range=byte_range, if_match=etag))
+        data = req.call(
+            "get", lambda: s3.get_object_bytes(req.client, req.bucket, req.key, byte_range=byte_range, if_match=etag)
+        )
         if byte_range is not None and len(data) != span[1] - span[0]:
-            raise TransferError(f"s3://{req.bucket}/{req.key}: range {byte_range} returned {len(data)} bytes",
-                                bucket=req.bucket, key=req.key)
+            raise TransferError(
+                f"s3://{req.bucket}/{req.key}: range {byte_range} returned {len(data)} bytes",
+                bucket=req.bucket,
+                key=req.key,
+            )
         if plan.per_span is None:
             return data, b""
         digest = md5(b"")
@@ -420,8 +463,11 @@ def _fetch_in_order(req: Requester, info: ObjectInfo, plan: Plan, parts: Parts |
 
 def _check_size(req: Requester, info: ObjectInfo, seen: int) -> None:
     if seen != info.size:
-        raise VerificationError(f"s3://{req.bucket}/{req.key}: got {seen} bytes, the store holds {info.size}",
-                                bucket=req.bucket, key=req.key)
+        raise VerificationError(
+            f"s3://{req.bucket}/{req.key}: got {seen} bytes, the store holds {info.size}",
+            bucket=req.bucket,
+            key=req.key,
+        )
 
 
 def _hash_file(target: Target, parts: Parts, pool: ThreadPoolExecutor) -> list[bytes]:
@@ -435,7 +481,7 @@ def _hash_file(target: Target, parts: Parts, pool: ThreadPoolExecutor) -> list[b
         view = memoryview(buffer)
         offset = span[0]
         while offset < span[1]:
-            n = os.preadv(fd, [view[:min(len(view), span[1] - offset)]], offset)
+            n = os.preadv(fd, [view[: min(len(view), span[1] - offset)]], offset)
             if n == 0:
                 raise TransferError("the downloaded file is shorter than the bytes written to it")
             hashed.update(view[:n])

@@ -7,23 +7,23 @@ import os
 import secrets
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import IO, Any, BinaryIO, Callable, Literal, Mapping, Sequence, TypeVar, cast
+from typing import IO, Any, BinaryIO, Literal, TypeVar, cast
 
 from ..codecs import DECODABLE, CompressingReader, DecodingWriter
 from ..errors import DownloadError, JobError, SourceChangedError, TransferError, UploadError
-from ..localfile import delete_unchanged, ensure_unchanged
+from ..localfile import FileStat, delete_unchanged, ensure_unchanged
+from ..queue.uploads import MultipartState
 from ..retry import RetryPolicy
 from ..settings import S3Settings, TransferSettings
 from .client import Requester, make_client, translate_error
 from .download import ObjectInfo, Target, download_stream
 from .headers import etag_is_md5, object_args
 from .proof import Proof
-from ..localfile import FileStat
-from .sources import BytesSource, FileobjSource, FileSource, Reader, Source
 from .resume import Resume
+from .sources import BytesSource, FileobjSource, FileSource, Reader, Source
 from .upload import Progress, ProgressReporter, upload_stream
-from ..queue.uploads import MultipartState
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +76,9 @@ class TransferEngine:
     >>> engine.close()   # nothing was built yet: boto3 is imported on the first transfer
     """
 
-    def __init__(self, s3: S3Settings | None = None, settings: TransferSettings | None = None,
-                 retry: RetryPolicy | None = None) -> None:
+    def __init__(
+        self, s3: S3Settings | None = None, settings: TransferSettings | None = None, retry: RetryPolicy | None = None
+    ) -> None:
         self.s3 = s3 or S3Settings()
         self.settings = settings or TransferSettings()
         self.retry = retry or RetryPolicy()
@@ -118,11 +119,21 @@ class TransferEngine:
 
     # -- uploads ---------------------------------------------------------------------
 
-    def upload_file(self, bucket: str, key: str, path: str | os.PathLike[str], *,
-                    headers: Mapping[str, str] | None = None, compress: str | None = None, retries: int = 0,
-                    silent: bool = False, progress: Progress | None = None, allow_dirs: Sequence[str] = (),
-                    opened: tuple[BinaryIO, str] | None = None,
-                    multipart_state: MultipartState | None = None) -> UploadResult | Literal[False]:
+    def upload_file(
+        self,
+        bucket: str,
+        key: str,
+        path: str | os.PathLike[str],
+        *,
+        headers: Mapping[str, str] | None = None,
+        compress: str | None = None,
+        retries: int = 0,
+        silent: bool = False,
+        progress: Progress | None = None,
+        allow_dirs: Sequence[str] = (),
+        opened: tuple[BinaryIO, str] | None = None,
+        multipart_state: MultipartState | None = None,
+    ) -> UploadResult | Literal[False]:
         """Store the file at ``path`` as ``s3://bucket/key`` and return what was stored.
 
         Small files go in one PUT; from ``settings.multipart_threshold_bytes`` on, as a
@@ -152,24 +163,61 @@ class TransferEngine:
         (104857600, 9230411)
         """
         path = os.fspath(path)
-        return self._upload(bucket, key, FileSource(path, allow_dirs, opened), headers=headers, compress=compress, retries=retries,
-                            silent=silent, progress=progress, name=key or path, multipart_state=multipart_state)
+        return self._upload(
+            bucket,
+            key,
+            FileSource(path, allow_dirs, opened),
+            headers=headers,
+            compress=compress,
+            retries=retries,
+            silent=silent,
+            progress=progress,
+            name=key or path,
+            multipart_state=multipart_state,
+        )
 
-    def upload_bytes(self, bucket: str, key: str, data: bytes | str, *, headers: Mapping[str, str] | None = None,
-                     compress: str | None = None, retries: int = 0, silent: bool = False,
-                     progress: Progress | None = None) -> UploadResult | Literal[False]:
+    def upload_bytes(
+        self,
+        bucket: str,
+        key: str,
+        data: bytes | str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        compress: str | None = None,
+        retries: int = 0,
+        silent: bool = False,
+        progress: Progress | None = None,
+    ) -> UploadResult | Literal[False]:
         """Store ``data`` (a ``str`` as UTF-8) as ``s3://bucket/key``; as ``upload_file`` otherwise.
 
         >>> engine.upload_bytes("site", "index.html", "<h1>hi</h1>", compress="gzip",
         ...                     headers={"Cache-Control": "max-age=60"}).etag   # doctest: +SKIP
         '6f0b2c…'
         """
-        return self._upload(bucket, key, BytesSource(data), headers=headers, compress=compress, retries=retries,
-                            silent=silent, progress=progress, name=key)
+        return self._upload(
+            bucket,
+            key,
+            BytesSource(data),
+            headers=headers,
+            compress=compress,
+            retries=retries,
+            silent=silent,
+            progress=progress,
+            name=key,
+        )
 
-    def upload_fileobj(self, bucket: str, key: str, fileobj: IO[bytes] | Any, *,
-                       headers: Mapping[str, str] | None = None, compress: str | None = None, retries: int = 0,
-                       silent: bool = False, progress: Progress | None = None) -> UploadResult | Literal[False]:
+    def upload_fileobj(
+        self,
+        bucket: str,
+        key: str,
+        fileobj: IO[bytes] | Any,
+        *,
+        headers: Mapping[str, str] | None = None,
+        compress: str | None = None,
+        retries: int = 0,
+        silent: bool = False,
+        progress: Progress | None = None,
+    ) -> UploadResult | Literal[False]:
         """Store what ``fileobj.read()`` yields, from where it stands, as ``s3://bucket/key``.
 
         The length need not be known: a pipe or socket works, read in bounded memory. A retry
@@ -180,17 +228,42 @@ class TransferEngine:
         ...     engine.upload_fileobj("logs", "app.log.zst", f, compress="zstd")   # doctest: +SKIP
         UploadResult(bucket='logs', key='app.log.zst', ...)
         """
-        return self._upload(bucket, key, FileobjSource(fileobj), headers=headers, compress=compress,
-                            retries=retries, silent=silent, progress=progress, name=key)
+        return self._upload(
+            bucket,
+            key,
+            FileobjSource(fileobj),
+            headers=headers,
+            compress=compress,
+            retries=retries,
+            silent=silent,
+            progress=progress,
+            name=key,
+        )
 
-    def _upload(self, bucket: str, key: str, source: Source, *, headers: Mapping[str, str] | None,
-                compress: str | None, retries: int, silent: bool, progress: Progress | None,
-                name: str, multipart_state: MultipartState | None = None) -> UploadResult | Literal[False]:
+    def _upload(
+        self,
+        bucket: str,
+        key: str,
+        source: Source,
+        *,
+        headers: Mapping[str, str] | None,
+        compress: str | None,
+        retries: int,
+        silent: bool,
+        progress: Progress | None,
+        name: str,
+        multipart_state: MultipartState | None = None,
+    ) -> UploadResult | Literal[False]:
         try:
             args = object_args(headers, compress=compress, name=name)
-            return self._attempts(bucket, key, retries, UploadError, rereadable=source.rereadable,
-                                  run=lambda: self._upload_once(bucket, key, source, args, compress, progress,
-                                                                multipart_state))
+            return self._attempts(
+                bucket,
+                key,
+                retries,
+                UploadError,
+                rereadable=source.rereadable,
+                run=lambda: self._upload_once(bucket, key, source, args, compress, progress, multipart_state),
+            )
         except (TransferError, JobError) as exc:
             if silent:
                 logger.warning("upload failed bucket=%s key=%s error=%s", bucket, key, exc)
@@ -199,8 +272,16 @@ class TransferEngine:
         finally:
             source.close()
 
-    def _upload_once(self, bucket: str, key: str, source: Source, args: dict[str, Any], compress: str | None,
-                     progress: Progress | None, multipart_state: MultipartState | None = None) -> UploadResult:
+    def _upload_once(
+        self,
+        bucket: str,
+        key: str,
+        source: Source,
+        args: dict[str, Any],
+        compress: str | None,
+        progress: Progress | None,
+        multipart_state: MultipartState | None = None,
+    ) -> UploadResult:
         raw = source.open()
         counted = _CountingReader(raw)
         reader: Reader = CompressingReader(counted, compress, self.settings.compress_level) if compress else counted
@@ -212,19 +293,47 @@ class TransferEngine:
         reporter.advance_to(0)
         req = Requester(self.client, self.settings, bucket, key, UploadError, lean=self._lean, proof=self._proof)
         sent = upload_stream(
-            req, reader, object_args=args, settings=self.settings, size_hint=hint,
-            source_done=lambda: counted.count, progress=reporter, verify_etag=etag_is_md5(args),
+            req,
+            reader,
+            object_args=args,
+            settings=self.settings,
+            size_hint=hint,
+            source_done=lambda: counted.count,
+            progress=reporter,
+            verify_etag=etag_is_md5(args),
             before_commit=lambda _sent: source.check_unchanged(counted.count, bucket, key),
-            resume=None if multipart_state is None else Resume(multipart_state, source.stat, compress))
-        logger.debug("uploaded bucket=%s key=%s read=%d sent=%d parts=%d", bucket, key, counted.count,
-                     sent.bytes_sent, sent.parts)
-        return UploadResult(bucket=bucket, key=key, bytes_read=counted.count, bytes_sent=sent.bytes_sent,
-                            etag=sent.etag, source=source.stat, source_path=getattr(source, "real_path", None))
+            resume=None if multipart_state is None else Resume(multipart_state, source.stat, compress),
+        )
+        logger.debug(
+            "uploaded bucket=%s key=%s read=%d sent=%d parts=%d",
+            bucket,
+            key,
+            counted.count,
+            sent.bytes_sent,
+            sent.parts,
+        )
+        return UploadResult(
+            bucket=bucket,
+            key=key,
+            bytes_read=counted.count,
+            bytes_sent=sent.bytes_sent,
+            etag=sent.etag,
+            source=source.stat,
+            source_path=getattr(source, "real_path", None),
+        )
 
     # -- downloads -------------------------------------------------------------------
 
-    def download_file(self, bucket: str, key: str, path: str | os.PathLike[str], *, raw: bool = False,
-                      retries: int = 0, progress: Callable[[int, int | None], None] | None = None) -> str:
+    def download_file(
+        self,
+        bucket: str,
+        key: str,
+        path: str | os.PathLike[str],
+        *,
+        raw: bool = False,
+        retries: int = 0,
+        progress: Callable[[int, int | None], None] | None = None,
+    ) -> str:
         """Fetch ``s3://bucket/key`` into the file ``path`` and return ``path``.
 
         Atomic: the bytes go to a temporary file beside ``path`` (parent directories are
@@ -286,8 +395,9 @@ class TransferEngine:
 
         return self._attempts(bucket, key, retries, DownloadError, rereadable=True, run=run)
 
-    def download_fileobj(self, bucket: str, key: str, fileobj: IO[bytes] | Any, *, raw: bool = False,
-                         retries: int = 0) -> int:
+    def download_fileobj(
+        self, bucket: str, key: str, fileobj: IO[bytes] | Any, *, raw: bool = False, retries: int = 0
+    ) -> int:
         """Write the contents of ``s3://bucket/key`` to ``fileobj``; return the bytes written.
 
         The bytes are written in order as they arrive (verified at the end: on a failure some
@@ -313,8 +423,9 @@ class TransferEngine:
 
         return self._attempts(bucket, key, retries, DownloadError, rereadable=start is not None, run=run)
 
-    def _download_once(self, bucket: str, key: str, output: _Output, raw: bool,
-                       progress: Callable[[int, int | None], None] | None) -> int:
+    def _download_once(
+        self, bucket: str, key: str, output: _Output, raw: bool, progress: Callable[[int, int | None], None] | None
+    ) -> int:
         """One attempt: the stored bytes into ``output``, decoded (unless ``raw``); return the bytes written."""
         req = Requester(self.client, self.settings, bucket, key, DownloadError)
 
@@ -330,14 +441,23 @@ class TransferEngine:
             info = download_stream(req, settings=self.settings, on_start=start, progress=report)
             output.finish()
         except ValueError as exc:  # the stored bytes are not valid for their Content-Encoding
-            raise DownloadError(f"s3://{bucket}/{key}: cannot decode the stored object: {exc}",
-                                bucket=bucket, key=key, transient=False) from exc
+            raise DownloadError(
+                f"s3://{bucket}/{key}: cannot decode the stored object: {exc}", bucket=bucket, key=key, transient=False
+            ) from exc
         return output.count if output.decoder is not None or output.fd is None else info.size
 
     # -- retries ---------------------------------------------------------------------
 
-    def _attempts(self, bucket: str, key: str, retries: int, error_cls: type[TransferError], *,
-                  rereadable: bool, run: Callable[[], T]) -> T:
+    def _attempts(
+        self,
+        bucket: str,
+        key: str,
+        retries: int,
+        error_cls: type[TransferError],
+        *,
+        rereadable: bool,
+        run: Callable[[], T],
+    ) -> T:
         """Return ``run()``, run again after a transient failure up to ``retries`` times; raise the last error."""
         attempt = 0
         while True:
@@ -359,8 +479,14 @@ class TransferEngine:
                         raise
                     raise error from exc
                 delay_s = self.retry.delay_s(attempt)
-                logger.warning("transfer retry bucket=%s key=%s attempt=%d in=%.1fs error=%s",
-                               bucket, key, attempt + 1, delay_s, error)
+                logger.warning(
+                    "transfer retry bucket=%s key=%s attempt=%d in=%.1fs error=%s",
+                    bucket,
+                    key,
+                    attempt + 1,
+                    delay_s,
+                    error,
+                )
                 time.sleep(delay_s)
                 attempt += 1
 

@@ -9,7 +9,8 @@
 from __future__ import annotations
 
 import mimetypes
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..codecs import content_encoding
 from ..errors import JobError
@@ -40,8 +41,13 @@ METADATA_PREFIX = "x-amz-meta-"
 
 #: the Content-Type of a file whose name says it is compressed (``.gz``, …) but not how
 #: its contents are typed: stored as the archive it is, never as Content-Encoding
-_ARCHIVE_TYPES = {"gzip": "application/gzip", "bzip2": "application/x-bzip2", "xz": "application/x-xz",
-                  "br": "application/x-brotli", "compress": "application/x-compress"}
+_ARCHIVE_TYPES = {
+    "gzip": "application/gzip",
+    "bzip2": "application/x-bzip2",
+    "xz": "application/x-xz",
+    "br": "application/x-brotli",
+    "compress": "application/x-compress",
+}
 
 
 #: name suffixes that say "compressed with this codec", for each codec s3po applies
@@ -88,7 +94,7 @@ def object_args(headers: Mapping[str, str] | None, *, compress: str | None, name
             continue
         lower = raw_name.strip().lower()
         if lower.startswith(METADATA_PREFIX) and len(lower) > len(METADATA_PREFIX):
-            metadata[lower[len(METADATA_PREFIX):]] = value
+            metadata[lower[len(METADATA_PREFIX) :]] = value
         elif lower in HEADER_ARGS:
             args[HEADER_ARGS[lower]] = value
         elif lower in BOOLEAN_HEADER_ARGS:
@@ -103,14 +109,18 @@ def object_args(headers: Mapping[str, str] | None, *, compress: str | None, name
         encoding = content_encoding(compress)
         given = args.get("ContentEncoding")
         if given is not None and given.strip().lower() != encoding:
-            problems.append(f"header Content-Encoding {given!r} contradicts compress={compress!r} "
-                            f"(which stores Content-Encoding {encoding!r})")
+            problems.append(
+                f"header Content-Encoding {given!r} contradicts compress={compress!r} "
+                f"(which stores Content-Encoding {encoding!r})"
+            )
         args["ContentEncoding"] = encoding
     if problems:
-        raise JobError("; ".join(problems) + " (settable: Content-Type, Cache-Control, Content-Disposition, "
-                       "Content-Language, Content-Encoding, Expires, x-amz-meta-*, x-amz-storage-class, "
-                       "x-amz-server-side-encryption[-aws-kms-key-id|-context|-bucket-key-enabled], "
-                       "x-amz-acl, x-amz-tagging, x-amz-website-redirect-location)")
+        raise JobError(
+            "; ".join(problems) + " (settable: Content-Type, Cache-Control, Content-Disposition, "
+            "Content-Language, Content-Encoding, Expires, x-amz-meta-*, x-amz-storage-class, "
+            "x-amz-server-side-encryption[-aws-kms-key-id|-context|-bucket-key-enabled], "
+            "x-amz-acl, x-amz-tagging, x-amz-website-redirect-location)"
+        )
     if "ContentType" not in args and name:
         guessed = guess_content_type(name, compress)
         if guessed:
@@ -149,9 +159,13 @@ def http_headers(args: Mapping[str, Any]) -> dict[str, str] | None:
     return headers
 
 
-_HEADER_CASE = {"ContentType": "Content-Type", "CacheControl": "Cache-Control",
-                "ContentDisposition": "Content-Disposition", "ContentLanguage": "Content-Language",
-                "ContentEncoding": "Content-Encoding"}
+_HEADER_CASE = {
+    "ContentType": "Content-Type",
+    "CacheControl": "Cache-Control",
+    "ContentDisposition": "Content-Disposition",
+    "ContentLanguage": "Content-Language",
+    "ContentEncoding": "Content-Encoding",
+}
 
 
 def etag_is_md5(args: Mapping[str, Any]) -> bool:

@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 import threading
 import xml.etree.ElementTree as ET
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import quote
 
 import urllib3
@@ -49,8 +50,7 @@ class OneWriteConnection(urllib3.connection.HTTPConnection):
     _held: bytes | None = None
     _holding = False
 
-    def request(self, method: str, url: str, body: Any = None, headers: Any = None,
-                **options: Any) -> None:
+    def request(self, method: str, url: str, body: Any = None, headers: Any = None, **options: Any) -> None:
         self._holding = isinstance(body, bytes) and 0 < len(body) <= ONE_WRITE_MAX_BYTES
         self._held = None
         try:
@@ -72,15 +72,19 @@ class OneWriteConnection(urllib3.connection.HTTPConnection):
 class LeanPutter:
     """Signed single PUTs for one boto3 client's endpoint and credentials, over a pool of connections."""
 
-    def __init__(self, client: Any, *, max_connections: int, sign_payload: bool,
-                 connect_timeout_s: float, read_timeout_s: float) -> None:
+    def __init__(
+        self, client: Any, *, max_connections: int, sign_payload: bool, connect_timeout_s: float, read_timeout_s: float
+    ) -> None:
         self.endpoint = str(client.meta.endpoint_url).rstrip("/")
         self.region = client.meta.region_name or "us-east-1"
         self._credentials = client._request_signer._credentials  # botocore refreshes these itself
         self._config = _SIGNED if sign_payload else _UNSIGNED
         self._pool = urllib3.PoolManager(
-            maxsize=max_connections, block=False, retries=False,
-            timeout=urllib3.Timeout(connect=connect_timeout_s, read=read_timeout_s))
+            maxsize=max_connections,
+            block=False,
+            retries=False,
+            timeout=urllib3.Timeout(connect=connect_timeout_s, read=read_timeout_s),
+        )
         if self.endpoint.startswith("http://"):  # over TLS the writes are the ssl module's: left as they are
             self._pool.pool_classes_by_scheme = {**self._pool.pool_classes_by_scheme, "http": _OneWritePool}
         # Every PUT goes to the one endpoint: its pool is looked up once, not per request.
@@ -93,15 +97,28 @@ class LeanPutter:
         """Return a putter for ``client``, or None where the lean path does not apply (no explicit endpoint)."""
         if not endpoint_url or client._request_signer._credentials is None:
             return None
-        return cls(client, max_connections=settings.max_pool_connections, sign_payload=settings.sign_payload,
-                   connect_timeout_s=settings.connect_timeout_s, read_timeout_s=settings.read_timeout_s)
+        return cls(
+            client,
+            max_connections=settings.max_pool_connections,
+            sign_payload=settings.sign_payload,
+            connect_timeout_s=settings.connect_timeout_s,
+            read_timeout_s=settings.read_timeout_s,
+        )
 
     def accepts(self, object_args: Mapping[str, Any]) -> bool:
         """Return whether these object settings map to plain headers (else use boto3)."""
         return http_headers(object_args) is not None
 
-    def put(self, bucket: str, key: str, body: bytes, *, content_md5: str | None, checksum_crc32: str | None,
-            object_args: Mapping[str, Any]) -> dict[str, Any]:
+    def put(
+        self,
+        bucket: str,
+        key: str,
+        body: bytes,
+        *,
+        content_md5: str | None,
+        checksum_crc32: str | None,
+        object_args: Mapping[str, Any],
+    ) -> dict[str, Any]:
         """PUT ``body``; return ``{"ETag": ...}`` (and ``ChecksumCRC32``) like boto3's response.
 
         Raises TransferError: transient for 5xx, throttling and network errors, permanent
@@ -121,17 +138,27 @@ class LeanPutter:
         S3SigV4Auth(credentials, "s3", self.region).add_auth(request)
         where = f"s3://{bucket}/{key}"
         try:
-            response = self._host_pool.urlopen("PUT", self._base_path + where_in, body=body,
-                                               headers=dict(request.headers.items()), redirect=False,
-                                               preload_content=True)
+            response = self._host_pool.urlopen(
+                "PUT",
+                self._base_path + where_in,
+                body=body,
+                headers=dict(request.headers.items()),
+                redirect=False,
+                preload_content=True,
+            )
         except urllib3.exceptions.HTTPError as exc:
             raise TransferError(f"{where}: {type(exc).__name__}: {exc}", bucket=bucket, key=key) from exc
         if response.status >= 300:
             code, message = _error(response.data, response.status)
             from .client import PERMANENT_CODES
 
-            raise TransferError(f"{where}: {code}: {message}", bucket=bucket, key=key,
-                                transient=response.status >= 500 or code not in PERMANENT_CODES, code=code)
+            raise TransferError(
+                f"{where}: {code}: {message}",
+                bucket=bucket,
+                key=key,
+                transient=response.status >= 500 or code not in PERMANENT_CODES,
+                code=code,
+            )
         result: dict[str, Any] = {"ETag": response.headers.get("ETag", "")}
         if "x-amz-checksum-crc32" in response.headers:
             result["ChecksumCRC32"] = response.headers["x-amz-checksum-crc32"]

@@ -14,9 +14,9 @@ import base64
 import hashlib
 import re
 import zlib
-from typing import Iterable
+from collections.abc import Iterable
 
-from ..settings import GiB, MAX_PART_SIZE_BYTES, MAX_PARTS, MiB
+from ..settings import MAX_PART_SIZE_BYTES, MAX_PARTS, GiB, MiB
 
 #: part numbers after which an upload of unknown length doubles its part size, so that
 #: 10,000 parts of a growing size reach 5 TiB (8 MiB × 1,000 × (1 + 2 + … + 512) ≈ 7.8 TiB)

@@ -27,8 +27,9 @@ from ..settings import ChecksumMode
 logger = logging.getLogger(__name__)
 
 #: error codes with which a store refuses a checksum header it does not implement
-REFUSAL_CODES = frozenset({"InvalidArgument", "InvalidRequest", "NotImplemented", "UnsupportedHeader",
-                           "BadRequest", "400", "501"})
+REFUSAL_CODES = frozenset(
+    {"InvalidArgument", "InvalidRequest", "NotImplemented", "UnsupportedHeader", "BadRequest", "400", "501"}
+)
 
 
 class Proof:
@@ -72,8 +73,9 @@ class Proof:
             return
         with self._lock:
             self._store_proves_crc32 = False
-        logger.info("the store at %s does not prove x-amz-checksum-crc32: uploads carry Content-MD5 from now on",
-                    endpoint)
+        logger.info(
+            "the store at %s does not prove x-amz-checksum-crc32: uploads carry Content-MD5 from now on", endpoint
+        )
 
 
 __all__ = ["Proof", "REFUSAL_CODES"]

@@ -45,33 +45,44 @@ class Resume:
         try:
             return self.state.load()
         except Exception as exc:  # noqa: BLE001 - the state's store (Redis) failed: try again later
-            raise TransferError(f"s3://{req.bucket}/{req.key}: cannot read the multipart upload record: {exc}",
-                                bucket=req.bucket, key=req.key) from exc
+            raise TransferError(
+                f"s3://{req.bucket}/{req.key}: cannot read the multipart upload record: {exc}",
+                bucket=req.bucket,
+                key=req.key,
+            ) from exc
 
     def save(self, req: Requester, saved: SavedUpload) -> None:
         try:
             self.state.save(saved)
         except Exception as exc:  # noqa: BLE001 - unrecorded, the upload could be orphaned: do not send
-            raise TransferError(f"s3://{req.bucket}/{req.key}: cannot record the multipart upload: {exc}",
-                                bucket=req.bucket, key=req.key) from exc
+            raise TransferError(
+                f"s3://{req.bucket}/{req.key}: cannot record the multipart upload: {exc}",
+                bucket=req.bucket,
+                key=req.key,
+            ) from exc
 
     def clear(self, req: Requester) -> None:
         """Forget the record; a failure is only logged (the upload it names is settled already)."""
         try:
             self.state.clear()
         except Exception as exc:  # noqa: BLE001 - a stale record is aborted or found gone next time
-            logger.warning("could not clear the multipart upload record bucket=%s key=%s: %s",
-                           req.bucket, req.key, exc)
+            logger.warning("could not clear the multipart upload record bucket=%s key=%s: %s", req.bucket, req.key, exc)
 
     def discard(self, req: Requester, saved: SavedUpload, why: str) -> None:
         """Abort the recorded upload (no longer wanted) and forget it once the store dropped it."""
-        logger.info("multipart abandoned bucket=%s key=%s upload_id=%s reason=%s", saved.bucket, saved.key,
-                    saved.upload_id or "(being created)", why)
+        logger.info(
+            "multipart abandoned bucket=%s key=%s upload_id=%s reason=%s",
+            saved.bucket,
+            saved.key,
+            saved.upload_id or "(being created)",
+            why,
+        )
         if abort_recorded(req.client, req.settings, saved):
             self.clear(req)
 
-    def unresumable(self, saved: SavedUpload, req: Requester, *, part_size_bytes: int, crc32: bool,
-                    verify_etag: bool) -> str | None:
+    def unresumable(
+        self, saved: SavedUpload, req: Requester, *, part_size_bytes: int, crc32: bool, verify_etag: bool
+    ) -> str | None:
         """Return why ``saved`` cannot be resumed by this attempt, or None when it can."""
         if saved.pending:
             return "the run that created it was stopped before it learned its id"
@@ -98,9 +109,14 @@ def abort_upload(client: Any, settings: TransferSettings, bucket: str, key: str,
     except TransferError as exc:
         if error_code(exc.__cause__ or exc) == "NoSuchUpload":
             return True
-        logger.error("could not abort multipart upload bucket=%s key=%s upload_id=%s (its parts stay until "
-                     "a lifecycle rule removes them, or the job's next run aborts it): %s", bucket, key,
-                     upload_id, exc)
+        logger.error(
+            "could not abort multipart upload bucket=%s key=%s upload_id=%s (its parts stay until "
+            "a lifecycle rule removes them, or the job's next run aborts it): %s",
+            bucket,
+            key,
+            upload_id,
+            exc,
+        )
         return False
     logger.debug("multipart aborted bucket=%s key=%s upload_id=%s", bucket, key, upload_id)
     return True
@@ -124,8 +140,12 @@ def abort_recorded(client: Any, settings: TransferSettings, saved: SavedUpload) 
     try:
         uploads = req.call("list uploads", lambda: s3.list_multipart_uploads(client, saved.bucket, saved.key))
     except TransferError as exc:
-        logger.error("could not list the multipart uploads of bucket=%s key=%s to abort one whose id was never "
-                     "recorded: %s", saved.bucket, saved.key, exc)
+        logger.error(
+            "could not list the multipart uploads of bucket=%s key=%s to abort one whose id was never recorded: %s",
+            saved.bucket,
+            saved.key,
+            exc,
+        )
         return not exc.transient  # not allowed to list (AccessDenied): nothing more this record can do
     done = True
     for key, upload_id, initiated in uploads:
@@ -143,8 +163,12 @@ def abandon_saved_upload(client: Any, settings: TransferSettings, state: Multipa
     saved = state.load()
     if saved is None:
         return False
-    logger.info("multipart abandoned bucket=%s key=%s upload_id=%s reason=the job is settled", saved.bucket,
-                saved.key, saved.upload_id or "(being created)")
+    logger.info(
+        "multipart abandoned bucket=%s key=%s upload_id=%s reason=the job is settled",
+        saved.bucket,
+        saved.key,
+        saved.upload_id or "(being created)",
+    )
     if abort_recorded(client, settings, saved):
         state.clear()
     return True

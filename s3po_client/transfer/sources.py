@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import io
 import os
-from typing import Any, BinaryIO, Protocol, Sequence
+from collections.abc import Sequence
+from typing import Any, BinaryIO, Protocol
 
 from ..errors import JobError, SourceChangedError, TransferError, UnsafePathError
 from ..localfile import FileStat, open_checked
@@ -54,8 +55,9 @@ class FileSource:
 
     rereadable = True
 
-    def __init__(self, path: str | os.PathLike[str], allow_dirs: Sequence[str] = (),
-                 opened: tuple[BinaryIO, str] | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], allow_dirs: Sequence[str] = (), opened: tuple[BinaryIO, str] | None = None
+    ) -> None:
         self.path = os.fspath(path)
         self.allow_dirs = tuple(allow_dirs)
         #: a file the caller already opened with open_checked, read by the first attempt
@@ -93,14 +95,17 @@ class FileSource:
         try:
             now = FileStat.of(self.real_path, follow_symlinks=False)
         except FileNotFoundError:
-            raise SourceChangedError(f"s3://{bucket}/{key}: {self.path!r} vanished while it was sent",
-                                     bucket=bucket, key=key) from None
+            raise SourceChangedError(
+                f"s3://{bucket}/{key}: {self.path!r} vanished while it was sent", bucket=bucket, key=key
+            ) from None
         held = FileStat.from_stat(os.fstat(self._file.fileno()))
         if now != self._stat or held != self._stat or bytes_read != self._stat.size:
             raise SourceChangedError(
                 f"s3://{bucket}/{key}: {self.path!r} changed while it was sent "
                 f"(read {bytes_read} bytes of {self._stat.size}; size now {now.size})",
-                bucket=bucket, key=key)
+                bucket=bucket,
+                key=key,
+            )
 
     def close(self) -> None:
         if self._file is not None:

@@ -19,10 +19,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any
 
 from ..errors import TransferError, VerificationError
 from ..queue.uploads import SavedUpload
@@ -63,8 +64,12 @@ class Body:
 
     @classmethod
     def of(cls, data: bytes, *, md5: bool, crc32: bool, source_done: int) -> Body:
-        return cls(data=data, md5=md5_of(data) if md5 or not crc32 else None,
-                   crc32=crc32_b64(data) if crc32 else None, source_done=source_done)
+        return cls(
+            data=data,
+            md5=md5_of(data) if md5 or not crc32 else None,
+            crc32=crc32_b64(data) if crc32 else None,
+            source_done=source_done,
+        )
 
     def md5_digest(self) -> bytes:
         """The MD5 of the bytes, computed now if the body was sent without one."""
@@ -106,10 +111,19 @@ class ProgressReporter:
                 self.progress(done, self.total)
 
 
-def upload_stream(req: Requester, reader: Reader, *, object_args: dict[str, Any], settings: TransferSettings,
-                  size_hint: int | None, source_done: Callable[[], int], progress: ProgressReporter,
-                  verify_etag: bool, before_commit: Callable[[int], None],
-                  resume: Resume | None = None) -> Sent:
+def upload_stream(
+    req: Requester,
+    reader: Reader,
+    *,
+    object_args: dict[str, Any],
+    settings: TransferSettings,
+    size_hint: int | None,
+    source_done: Callable[[], int],
+    progress: ProgressReporter,
+    verify_etag: bool,
+    before_commit: Callable[[int], None],
+    resume: Resume | None = None,
+) -> Sent:
     """Send what ``reader`` yields as ``s3://bucket/key``; return what was stored.
 
     ``source_done()`` says how many source bytes are consumed (for progress);
@@ -119,8 +133,12 @@ def upload_stream(req: Requester, reader: Reader, *, object_args: dict[str, Any]
     while it runs and one an earlier run left is resumed or aborted (see :class:`Resume`).
     """
     if size_hint is not None and size_hint > MAX_OBJECT_BYTES:
-        raise TransferError(f"s3://{req.bucket}/{req.key}: {size_hint} bytes is more than S3's 5 TiB limit",
-                            bucket=req.bucket, key=req.key, transient=False)
+        raise TransferError(
+            f"s3://{req.bucket}/{req.key}: {size_hint} bytes is more than S3's 5 TiB limit",
+            bucket=req.bucket,
+            key=req.key,
+            transient=False,
+        )
     if req.proof is None:
         req.proof = Proof(settings.checksum)
     saved = resume.load(req) if resume is not None else None
@@ -136,11 +154,19 @@ def upload_stream(req: Requester, reader: Reader, *, object_args: dict[str, Any]
     head = [first]
     del first
     return MultipartUpload(req, settings, object_args, size_hint, verify_etag, progress, resume, saved).run(
-        reader, head, source_done, before_commit)
+        reader, head, source_done, before_commit
+    )
 
 
-def put_single(req: Requester, data: bytes, source_done: int, *, object_args: dict[str, Any], verify_etag: bool,
-               progress: ProgressReporter) -> Sent:
+def put_single(
+    req: Requester,
+    data: bytes,
+    source_done: int,
+    *,
+    object_args: dict[str, Any],
+    verify_etag: bool,
+    progress: ProgressReporter,
+) -> Sent:
     """PUT ``data`` as the whole object; verify the ETag or CRC32 the store returns."""
     lean = req.lean if req.lean is not None and req.lean.accepts(object_args) else None
     proof: Proof = req.proof
@@ -151,11 +177,24 @@ def put_single(req: Requester, data: bytes, source_done: int, *, object_args: di
         md5_header = b64(body.md5) if body.md5 is not None else None
         with refusal_learned(req, body):
             if lean is not None:
-                response = lean.put(req.bucket, req.key, body.data, content_md5=md5_header,
-                                    checksum_crc32=body.crc32, object_args=object_args)
+                response = lean.put(
+                    req.bucket,
+                    req.key,
+                    body.data,
+                    content_md5=md5_header,
+                    checksum_crc32=body.crc32,
+                    object_args=object_args,
+                )
             else:
-                response = s3.put_object(req.client, req.bucket, req.key, body.data, content_md5=md5_header,
-                                         checksum_crc32=body.crc32, object_args=object_args)
+                response = s3.put_object(
+                    req.client,
+                    req.bucket,
+                    req.key,
+                    body.data,
+                    content_md5=md5_header,
+                    checksum_crc32=body.crc32,
+                    object_args=object_args,
+                )
         etag = clean_etag(response.get("ETag"))
         check_acknowledged(req, "object", etag, body, response, verify_etag)
         return etag
@@ -174,14 +213,18 @@ def refusal_learned(req: Requester, body: Body) -> Iterator[None]:
         proof: Proof = req.proof
         if body.md5 is None and proof.learning and error_code(exc) in REFUSAL_CODES:
             proof.store_ignores_crc32(str(req.client.meta.endpoint_url))
-            raise TransferError(f"s3://{req.bucket}/{req.key}: the store refused x-amz-checksum-crc32 "
-                                f"({error_code(exc)}): sent again with Content-MD5",
-                                bucket=req.bucket, key=req.key) from exc
+            raise TransferError(
+                f"s3://{req.bucket}/{req.key}: the store refused x-amz-checksum-crc32 "
+                f"({error_code(exc)}): sent again with Content-MD5",
+                bucket=req.bucket,
+                key=req.key,
+            ) from exc
         raise
 
 
-def check_acknowledged(req: Requester, what: str, etag: str, body: Body, response: dict[str, Any],
-                       verify_etag: bool) -> None:
+def check_acknowledged(
+    req: Requester, what: str, etag: str, body: Body, response: dict[str, Any], verify_etag: bool
+) -> None:
     """Raise VerificationError unless the store's answer proves it stored exactly ``body``.
 
     The proof is the CRC32 the store returns (when the body carried one) or the ETag equal
@@ -194,8 +237,11 @@ def check_acknowledged(req: Requester, what: str, etag: str, body: Body, respons
     stored_crc = response.get("ChecksumCRC32")
     if body.crc32 is not None and stored_crc is not None:
         if stored_crc != body.crc32:
-            raise VerificationError(f"{where}: the store's CRC32 {stored_crc} for {what} is not the CRC32 of "
-                                    f"the bytes sent ({body.crc32})", bucket=req.bucket, key=req.key)
+            raise VerificationError(
+                f"{where}: the store's CRC32 {stored_crc} for {what} is not the CRC32 of the bytes sent ({body.crc32})",
+                bucket=req.bucket,
+                key=req.key,
+            )
         req.proof.store_proves_crc32()
         crc_proven = True
     else:
@@ -205,19 +251,33 @@ def check_acknowledged(req: Requester, what: str, etag: str, body: Body, respons
     if verify_etag and (body.md5 is not None or not crc_proven):
         digest = body.md5_digest()
         if etag != digest.hex():
-            raise VerificationError(f"{where}: the store's ETag {etag!r} for {what} is not the MD5 of the bytes "
-                                    f"sent ({digest.hex()})", bucket=req.bucket, key=req.key)
+            raise VerificationError(
+                f"{where}: the store's ETag {etag!r} for {what} is not the MD5 of the bytes sent ({digest.hex()})",
+                bucket=req.bucket,
+                key=req.key,
+            )
     elif not crc_proven and body.md5 is None:
-        raise VerificationError(f"{where}: the store returned no CRC32 for {what} and its ETags are not MD5s: "
-                                "sent again with Content-MD5", bucket=req.bucket, key=req.key)
+        raise VerificationError(
+            f"{where}: the store returned no CRC32 for {what} and its ETags are not MD5s: sent again with Content-MD5",
+            bucket=req.bucket,
+            key=req.key,
+        )
 
 
 class MultipartUpload:
     """One multipart upload: create (or resume), parts in parallel (each retried alone), complete — or abort."""
 
-    def __init__(self, req: Requester, settings: TransferSettings, object_args: dict[str, Any],
-                 size_hint: int | None, verify_etag: bool, progress: ProgressReporter,
-                 resume: Resume | None = None, saved: SavedUpload | None = None) -> None:
+    def __init__(
+        self,
+        req: Requester,
+        settings: TransferSettings,
+        object_args: dict[str, Any],
+        size_hint: int | None,
+        verify_etag: bool,
+        progress: ProgressReporter,
+        resume: Resume | None = None,
+        saved: SavedUpload | None = None,
+    ) -> None:
         self.req = req
         self.settings = settings
         self.object_args = object_args
@@ -238,8 +298,9 @@ class MultipartUpload:
         self.stored: dict[int, tuple[int, str]] = {}
         self.reused = [0, 0]  # parts, bytes found stored and not sent again
 
-    def run(self, reader: Reader, head: list[bytes], source_done: Callable[[], int],
-            before_commit: Callable[[int], None]) -> Sent:
+    def run(
+        self, reader: Reader, head: list[bytes], source_done: Callable[[], int], before_commit: Callable[[int], None]
+    ) -> Sent:
         if not self._resume():
             self._create()
         try:
@@ -260,9 +321,16 @@ class MultipartUpload:
         req, resume = self.req, self.resume
         pending = None
         if resume is not None:
-            pending = SavedUpload(upload_id="", bucket=req.bucket, key=req.key, part_size_bytes=self._part_size(),
-                                  source=resume.source, compress=resume.compress, crc32=self.crc,
-                                  started_at=time.time())
+            pending = SavedUpload(
+                upload_id="",
+                bucket=req.bucket,
+                key=req.key,
+                part_size_bytes=self._part_size(),
+                source=resume.source,
+                compress=resume.compress,
+                crc32=self.crc,
+                started_at=time.time(),
+            )
             resume.save(req, pending)
         self.upload_id = req.call("create", self._create_request)
         logger.debug("multipart started bucket=%s key=%s upload_id=%s", req.bucket, req.key, self.upload_id)
@@ -277,15 +345,19 @@ class MultipartUpload:
     def _create_request(self) -> str:
         req = self.req
         try:
-            return s3.create_multipart_upload(req.client, req.bucket, req.key, checksum_crc32=self.crc,
-                                              object_args=self.object_args)
+            return s3.create_multipart_upload(
+                req.client, req.bucket, req.key, checksum_crc32=self.crc, object_args=self.object_args
+            )
         except Exception as exc:
             if self.crc and self.proof.learning and error_code(exc) in REFUSAL_CODES:
                 self.proof.store_ignores_crc32(str(req.client.meta.endpoint_url))
                 self.crc = False
-                raise TransferError(f"s3://{req.bucket}/{req.key}: the store refused CRC32 checksums "
-                                    f"({error_code(exc)}): created again with MD5s",
-                                    bucket=req.bucket, key=req.key) from exc
+                raise TransferError(
+                    f"s3://{req.bucket}/{req.key}: the store refused CRC32 checksums "
+                    f"({error_code(exc)}): created again with MD5s",
+                    bucket=req.bucket,
+                    key=req.key,
+                ) from exc
             raise
 
     def _part_size(self) -> int:
@@ -301,12 +373,14 @@ class MultipartUpload:
             return False
         if self.proof.mode == "auto":
             self.crc = saved.crc32  # either proof resumes: the parts stored are compared by MD5
-        why = resume.unresumable(saved, req, part_size_bytes=self._part_size(), crc32=self.crc,
-                                 verify_etag=self.verify_etag)
+        why = resume.unresumable(
+            saved, req, part_size_bytes=self._part_size(), crc32=self.crc, verify_etag=self.verify_etag
+        )
         if why is None:
             try:
-                self.stored = req.call("list parts", lambda: s3.list_parts(req.client, req.bucket, req.key,
-                                                                           saved.upload_id))
+                self.stored = req.call(
+                    "list parts", lambda: s3.list_parts(req.client, req.bucket, req.key, saved.upload_id)
+                )
             except TransferError as exc:
                 if error_code(exc.__cause__ or exc) != "NoSuchUpload":
                     raise  # the store is away: the record stays for the next attempt
@@ -316,8 +390,13 @@ class MultipartUpload:
             self.crc = self.proof.sends_crc32()  # a new upload takes the proof of now
             return False
         self.upload_id = saved.upload_id
-        logger.info("multipart resumed bucket=%s key=%s upload_id=%s parts_stored=%d", req.bucket, req.key,
-                    saved.upload_id, len(self.stored))
+        logger.info(
+            "multipart resumed bucket=%s key=%s upload_id=%s parts_stored=%d",
+            req.bucket,
+            req.key,
+            saved.upload_id,
+            len(self.stored),
+        )
         return True
 
     def _send_parts(self, reader: Reader, head: list[bytes], source_done: Callable[[], int]) -> int:
@@ -325,8 +404,7 @@ class MultipartUpload:
         sent = 0
         number = 1
         futures: list[Future[None]] = []
-        with ThreadPoolExecutor(max_workers=self.settings.max_concurrency,
-                                thread_name_prefix="s3po-part") as pool:
+        with ThreadPoolExecutor(max_workers=self.settings.max_concurrency, thread_name_prefix="s3po-part") as pool:
             try:
                 while True:
                     size = part_size_for(number, base_bytes=self.settings.part_size_bytes, size_hint=self.size_hint)
@@ -340,11 +418,16 @@ class MultipartUpload:
                     if not data and number > 1:
                         break
                     if number > MAX_PARTS:
-                        raise TransferError(f"s3://{self.req.bucket}/{self.req.key}: more than {MAX_PARTS} parts",
-                                            bucket=self.req.bucket, key=self.req.key, transient=False)
+                        raise TransferError(
+                            f"s3://{self.req.bucket}/{self.req.key}: more than {MAX_PARTS} parts",
+                            bucket=self.req.bucket,
+                            key=self.req.key,
+                            transient=False,
+                        )
                     done = source_done()
-                    if number in self.stored and self._reuse(number, Body.of(data, md5=True, crc32=self.crc,
-                                                                             source_done=done)):
+                    if number in self.stored and self._reuse(
+                        number, Body.of(data, md5=True, crc32=self.crc, source_done=done)
+                    ):
                         sent += len(data)
                         number += 1
                         if len(data) < size:
@@ -395,12 +478,20 @@ class MultipartUpload:
                 # Built at each try: a try after the store ignored CRC32 carries Content-MD5 too.
                 body = Body.of(data, md5=self.proof.sends_md5(), crc32=self.crc, source_done=source_done)
                 sent[:] = [body]
-                response = s3.upload_part(req.client, req.bucket, req.key, upload_id, number, body.data,
-                                          content_md5=b64(body.md5) if body.md5 is not None else None,
-                                          checksum_crc32=body.crc32)
+                response = s3.upload_part(
+                    req.client,
+                    req.bucket,
+                    req.key,
+                    upload_id,
+                    number,
+                    body.data,
+                    content_md5=b64(body.md5) if body.md5 is not None else None,
+                    checksum_crc32=body.crc32,
+                )
                 etag = clean_etag(response.get("ETag"))
                 check_acknowledged(req, f"part {number}", etag, body, response, self.verify_etag)
                 return etag
+
             etag = req.call(f"part {number}", attempt)
             self.done[number] = (sent[0].md5, sent[0].crc32, etag)
             self.progress.advance_to(source_done)
@@ -425,27 +516,48 @@ class MultipartUpload:
                 part["ChecksumCRC32"] = crc32
             parts.append(part)
         crcs = [self.done[n][1] for n in numbers]
-        response = req.call("complete", lambda: s3.complete_multipart_upload(
-            req.client, req.bucket, req.key, upload_id, parts))
+        response = req.call(
+            "complete", lambda: s3.complete_multipart_upload(req.client, req.bucket, req.key, upload_id, parts)
+        )
         etag = clean_etag(response.get("ETag"))
         # Each part was proven when it was sent; this checks the store assembled exactly those
         # parts: the multipart ETag from the parts' MD5s, ours or (parts proven by CRC32) the store's.
-        proven = [self.done[n][0] if self.done[n][0] is not None
-                  else bytes.fromhex(self.done[n][2]) if is_plain_md5(self.done[n][2]) else None for n in numbers]
+        proven = [
+            self.done[n][0]
+            if self.done[n][0] is not None
+            else bytes.fromhex(self.done[n][2])
+            if is_plain_md5(self.done[n][2])
+            else None
+            for n in numbers
+        ]
         expected = multipart_etag(d for d in proven if d is not None) if None not in proven else etag
         if self.verify_etag and "-" in etag and etag != expected:
-            raise VerificationError(f"s3://{req.bucket}/{req.key}: the store's ETag {etag!r} is not the one "
-                                    f"of the parts sent ({expected})", bucket=req.bucket, key=req.key)
+            raise VerificationError(
+                f"s3://{req.bucket}/{req.key}: the store's ETag {etag!r} is not the one of the parts sent ({expected})",
+                bucket=req.bucket,
+                key=req.key,
+            )
         stored_crc = response.get("ChecksumCRC32")
         if self.crc and stored_crc and "-" in stored_crc and stored_crc != composite_crc32(c for c in crcs if c):
-            raise VerificationError(f"s3://{req.bucket}/{req.key}: the store's CRC32 {stored_crc} is not the "
-                                    "one of the parts sent", bucket=req.bucket, key=req.key)
+            raise VerificationError(
+                f"s3://{req.bucket}/{req.key}: the store's CRC32 {stored_crc} is not the one of the parts sent",
+                bucket=req.bucket,
+                key=req.key,
+            )
         if self.resume is not None:
             self.resume.clear(req)
-        logger.debug("multipart completed bucket=%s key=%s parts=%d bytes=%d reused_parts=%d reused_bytes=%d",
-                     req.bucket, req.key, len(numbers), sent, self.reused[0], self.reused[1])
-        return Sent(etag=etag, bytes_sent=sent, parts=len(numbers), parts_reused=self.reused[0],
-                    bytes_reused=self.reused[1])
+        logger.debug(
+            "multipart completed bucket=%s key=%s parts=%d bytes=%d reused_parts=%d reused_bytes=%d",
+            req.bucket,
+            req.key,
+            len(numbers),
+            sent,
+            self.reused[0],
+            self.reused[1],
+        )
+        return Sent(
+            etag=etag, bytes_sent=sent, parts=len(numbers), parts_reused=self.reused[0], bytes_reused=self.reused[1]
+        )
 
     def _abort(self) -> None:
         """Abort the upload (a failed attempt); forget its record once the store dropped it."""

@@ -15,16 +15,27 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-COLUMNS = [("jobs", "jobs"), ("verified", "verified"), ("lost", "**lost**"),
-           ("deleted_unverified", "**deleted unverified**"), ("duplicates", "duplicates"), ("dead", "dead letters"),
-           ("crashes", "**crashes**"), ("orphaned_uploads", "**orphaned uploads**"), ("peak_rss_mib", "peak RSS MiB"),
-           ("seconds", "s")]
+COLUMNS = [
+    ("jobs", "jobs"),
+    ("verified", "verified"),
+    ("lost", "**lost**"),
+    ("deleted_unverified", "**deleted unverified**"),
+    ("duplicates", "duplicates"),
+    ("dead", "dead letters"),
+    ("crashes", "**crashes**"),
+    ("orphaned_uploads", "**orphaned uploads**"),
+    ("peak_rss_mib", "peak RSS MiB"),
+    ("seconds", "s"),
+]
 MUST_BE_ZERO = ("lost", "deleted_unverified", "crashes", "orphaned_uploads")
 
 
 def main(argv: list[str]) -> int:
-    path = Path(argv[1]) if len(argv) > 1 else Path(os.environ.get("S3PO_FAULT_FIGURES",
-                                                                  ROOT / "build" / "fault-figures.jsonl"))
+    path = (
+        Path(argv[1])
+        if len(argv) > 1
+        else Path(os.environ.get("S3PO_FAULT_FIGURES", ROOT / "build" / "fault-figures.jsonl"))
+    )
     latest: dict[tuple[str, str, bool], dict] = {}
     for line in path.read_text().splitlines():
         if line.strip():
@@ -38,8 +49,11 @@ def main(argv: list[str]) -> int:
         print(f"| {r['scenario']} | {r['variant']} | {'full' if r['full'] else 'short'} | " + " | ".join(cells) + " |")
     totals = {name: sum(r.get(name, 0) for r in rows) for name in MUST_BE_ZERO}
     print()
-    print(f"{len(rows)} variants; " + ", ".join(f"{name.replace('_', ' ')} = {n}" for name, n in totals.items())
-          + f"; jobs = {sum(r['jobs'] for r in rows):,}; objects verified = {sum(r['verified'] for r in rows):,}")
+    print(
+        f"{len(rows)} variants; "
+        + ", ".join(f"{name.replace('_', ' ')} = {n}" for name, n in totals.items())
+        + f"; jobs = {sum(r['jobs'] for r in rows):,}; objects verified = {sum(r['verified'] for r in rows):,}"
+    )
     return 1 if any(totals.values()) else 0
 
 

@@ -27,9 +27,10 @@ import random
 import re
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pytest
 import redis
@@ -65,8 +66,13 @@ class Spec:
     delete: bool = True
 
     def job(self, bucket: str) -> dict[str, Any]:
-        return {"bucket": bucket, "key": self.key, "path": str(self.path), "compress": self.compress,
-                "delete": self.delete}
+        return {
+            "bucket": bucket,
+            "key": self.key,
+            "path": str(self.path),
+            "compress": self.compress,
+            "delete": self.delete,
+        }
 
 
 def write_file(path: Path, size: int, rng: random.Random, compressible: bool = False) -> str:
@@ -87,9 +93,18 @@ def write_file(path: Path, size: int, rng: random.Random, compressible: bool = F
     return digest.hexdigest()
 
 
-def mixed_files(directory: Path, rng: random.Random, *, small: int, multipart: int, gzip: int, zstd: int,
-                multipart_bytes: int = 40 * MiB, compressed_bytes: int = 20 * MiB,
-                small_bytes: tuple[int, int] = (1, 200_000)) -> list[Spec]:
+def mixed_files(
+    directory: Path,
+    rng: random.Random,
+    *,
+    small: int,
+    multipart: int,
+    gzip: int,
+    zstd: int,
+    multipart_bytes: int = 40 * MiB,
+    compressed_bytes: int = 20 * MiB,
+    small_bytes: tuple[int, int] = (1, 200_000),
+) -> list[Spec]:
     """Make the files of a mixed stream: small, multipart, gzip and zstd (both multipart-sized)."""
     directory.mkdir(parents=True, exist_ok=True)
     specs: list[Spec] = []
@@ -199,8 +214,17 @@ class Figures:
     seconds: float = 0.0
     full: bool = FULL
 
-    def measure(self, *, engine: Any, s3: Any, bucket: str, client: redis.Redis, specs: list[Spec],
-                logs: Iterable[str] = (), expect_dead: Iterable[str] = ()) -> Figures:
+    def measure(
+        self,
+        *,
+        engine: Any,
+        s3: Any,
+        bucket: str,
+        client: redis.Redis,
+        specs: list[Spec],
+        logs: Iterable[str] = (),
+        expect_dead: Iterable[str] = (),
+    ) -> Figures:
         """Fill every figure from the store, the filesystem, Redis and the daemons' logs.
 
         ``expect_dead`` are keys whose jobs the scenario means to fail (their files changed
@@ -213,8 +237,9 @@ class Figures:
         self.jobs = len(specs)
         self.verified = len(good)
         self.lost = sum(1 for s in specs if s.key not in good and s.key not in dead_set)
-        self.deleted_unverified = sum(1 for s in specs if s.delete and not s.path.exists() and s.key not in good
-                                      and s.key not in set(expect_dead))
+        self.deleted_unverified = sum(
+            1 for s in specs if s.delete and not s.path.exists() and s.key not in good and s.key not in set(expect_dead)
+        )
         self.duplicates = duplicate_uploads(logs)
         self.dead = len(dead)
         self.dead_reasons = sorted({e["error"][:160] for e in dead})
@@ -264,8 +289,9 @@ class Stream:
         """Wait until every live daemon logged that it is ready (a start takes seconds on a busy box)."""
         from conftest import wait_until
 
-        wait_until(lambda: all(" ready: " in d.log for d in self.alive), timeout_s=timeout_s,
-                   message="the daemons ready")
+        wait_until(
+            lambda: all(" ready: " in d.log for d in self.alive), timeout_s=timeout_s, message="the daemons ready"
+        )
 
     def sample(self) -> None:
         for daemon in self.alive:

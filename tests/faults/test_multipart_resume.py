@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import wait_until
+from scenario import KEYS, LONG, Figures, MiB, orphaned_uploads, settled, write_file
+
 from s3po_client import enqueue
 from s3po_client.transfer import TransferEngine
-from scenario import LONG, KEYS, MiB, Figures, orphaned_uploads, settled, write_file
 
 pytestmark = LONG
 
@@ -39,18 +39,30 @@ def stored_parts(s3: Any, bucket: str, key: str, upload_id: str) -> dict[int, in
     return {p["PartNumber"]: p["Size"] for p in response.get("Parts", [])}
 
 
-def kill_mid_upload(start_daemon: Any, fault_proxy: Any, redis_client: Any, s3: Any, bucket: str, key: str,
-                    job_id: str, parts_before_kill: int) -> tuple[Any, dict[str, Any], dict[int, int]]:
+def kill_mid_upload(
+    start_daemon: Any,
+    fault_proxy: Any,
+    redis_client: Any,
+    s3: Any,
+    bucket: str,
+    key: str,
+    job_id: str,
+    parts_before_kill: int,
+) -> tuple[Any, dict[str, Any], dict[int, int]]:
     """Run s3pod on a slowed store until ``parts_before_kill`` parts are stored, SIGKILL it; return
     (the killed daemon, the upload record it left, the parts stored once the ones in flight landed)."""
     slow = fault_proxy.add_rule("delay", method="PUT", query="partNumber", delay_s=0.5, times=None)
-    first = start_daemon("--heartbeat-timeout", "1", "--concurrency", "1",
-                         env={"S3POD_ENDPOINT_URL": fault_proxy.url})
-    wait_until(lambda: recorded(redis_client, job_id) and recorded(redis_client, job_id)["upload_id"],
-               message="the upload recorded")
+    first = start_daemon("--heartbeat-timeout", "1", "--concurrency", "1", env={"S3POD_ENDPOINT_URL": fault_proxy.url})
+    wait_until(
+        lambda: recorded(redis_client, job_id) and recorded(redis_client, job_id)["upload_id"],
+        message="the upload recorded",
+    )
     upload_id = recorded(redis_client, job_id)["upload_id"]
-    wait_until(lambda: len(stored_parts(s3, bucket, key, upload_id)) >= parts_before_kill, timeout_s=60,
-               message=f"{parts_before_kill} parts stored")
+    wait_until(
+        lambda: len(stored_parts(s3, bucket, key, upload_id)) >= parts_before_kill,
+        timeout_s=60,
+        message=f"{parts_before_kill} parts stored",
+    )
     first.signal(signal.SIGKILL)
     assert first.wait(10) == -signal.SIGKILL
     time.sleep(slow.delay_s + 0.5)  # the parts the proxy was holding reach the store (or not)
@@ -62,12 +74,14 @@ def kill_mid_upload(start_daemon: Any, fault_proxy: Any, redis_client: Any, s3: 
 
 
 def test_a_killed_multipart_upload_is_resumed_and_only_the_missing_parts_are_sent_again(
-        redis_server, redis_client, s3, bucket, s3_settings, start_daemon, fault_proxy, tmp_path: Path) -> None:
+    redis_server, redis_client, s3, bucket, s3_settings, start_daemon, fault_proxy, tmp_path: Path
+) -> None:
     path = tmp_path / "big.bin"
     md5 = write_file(path, 8 * PART, random.Random(1))  # 8 parts
     job_id = enqueue(bucket, "big.bin", path, redis_url=redis_server.url)
-    first, record, stored = kill_mid_upload(start_daemon, fault_proxy, redis_client, s3, bucket, "big.bin",
-                                            job_id, parts_before_kill=3)
+    first, record, stored = kill_mid_upload(
+        start_daemon, fault_proxy, redis_client, s3, bucket, "big.bin", job_id, parts_before_kill=3
+    )
     assert 3 <= len(stored) < 8 and all(size == PART for size in stored.values())
     assert path.exists()
 
@@ -84,25 +98,32 @@ def test_a_killed_multipart_upload_is_resumed_and_only_the_missing_parts_are_sen
     assert orphaned_uploads(s3, bucket) == []
     assert recorded(redis_client, job_id) is None, "the record is cleared once the upload is complete"
     assert redis_client.llen(KEYS.dead) == 0
-    Figures("multipart resume", "one SIGKILL, 8 parts of 8 MiB", jobs=1, verified=1,
-            extra={"parts_stored_at_kill": len(stored), "bytes_resent": resent,
-                   "bytes_resent_without_resume": 8 * PART}).record()
+    Figures(
+        "multipart resume",
+        "one SIGKILL, 8 parts of 8 MiB",
+        jobs=1,
+        verified=1,
+        extra={"parts_stored_at_kill": len(stored), "bytes_resent": resent, "bytes_resent_without_resume": 8 * PART},
+    ).record()
 
 
 def test_a_file_changed_after_the_kill_gets_a_fresh_upload_and_the_old_one_is_aborted(
-        redis_server, redis_client, s3, bucket, start_daemon, fault_proxy, tmp_path: Path) -> None:
+    redis_server, redis_client, s3, bucket, start_daemon, fault_proxy, tmp_path: Path
+) -> None:
     path = tmp_path / "big.bin"
     write_file(path, 5 * PART, random.Random(2))
     job_id = enqueue(bucket, "big.bin", path, redis_url=redis_server.url)
-    _, record, _ = kill_mid_upload(start_daemon, fault_proxy, redis_client, s3, bucket, "big.bin", job_id,
-                                   parts_before_kill=1)
+    _, record, _ = kill_mid_upload(
+        start_daemon, fault_proxy, redis_client, s3, bucket, "big.bin", job_id, parts_before_kill=1
+    )
     md5 = write_file(path, 5 * PART, random.Random(3))  # same size, new bytes, new mtime
     os.utime(path, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))
 
     second = start_daemon("--heartbeat-timeout", "1")
     wait_until(lambda: not path.exists() and settled(redis_client), timeout_s=60, message="the job finished")
-    assert (f"multipart abandoned bucket={bucket} key=big.bin upload_id={record['upload_id']} "
-            "reason=the file changed since") in second.log
+    assert (
+        f"multipart abandoned bucket={bucket} key=big.bin upload_id={record['upload_id']} reason=the file changed since"
+    ) in second.log
     assert hashlib.md5(s3.get_object(Bucket=bucket, Key="big.bin")["Body"].read()).hexdigest() == md5
     assert orphaned_uploads(s3, bucket) == []
     assert recorded(redis_client, job_id) is None
@@ -110,12 +131,14 @@ def test_a_file_changed_after_the_kill_gets_a_fresh_upload_and_the_old_one_is_ab
 
 @pytest.mark.parametrize("codec", ["gzip", "zstd"])
 def test_a_killed_compressed_upload_is_aborted_and_sent_again_whole(
-        codec, redis_server, redis_client, s3, bucket, s3_settings, start_daemon, fault_proxy, tmp_path: Path) -> None:
+    codec, redis_server, redis_client, s3, bucket, s3_settings, start_daemon, fault_proxy, tmp_path: Path
+) -> None:
     path = tmp_path / "log.txt"
     md5 = write_file(path, 6 * PART, random.Random(4))  # random bytes: the stream stays multipart-sized
     job_id = enqueue(bucket, "log.txt", path, compress=codec, redis_url=redis_server.url)
-    _, record, _ = kill_mid_upload(start_daemon, fault_proxy, redis_client, s3, bucket, "log.txt", job_id,
-                                   parts_before_kill=1)
+    _, record, _ = kill_mid_upload(
+        start_daemon, fault_proxy, redis_client, s3, bucket, "log.txt", job_id, parts_before_kill=1
+    )
     assert record["compress"] == codec
 
     second = start_daemon("--heartbeat-timeout", "1")
@@ -131,7 +154,8 @@ def test_a_killed_compressed_upload_is_aborted_and_sent_again_whole(
 
 
 def test_a_job_dead_lettered_after_the_kill_leaves_no_upload_behind(
-        redis_server, redis_client, s3, bucket, start_daemon, fault_proxy, tmp_path: Path) -> None:
+    redis_server, redis_client, s3, bucket, start_daemon, fault_proxy, tmp_path: Path
+) -> None:
     path = tmp_path / "big.bin"
     write_file(path, 5 * PART, random.Random(5))
     job_id = enqueue(bucket, "big.bin", path, redis_url=redis_server.url)
@@ -139,8 +163,11 @@ def test_a_job_dead_lettered_after_the_kill_leaves_no_upload_behind(
     path.unlink()  # the file is gone before anyone stored it: the job is dead-lettered
 
     second = start_daemon("--heartbeat-timeout", "1")
-    wait_until(lambda: settled(redis_client) and redis_client.llen(KEYS.dead) == 1, timeout_s=60,
-               message="the job dead-lettered")
+    wait_until(
+        lambda: settled(redis_client) and redis_client.llen(KEYS.dead) == 1,
+        timeout_s=60,
+        message="the job dead-lettered",
+    )
     [entry] = [json.loads(e) for e in redis_client.lrange(KEYS.dead, 0, -1)]
     assert "does not exist" in entry["error"]
     wait_until(lambda: orphaned_uploads(s3, bucket) == [], message="the recorded upload aborted")

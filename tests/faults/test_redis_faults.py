@@ -22,19 +22,20 @@ from pathlib import Path
 
 import pytest
 import redis
+from scenario import FULL, LONG, Figures, MiB, Stream, mixed_files, scale
+from servers import RedisServer
 
 from s3po_client import enqueue_many
 from s3po_client.errors import ConfigError
 from s3po_client.transfer import TransferEngine
-from scenario import LONG, FULL, MiB, Figures, Stream, mixed_files, scale
 
 pytestmark = LONG
-from servers import RedisServer
 
 MODES = [("SIGTERM", "always"), ("SIGKILL", "always"), ("SIGKILL", "everysec")]
 #: ``make test`` runs the mode with the loss window; ``make test-faults`` every mode, three times.
-VARIANTS = ([(sig, fsync, seed) for seed in range(1, 3) for sig, fsync in MODES] if FULL
-            else [("SIGKILL", "everysec", 1)])
+VARIANTS = (
+    [(sig, fsync, seed) for seed in range(1, 3) for sig, fsync in MODES] if FULL else [("SIGKILL", "everysec", 1)]
+)
 
 
 class Producer(threading.Thread):
@@ -49,7 +50,7 @@ class Producer(threading.Thread):
         for i in range(0, len(self.jobs), 10):
             while True:
                 try:
-                    enqueue_many(self.jobs[i:i + 10], redis_url=self.url)
+                    enqueue_many(self.jobs[i : i + 10], redis_url=self.url)
                     break
                 except ConfigError:
                     self.refused += 1
@@ -59,19 +60,32 @@ class Producer(threading.Thread):
 
 @pytest.mark.parametrize("sig,fsync,seed", VARIANTS, ids=[f"{s}-{f}-{n}" for s, f, n in VARIANTS])
 def test_redis_restarts_under_a_stream_lose_no_acknowledged_job(
-        sig, fsync, seed, s3, bucket, s3_settings, start_daemon, fault_proxy, daemon_env, tmp_path: Path) -> None:
+    sig, fsync, seed, s3, bucket, s3_settings, start_daemon, fault_proxy, daemon_env, tmp_path: Path
+) -> None:
     rng = random.Random(seed)
     server = RedisServer(appendonly=True, appendfsync=fsync).start()
     client = redis.Redis.from_url(server.url)
     try:
-        specs = mixed_files(tmp_path / "files", rng, small=scale(60, 300), multipart=scale(2, 6),
-                            gzip=scale(1, 3), zstd=scale(1, 3), multipart_bytes=24 * MiB,
-                            compressed_bytes=20 * MiB)
+        specs = mixed_files(
+            tmp_path / "files",
+            rng,
+            small=scale(60, 300),
+            multipart=scale(2, 6),
+            gzip=scale(1, 3),
+            zstd=scale(1, 3),
+            multipart_bytes=24 * MiB,
+            compressed_bytes=20 * MiB,
+        )
         started = time.monotonic()
         fault_proxy.add_rule("delay", method="PUT", delay_s=0.02, times=None)
-        stream = Stream(start_daemon, "--concurrency", "3", "--heartbeat-timeout", "2",
-                        env={"S3POD_REDIS_URL": server.url, "S3PO_REDIS_URL": server.url,
-                             "S3POD_ENDPOINT_URL": fault_proxy.url})
+        stream = Stream(
+            start_daemon,
+            "--concurrency",
+            "3",
+            "--heartbeat-timeout",
+            "2",
+            env={"S3POD_REDIS_URL": server.url, "S3PO_REDIS_URL": server.url, "S3POD_ENDPOINT_URL": fault_proxy.url},
+        )
         stream.start()
         producer = Producer([s.job(bucket) for s in specs], server.url, pause_s=scale(0.05, 0.02))
         producer.start()
@@ -84,8 +98,9 @@ def test_redis_restarts_under_a_stream_lose_no_acknowledged_job(
         stream.wait_settled(client, specs, timeout_s=scale(180, 900))
         engine = TransferEngine(s3_settings)
         try:
-            figures = Figures("2. Redis restart", f"{sig}, appendfsync {fsync}, seed {seed}: "
-                              f"{len(specs)} jobs, {restarts} restarts")
+            figures = Figures(
+                "2. Redis restart", f"{sig}, appendfsync {fsync}, seed {seed}: {len(specs)} jobs, {restarts} restarts"
+            )
             figures.measure(engine=engine, s3=s3, bucket=bucket, client=client, specs=specs, logs=stream.logs)
         finally:
             engine.close()

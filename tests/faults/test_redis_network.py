@@ -16,11 +16,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 from faultproxy import TcpFaultProxy
+from scenario import LONG, Figures, MiB, Stream, mixed_files, scale
+
 from s3po_client import enqueue_many
 from s3po_client.transfer import TransferEngine
-from scenario import LONG, MiB, Figures, Stream, mixed_files, scale
 
 pytestmark = LONG
 
@@ -28,18 +28,26 @@ VARIANTS = list(range(1, scale(1, 3) + 1))
 
 
 @pytest.mark.parametrize("seed", VARIANTS)
-def test_a_bad_network_to_redis_loses_nothing(seed, redis_server, redis_client, s3, bucket, s3_settings,
-                                              start_daemon, fault_proxy, tmp_path: Path) -> None:
+def test_a_bad_network_to_redis_loses_nothing(
+    seed, redis_server, redis_client, s3, bucket, s3_settings, start_daemon, fault_proxy, tmp_path: Path
+) -> None:
     rng = random.Random(seed)
-    specs = mixed_files(tmp_path / "files", rng, small=scale(150, 300), multipart=scale(2, 6), gzip=1, zstd=1,
-                        multipart_bytes=24 * MiB, compressed_bytes=20 * MiB)
+    specs = mixed_files(
+        tmp_path / "files",
+        rng,
+        small=scale(150, 300),
+        multipart=scale(2, 6),
+        gzip=1,
+        zstd=1,
+        multipart_bytes=24 * MiB,
+        compressed_bytes=20 * MiB,
+    )
     fault_proxy.add_rule("delay", method="PUT", delay_s=0.1, times=None)  # keeps work in flight
     with TcpFaultProxy(redis_server.port) as net:
         started = time.monotonic()
         enqueue_many([s.job(bucket) for s in specs], redis_url=redis_server.url)
         common = ("--concurrency", "2", "--heartbeat-timeout", "3")
-        proxied = Stream(start_daemon, *common, env={"S3POD_REDIS_URL": net.url,
-                                                     "S3POD_ENDPOINT_URL": fault_proxy.url})
+        proxied = Stream(start_daemon, *common, env={"S3POD_REDIS_URL": net.url, "S3POD_ENDPOINT_URL": fault_proxy.url})
         direct = Stream(start_daemon, *common, env={"S3POD_ENDPOINT_URL": fault_proxy.url})
         proxied.start()
         direct.start()
@@ -64,8 +72,9 @@ def test_a_bad_network_to_redis_loses_nothing(seed, redis_server, redis_client, 
         both.sample()
     engine = TransferEngine(s3_settings)
     try:
-        figures = Figures("2b. Redis network faults", f"seed {seed}: {len(specs)} jobs, latency, resets, "
-                          "cuts, 5 s silence")
+        figures = Figures(
+            "2b. Redis network faults", f"seed {seed}: {len(specs)} jobs, latency, resets, cuts, 5 s silence"
+        )
         figures.measure(engine=engine, s3=s3, bucket=bucket, client=redis_client, specs=specs, logs=both.logs)
     finally:
         engine.close()
@@ -73,9 +82,13 @@ def test_a_bad_network_to_redis_loses_nothing(seed, redis_server, redis_client, 
     figures.peak_rss_mib = round(both.peak_kib / 1024, 1)
     figures.seconds = round(time.monotonic() - started, 1)
     deletions = Counter(re.findall(r"deleted job=([0-9a-f]+) ", "\n".join(both.logs)))
-    figures.extra.update(connections=net.connections, resets=net.resets, reset_all=resets,
-                         reaped="reaped worker" in "\n".join(both.logs),
-                         deleted_twice=sum(1 for n in deletions.values() if n > 1))
+    figures.extra.update(
+        connections=net.connections,
+        resets=net.resets,
+        reset_all=resets,
+        reaped="reaped worker" in "\n".join(both.logs),
+        deleted_twice=sum(1 for n in deletions.values() if n > 1),
+    )
     figures.record()
     figures.assert_nothing_lost()
     assert figures.verified == len(specs) and figures.dead == 0, figures

@@ -9,14 +9,19 @@ from pathlib import Path
 
 import pytest
 import redis
-
 from conftest import wait_until
+
 from s3po_client import enqueue_many
 
 
 def status(env: dict[str, str]) -> dict:
-    out = subprocess.run([sys.executable, "-m", "s3po_client.cli", "status", "--json"], env=env,
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "s3po_client.cli", "status", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout)
 
 
@@ -33,8 +38,12 @@ def test_redis_restart_in_the_middle_of_200_jobs_loses_none(
 ) -> None:
     import signal
 
-    env = {**daemon_env, "S3POD_REDIS_URL": aof_redis.url, "S3PO_REDIS_URL": aof_redis.url,
-           "S3POD_ENDPOINT_URL": fault_proxy.url}
+    env = {
+        **daemon_env,
+        "S3POD_REDIS_URL": aof_redis.url,
+        "S3PO_REDIS_URL": aof_redis.url,
+        "S3POD_ENDPOINT_URL": fault_proxy.url,
+    }
     files = []
     for i in range(200):
         f = tmp_path / f"f{i:03d}.txt"

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from scenario import FULL, LONG, Figures, MiB, Stream, mixed_files, orphaned_uploads, scale, write_file
 
 from s3po_client import enqueue_many
 from s3po_client.settings import TransferSettings
 from s3po_client.transfer import TransferEngine
-from scenario import LONG, FULL, MiB, Figures, Stream, mixed_files, orphaned_uploads, scale, write_file
 
 pytestmark = LONG
 
@@ -26,25 +26,41 @@ N = scale(12, 40)  # how many requests each fault spoils
 
 VARIANTS: list[tuple[str, list[tuple[str, dict[str, Any]]]]] = [
     ("503 SlowDown", [("error", dict(method="PUT", status=503, code="SlowDown", times=N))]),
-    ("500 InternalError, complete too", [("error", dict(method="PUT", status=500, code="InternalError", times=N)),
-                                         ("error", dict(method="POST", query="uploadId", status=500,
-                                                        code="InternalError", times=2))]),
-    ("reset mid-part and mid-PUT", [("reset", dict(method="PUT", query="partNumber", times=N)),
-                                    ("reset", dict(method="PUT", times=N // 2))]),
+    (
+        "500 InternalError, complete too",
+        [
+            ("error", dict(method="PUT", status=500, code="InternalError", times=N)),
+            ("error", dict(method="POST", query="uploadId", status=500, code="InternalError", times=2)),
+        ],
+    ),
+    (
+        "reset mid-part and mid-PUT",
+        [("reset", dict(method="PUT", query="partNumber", times=N)), ("reset", dict(method="PUT", times=N // 2))],
+    ),
     ("corrupted body", [("corrupt", dict(method="PUT", times=N))]),
     ("wrong ETag", [("etag", dict(method="PUT", times=N))]),
 ]
 if FULL:  # the daemon's read timeout is 60 s: one stall costs a minute
-    VARIANTS.append(("stall past the 60 s read timeout", [("delay", dict(method="PUT", query="partNumber",
-                                                                         delay_s=65.0, times=1))]))
+    VARIANTS.append(
+        ("stall past the 60 s read timeout", [("delay", dict(method="PUT", query="partNumber", delay_s=65.0, times=1))])
+    )
 
 
 @pytest.mark.parametrize("name,rules", VARIANTS, ids=[v[0] for v in VARIANTS])
-def test_a_misbehaving_store_loses_nothing(name, rules, redis_server, redis_client, s3, bucket, s3_settings,
-                                           start_daemon, fault_proxy, tmp_path: Path) -> None:
+def test_a_misbehaving_store_loses_nothing(
+    name, rules, redis_server, redis_client, s3, bucket, s3_settings, start_daemon, fault_proxy, tmp_path: Path
+) -> None:
     rng = random.Random(name)
-    specs = mixed_files(tmp_path / "files", rng, small=scale(30, 150), multipart=scale(2, 6), gzip=1,
-                        zstd=scale(0, 1), multipart_bytes=24 * MiB, compressed_bytes=20 * MiB)
+    specs = mixed_files(
+        tmp_path / "files",
+        rng,
+        small=scale(30, 150),
+        multipart=scale(2, 6),
+        gzip=1,
+        zstd=scale(0, 1),
+        multipart_bytes=24 * MiB,
+        compressed_bytes=20 * MiB,
+    )
     added = [fault_proxy.add_rule(action, **options) for action, options in rules]
     started = time.monotonic()
     enqueue_many([s.job(bucket) for s in specs], redis_url=redis_server.url)
@@ -61,8 +77,9 @@ def test_a_misbehaving_store_loses_nothing(name, rules, redis_server, redis_clie
     stream.sample()
     figures.peak_rss_mib = round(stream.peak_kib / 1024, 1)
     figures.seconds = round(time.monotonic() - started, 1)
-    figures.extra.update(faults_injected=sum(r.hits for r in added),
-                         job_retries=sum(log.count(" retry job=") for log in stream.logs))
+    figures.extra.update(
+        faults_injected=sum(r.hits for r in added), job_retries=sum(log.count(" retry job=") for log in stream.logs)
+    )
     figures.record()
     figures.assert_nothing_lost()
     assert figures.verified == len(specs) and figures.dead == 0, figures
@@ -83,6 +100,7 @@ def test_a_stall_past_the_read_timeout_is_retried(s3_settings, bucket, s3, fault
     finally:
         engine.close()
     import hashlib
+
     assert hashlib.md5(s3.get_object(Bucket=bucket, Key="big.bin")["Body"].read()).hexdigest() == md5
     assert stall.hits == 1
     assert orphaned_uploads(s3, bucket) == []

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from conftest import wait_until
+from servers import RedisSentinelServers
+
 from s3po_client import enqueue_many
 from s3po_client.errors import ConfigError
 from s3po_client.queue import connect, count_jobs
-from servers import RedisSentinelServers
 
 
 def make_files(tmp_path: Path, name: str, n: int) -> dict[Path, bytes]:
@@ -24,8 +26,13 @@ def make_files(tmp_path: Path, name: str, n: int) -> dict[Path, bytes]:
 
 
 def test_master_sigkill_mid_stream_the_daemon_follows_the_promoted_replica(
-    redis_sentinel: RedisSentinelServers, s3: Any, bucket: str, start_daemon: Callable[..., Any],
-    daemon_env: dict[str, str], fault_proxy: Any, tmp_path: Path,
+    redis_sentinel: RedisSentinelServers,
+    s3: Any,
+    bucket: str,
+    start_daemon: Callable[..., Any],
+    daemon_env: dict[str, str],
+    fault_proxy: Any,
+    tmp_path: Path,
 ) -> None:
     url = redis_sentinel.url
     env = {**daemon_env, "S3POD_REDIS_URL": url, "S3PO_REDIS_URL": url, "S3POD_ENDPOINT_URL": fault_proxy.url}
@@ -40,8 +47,12 @@ def test_master_sigkill_mid_stream_the_daemon_follows_the_promoted_replica(
     redis_sentinel.kill(master)
     killed_at = time.monotonic()
     assert any(f.exists() for f in before), "the kill came in the middle of the work"
-    wait_until(lambda: redis_sentinel.master_port() != master, timeout_s=30, interval_s=0.2,
-               message="the sentinels to promote the replica")
+    wait_until(
+        lambda: redis_sentinel.master_port() != master,
+        timeout_s=30,
+        interval_s=0.2,
+        message="the sentinels to promote the replica",
+    )
     print(f"replica promoted {time.monotonic() - killed_at:.1f}s after the kill")
 
     def enqueue_after() -> bool:
@@ -53,12 +64,17 @@ def test_master_sigkill_mid_stream_the_daemon_follows_the_promoted_replica(
 
     wait_until(enqueue_after, timeout_s=60, interval_s=0.2, message="the new master to take jobs")
     everything = {**before, **after}
-    wait_until(lambda: not any(f.exists() for f in everything), timeout_s=120, interval_s=0.25,
-               message="every file uploaded after the failover")
+    wait_until(
+        lambda: not any(f.exists() for f in everything),
+        timeout_s=120,
+        interval_s=0.25,
+        message="every file uploaded after the failover",
+    )
     for f, data in everything.items():
         assert s3.get_object(Bucket=bucket, Key=f.name)["Body"].read() == data, f.name
     client = connect(url)
     try:
+
         def settled() -> bool:
             c = count_jobs(client)
             return (c.pending, c.processing, c.delayed) == (0, 0, 0)
@@ -69,5 +85,8 @@ def test_master_sigkill_mid_stream_the_daemon_follows_the_promoted_replica(
         client.close()
     assert daemon.proc.poll() is None
     log = daemon.log
-    assert log.count("Redis unavailable") == 1 and "Redis is back" in log, log[-3000:]
+    # A failover quick enough may pass unseen (redis-py retries inside the command): what is
+    # promised is the jobs above and a daemon alive; an outage it saw is logged once, and its end.
+    outages = log.count("Redis unavailable")
+    assert outages <= 1 and (outages == 0 or "Redis is back" in log), log[-3000:]
     assert "Traceback" not in log and "bug while" not in log

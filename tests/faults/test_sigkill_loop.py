@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from scenario import FULL, LONG, Figures, MiB, Stream, mixed_files, scale, stored_keys
 
 from s3po_client import enqueue_many
 from s3po_client.transfer import TransferEngine
-from scenario import LONG, FULL, MiB, Figures, Stream, mixed_files, scale, stored_keys
 
 pytestmark = LONG
 
@@ -35,21 +35,30 @@ def abandon_reasons(logs: list[str]) -> dict[str, int]:
 
 @pytest.mark.parametrize("seed", VARIANTS)
 def test_sigkill_at_random_moments_loses_nothing_and_leaves_no_upload(
-        seed, redis_server, redis_client, s3, bucket, s3_settings, start_daemon, fault_proxy,
-        tmp_path: Path) -> None:
+    seed, redis_server, redis_client, s3, bucket, s3_settings, start_daemon, fault_proxy, tmp_path: Path
+) -> None:
     rng = random.Random(seed)
-    specs = mixed_files(tmp_path / "files", rng, small=scale(40, 880), multipart=scale(5, 40),
-                        gzip=scale(2, 10), zstd=scale(2, 10), multipart_bytes=24 * MiB,
-                        compressed_bytes=20 * MiB)
+    specs = mixed_files(
+        tmp_path / "files",
+        rng,
+        small=scale(40, 880),
+        multipart=scale(5, 40),
+        gzip=scale(2, 10),
+        zstd=scale(2, 10),
+        multipart_bytes=24 * MiB,
+        compressed_bytes=20 * MiB,
+    )
     started = time.monotonic()
     enqueue_many([s.job(bucket) for s in specs], redis_url=redis_server.url)
     # Each part waits a little on its way: uploads last long enough to be cut in the middle.
     fault_proxy.add_rule("delay", method="PUT", query="partNumber", delay_s=0.15, times=None)
-    stream = Stream(start_daemon, "--heartbeat-timeout", "1", "--concurrency", "3",
-                    env={"S3POD_ENDPOINT_URL": fault_proxy.url})
+    stream = Stream(
+        start_daemon, "--heartbeat-timeout", "1", "--concurrency", "3", env={"S3POD_ENDPOINT_URL": fault_proxy.url}
+    )
     stream.start()
     kills = scale(5, 20)
     from scenario import settled
+
     for _ in range(kills):
         time.sleep(rng.uniform(0.8, 3.0))  # a daemon needs about a second to start working
         if settled(redis_client):
@@ -66,15 +75,22 @@ def test_sigkill_at_random_moments_loses_nothing_and_leaves_no_upload(
     figures.crashes = stream.crashes()
     figures.peak_rss_mib = round(stream.peak_kib / 1024, 1)
     figures.seconds = round(time.monotonic() - started, 1)
-    multipart_stored = sum(s3.head_object(Bucket=bucket, Key=k)["ContentLength"] for k in stored_keys(s3, bucket)
-                           if s3.head_object(Bucket=bucket, Key=k)["ContentLength"] >= THRESHOLD)
+    multipart_stored = sum(
+        s3.head_object(Bucket=bucket, Key=k)["ContentLength"]
+        for k in stored_keys(s3, bucket)
+        if s3.head_object(Bucket=bucket, Key=k)["ContentLength"] >= THRESHOLD
+    )
     part_bytes = fault_proxy.bytes_forwarded("PUT", "partNumber")
     resent = part_bytes - multipart_stored
-    figures.extra.update(kills=stream.kills, multipart_bytes_stored=multipart_stored, part_bytes_sent=part_bytes,
-                         part_bytes_resent=resent,
-                         parts_resent_per_kill=round(resent / (8 * MiB) / max(1, stream.kills), 2),
-                         resumed=sum(log.count("multipart resumed") for log in stream.logs),
-                         abandoned=abandon_reasons(stream.logs))
+    figures.extra.update(
+        kills=stream.kills,
+        multipart_bytes_stored=multipart_stored,
+        part_bytes_sent=part_bytes,
+        part_bytes_resent=resent,
+        parts_resent_per_kill=round(resent / (8 * MiB) / max(1, stream.kills), 2),
+        resumed=sum(log.count("multipart resumed") for log in stream.logs),
+        abandoned=abandon_reasons(stream.logs),
+    )
     figures.record()
     figures.assert_nothing_lost()
     assert figures.verified == len(specs) and figures.dead == 0, figures

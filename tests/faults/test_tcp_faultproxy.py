@@ -8,7 +8,6 @@ import time
 
 import pytest
 import redis
-
 from faultproxy import TcpFaultProxy
 
 
