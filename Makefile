@@ -63,7 +63,7 @@ $(MIN_STAMP): pyproject.toml $(MIN_LOCK) scripts/install-system-deps
 test-min: $(MIN_STAMP)
 	@$(MIN_VENV)/bin/python -c 'import sys; print("test-min: Python %d.%d.%d, dependencies at their floors (constraints/minimum.txt)" % sys.version_info[:3])'
 	S3PO_EXPECT_FLOORS=1 $(MIN_VENV)/bin/python -m pytest $(XDIST) --deselect tests/test_types.py::test_packages_pass_mypy_strict \
-		--deselect tests/test_types.py::test_code_passes_ruff --ignore=tests/faults --ignore=tests/test_systemd_boot.py $(PYTEST_ARGS)
+		--deselect tests/test_types.py::test_code_passes_ruff --ignore=tests/faults --ignore=tests/service/test_systemd_boot.py $(PYTEST_ARGS)
 
 # The newest release of everything (not in CI): an upstream change seen on purpose, in a venv
 # of its own, before `make lock` takes it into the lock.
@@ -127,4 +127,4 @@ clean:
 # wherever it can run (root on Debian/Ubuntu); this target fails where it cannot.
 .PHONY: test-systemd
 test-systemd: $(STAMP)
-	S3PO_TEST_SYSTEMD=required $(BIN)/python -m pytest tests/test_systemd_boot.py $(PYTEST_ARGS)
+	S3PO_TEST_SYSTEMD=required $(BIN)/python -m pytest tests/service/test_systemd_boot.py $(PYTEST_ARGS)

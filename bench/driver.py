@@ -99,7 +99,8 @@ def s3pod_jobs(redis_url: str, jobs: list[dict[str, Any]], poll_s: float = 0.005
     CPU the enqueueing took; waiting is not the producer's cost and is left out of it.
     """
     import s3po_client
-    from s3po_client.queue import connect, count_jobs
+    from s3po_client.admin import count_jobs
+    from s3po_client.redis_url import connect
 
     r = cached("redis-queue", redis_url, lambda: connect(redis_url))
     before = cpu_self()

@@ -131,7 +131,8 @@ def run_once(
     setup: Setup, daemons: int, jobs: int, size: int, concurrency: int, s3: S3Server, bucket: str, work: Path
 ) -> Result:
     from s3po_client import enqueue_many
-    from s3po_client.queue import connect, count_jobs
+    from s3po_client.admin import count_jobs
+    from s3po_client.redis_url import connect
 
     spool = work / f"{setup.name}-{daemons}"
     spool.mkdir()
@@ -168,8 +169,9 @@ def run_once(
 
 def protocol_worker(url: str, prefix: str, worker_id: str, ready: Any, go: Any, out: Any) -> None:
     """Claim and settle jobs as s3pod does (claim, stored marker, ack dropping it) until the queue is empty."""
-    from s3po_client.queue import QueueKeys, connect
-    from s3po_client.queue.consumer import Consumer
+    from s3po_client.keys import QueueKeys
+    from s3po_client.redis_url import connect
+    from s3pod.consumer import Consumer
 
     client = connect(url)
     consumer = Consumer(client, QueueKeys(prefix), worker_id)
@@ -193,7 +195,9 @@ def protocol_ceiling(setup: Setup, jobs: int, clients: int) -> tuple[float, floa
     import multiprocessing
 
     from s3po_client.job import Job
-    from s3po_client.queue import QueueKeys, connect, push_jobs
+    from s3po_client.keys import QueueKeys
+    from s3po_client.producer import push_jobs
+    from s3po_client.redis_url import connect
 
     client = connect(setup.url)
     batch = [Job(bucket="b", key=f"k{i}", path=f"/nonexistent/{i}") for i in range(1000)]

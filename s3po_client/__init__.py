@@ -18,9 +18,10 @@ from .errors import (
     UploadError,
     VerificationError,
 )
+from .inprocess import UploadFailure
 from .job import Job
-from .queue import QueueKeys, enqueue, enqueue_many
-from .threaded import UploadFailure
+from .keys import QueueKeys
+from .producer import enqueue, enqueue_many
 
 __version__ = "0.1.0"
 

@@ -8,7 +8,7 @@ One object, three ways to upload:
   True, raises :class:`~s3po_client.errors.UploadError`, or returns False when ``silent``.
 - **threaded** (after :meth:`Connection.run_loop`): asynchronous uploads go to background
   threads in this process instead of Redis. No Redis needed, and no persistence: see
-  :mod:`s3po_client.threaded`.
+  :mod:`s3po_client.inprocess`.
 
 Downloads are always synchronous. Constructing a ``Connection`` and queueing uploads never
 import boto3; the transfer engine is built on the first transfer that runs in this process.
@@ -25,11 +25,13 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, SourceChangedError, TransferError, UploadError
+from .inprocess import DEFAULT_THREADS, UploadFailure, UploadThreads
 from .job import DEFAULT_RETRIES, Codec, Job
-from .queue import DEFAULT_PREFIX, QueueKeys, connect, make_job, push_jobs
+from .keys import DEFAULT_PREFIX, QueueKeys
+from .producer import make_job, push_jobs
+from .redis_url import connect
 from .retry import DEFAULT_BACKOFF_BASE_S, RetryPolicy
 from .settings import S3Settings
-from .threaded import DEFAULT_THREADS, UploadFailure, UploadThreads
 
 if TYPE_CHECKING:
     import redis

@@ -10,17 +10,18 @@ import click
 
 from s3po_client import __version__
 from s3po_client.errors import ConfigError
-from s3po_client.queue import DEFAULT_PREFIX, resolve_redis_url
+from s3po_client.keys import DEFAULT_PREFIX
 from s3po_client.redaction import url_password
+from s3po_client.redis_url import resolve_redis_url
 from s3po_client.retry import DEFAULT_BACKOFF_BASE_S, RetryPolicy
 from s3po_client.settings import S3Settings
 
+from .app import Address, ServiceSettings, run
 from .budget import MiB
 from .config import DEFAULT_CLAIM_BATCH, WorkerConfig, default_concurrency
-from .logs import LOG_FORMATS, configure_logging
-from .pidfile import AlreadyRunningError
 from .safety import PathPolicy
-from .service import Address, ServiceSettings, run
+from .service.logs import LOG_FORMATS, configure_logging
+from .service.pidfile import AlreadyRunningError
 
 logger = logging.getLogger("s3pod")
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from s3po_client.errors import ConfigError
-from s3po_client.queue import DEFAULT_PREFIX
+from s3po_client.keys import DEFAULT_PREFIX
 from s3po_client.retry import RetryPolicy
 
 from .budget import MiB

@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 import redis
 
-from s3po_client.queue.client import node_options
-from s3po_client.queue.consumer import Consumer
+from s3po_client.redis_url import node_options
+from s3pod.consumer import Consumer
 
 from .reachability import RedisWatch
 

@@ -19,7 +19,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from servers import RedisServer, S3Server, stop_process  # noqa: E402
 
 import s3po_client  # noqa: E402
-from s3po_client.queue import connect, count_jobs  # noqa: E402
+from s3po_client.admin import count_jobs  # noqa: E402
+from s3po_client.redis_url import connect  # noqa: E402
 
 
 def main() -> int:

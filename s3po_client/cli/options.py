@@ -59,7 +59,7 @@ def s3_options(func: F) -> F:
 
 def redis_options(func: F) -> F:
     """``--redis-url`` and ``--prefix``."""
-    from ..queue import DEFAULT_PREFIX
+    from ..keys import DEFAULT_PREFIX
 
     return apply(
         func,

@@ -9,10 +9,12 @@ import time
 import click
 import redis
 
+from ..admin import count_jobs, list_dead, purge_dead, retry_dead
 from ..errors import ConfigError, JobError
 from ..job import Job
-from ..queue import connect, count_jobs, make_job, push_jobs, redact_url, resolve_redis_url
-from ..queue.dead import list_dead, purge_dead, retry_dead
+from ..producer import make_job, push_jobs
+from ..redaction import redact_url
+from ..redis_url import connect, resolve_redis_url
 from .options import (
     filter_options,
     filters_of,

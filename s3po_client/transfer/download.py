@@ -39,9 +39,9 @@ from typing import Literal, Protocol
 
 from ..errors import TransferError, VerificationError
 from ..settings import MiB, TransferSettings
-from . import client as s3
-from .client import READ_CHUNK_BYTES, Requester
+from . import s3calls as s3
 from .parts import clean_etag, is_plain_md5, md5, multipart_count, multipart_etag
+from .s3calls import READ_CHUNK_BYTES, Requester
 
 logger = logging.getLogger(__name__)
 

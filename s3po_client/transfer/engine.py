@@ -14,15 +14,15 @@ from typing import IO, Any, BinaryIO, Literal, TypeVar, cast
 from ..codecs import DECODABLE, CompressingReader, DecodingWriter
 from ..errors import DownloadError, JobError, SourceChangedError, TransferError, UploadError
 from ..localfile import FileStat, delete_unchanged, ensure_unchanged
-from ..queue.uploads import MultipartState
 from ..retry import RetryPolicy
 from ..settings import S3Settings, TransferSettings
-from .client import Requester, make_client, translate_error
 from .download import ObjectInfo, Target, download_stream
 from .headers import etag_is_md5, object_args
 from .proof import Proof
 from .resume import Resume
+from .s3calls import Requester, make_client, translate_error
 from .sources import BytesSource, FileobjSource, FileSource, Reader, Source
+from .state import MultipartState
 from .upload import Progress, ProgressReporter, upload_stream
 
 logger = logging.getLogger(__name__)
@@ -153,7 +153,7 @@ class TransferEngine:
         ``opened`` is such a file already opened by the caller, read by the first attempt.
         The result's ``delete_source()`` deletes the file read if it is unchanged.
 
-        ``multipart_state`` (the daemon's :class:`~s3po_client.queue.uploads.JobUploads`)
+        ``multipart_state`` (the daemon's :class:`~s3pod.uploads.JobUploads`)
         records a multipart upload while it runs, so the next call for the same job resumes
         it (the file unchanged) or aborts it: a killed process leaves no parts behind.
 

@@ -150,7 +150,7 @@ class LeanPutter:
             raise TransferError(f"{where}: {type(exc).__name__}: {exc}", bucket=bucket, key=key) from exc
         if response.status >= 300:
             code, message = _error(response.data, response.status)
-            from .client import PERMANENT_CODES
+            from .s3calls import PERMANENT_CODES
 
             raise TransferError(
                 f"{where}: {code}: {message}",

@@ -1,7 +1,7 @@
 """Resuming a multipart upload that an earlier run left: the record, the checks, and the aborts.
 
-The record itself (:class:`~s3po_client.queue.uploads.SavedUpload`) lives wherever the
-caller's :class:`~s3po_client.queue.uploads.MultipartState` keeps it (Redis, for the
+The record itself (:class:`~s3pod.uploads.SavedUpload`) lives wherever the
+caller's :class:`~s3pod.uploads.MultipartState` keeps it (Redis, for the
 daemon); this module decides what to do with it. An upload is resumed only when nothing
 about it can differ from what this attempt would send: the same object, the same
 file (size, mtime, inode, device), no compression, the same part size and checksum mode,
@@ -18,10 +18,10 @@ from typing import Any
 
 from ..errors import TransferError, UploadError
 from ..localfile import FileStat
-from ..queue.uploads import MultipartState, SavedUpload
 from ..settings import TransferSettings
-from . import client as s3
-from .client import Requester, error_code
+from . import s3calls as s3
+from .s3calls import Requester, error_code
+from .state import MultipartState, SavedUpload
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ proven (a checksum the store checks, and its answer compared with s3po's: see
 still being read when ``multipart_threshold_bytes`` have been read goes multipart. A multipart upload that
 fails is aborted, so no parts stay behind.
 
-Given a :class:`~s3po_client.queue.uploads.MultipartState`, a multipart upload is recorded
+Given a :class:`~s3pod.uploads.MultipartState`, a multipart upload is recorded
 before its first part is sent and forgotten once completed or aborted, so one that was cut
 short (the process killed) is found by the next attempt: resumed when the file is the same
 (only the parts the store lacks, or holds with other bytes, are sent again), aborted and
@@ -26,14 +26,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import TransferError, VerificationError
-from ..queue.uploads import SavedUpload
 from ..settings import MAX_OBJECT_BYTES, MAX_PARTS, TransferSettings
-from . import client as s3
-from .client import Requester, error_code
+from . import s3calls as s3
 from .parts import b64, clean_etag, composite_crc32, crc32_b64, is_plain_md5, md5, multipart_etag, part_size_for
 from .proof import REFUSAL_CODES, Proof
 from .resume import Resume, abort_upload
+from .s3calls import Requester, error_code
 from .sources import Reader
+from .state import SavedUpload
 
 logger = logging.getLogger(__name__)
 

@@ -35,7 +35,8 @@ from typing import Any
 import pytest
 import redis
 
-from s3po_client.queue import QueueKeys, count_jobs
+from s3po_client.admin import count_jobs
+from s3po_client.keys import QueueKeys
 
 ROOT = Path(__file__).resolve().parents[2]
 MiB = 1024 * 1024

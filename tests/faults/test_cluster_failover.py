@@ -16,8 +16,10 @@ from conftest import wait_until
 from servers import RedisClusterServers
 
 from s3po_client import enqueue_many
+from s3po_client.admin import count_jobs
 from s3po_client.errors import ConfigError
-from s3po_client.queue import QueueKeys, connect, count_jobs
+from s3po_client.keys import QueueKeys
+from s3po_client.redis_url import connect
 
 PREFIX = "{s3po}"
 

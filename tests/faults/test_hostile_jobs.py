@@ -19,11 +19,11 @@ from pathlib import Path
 from conftest import wait_until
 from scenario import KEYS, LONG, Figures, Spec, Stream, scale, settled, write_file
 
+from s3po_client.admin import count_jobs
 from s3po_client.job import Job
-from s3po_client.queue import count_jobs, push_jobs
-from s3po_client.queue.consumer import raw_text
-from s3po_client.queue.producer import make_job
+from s3po_client.producer import make_job, push_jobs
 from s3po_client.transfer import TransferEngine
+from s3pod.consumer import raw_text
 
 pytestmark = LONG
 

@@ -24,7 +24,7 @@ from conftest import wait_until
 from scenario import FULL, KEYS, LONG, Figures, MiB, Stream, mixed_files, scale, settled, write_file
 
 from s3po_client import enqueue_many
-from s3po_client.queue import count_jobs
+from s3po_client.admin import count_jobs
 from s3po_client.transfer import TransferEngine
 
 pytestmark = LONG

@@ -9,8 +9,9 @@ import time
 from conftest import wait_until
 
 from s3po_client import enqueue
-from s3po_client.queue import QueueKeys, count_jobs
-from s3po_client.queue.consumer import Consumer
+from s3po_client.admin import count_jobs
+from s3po_client.keys import QueueKeys
+from s3pod.consumer import Consumer
 
 KEYS = QueueKeys("s3po")
 

@@ -11,8 +11,9 @@ from conftest import wait_until
 from servers import RedisSentinelServers
 
 from s3po_client import enqueue_many
+from s3po_client.admin import count_jobs
 from s3po_client.errors import ConfigError
-from s3po_client.queue import connect, count_jobs
+from s3po_client.redis_url import connect
 
 
 def make_files(tmp_path: Path, name: str, n: int) -> dict[Path, bytes]:

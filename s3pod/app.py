@@ -1,0 +1,258 @@
+"""Running s3pod as a service: the parts around the worker, and :func:`run` to start them.
+
+Two ways to run it:
+
+- under systemd (``Type=notify``): in the foreground; :class:`Service` sends READY=1 once
+  Redis and S3 answer, WATCHDOG=1 from the worker's upkeep loop, STOPPING=1 on the way out;
+- without systemd: ``--daemon --pidfile PATH --log-file PATH`` detaches (:mod:`s3pod.service.pidfile`).
+
+Around the worker, it serves metrics (:mod:`s3pod.service.metrics`) and the HTTP API
+(:mod:`s3pod.service.api`) when asked to.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import redis
+
+from s3po_client.errors import ConfigError
+from s3po_client.keys import DEFAULT_PREFIX
+from s3po_client.redaction import redact_url
+from s3po_client.redis_url import connect
+from s3po_client.settings import S3Settings
+
+from .config import WorkerConfig
+from .events import Listener
+from .loop import probe_url, serve
+from .reachability import s3_answers
+from .safety import PathPolicy
+from .service.api import DEFAULT_MAX_BODY_BYTES, ApiServer
+from .service.logs import LOG_FORMATS
+from .service.metrics import DEFAULT_WORKER_TTL_S, Metrics, MetricsServer
+from .service.notify import Notifier
+from .service.pidfile import PidFile, daemonize
+
+logger = logging.getLogger(__name__)
+
+#: Socket timeouts of the Redis client the API and the metrics use (not the worker's).
+REDIS_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """A ``HOST:PORT`` to listen on (``[::1]:9100`` for IPv6)."""
+
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> Address:
+        """Return the address in ``text``; raise ConfigError if it is not ``HOST:PORT``."""
+        host, sep, port = text.rpartition(":")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ConfigError(f"expected HOST:PORT (e.g. 127.0.0.1:9100), got {text!r}")
+        return cls(host, int(port))
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSettings:
+    """How s3pod runs as a service: detached or not, where it logs, what it serves."""
+
+    daemon: bool = False
+    pidfile: str | None = None
+    log_file: str | None = None
+    log_format: str = "text"
+    metrics_listen: Address | None = None
+    api_listen: Address | None = None
+    api_token: str | None = field(default=None, repr=False)
+    api_max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+
+    def __post_init__(self) -> None:
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigError(f"log format must be one of {', '.join(LOG_FORMATS)}, got {self.log_format!r}")
+        if self.daemon and not self.pidfile:
+            raise ConfigError("--daemon needs --pidfile: it is how the daemon is found and stopped")
+        if self.daemon and not self.log_file:
+            raise ConfigError("--daemon needs --log-file: a detached daemon has no terminal to log to")
+        if self.api_max_body_bytes < 1024:
+            raise ConfigError(f"API body limit must be at least 1024 bytes, got {self.api_max_body_bytes}")
+
+
+def s3_check(url: str) -> Callable[[], None]:
+    """Return a check that returns if an HTTP server answers at ``url`` and raises otherwise.
+
+    The same test as the worker's readiness (any HTTP answer, 403 included), so /healthz
+    and READY=1 agree.
+    """
+
+    def check() -> None:
+        why = s3_answers(url)
+        if why is not None:
+            raise ConnectionError(f"S3 endpoint {url}: {why}")
+
+    return check
+
+
+class Service:
+    """What surrounds the worker: metrics and API servers, outcome listeners, systemd.
+
+    Build it, ``start()`` it, give ``listeners`` to the worker, ``ready`` and ``tick`` to
+    its ``on_ready`` and ``on_tick`` hooks, and ``close()`` it at the end (it says
+    STOPPING=1 first). :func:`run` does all that.
+    """
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        client: redis.Redis,
+        *,
+        redis_url: str,
+        prefix: str = DEFAULT_PREFIX,
+        paths: PathPolicy | None = None,
+        check_s3: Callable[[], None] | None = None,
+        notifier: Notifier | None = None,
+        worker_ttl_s: float = DEFAULT_WORKER_TTL_S,
+    ) -> None:
+        self.settings = settings
+        self.client = client
+        self.redis_url = redis_url
+        self.prefix = prefix
+        self.paths = paths or PathPolicy()
+        self.check_s3 = check_s3
+        self.notifier = notifier if notifier is not None else Notifier.from_env()
+        self.worker_ttl_s = worker_ttl_s
+        self.metrics = Metrics()
+        self.listeners: list[Listener] = [self.metrics]
+        self.metrics_server: MetricsServer | None = None
+        self.api_server: ApiServer | None = None
+        self._said_stopping = False
+
+    def start(self) -> None:
+        """Open the metrics and API ports (raise ConfigError if one cannot be opened)."""
+        s = self.settings
+        try:
+            if s.metrics_listen is not None:
+                self.metrics.watch_queue(self.client, self.prefix, self.worker_ttl_s)
+                try:
+                    self.metrics_server = MetricsServer(
+                        self.metrics.registry, s.metrics_listen.host, s.metrics_listen.port
+                    )
+                except OSError as exc:
+                    raise ConfigError(f"cannot serve metrics on {s.metrics_listen}: {exc.strerror}") from None
+            if s.api_listen is not None:
+                self.api_server = ApiServer(
+                    self.client,
+                    host=s.api_listen.host,
+                    port=s.api_listen.port,
+                    prefix=self.prefix,
+                    paths=self.paths,
+                    token=s.api_token,
+                    check_s3=self.check_s3,
+                    max_body_bytes=s.api_max_body_bytes,
+                )
+        except BaseException:
+            self._close_servers()
+            raise
+
+    def ready(self) -> None:
+        """Tell systemd start-up is done (READY=1) and start the watchdog clock."""
+        self.notifier.ready(f"processing jobs from {redact_url(self.redis_url)} prefix={self.prefix}")
+        if self.notifier.watchdog_interval_s is not None:
+            self.notifier.watchdog()
+
+    def tick(self) -> None:
+        """Call from the worker's loop: pings the watchdog when due."""
+        self.notifier.watchdog_if_due()
+
+    def stopping(self) -> None:
+        """Tell systemd the service is shutting down (STOPPING=1), once, as the stop begins."""
+        if not self._said_stopping:
+            self._said_stopping = True
+            self.notifier.stopping("stopping: finishing the jobs in flight")
+
+    def close(self) -> None:
+        """Say STOPPING=1 (unless the stop said it already), then close the servers."""
+        self.stopping()
+        self._close_servers()
+
+    def _close_servers(self) -> None:
+        for server in (self.api_server, self.metrics_server):
+            if server is not None:
+                server.close()
+        self.api_server = self.metrics_server = None
+
+    def __enter__(self) -> Service:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def run(s3: S3Settings, redis_url: str, config: WorkerConfig, settings: ServiceSettings, *, burst: bool = False) -> int:
+    """Run the daemon with everything around it; return its exit status.
+
+    With ``settings.daemon``, first lock the pidfile (AlreadyRunningError if another s3pod
+    holds it) and detach; the log handlers configured so far keep their files. Then open
+    the metrics and API ports, and run the worker with the service's listeners and hooks.
+    """
+    if settings.daemon:
+        assert settings.pidfile is not None and settings.log_file is not None  # checked by ServiceSettings
+        pidfile = PidFile(settings.pidfile)
+        pidfile.acquire()
+        daemonize(pidfile, settings.log_file, preserve=_log_streams())
+        logger.info("detached: pid=%d pidfile=%s", os.getpid(), pidfile.path)
+    if config.s3_probe_url is None:
+        config.s3_probe_url = probe_url(s3)
+    client = connect(redis_url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S)
+    service = Service(
+        settings,
+        client,
+        redis_url=redis_url,
+        prefix=config.prefix,
+        paths=config.paths,
+        check_s3=s3_check(config.s3_probe_url),
+        worker_ttl_s=config.heartbeat_timeout_s,
+    )
+    config.on_ready = _chain(config.on_ready, service.ready)
+    config.on_tick = _chain(config.on_tick, service.tick)
+    config.on_stopping = _chain(config.on_stopping, service.stopping)
+    try:
+        with service:
+            service.notifier.status("starting: waiting for Redis and the S3 endpoint")
+            return serve(s3, redis_url, config, burst=burst, listeners=service.listeners)
+    finally:
+        client.close()
+
+
+def _chain(first: Callable[[], None] | None, second: Callable[[], None]) -> Callable[[], None]:
+    if first is None:
+        return second
+
+    def both() -> None:
+        first()
+        second()
+
+    return both
+
+
+def _log_streams() -> list[Any]:
+    """Return the open files of the root logger's handlers, which detaching must not close."""
+    return [
+        h.stream
+        for h in logging.getLogger().handlers
+        if isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) is not None
+    ]

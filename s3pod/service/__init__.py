@@ -1,0 +1,1 @@
+"""The daemon's service glue: systemd notification, metrics, the HTTP API, the pid file, logging."""

@@ -1,0 +1,139 @@
+"""Prometheus metrics: what the worker did (counters fed by outcomes) and what Redis holds now.
+
+Exposed with ``--metrics-listen HOST:PORT`` at ``/metrics``:
+
+================================= ========= ==================================================
+name                              type      meaning
+================================= ========= ==================================================
+s3pod_jobs_total{outcome}         counter   job attempts by outcome: uploaded, retry, dead, invalid
+s3pod_uploaded_bytes_total        counter   bytes sent to S3 by successful uploads
+s3pod_upload_duration_seconds     histogram time of each successful upload
+s3pod_retries_total               counter   retries scheduled
+s3pod_queue_jobs{state}           gauge     jobs pending, processing, delayed, dead (read at scrape)
+s3pod_workers_alive               gauge     workers whose heartbeat is fresh (read at scrape)
+s3pod_redis_up                    gauge     1 if the scrape could read Redis, else 0
+================================= ========= ==================================================
+
+Names follow https://prometheus.io/docs/practices/naming/ (base units, ``_total`` for
+counters). The queue gauges are read from Redis when scraped, so every daemon sharing a
+queue reports the same depths: aggregate them with ``max``, not ``sum``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import redis
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import start_http_server
+from prometheus_client.registry import Collector
+
+from s3po_client.admin import count_jobs
+from s3po_client.keys import DEFAULT_PREFIX
+
+from ..events import Outcome, OutcomeKind
+
+logger = logging.getLogger(__name__)
+
+#: Upload durations from a small file on a LAN to a multi-GiB file over a slow link.
+DURATION_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
+
+#: A worker counts as alive if its heartbeat is younger than this.
+DEFAULT_WORKER_TTL_S = 30.0
+
+
+class Metrics:
+    """The counters a worker moves; a Listener (``on_outcome``) for ``s3pod.events``.
+
+    Each instance owns its registry, so two in one process (tests) do not collide.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.jobs = Counter("s3pod_jobs", "Job attempts, by how they ended.", ["outcome"], registry=self.registry)
+        for kind in OutcomeKind:  # export every outcome at 0 so rate() works from the start
+            self.jobs.labels(outcome=kind.value)
+        self.uploaded_bytes = Counter(
+            "s3pod_uploaded_bytes", "Bytes sent to S3 by successful uploads.", registry=self.registry
+        )
+        self.upload_duration = Histogram(
+            "s3pod_upload_duration_seconds",
+            "Duration of each successful upload.",
+            buckets=DURATION_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.retries = Counter("s3pod_retries", "Retries scheduled after a failed attempt.", registry=self.registry)
+
+    def on_outcome(self, outcome: Outcome) -> None:
+        """Count one job transition."""
+        self.jobs.labels(outcome=outcome.kind.value).inc()
+        if outcome.kind is OutcomeKind.UPLOADED:
+            self.uploaded_bytes.inc(max(0, outcome.bytes_sent))
+            self.upload_duration.observe(max(0.0, outcome.duration_s))
+        elif outcome.kind is OutcomeKind.RETRY:
+            self.retries.inc()
+
+    def watch_queue(
+        self, client: redis.Redis, prefix: str = DEFAULT_PREFIX, worker_ttl_s: float = DEFAULT_WORKER_TTL_S
+    ) -> None:
+        """Also export the queue depths and live workers, read from Redis at each scrape."""
+        self.registry.register(QueueCollector(client, prefix, worker_ttl_s))
+
+
+class QueueCollector(Collector):
+    """Reads the queue's depths and the live workers from Redis when Prometheus scrapes."""
+
+    def __init__(
+        self, client: redis.Redis, prefix: str = DEFAULT_PREFIX, worker_ttl_s: float = DEFAULT_WORKER_TTL_S
+    ) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.worker_ttl_s = worker_ttl_s
+
+    def describe(self) -> Iterator[Metric]:
+        # Describing without touching Redis keeps registration free of I/O.
+        yield GaugeMetricFamily("s3pod_queue_jobs", "Jobs in each state.", labels=["state"])
+        yield GaugeMetricFamily("s3pod_workers_alive", "Workers with a fresh heartbeat.")
+        yield GaugeMetricFamily("s3pod_redis_up", "1 if this scrape could read Redis.")
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("s3pod_redis_up", "1 if this scrape could read Redis.")
+        try:
+            counts = count_jobs(self.client, self.prefix)
+            # By Redis's clock, as heartbeats; over every shard of a sharded prefix.
+            alive = sum(age <= self.worker_ttl_s for age in counts.heartbeat_age_s.values())
+        except redis.RedisError as exc:
+            # A scrape must still answer: report Redis down instead of failing the whole page.
+            logger.warning("metrics: cannot read queue depths from Redis: %s", exc)
+            up.add_metric([], 0)
+            yield up
+            return
+        depth = GaugeMetricFamily("s3pod_queue_jobs", "Jobs in each state.", labels=["state"])
+        for state in ("pending", "processing", "delayed", "dead"):
+            depth.add_metric([state], getattr(counts, state))
+        yield depth
+        yield GaugeMetricFamily("s3pod_workers_alive", "Workers with a fresh heartbeat.", value=int(alive))
+        up.add_metric([], 1)
+        yield up
+
+
+class MetricsServer:
+    """``/metrics`` over HTTP on ``host:port`` in a background thread (port 0 picks one)."""
+
+    def __init__(self, registry: CollectorRegistry, host: str, port: int) -> None:
+        self._httpd, self._thread = start_http_server(port, addr=host, registry=registry)
+        self.host = host
+        self.port = int(self._httpd.server_port)
+        logger.info("metrics on http://%s/metrics", _host_port(host, self.port))
+
+    def close(self) -> None:
+        """Stop serving and free the port."""
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(5)
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
