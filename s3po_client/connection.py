@@ -32,6 +32,7 @@ from .producer import make_job, push_jobs
 from .redis_url import connect
 from .retry import DEFAULT_BACKOFF_BASE_S, RetryPolicy
 from .settings import S3Settings
+from .settle import delete_uploaded
 
 if TYPE_CHECKING:
     import redis
@@ -363,7 +364,7 @@ class Connection:
                     return False
                 logger.info("uploaded job=%s bucket=%s key=%s bytes=%d", job_id, bucket, key, result.bytes_read)
                 if delete:
-                    result.delete_source(job_id)
+                    delete_uploaded(result, job_id=job_id)
                 return True
             except SourceChangedError as exc:
                 if changes < retries:

@@ -30,6 +30,7 @@ from s3po_client.redaction import redact_url
 from s3po_client.redis_url import connect
 from s3po_client.retry import SERVER_RETRY, RetryPolicy
 from s3po_client.settings import S3Settings, TransferSettings
+from s3po_client.settle import check_unchanged, delete_uploaded
 from s3po_client.transfer import TransferEngine, UploadResult
 from s3po_client.transfer.resume import abandon_saved_upload
 from s3pod.consumer import dead_entry
@@ -380,7 +381,7 @@ class Worker:
                 job.attempt,
             )
             if job.delete:
-                result.ensure_source_unchanged()
+                check_unchanged(result)
         except Exception as exc:  # noqa: BLE001 - every failure settles the job, none ends the worker
             return self._failed(raw, job, exc, started)
         finally:
@@ -409,7 +410,7 @@ class Worker:
             raw, job, result = each.raw, each.job, each.result
             if job.delete:
                 try:
-                    result.delete_source(job.id)
+                    delete_uploaded(result, job_id=job.id)
                 except SourceChangedError as exc:
                     if os.path.lexists(result.source_path or job.path):  # changed: upload it again
                         self._call(functools.partial(self.consumer.forget_stored, job.id), "forget stored marker")

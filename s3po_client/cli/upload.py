@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from ..errors import JobError, SourceChangedError, TransferError
+from ..settle import delete_uploaded
 from .batch import Task, run_batch
 from .options import (
     filters_of,
@@ -224,7 +225,7 @@ def upload_one(
     deleted, error = False, None
     if item.path != "-" and not keep and not item.via_symlink:
         try:
-            deleted = result.delete_source()
+            deleted = delete_uploaded(result)
             if not deleted:
                 error = f"{dest}: stored, but {shown!r} could not be deleted"
         except SourceChangedError as exc:

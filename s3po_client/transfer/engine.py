@@ -13,7 +13,7 @@ from typing import IO, Any, BinaryIO, Literal, TypeVar, cast
 
 from ..codecs import DECODABLE, CompressingReader, DecodingWriter
 from ..errors import DownloadError, JobError, SourceChangedError, TransferError, UploadError
-from ..localfile import FileStat, delete_unchanged, ensure_unchanged
+from ..localfile import FileStat
 from ..retry import RetryPolicy
 from ..settings import S3Settings, TransferSettings
 from .download import ObjectInfo, Target, download_stream
@@ -47,22 +47,6 @@ class UploadResult:
     source: FileStat | None = None
     #: the real path of the file read (symlinks resolved), the one to delete
     source_path: str | None = None
-
-    def ensure_source_unchanged(self) -> None:
-        """Raise SourceChangedError unless the file this upload read is still there, unchanged.
-
-        A file that was rewritten, replaced or removed while it was sent must be kept (and
-        uploaded again), never deleted.
-        """
-        if self.source is None or self.source_path is None:
-            raise ValueError("only the result of a file upload has a source file")
-        ensure_unchanged(self.source_path, self.source, bucket=self.bucket, key=self.key)
-
-    def delete_source(self, job_id: str = "-") -> bool:
-        """Delete the uploaded file if it is unchanged (see :func:`~s3po_client.localfile.delete_unchanged`)."""
-        if self.source is None or self.source_path is None:
-            raise ValueError("only the result of a file upload has a source file")
-        return delete_unchanged(self.source_path, self.source, job_id=job_id, bucket=self.bucket, key=self.key)
 
 
 class TransferEngine:
@@ -151,7 +135,7 @@ class TransferEngine:
         The file is read through a descriptor opened with ``O_NOFOLLOW`` and checked (a
         regular file, inside ``allow_dirs`` when given: see ``localfile.open_checked``);
         ``opened`` is such a file already opened by the caller, read by the first attempt.
-        The result's ``delete_source()`` deletes the file read if it is unchanged.
+        ``s3po_client.settle.delete_uploaded(result)`` deletes the file read if it is unchanged.
 
         ``multipart_state`` (the daemon's :class:`~s3pod.uploads.JobUploads`)
         records a multipart upload while it runs, so the next call for the same job resumes
