@@ -219,3 +219,16 @@ def test_the_readme_connection_example_runs(s3_server: Any, redis_server: Any, s
     assert out.returncode == 0, out.stdout + out.stderr
     assert not (tmp_path / "report.csv").exists(), "the example says report.csv is deleted"
     assert s3.get_object(Bucket="my-bucket", Key="reports/report.csv")["ContentEncoding"] == "gzip"
+
+
+def test_the_redis_py_example_pushes_to_the_shard_enqueue_would_choose(redis_server: Any, redis_client: Any) -> None:
+    from s3po_client.producer import shard_index
+
+    (block,) = re.findall(
+        r"^```python\n(.*?)^```", section("docs/job-format.md", "## Pushing jobs from other languages"), re.S | re.M
+    )
+    namespace: dict[str, Any] = {}
+    exec(compile(block.replace("redis://127.0.0.1:6379/0", redis_server.url), "docs/job-format.md", "exec"), namespace)
+    prefixes, job = namespace["prefixes"], namespace["job"]
+    chosen = prefixes[shard_index(job["bucket"], job["key"], len(prefixes))]
+    assert Job.from_json(redis_client.rpop(f"{chosen}:queue")).key == job["key"]
