@@ -177,8 +177,11 @@ def test_the_enqueue_examples_run(redis_server: Any, redis_client: Any, tmp_path
         assert job.id == namespace["job_id"] and job.path == str(tmp_path / "app.log"), page
 
 
-def test_the_lpush_example_for_other_languages_queues_a_valid_job(redis_server: Any, redis_client: Any) -> None:
-    (command,) = re.findall(r"^```sh\n(redis-cli .*?)\n```", (DOCS / "job-format.md").read_text(), re.S | re.M)
+@pytest.mark.parametrize("page", ["README.md", "docs/job-format.md"])
+def test_the_lpush_example_for_other_languages_queues_a_valid_job(
+    page: str, redis_server: Any, redis_client: Any
+) -> None:
+    (command,) = re.findall(r"^```sh\n(redis-cli .*?)\n```", (ROOT / page).read_text(), re.S | re.M)
     command = command.replace("redis-cli ", f"redis-cli -u {redis_server.url} ", 1)
     subprocess.run(["sh", "-c", command], check=True, capture_output=True, timeout=30)
     job = Job.from_json(redis_client.rpop("s3po:queue"))
