@@ -1,4 +1,4 @@
-"""The README's "Python API" section runs as written, against the real Redis and S3 servers.
+"""The "Connection" section of docs/python-api.md runs as written, against the real Redis and S3 servers.
 
 Each ```python block of the section runs in order in one fresh interpreter (a shared
 namespace, as a reader would type them), configured only through the environment: AWS
@@ -25,9 +25,9 @@ BUCKET = "my-bucket"
 
 
 def python_api_blocks() -> list[str]:
-    text = (ROOT / "README.md").read_text()
-    match = re.search(r"^## Python API\n(.*?)^## ", text, re.S | re.M)
-    assert match, "README.md has no '## Python API' section"
+    text = (ROOT / "docs" / "python-api.md").read_text()
+    match = re.search(r"^## Connection\n(.*?)^## ", text, re.S | re.M)
+    assert match, "docs/python-api.md has no '## Connection' section"
     return re.findall(r"^```python\n(.*?)^```", match.group(1), re.S | re.M)
 
 
@@ -40,7 +40,7 @@ for i, block in enumerate(blocks):
         with open(name, "w") as f:
             f.write("content of " + name)
     print(f"--- block {{i}}", flush=True)
-    exec(compile(block, f"README.md Python API block {{i}}", "exec"), namespace)
+    exec(compile(block, f"docs/python-api.md Connection block {{i}}", "exec"), namespace)
 print("--- done", flush=True)
 """
 

@@ -43,7 +43,7 @@ pytestmark = [
     pytest.mark.timeout(600),
 ]
 
-README = ROOT / "README.md"
+README = ROOT / "docs" / "service.md"  # its "Run as a service" section
 ENV_EXAMPLE = ROOT / "systemd" / "s3pod.env.example"
 SPOOL = "/var/spool/s3po"
 CHECKOUT = "/root/s3po"  # the README runs "as root, in a checkout of s3po"
@@ -54,7 +54,7 @@ SHORT_WATCHDOG_S = 3
 
 
 def readme_service_blocks() -> list[str]:
-    """Return the ```sh blocks of the README's "Run as a service" section, in order."""
+    """Return the ```sh blocks of the "Run as a service" section of docs/service.md, in order."""
     text = README.read_text()
     section = text.split("\n## Run as a service\n", 1)[1].split("\n## ", 1)[0]
     section = section.split("\n### ", 1)[0]
