@@ -122,7 +122,7 @@ clean:
 	rm -rf $(VENV) $(MIN_VENV) $(LATEST_VENV) $(TOOLS_VENV) .venv-awscli build *.egg-info .pytest_cache
 
 # The unit under a real systemd: a Debian container booted with systemd-nspawn (as root)
-# installs s3pod as the README says and checks the unit's promises. Its tree is made once
+# installs s3pod as docs/service.md says and checks the unit's promises. Its tree is made once
 # by scripts/systemd-tree (debootstrap) and cached in .cache/. `make test` runs it too,
 # wherever it can run (root on Debian/Ubuntu); this target fails where it cannot.
 .PHONY: test-systemd
