@@ -95,7 +95,7 @@ class BoundedHttpServer:
             sock.setblocking(False)
         self._selector.register(listener, selectors.EVENT_READ, _LISTENER)
         self._selector.register(self._wake_r, selectors.EVENT_READ, _WAKE)
-        self._connections: set[_Connection] = set()
+        self._connections: dict[_Connection, None] = {}  # in order of arrival: ties go to the oldest
         self._work: queue.SimpleQueue[_Task | None] = queue.SimpleQueue()
         self._urgent: queue.SimpleQueue[_Task | None] = queue.SimpleQueue()
         self._replies: queue.SimpleQueue[tuple[_Connection, Reply]] = queue.SimpleQueue()
@@ -194,7 +194,7 @@ class BoundedHttpServer:
                     continue
                 self._refuse(oldest, self.limits.busy().reply())
             conn = _Connection(sock, time.monotonic() + self.limits.request_timeout_s)
-            self._connections.add(conn)
+            self._connections[conn] = None
             self._watch(conn, selectors.EVENT_READ)
 
     def _receive(self, conn: _Connection) -> None:
@@ -336,7 +336,7 @@ class BoundedHttpServer:
 
     def _forget(self, conn: _Connection) -> None:
         self._watch(conn, 0)
-        self._connections.discard(conn)
+        self._connections.pop(conn, None)
         self._release(conn)
 
     def _release(self, conn: _Connection) -> None:
