@@ -226,6 +226,8 @@ class BoundedHttpServer:
         lane.put((conn, conn.admitted, body, time.monotonic()))
 
     def _read_head(self, conn: _Connection) -> bool:
+        while conn.buffer.startswith(b"\r\n"):  # ignored before a request line (RFC 9112 §2.2)
+            del conn.buffer[:2]
         end = conn.buffer.find(b"\r\n\r\n")
         if end < 0 or end + 4 > self.limits.max_head_bytes:
             if end >= 0 or len(conn.buffer) > self.limits.max_head_bytes:
@@ -262,8 +264,10 @@ class BoundedHttpServer:
                 self._reply(conn, reply)
 
     def _reply(self, conn: _Connection, reply: Reply) -> None:
-        head = conn.head
-        close = reply.close or head is None or not head.keep_alive
+        head, admitted = conn.head, conn.admitted
+        # A body nobody asked for is left unread: the connection cannot carry another request.
+        unread_body = head is not None and admitted is not None and not admitted.body_bytes and head.declares_body
+        close = reply.close or head is None or not head.keep_alive or unread_body
         with_body = head is None or head.method != "HEAD"
         data = reply.encode(server=self.server_header, close=close, with_body=with_body)
         if head is not None:

@@ -87,6 +87,12 @@ class Head:
         return "close" not in tokens
 
     @property
+    def declares_body(self) -> bool:
+        """Whether a body follows the head."""
+        length = self.headers.get("Content-Length", "0").strip()
+        return "Transfer-Encoding" in self.headers or length != "0"
+
+    @property
     def expects_continue(self) -> bool:
         """Whether the client waits for ``100 Continue`` before sending its body (curl does, over 1 KiB)."""
         return self.version == "HTTP/1.1" and self.headers.get("Expect", "").lower() == "100-continue"

@@ -516,3 +516,11 @@ def test_malformed_requests_get_a_clear_answer(
         sock.sendall(request_bytes)
         answer = b"".join(iter(lambda: sock.recv(65536), b""))
     assert answer.startswith(b"HTTP/1.1 %d " % status), answer[:200]
+
+
+def test_a_body_on_a_get_ends_the_connection_after_the_answer(make_api: Callable[..., ApiServer]) -> None:
+    with connect(make_api().port) as sock:
+        sock.sendall(b"\r\nGET /v1/status HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+        status, headers, _ = read_reply(sock)
+        assert (status, headers["Connection"]) == (200, "close")
+        assert sock.recv(1) == b""
