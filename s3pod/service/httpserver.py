@@ -1,7 +1,7 @@
 """A bounded HTTP/1.1 server: one selector loop reads and writes, a fixed pool of threads answers.
 
-http.server's ThreadingHTTPServer starts a thread per connection, so 1,000 idle connections
-were 1,000 threads and nothing bounded them. Here the threads are fixed at start:
+http.server's ThreadingHTTPServer starts a thread per connection: 1,000 idle connections
+would be 1,000 threads, with nothing to bound them. Here the threads are fixed at start:
 
 - one loop thread accepts, reads each request whole and writes each answer, never waiting
   on a client;
@@ -12,7 +12,9 @@ were 1,000 threads and nothing bounded them. Here the threads are fixed at start
   closed: an idle or slow connection gives way to a new one, so a probe gets through a
   flood. If every open connection is being answered, the newcomer gets the 503;
 - a client has ``Limits.request_timeout_s`` for its whole request (line, headers, body),
-  however slowly it trickles it in (slowloris), and as long again to take the answer;
+  however slowly it trickles it in (slowloris), and as long again to take the answer; a
+  request that waited that long for a worker is answered 503 with Retry-After unprocessed
+  (its client has most likely given up);
 - the request bodies held at once total at most ``Limits.max_buffered_bytes`` (one body
   always fits); beyond it the request is answered 503 with Retry-After.
 """
@@ -49,7 +51,7 @@ SHED_LOG_EVERY_S = 10.0
 
 class _State(Enum):
     READING = "reading"  # the request is arriving (or the next one, on a kept-alive connection)
-    WAITING = "waiting"  # a worker is answering it
+    WAITING = "waiting"  # read whole, queued for a worker or being answered (no deadline: the app's own)
     WRITING = "writing"  # the answer is going out
 
 
@@ -155,6 +157,8 @@ class BoundedHttpServer:
                         self._accept()
                     elif key.data is _WAKE:
                         _drain(self._wake_r)
+                    elif key.data not in self._connections:
+                        continue  # closed earlier in this turn (shed to make room)
                     elif events & selectors.EVENT_READ:
                         self._receive(key.data)
                     else:
