@@ -4,6 +4,10 @@ unauthenticated, and 200 concurrent requests.
 Each bad request gets a clear 4xx answer and queues nothing; slow clients are cut off and do
 not keep a good client waiting; 200 clients at once each get their job queued, and every job
 ends stored and verified. The daemon runs on throughout.
+
+Then a flood: 1,000 idle connections and clients sending a byte a second. The daemon's
+threads and memory stay flat, /healthz answers throughout, the extra connections get 503
+with Retry-After (or are closed), and the API works once they are gone.
 """
 
 from __future__ import annotations
