@@ -4,6 +4,10 @@ unauthenticated, and 200 concurrent requests.
 Each bad request gets a clear 4xx answer and queues nothing; slow clients are cut off and do
 not keep a good client waiting; 200 clients at once each get their job queued, and every job
 ends stored and verified. The daemon runs on throughout.
+
+Then a flood: 1,000 idle connections and clients sending a byte a second. The daemon's
+threads and memory stay flat, /healthz answers throughout, the extra connections get 503
+with Retry-After (or are closed), and the API works once they are gone.
 """
 
 from __future__ import annotations
@@ -17,11 +21,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import psutil
 from conftest import wait_until
 from scenario import LONG, Figures, Spec, Stream, scale, write_file
 from servers import free_port
 
 from s3po_client.transfer import TransferEngine
+from s3pod.service.api import DEFAULT_LIMITS
 
 pytestmark = LONG
 
@@ -201,4 +207,107 @@ def test_an_abused_api_answers_clearly_and_loses_nothing(
     assert figures.verified == 200 and figures.dead == 0, figures
     assert answered_during_slowloris, "a good client is answered while slow ones hold connections"
     assert slow_left_after_20s == 0, "a client that takes forever to send its request is cut off"
+    assert daemon.proc.poll() is None
+
+
+FLOOD = 1000
+SLOW = 10
+API_MAX_CONNECTIONS = DEFAULT_LIMITS.max_connections
+REQUEST_TIMEOUT_S = DEFAULT_LIMITS.request_timeout_s
+
+
+def threads_and_rss_kib(pid: int) -> tuple[int, int]:
+    process = psutil.Process(pid)
+    return process.num_threads(), process.memory_info().rss // 1024
+
+
+def timed_health(port: int) -> tuple[int, float]:
+    began = time.monotonic()
+    try:
+        status, _ = request(port, "GET", "/healthz", timeout_s=5)
+    except OSError:
+        status = 0
+    return status, time.monotonic() - began
+
+
+def what_became_of(sockets: list[socket.socket]) -> Counter[str]:
+    """How each socket ended: '503' (with Retry-After), '408', 'closed', 'reset', or 'open'."""
+    ends: Counter[str] = Counter()
+    for s in sockets:
+        s.setblocking(False)
+        try:
+            answer = s.recv(65536)
+        except BlockingIOError:
+            ends["open"] += 1
+            continue
+        except ConnectionResetError:
+            ends["reset"] += 1
+            continue
+        if not answer:
+            ends["closed"] += 1
+        elif answer.startswith(b"HTTP/1.1 503 ") and b"\r\nRetry-After: " in answer:
+            ends["503"] += 1
+        else:
+            ends[answer.split(b"\r\n")[0].decode(errors="replace")] += 1
+    return ends
+
+
+def test_a_flood_of_idle_and_slow_connections_is_bounded(
+    redis_client, s3, bucket, start_daemon, tmp_path: Path
+) -> None:
+    """1,000 idle connections and clients sending a byte a second: the daemon's threads and
+    memory stay flat, /healthz answers within two seconds throughout, the extra connections
+    are answered 503 with Retry-After (or closed), and the API works once they are gone."""
+    port = free_port()
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    daemon = start_daemon("--api-listen", f"127.0.0.1:{port}", "--allow-dir", str(allowed))
+    wait_until(lambda: timed_health(port)[0] == 200, message="the API up")
+    baseline = []
+    for _ in range(4):
+        assert timed_health(port)[0] == 200
+        baseline.append(threads_and_rss_kib(daemon.proc.pid))
+        time.sleep(0.5)
+    threads_before = max(threads for threads, _ in baseline)
+    rss_before_kib = max(rss for _, rss in baseline)
+
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(FLOOD)]
+    slow = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(SLOW)]
+    slow_request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 64 + b"\r\n\r\n"
+    cut_off_s: dict[int, float] = {}
+    health: list[tuple[int, float]] = []
+    samples: list[tuple[int, int]] = []
+    began = time.monotonic()
+    try:
+        for second in range(int(REQUEST_TIMEOUT_S) + 6):
+            for i, s in enumerate(slow):
+                if i not in cut_off_s:
+                    try:
+                        s.sendall(slow_request[second : second + 1])
+                    except OSError:
+                        cut_off_s[i] = time.monotonic() - began
+            health.append(timed_health(port))
+            samples.append(threads_and_rss_kib(daemon.proc.pid))
+            time.sleep(max(0.0, began + second + 1 - time.monotonic()))
+        ends = what_became_of(idle)
+    finally:
+        for s in idle + slow:
+            s.close()
+
+    max_threads = max(threads for threads, _ in samples)
+    max_rss_kib = max(rss for _, rss in samples)
+    assert max_threads <= threads_before + 2, (threads_before, [threads for threads, _ in samples])
+    assert max_rss_kib <= rss_before_kib + 32 * 1024, (rss_before_kib, max_rss_kib)
+    assert [status for status, _ in health] == [200] * len(health), health
+    assert max(seconds for _, seconds in health) < 2.0, health
+    assert len(cut_off_s) == SLOW and max(cut_off_s.values()) < REQUEST_TIMEOUT_S + 4, cut_off_s
+    assert ends["open"] == 0, ends
+    assert ends["503"] >= FLOOD - API_MAX_CONNECTIONS, ends
+
+    after = allowed / "after.bin"
+    after.write_bytes(b"after the flood")
+    job = json.dumps({"bucket": bucket, "key": "after.bin", "path": str(after)}).encode()
+    assert request(port, "POST", "/v1/jobs", job, {"Content-Type": "application/json"})[0] == 202
+    wait_until(lambda: not after.exists(), message="the job enqueued after the flood uploaded")
+    assert s3.get_object(Bucket=bucket, Key="after.bin")["Body"].read() == b"after the flood"
     assert daemon.proc.poll() is None

@@ -5,8 +5,11 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +26,8 @@ from s3po_client.job import Job
 from s3po_client.keys import QueueKeys
 from s3pod.app import s3_check
 from s3pod.safety import PathPolicy
-from s3pod.service.api import ApiServer, is_loopback
+from s3pod.service.api import DEFAULT_LIMITS, ApiServer, is_loopback
+from s3pod.service.httpwire import Limits
 
 TOKEN = "test-token-8d1f0b2c"
 
@@ -335,3 +339,188 @@ def test_responses_match_the_openapi_file(make_api: Callable[..., ApiServer], sp
     ]:
         r = call(api.port, method, path, body, headers)
         assert str(r.status) in spec["paths"][path][method.lower()]["responses"], (method, path, r.status)
+
+
+# -- bounds: threads, connections, deadlines (issue 18) ------------------------------------
+
+
+def connect(port: int) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=10)
+
+
+def read_reply(sock: socket.socket) -> tuple[int, http.client.HTTPMessage, Any]:
+    """Read one answer from ``sock`` (status, headers, JSON body), leaving the socket open."""
+    response = http.client.HTTPResponse(sock)
+    response.begin()
+    return response.status, response.headers, json.loads(response.read())
+
+
+def is_open(sock: socket.socket) -> bool:
+    """True if the server has neither answered nor closed ``sock``."""
+    sock.setblocking(False)
+    try:
+        sock.recv(1)
+    except BlockingIOError:
+        return True
+    finally:
+        sock.setblocking(True)
+    return False
+
+
+def test_threads_stay_fixed_however_many_connect(make_api: Callable[..., ApiServer]) -> None:
+    api = make_api()
+    assert call(api.port, "GET", "/healthz").status == 200
+    before = threading.active_count()
+    crowd = [connect(api.port) for _ in range(DEFAULT_LIMITS.max_connections + 50)]
+    try:
+        assert call(api.port, "GET", "/healthz").status == 200
+        assert threading.active_count() == before
+    finally:
+        for sock in crowd:
+            sock.close()
+
+
+def test_a_full_api_answers_the_longest_waiting_503_to_let_a_newcomer_in(make_api: Callable[..., ApiServer]) -> None:
+    api = make_api(limits=Limits(max_connections=4))
+    idle = [connect(api.port) for _ in range(4)]
+    try:
+        assert call(api.port, "GET", "/healthz").status == 200  # the fifth connection
+        status, headers, body = read_reply(idle[0])
+        assert (status, headers["Retry-After"], headers["Connection"]) == (503, "2", "close")
+        assert body == {"error": "the API is busy; retry after 2s"}
+        assert idle[0].recv(1) == b""
+        assert [is_open(sock) for sock in idle[1:]] == [True, True, True]
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_when_every_connection_is_being_answered_a_newcomer_gets_503(make_api: Callable[..., ApiServer]) -> None:
+    release = threading.Event()
+    api = make_api(check_s3=lambda: release.wait(10) and None, limits=Limits(max_connections=2))
+    probes = [connect(api.port) for _ in range(2)]
+    try:
+        for sock in probes:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.5)  # both read and handed to the health thread, which waits on ``release``
+        newcomer = connect(api.port)
+        status, headers, _ = read_reply(newcomer)
+        newcomer.close()
+        assert (status, headers["Retry-After"]) == (503, "2")
+        release.set()
+        assert [read_reply(sock)[0] for sock in probes] == [200, 200]
+    finally:
+        release.set()
+        for sock in probes:
+            sock.close()
+
+
+def test_a_request_that_waited_too_long_for_a_thread_gets_503(make_api: Callable[..., ApiServer]) -> None:
+    calls: list[float] = []
+
+    def first_call_slow() -> None:
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            time.sleep(1.5)
+
+    api = make_api(check_s3=first_call_slow, limits=Limits(request_timeout_s=1))
+    probes = [connect(api.port) for _ in range(2)]
+    try:
+        for sock in probes:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            time.sleep(0.1)
+        first, second = (read_reply(sock) for sock in probes)
+        assert first[0] == 200
+        assert (second[0], second[1]["Retry-After"]) == (503, "2")
+        assert len(calls) == 1  # the stale request was not answered: its client has likely gone
+    finally:
+        for sock in probes:
+            sock.close()
+
+
+def test_a_slow_request_is_cut_off_at_its_deadline(make_api: Callable[..., ApiServer]) -> None:
+    api = make_api(limits=Limits(request_timeout_s=1))
+    slow, idle = connect(api.port), connect(api.port)
+    try:
+        began = time.monotonic()
+        slow.sendall(b"GET /healthz HTTP/1.1\r\nHo")
+        for byte in b"st: x\r\n":  # a byte every 0.2 s: every read is quick, the request is not
+            time.sleep(0.2)
+            slow.sendall(bytes([byte]))
+        status, headers, body = read_reply(slow)
+        assert (status, headers["Connection"]) == (408, "close")
+        assert body == {"error": "the request took over 1s to arrive"}
+        assert time.monotonic() - began < 2.5
+        assert idle.recv(1) == b""  # an idle connection is closed without a word
+        assert call(api.port, "GET", "/healthz").status == 200
+    finally:
+        slow.close()
+        idle.close()
+
+
+def test_request_bodies_held_at_once_are_bounded(
+    make_api: Callable[..., ApiServer], spool: Path, redis_client: redis.Redis
+) -> None:
+    api = make_api(limits=Limits(max_buffered_bytes=1000))
+    job = json.dumps({"bucket": "b", "key": "k", "path": spooled(spool, "f")}).encode().ljust(800)
+    head = b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 800\r\n\r\n"
+    first, second = connect(api.port), connect(api.port)
+    try:
+        first.sendall(head)
+        time.sleep(0.3)  # the first head is read: 800 bytes are reserved for its body
+        second.sendall(head)
+        status, headers, _ = read_reply(second)
+        assert (status, headers["Retry-After"]) == (503, "2")
+        first.sendall(job)
+        assert read_reply(first)[0] == 202
+        assert len(queued(redis_client)) == 1
+    finally:
+        first.close()
+        second.close()
+
+
+def test_kept_alive_connections_and_expect_100_continue(
+    make_api: Callable[..., ApiServer], spool: Path, redis_client: redis.Redis
+) -> None:
+    api = make_api()
+    sock = connect(api.port)
+    try:
+        for _ in range(3):
+            sock.sendall(b"GET /v1/status HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_reply(sock)[0] == 200
+        job = json.dumps({"bucket": "b", "key": "k", "path": spooled(spool, "f")}).encode()
+        sock.sendall(
+            b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(job)
+        )
+        assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(job)
+        assert read_reply(sock)[0] == 202
+        assert len(queued(redis_client)) == 1
+    finally:
+        sock.close()
+
+
+@pytest.mark.parametrize(
+    "request_bytes, status",
+    [
+        (b"\x00\xff GARBAGE\r\n\r\n", 400),
+        (b"GET /healthz HTTP/2.0\r\n\r\n", 505),
+        (b"HEAD /healthz HTTP/1.1\r\n\r\n", 405),
+        (b"GET /healthz HTTP/1.1\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n", 431),
+    ],
+)
+def test_malformed_requests_get_a_clear_answer(
+    make_api: Callable[..., ApiServer], request_bytes: bytes, status: int
+) -> None:
+    with connect(make_api().port) as sock:
+        sock.sendall(request_bytes)
+        answer = b"".join(iter(lambda: sock.recv(65536), b""))
+    assert answer.startswith(b"HTTP/1.1 %d " % status), answer[:200]
+
+
+def test_a_body_on_a_get_ends_the_connection_after_the_answer(make_api: Callable[..., ApiServer]) -> None:
+    with connect(make_api().port) as sock:
+        sock.sendall(b"\r\nGET /v1/status HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+        status, headers, _ = read_reply(sock)
+        assert (status, headers["Connection"]) == (200, "close")
+        assert sock.recv(1) == b""
