@@ -11,9 +11,10 @@ from collections.abc import Callable
 import redis
 
 from s3po_client.redis_url import node_options
-from s3pod.consumer import Consumer
 
+from .consumer import Consumer
 from .reachability import RedisWatch
+from .sharded import Claimed, ShardedConsumer
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +38,9 @@ class Keeper(threading.Thread):
 
     def __init__(
         self,
-        consumer: Consumer,
+        consumer: ShardedConsumer,
         watch: RedisWatch,
-        held: Callable[[], Counter[bytes]],
+        held: Callable[[], Counter[Claimed]],
         *,
         heartbeat_timeout_s: float,
         promote_interval_s: float,
@@ -56,7 +57,7 @@ class Keeper(threading.Thread):
         self.tick_interval_s = tick_interval_s
         self.on_tick = on_tick
         self.stopped = threading.Event()
-        self._suspects: set[bytes] = set()
+        self._suspects: set[Claimed] = set()
 
     def stop(self) -> None:
         """Ask the thread to end and wait for it."""
@@ -112,31 +113,33 @@ class Keeper(threading.Thread):
     def reap(self) -> None:
         if self.watch.down or self.watch.up_for_s() < self.heartbeat_interval_s:
             return
-        try:
-            # On Redis Cluster, the uptime of the node that holds the queue.
-            client = self.consumer.client
-            info = client.info("server", **node_options(client, self.consumer.keys.workers))
-            uptime_s = float(info.get("uptime_in_seconds", 0))
-        except redis.ResponseError:  # INFO disabled (some managed Redis): judge by heartbeats alone
-            uptime_s = float("inf")
-        if uptime_s < self.heartbeat_timeout_s:
-            return
-        for worker_id, moved in self.consumer.reap(self.heartbeat_timeout_s).items():
-            logger.warning(
-                "reaped worker %s (no heartbeat for %.0fs): put %d job(s) back on the queue",
-                worker_id,
-                self.heartbeat_timeout_s,
-                moved,
-            )
+        for shard in self.consumer.shards:
+            if self._up_for_a_timeout(shard):
+                for worker_id, moved in shard.reap(self.heartbeat_timeout_s).items():
+                    logger.warning(
+                        "reaped worker %s (no heartbeat for %.0fs): put %d job(s) back on the queue %s",
+                        worker_id,
+                        self.heartbeat_timeout_s,
+                        moved,
+                        shard.keys.queue,
+                    )
         self.watch.answered()
+
+    def _up_for_a_timeout(self, shard: Consumer) -> bool:
+        """Whether the Redis server holding ``shard`` (its node, on Redis Cluster) is up for a heartbeat timeout."""
+        try:
+            info = self.consumer.client.info("server", **node_options(self.consumer.client, shard.keys.workers))
+        except redis.ResponseError:  # INFO disabled (some managed Redis): judge by heartbeats alone
+            return True
+        return float(info.get("uptime_in_seconds", 0)) >= self.heartbeat_timeout_s
 
     def sweep(self) -> None:
         listed = Counter(self.consumer.held())
         held = self.held()
-        excess = {raw for raw, n in listed.items() if n > held.get(raw, 0)}
-        for raw in excess & self._suspects:
-            if self.consumer.put_back(raw):
-                logger.warning("put back a job no thread holds (a claim whose reply was lost): %.200r", raw)
+        excess = {claimed for claimed, n in listed.items() if n > held.get(claimed, 0)}
+        for claimed in excess & self._suspects:
+            if claimed.shard.put_back(claimed.raw):
+                logger.warning("put back a job no thread holds (a claim whose reply was lost): %.200r", claimed.raw)
         self._suspects = excess - self._suspects
         self.watch.answered()
 

@@ -13,8 +13,9 @@ from s3po_client import enqueue
 from s3po_client.retry import RetryPolicy
 from s3po_client.settings import S3Settings
 from s3po_client.transfer import TransferEngine
+from s3pod.config import WorkerConfig, WorkerHooks
 from s3pod.events import Outcome, OutcomeKind
-from s3pod.loop import Worker, WorkerConfig
+from s3pod.loop import Worker
 
 
 class Recorder:
@@ -55,11 +56,10 @@ def make_worker(client: redis.Redis, endpoint: str, s3_settings: S3Settings, rec
         retry=RetryPolicy(base_s=0),
         s3_probe_url=endpoint,
         tick_interval_s=0.05,
-        on_ready=recorder.ready,
-        on_tick=recorder.tick,
         **overrides,
     )
-    return Worker(client, TransferEngine(s3), config, listeners=[Broken(), recorder])
+    hooks = WorkerHooks(on_ready=recorder.ready, on_tick=recorder.tick)
+    return Worker(client, TransferEngine(s3), config, listeners=[Broken(), recorder], hooks=hooks)
 
 
 def test_listeners_hear_every_transition_even_beside_a_broken_one(

@@ -124,9 +124,9 @@ def mixed_files(
     return specs
 
 
-def settled(client: redis.Redis) -> bool:
+def settled(client: redis.Redis, prefix: str = KEYS.prefix) -> bool:
     """True when no job is pending, held or delayed (dead letters count as settled)."""
-    counts = count_jobs(client)
+    counts = count_jobs(client, prefix)
     return counts.pending + counts.processing + counts.delayed == 0
 
 
