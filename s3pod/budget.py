@@ -9,6 +9,11 @@ from s3po_client.transfer.parts import part_size_for
 
 MiB = 1024 * 1024
 
+#: What a multipart upload holds beside its parts: its part threads and connections, and
+#: the allocator's slack around buffers of a part's size (tests/daemon/test_budget.py
+#: checks the sum against the daemon's resident memory).
+MULTIPART_OVERHEAD_BYTES = 4 * MiB
+
 
 def upload_memory_bytes(size_bytes: int, settings: TransferSettings) -> int:
     """Return the most an upload of a ``size_bytes`` file holds in memory with ``settings``.
@@ -16,9 +21,10 @@ def upload_memory_bytes(size_bytes: int, settings: TransferSettings) -> int:
     A body below the multipart threshold is held whole. A multipart upload first reads
     ``multipart_threshold_bytes`` (to decide single PUT or multipart) and holds them while
     its first parts are copied out of them; that buffer is freed once cut, and from then on
-    it holds ``max_concurrency`` parts in flight plus the one being read. Parts grow past
-    10,000 × ``part_size_bytes``, and so does this. With the defaults: the larger of
-    16 + 2 × 8 MiB and 5 × 8 MiB, so 40 MiB for any file up to 78 GiB.
+    it holds ``max_concurrency`` parts in flight plus the one being read; and
+    :data:`MULTIPART_OVERHEAD_BYTES` besides. Parts grow past 10,000 × ``part_size_bytes``,
+    and so does this. With the defaults: the larger of 16 + 2 × 8 MiB and 5 × 8 MiB, plus
+    4 MiB, so 44 MiB for any file up to 78 GiB.
     """
     threshold = settings.multipart_threshold_bytes
     if size_bytes < threshold:
@@ -26,7 +32,7 @@ def upload_memory_bytes(size_bytes: int, settings: TransferSettings) -> int:
     part = part_size_for(1, base_bytes=settings.part_size_bytes, size_hint=size_bytes)
     in_flight = settings.max_concurrency + 1
     cut_from_first = min(-(-threshold // part), in_flight)
-    return max(threshold + cut_from_first * part, in_flight * part)
+    return max(threshold + cut_from_first * part, in_flight * part) + MULTIPART_OVERHEAD_BYTES
 
 
 class MemoryBudget:

@@ -117,13 +117,17 @@ class Runner:
             opened = self.config.paths.open(job.path)  # checked on the descriptor that is read
         except JobError as exc:
             return Rejected(claimed, job, started, str(exc), missing=not os.path.lexists(job.path))
+        # The engine closes the file it reads; a copy of the descriptor tells what became of it.
+        witness = os.dup(opened[0].fileno())
         try:
             with opened[0]:
-                return self._upload(claimed, job, started, opened, before_long)
+                return self._upload(claimed, job, started, opened, witness, before_long)
         except Exception as exc:  # noqa: BLE001 - every failure settles the job, none ends the worker
             if not isinstance(exc, S3poError):
                 logger.exception("bug while uploading job=%s", job.id)
             return Failed(claimed, job, started, exc)
+        finally:
+            os.close(witness)
 
     def _upload(
         self,
@@ -131,6 +135,7 @@ class Runner:
         job: Job,
         started: float,
         opened: tuple[BinaryIO, str],
+        witness: int,
         before_long: Callable[[], None] | None,
     ) -> RunResult:
         file, path = opened
@@ -171,16 +176,16 @@ class Runner:
             job.attempt,
         )
         if job.delete:
-            ensure_kept_or_gone_unchanged(result, file, job)
+            ensure_kept_or_gone_unchanged(result, witness, job)
         return Uploaded(claimed, job, started, result)
 
 
-def ensure_kept_or_gone_unchanged(result: UploadResult, file: BinaryIO, job: Job) -> None:
+def ensure_kept_or_gone_unchanged(result: UploadResult, witness: int, job: Job) -> None:
     """Raise SourceChangedError unless the file is unchanged, or gone without a change after it was read.
 
     A file removed right after its verified upload (by another copy of the job, say) is
-    stored in its last version when the descriptor read shows it as it was when the
-    attempt began: uploading it again is impossible and failing the job would end in a
+    stored in its last version when ``witness`` (a descriptor of the file read) shows it
+    as it was when the attempt began: uploading it again is impossible and failing the job would end in a
     false dead letter.
     """
     try:
@@ -188,6 +193,6 @@ def ensure_kept_or_gone_unchanged(result: UploadResult, file: BinaryIO, job: Job
     except SourceChangedError:
         if os.path.lexists(result.source_path or job.path):
             raise
-        if FileStat.from_stat(os.fstat(file.fileno())) != result.source:
+        if FileStat.from_stat(os.fstat(witness)) != result.source:
             raise
         logger.warning("file of job=%s vanished after its verified upload, unchanged: its object is stored", job.id)

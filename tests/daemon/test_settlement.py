@@ -67,3 +67,28 @@ def test_a_duplicated_job_is_acknowledged_twice_and_never_dead_lettered(
     assert (counts.delayed, counts.dead) == (0, 0), [json.loads(e) for e in redis_client.lrange(keys.dead, 0, -1)]
     assert s3.get_object(Bucket=bucket, Key="twice.txt")["Body"].read() == b"twice"
     assert daemon.log.count("uploaded job=") == 2, daemon.log
+
+
+def test_a_file_removed_right_after_its_upload_read_it_is_acknowledged_as_stored(
+    redis_server: Any,
+    redis_client: redis.Redis,
+    s3: Any,
+    bucket: str,
+    start_daemon: Any,
+    fault_proxy: Any,
+    tmp_path: Path,
+) -> None:
+    """Removed while its PUT is on the way: the descriptor read shows the file unchanged, so the object is its last version."""
+    path = tmp_path / "removed.txt"
+    path.write_text("removed")
+    slow = fault_proxy.add_rule("delay", method="PUT", path="/removed.txt", delay_s=1.0, times=1)
+    enqueue(bucket, "removed.txt", path, redis_url=redis_server.url)
+    daemon = start_daemon("--concurrency", "1", env={"S3POD_ENDPOINT_URL": fault_proxy.url})
+    wait_until(lambda: slow.hits >= 1, message="the PUT on its way")
+    path.unlink()
+    wait_until(lambda: "uploaded job=" in daemon.log and count_jobs(redis_client).processing == 0, message="settled")
+    time.sleep(0.5)
+    counts = count_jobs(redis_client)
+    assert (counts.pending, counts.delayed, counts.dead) == (0, 0, 0), [e.error for e in list_dead(redis_client)]
+    assert s3.get_object(Bucket=bucket, Key="removed.txt")["Body"].read() == b"removed"
+    assert "vanished after its verified upload" in daemon.log

@@ -140,7 +140,7 @@ def dead_keys(client: redis.Redis) -> set[str | None]:
     for entry in dead_entries(client):
         try:
             keys.add(json.loads(entry["job"]).get("key"))
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):  # not JSON, not an object, nested too deep
             keys.add(None)
     return keys
 
