@@ -38,7 +38,7 @@ class Keeper(threading.Thread):
 
     def __init__(
         self,
-        consumer: ShardedConsumer,
+        queue: ShardedConsumer,
         watch: RedisWatch,
         held: Callable[[], Counter[Claimed]],
         *,
@@ -48,7 +48,7 @@ class Keeper(threading.Thread):
         on_tick: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(name="s3pod-keeper", daemon=True)
-        self.consumer = consumer
+        self.queue = queue
         self.watch = watch
         self.held = held
         self.heartbeat_timeout_s = heartbeat_timeout_s
@@ -94,18 +94,18 @@ class Keeper(threading.Thread):
     # -- chores --------------------------------------------------------------------------
 
     def beat(self) -> None:
-        state = self.consumer.heartbeat()
+        state = self.queue.heartbeat()
         self.watch.answered()
         if state == 2:
             logger.warning(
                 "worker %s was silent for more than %.0fs: a reaper may have put its jobs back, "
                 "so some may be uploaded twice",
-                self.consumer.worker_id,
+                self.queue.worker_id,
                 self.heartbeat_timeout_s,
             )
 
     def promote(self) -> None:
-        moved = self.consumer.promote()
+        moved = self.queue.promote()
         self.watch.answered()
         if moved:
             logger.debug("promoted %d delayed job(s)", moved)
@@ -113,7 +113,7 @@ class Keeper(threading.Thread):
     def reap(self) -> None:
         if self.watch.down or self.watch.up_for_s() < self.heartbeat_interval_s:
             return
-        for shard in self.consumer.shards:
+        for shard in self.queue.shards:
             if self._up_for_a_timeout(shard):
                 for worker_id, moved in shard.reap(self.heartbeat_timeout_s).items():
                     logger.warning(
@@ -128,13 +128,13 @@ class Keeper(threading.Thread):
     def _up_for_a_timeout(self, shard: Consumer) -> bool:
         """Whether the Redis server holding ``shard`` (its node, on Redis Cluster) is up for a heartbeat timeout."""
         try:
-            info = self.consumer.client.info("server", **node_options(self.consumer.client, shard.keys.workers))
+            info = self.queue.client.info("server", **node_options(self.queue.client, shard.keys.workers))
         except redis.ResponseError:  # INFO disabled (some managed Redis): judge by heartbeats alone
             return True
         return float(info.get("uptime_in_seconds", 0)) >= self.heartbeat_timeout_s
 
     def sweep(self) -> None:
-        listed = Counter(self.consumer.held())
+        listed = Counter(self.queue.held())
         held = self.held()
         excess = {claimed for claimed, n in listed.items() if n > held.get(claimed, 0)}
         for claimed in excess & self._suspects:
