@@ -14,22 +14,24 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any
 
 import redis
 
+from s3po_client import __version__
 from s3po_client.errors import ConfigError
 from s3po_client.keys import DEFAULT_PREFIX
 from s3po_client.redaction import redact_url
 from s3po_client.redis_url import connect
-from s3po_client.settings import S3Settings
+from s3po_client.settings import S3Settings, TransferSettings
+from s3po_client.transfer import TransferEngine
 
-from .config import WorkerConfig
+from .config import WorkerConfig, WorkerHooks
 from .events import Listener
-from .loop import probe_url, serve
+from .loop import Worker
 from .reachability import s3_answers
 from .safety import PathPolicy
 from .service.api import DEFAULT_MAX_BODY_BYTES, ApiServer
@@ -215,8 +217,8 @@ def run(s3: S3Settings, redis_url: str, config: WorkerConfig, settings: ServiceS
         pidfile.acquire()
         daemonize(pidfile, settings.log_file, preserve=_log_streams())
         logger.info("detached: pid=%d pidfile=%s", os.getpid(), pidfile.path)
-    if config.s3_probe_url is None:
-        config.s3_probe_url = probe_url(s3)
+    probe = config.s3_probe_url or probe_url(s3)
+    config = replace(config, s3_probe_url=probe)
     client = connect(redis_url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S)
     service = Service(
         settings,
@@ -224,29 +226,70 @@ def run(s3: S3Settings, redis_url: str, config: WorkerConfig, settings: ServiceS
         redis_url=redis_url,
         prefix=config.prefix,
         paths=config.paths,
-        check_s3=s3_check(config.s3_probe_url),
+        check_s3=s3_check(probe),
         worker_ttl_s=config.heartbeat_timeout_s,
     )
-    config.on_ready = _chain(config.on_ready, service.ready)
-    config.on_tick = _chain(config.on_tick, service.tick)
-    config.on_stopping = _chain(config.on_stopping, service.stopping)
+    hooks = WorkerHooks(on_ready=service.ready, on_tick=service.tick, on_stopping=service.stopping)
     try:
         with service:
             service.notifier.status("starting: waiting for Redis and the S3 endpoint")
-            return serve(s3, redis_url, config, burst=burst, listeners=service.listeners)
+            return serve(s3, redis_url, config, burst=burst, listeners=service.listeners, hooks=hooks)
     finally:
         client.close()
 
 
-def _chain(first: Callable[[], None] | None, second: Callable[[], None]) -> Callable[[], None]:
-    if first is None:
-        return second
+def probe_url(s3: S3Settings) -> str:
+    """Return the URL whose HTTP answer means the S3 endpoint is reachable."""
+    if s3.endpoint_url:
+        return s3.endpoint_url
+    return f"https://s3.{s3.region or 'us-east-1'}.amazonaws.com"
 
-    def both() -> None:
-        first()
-        second()
 
-    return both
+def serve(
+    s3: S3Settings,
+    redis_url: str,
+    config: WorkerConfig,
+    *,
+    burst: bool = False,
+    listeners: Sequence[Listener] = (),
+    hooks: WorkerHooks | None = None,
+    signals: bool = True,
+) -> int:
+    """Run the daemon until SIGTERM/SIGINT (or, with ``burst``, until the queue is empty); return its exit status.
+
+    Connects to Redis (with socket timeouts, so a silent network cannot hang a thread),
+    builds the transfer engine, warns when no ``--allow-dir`` limits the files, and runs
+    one :class:`~s3pod.loop.Worker`.
+    """
+    client = connect(
+        redis_url, socket_timeout=config.claim_timeout_s + 10, socket_connect_timeout=5, health_check_interval=30
+    )
+    if not config.paths.allow_dirs:
+        logger.warning(
+            "no --allow-dir given: any process able to write to Redis can make s3pod "
+            "read, upload and delete any file it can access"
+        )
+    if config.s3_probe_url is None:
+        config = replace(config, s3_probe_url=probe_url(s3))
+    logger.info(
+        "s3pod %s: worker=%s redis=%s endpoint=%s",
+        __version__,
+        config.worker_id,
+        redact_url(redis_url),
+        s3.endpoint_url or "AWS",
+    )
+    # Enough pooled connections for every job in flight to send all its parts at once.
+    transfer = TransferSettings()
+    transfer = replace(
+        transfer, max_pool_connections=max(transfer.max_pool_connections, config.concurrency * transfer.max_concurrency)
+    )
+    worker = Worker(client, TransferEngine(s3, transfer), config, listeners, hooks)
+    if signals:
+        worker.install_signal_handlers()
+    try:
+        return worker.run(burst=burst)
+    finally:
+        client.close()
 
 
 def _log_streams() -> list[Any]:

@@ -36,25 +36,16 @@ def default_concurrency() -> int:
 DEFAULT_CLAIM_BATCH = 8
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class WorkerConfig:
-    """What a worker needs besides its Redis client and engine.
+    """What a worker needs besides its Redis client and engine: settings only (hooks: :class:`WorkerHooks`).
 
     ``max_memory_bytes``: the bound on what all uploads in flight hold in memory (see
     :class:`~s3pod.budget.MemoryBudget`). ``heartbeat_timeout_s``: a worker silent this long is taken for dead and its jobs put
     back (every daemon on one queue should use the same value). ``shutdown_timeout_s``:
     after SIGTERM, how long jobs in flight may take before they are put back.
-
-    Hooks for the service layer, each called with no argument; one that raises is logged
-    and does not stop the worker:
-
-    - ``on_ready``: called once, from the thread running :meth:`Worker.run`, when Redis
-      answered PING and the S3 endpoint (``s3_probe_url``, if set) answered HTTP; no job is
-      claimed before. For systemd ``READY=1`` and readiness probes.
-    - ``on_tick``: called every ``tick_interval_s`` from the keeper thread for as long as
-      it runs (heartbeats, promotions), Redis or not. For systemd ``WATCHDOG=1`` pings.
-    - ``on_stopping``: called once, from the thread running :meth:`Worker.run`, when a stop
-      begins (before the jobs in flight finish). For systemd ``STOPPING=1``.
+    ``s3_probe_url``: the URL whose HTTP answer (any status) means the S3 endpoint is
+    reachable; no job is claimed before it answers (None: not probed).
     """
 
     prefix: str = DEFAULT_PREFIX
@@ -70,9 +61,6 @@ class WorkerConfig:
     claim_timeout_s: float = 1.0
     tick_interval_s: float = 1.0
     s3_probe_url: str | None = None
-    on_ready: Callable[[], None] | None = None
-    on_tick: Callable[[], None] | None = None
-    on_stopping: Callable[[], None] | None = None
 
     def __post_init__(self) -> None:
         if self.max_memory_bytes < 1:
@@ -93,4 +81,46 @@ class WorkerConfig:
         return min(1.0, max(0.05, self.retry.base_s / 4))
 
 
-__all__ = ["DEFAULT_CLAIM_BATCH", "WorkerConfig", "default_concurrency", "new_worker_id"]
+Hook = Callable[[], None]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerHooks:
+    """What the service layer runs at a worker's turning points; each is called with no argument.
+
+    One that raises is logged and does not stop the worker.
+
+    - ``on_ready``: called once, from the thread running :meth:`Worker.run`, when Redis
+      answered PING and the S3 endpoint (``s3_probe_url``, if set) answered HTTP; no job is
+      claimed before. For systemd ``READY=1`` and readiness probes.
+    - ``on_tick``: called every ``tick_interval_s`` from the keeper thread for as long as
+      it runs (heartbeats, promotions), Redis or not. For systemd ``WATCHDOG=1`` pings.
+    - ``on_stopping``: called once, from the thread running :meth:`Worker.run`, when a stop
+      begins (before the jobs in flight finish). For systemd ``STOPPING=1``.
+    """
+
+    on_ready: Hook | None = None
+    on_tick: Hook | None = None
+    on_stopping: Hook | None = None
+
+    def then(self, other: WorkerHooks) -> WorkerHooks:
+        """Return hooks that run these, then ``other``'s."""
+        return WorkerHooks(
+            on_ready=_chain(self.on_ready, other.on_ready),
+            on_tick=_chain(self.on_tick, other.on_tick),
+            on_stopping=_chain(self.on_stopping, other.on_stopping),
+        )
+
+
+def _chain(first: Hook | None, second: Hook | None) -> Hook | None:
+    if first is None or second is None:
+        return first or second
+
+    def both() -> None:
+        first()
+        second()
+
+    return both
+
+
+__all__ = ["DEFAULT_CLAIM_BATCH", "WorkerConfig", "WorkerHooks", "default_concurrency", "new_worker_id"]

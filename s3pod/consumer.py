@@ -43,8 +43,8 @@ DEAD_LOOKBACK = 100
 FORGET_WORKER_AFTER_S = 3600.0
 
 
-#: How long a stored marker outlives a daemon that died before acknowledging its job: long
-#: enough for a reaper (seconds to minutes) or an admin's ``s3po dead retry`` (days).
+#: How long a stored marker lives: long enough for any later copy of its job (put back by a
+#: reaper, pushed twice, waiting in a backlog, retried by an admin) to find it.
 STORED_MARKER_TTL_S = 7 * 24 * 3600
 
 
@@ -105,27 +105,39 @@ class Consumer:
         raw = self.client.blmove(self.keys.queue, self.processing, timeout_s, "RIGHT", "LEFT")  # type: ignore[arg-type]  # Redis takes fractional seconds
         return None if raw is None else _as_bytes(raw)
 
-    def claim_many(self, timeout_s: float, most: int, takers: int = 1) -> list[bytes]:
-        """Move up to ``most`` of the oldest pending jobs into this worker's processing list; return them, oldest first.
+    def take(self, most: int, takers: int = 1) -> list[bytes]:
+        """Move up to ``most`` of the oldest pending jobs into this worker's processing list without waiting.
 
-        One round trip for the lot while the queue is deep; never more than this caller's
-        share of it (its length over ``takers``, rounded up), so a short queue is spread
-        over every taker. When the queue is empty it blocks like :meth:`claim` for one job
-        (an empty list after ``timeout_s``).
+        Never more than this caller's share of the queue (its length over ``takers``,
+        rounded up), so a short queue is spread over every taker. Returns them, oldest first.
         """
         if most > 1:
             moved = self.scripts["claim"](keys=[self.keys.queue, self.processing], args=[most, max(1, takers)])
+            return [_as_bytes(raw) for raw in moved]
+        raw = self.client.lmove(self.keys.queue, self.processing, "RIGHT", "LEFT")
+        return [] if raw is None else [_as_bytes(raw)]
+
+    def claim_many(self, timeout_s: float, most: int, takers: int = 1) -> list[bytes]:
+        """Move up to ``most`` of the oldest pending jobs into this worker's processing list; return them, oldest first.
+
+        One round trip for the lot while the queue is deep (see :meth:`take`). When the
+        queue is empty it blocks like :meth:`claim` for one job (an empty list after
+        ``timeout_s``).
+        """
+        if most > 1:
+            moved = self.take(most, takers)
             if moved:
-                return [_as_bytes(raw) for raw in moved]
+                return moved
         raw = self.claim(timeout_s)
         return [] if raw is None else [raw]
 
     def ack(self, raw: bytes, job_id: str) -> tuple[bool, bool]:
-        """Forget a job that is done, and its stored marker; return (held, upload recorded).
+        """Forget a job that is done; return (held, upload recorded).
 
-        ``held`` is False if this worker no longer held the job (a reaper put it back: the
-        marker then stays for that copy). ``upload recorded`` says a multipart upload of the
-        job is still recorded (an earlier run's), for the caller to abort.
+        ``held`` is False if this worker no longer held the job (a reaper put it back).
+        ``upload recorded`` says a multipart upload of the job is still recorded (an
+        earlier run's), for the caller to abort. The job's stored marker is left to expire:
+        a later copy of the job finds its file gone and the marker says it is stored.
         """
         return self.ack_many([(raw, job_id)])[0]
 
@@ -133,19 +145,13 @@ class Consumer:
         """:meth:`ack` for several ``(job as claimed, job id)`` in one atomic step; the answers in order."""
         if not jobs:
             return []
-        keys = [self.processing]
-        for _, job_id in jobs:
-            keys += [self.keys.stored(job_id), self.keys.upload(job_id)]
+        keys = [self.processing, *(self.keys.upload(job_id) for _, job_id in jobs)]
         found = self.scripts["ack"](keys=keys, args=[raw for raw, _ in jobs])
         return [(bool(int(n) & 1), bool(int(n) & 2)) for n in found]
 
     def holds(self, raw: bytes) -> bool:
         """Whether this worker's processing list still holds ``raw`` (a reaper may have put it back)."""
         return self.client.lpos(self.processing, raw) is not None  # type: ignore[arg-type]
-
-    def keys_for(self, job_id: str) -> QueueKeys:
-        """The keys of the queue (the shard, when sharded) a job was claimed from: its marker and upload record live there."""
-        return self.keys
 
     def mark_stored(self, job_id: str, ttl_s: int = STORED_MARKER_TTL_S) -> None:
         """Record that a job's object is stored and verified, before its local file is deleted."""
@@ -166,7 +172,7 @@ class Consumer:
         return bool(self.client.exists(self.keys.stored(job_id)))
 
     def forget_stored(self, job_id: str) -> None:
-        """Drop the stored marker of an acknowledged job."""
+        """Drop the stored marker of a job whose file changed after it was stored (it is uploaded again)."""
         self.client.delete(self.keys.stored(job_id))
 
     def delay(self, raw: bytes, next_raw: bytes | str, delay_s: float) -> float:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
+
+from s3po_client.job import Job
 
 
 class OutcomeKind(str, Enum):
@@ -28,6 +31,22 @@ class Outcome:
     duration_s: float = 0.0
     attempt: int = 0
     error: str | None = None
+
+    @classmethod
+    def of(
+        cls, kind: OutcomeKind, job: Job | None, *, started: float, bytes_sent: int = 0, error: str | None = None
+    ) -> Outcome:
+        """Return the outcome of ``job`` (None: not a valid job) whose run began at ``started`` (monotonic)."""
+        return cls(
+            kind=kind,
+            job_id=None if job is None else job.id,
+            bucket=None if job is None else job.bucket,
+            key=None if job is None else job.key,
+            bytes_sent=bytes_sent,
+            duration_s=time.monotonic() - started,
+            attempt=0 if job is None else job.attempt,
+            error=error,
+        )
 
 
 class Listener(Protocol):

@@ -11,9 +11,10 @@ from collections.abc import Callable
 import redis
 
 from s3po_client.redis_url import node_options
-from s3pod.consumer import Consumer
 
+from .consumer import Consumer
 from .reachability import RedisWatch
+from .sharded import Claimed, ShardedConsumer
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +38,9 @@ class Keeper(threading.Thread):
 
     def __init__(
         self,
-        consumer: Consumer,
+        queue: ShardedConsumer,
         watch: RedisWatch,
-        held: Callable[[], Counter[bytes]],
+        held: Callable[[], Counter[Claimed]],
         *,
         heartbeat_timeout_s: float,
         promote_interval_s: float,
@@ -47,7 +48,7 @@ class Keeper(threading.Thread):
         on_tick: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(name="s3pod-keeper", daemon=True)
-        self.consumer = consumer
+        self.queue = queue
         self.watch = watch
         self.held = held
         self.heartbeat_timeout_s = heartbeat_timeout_s
@@ -56,7 +57,7 @@ class Keeper(threading.Thread):
         self.tick_interval_s = tick_interval_s
         self.on_tick = on_tick
         self.stopped = threading.Event()
-        self._suspects: set[bytes] = set()
+        self._suspects: set[Claimed] = set()
 
     def stop(self) -> None:
         """Ask the thread to end and wait for it."""
@@ -93,18 +94,18 @@ class Keeper(threading.Thread):
     # -- chores --------------------------------------------------------------------------
 
     def beat(self) -> None:
-        state = self.consumer.heartbeat()
+        state = self.queue.heartbeat()
         self.watch.answered()
         if state == 2:
             logger.warning(
                 "worker %s was silent for more than %.0fs: a reaper may have put its jobs back, "
                 "so some may be uploaded twice",
-                self.consumer.worker_id,
+                self.queue.worker_id,
                 self.heartbeat_timeout_s,
             )
 
     def promote(self) -> None:
-        moved = self.consumer.promote()
+        moved = self.queue.promote()
         self.watch.answered()
         if moved:
             logger.debug("promoted %d delayed job(s)", moved)
@@ -112,31 +113,33 @@ class Keeper(threading.Thread):
     def reap(self) -> None:
         if self.watch.down or self.watch.up_for_s() < self.heartbeat_interval_s:
             return
-        try:
-            # On Redis Cluster, the uptime of the node that holds the queue.
-            client = self.consumer.client
-            info = client.info("server", **node_options(client, self.consumer.keys.workers))
-            uptime_s = float(info.get("uptime_in_seconds", 0))
-        except redis.ResponseError:  # INFO disabled (some managed Redis): judge by heartbeats alone
-            uptime_s = float("inf")
-        if uptime_s < self.heartbeat_timeout_s:
-            return
-        for worker_id, moved in self.consumer.reap(self.heartbeat_timeout_s).items():
-            logger.warning(
-                "reaped worker %s (no heartbeat for %.0fs): put %d job(s) back on the queue",
-                worker_id,
-                self.heartbeat_timeout_s,
-                moved,
-            )
+        for shard in self.queue.shards:
+            if self._up_for_a_timeout(shard):
+                for worker_id, moved in shard.reap(self.heartbeat_timeout_s).items():
+                    logger.warning(
+                        "reaped worker %s (no heartbeat for %.0fs): put %d job(s) back on the queue %s",
+                        worker_id,
+                        self.heartbeat_timeout_s,
+                        moved,
+                        shard.keys.queue,
+                    )
         self.watch.answered()
 
+    def _up_for_a_timeout(self, shard: Consumer) -> bool:
+        """Whether the Redis server holding ``shard`` (its node, on Redis Cluster) is up for a heartbeat timeout."""
+        try:
+            info = self.queue.client.info("server", **node_options(self.queue.client, shard.keys.workers))
+        except redis.ResponseError:  # INFO disabled (some managed Redis): judge by heartbeats alone
+            return True
+        return float(info.get("uptime_in_seconds", 0)) >= self.heartbeat_timeout_s
+
     def sweep(self) -> None:
-        listed = Counter(self.consumer.held())
+        listed = Counter(self.queue.held())
         held = self.held()
-        excess = {raw for raw, n in listed.items() if n > held.get(raw, 0)}
-        for raw in excess & self._suspects:
-            if self.consumer.put_back(raw):
-                logger.warning("put back a job no thread holds (a claim whose reply was lost): %.200r", raw)
+        excess = {claimed for claimed, n in listed.items() if n > held.get(claimed, 0)}
+        for claimed in excess & self._suspects:
+            if claimed.shard.put_back(claimed.raw):
+                logger.warning("put back a job no thread holds (a claim whose reply was lost): %.200r", claimed.raw)
         self._suspects = excess - self._suspects
         self.watch.answered()
 

@@ -11,11 +11,14 @@ acknowledged has its record's upload aborted too, so no path leaves parts behind
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import redis
 
 from s3po_client.keys import QueueKeys
 from s3po_client.transfer.state import SavedUpload
+
+from .consumer import Consumer
 
 logger = logging.getLogger(__name__)
 
@@ -56,11 +59,21 @@ class SmallFileUploads(JobUploads):
     threshold while it is read, the first :meth:`save` records the new upload only if no
     earlier one is recorded (SET NX); if one is, it raises, the attempt fails (transient)
     and the next attempt, for a large file now, loads that record and resumes or aborts it.
+    ``on_multipart`` is called before that first save: the upload is about to hold a
+    multipart upload's memory (the daemon raises its reservation then).
     """
 
-    def __init__(self, client: redis.Redis, keys: QueueKeys, job_id: str, ttl_s: int = UPLOAD_RECORD_TTL_S) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: QueueKeys,
+        job_id: str,
+        ttl_s: int = UPLOAD_RECORD_TTL_S,
+        on_multipart: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(client, keys, job_id, ttl_s)
         self._first_save = True
+        self._on_multipart = on_multipart
 
     def load(self) -> SavedUpload | None:
         return None
@@ -69,6 +82,8 @@ class SmallFileUploads(JobUploads):
         if not self._first_save:
             super().save(saved)
             return
+        if self._on_multipart is not None:
+            self._on_multipart()
         if not self.client.set(self.key, saved.to_json(), ex=self.ttl_s, nx=True):
             raise RuntimeError(
                 "an earlier run's multipart upload of this job is recorded; the next attempt resumes or aborts it"
@@ -76,4 +91,18 @@ class SmallFileUploads(JobUploads):
         self._first_save = False
 
 
-__all__ = ["UPLOAD_RECORD_TTL_S", "JobUploads", "SmallFileUploads"]
+def record_for(
+    shard: Consumer, job_id: str, *, small: bool = False, on_multipart: Callable[[], None] | None = None
+) -> JobUploads:
+    """The multipart record of a job claimed from ``shard``; for a file too small for multipart, one that reads nothing first.
+
+    A small file goes in one PUT, which needs no record: an earlier run's record is
+    aborted when the job is settled (the ack and the dead letter report it), so the read
+    before the upload is saved (see :class:`SmallFileUploads`).
+    """
+    if small:
+        return SmallFileUploads(shard.client, shard.keys, job_id, on_multipart=on_multipart)
+    return JobUploads(shard.client, shard.keys, job_id)
+
+
+__all__ = ["UPLOAD_RECORD_TTL_S", "JobUploads", "SmallFileUploads", "record_for"]

@@ -13,8 +13,9 @@ from s3po_client import enqueue
 from s3po_client.retry import RetryPolicy
 from s3po_client.settings import S3Settings
 from s3po_client.transfer import TransferEngine
+from s3pod.config import WorkerConfig, WorkerHooks
 from s3pod.events import Outcome, OutcomeKind
-from s3pod.loop import Worker, WorkerConfig
+from s3pod.loop import Worker
 
 
 class Recorder:
@@ -55,11 +56,10 @@ def make_worker(client: redis.Redis, endpoint: str, s3_settings: S3Settings, rec
         retry=RetryPolicy(base_s=0),
         s3_probe_url=endpoint,
         tick_interval_s=0.05,
-        on_ready=recorder.ready,
-        on_tick=recorder.tick,
         **overrides,
     )
-    return Worker(client, TransferEngine(s3), config, listeners=[Broken(), recorder])
+    hooks = WorkerHooks(on_ready=recorder.ready, on_tick=recorder.tick)
+    return Worker(client, TransferEngine(s3), config, listeners=[Broken(), recorder], hooks=hooks)
 
 
 def test_listeners_hear_every_transition_even_beside_a_broken_one(
@@ -134,3 +134,24 @@ def test_config_rejects_nonsense() -> None:
         WorkerConfig(concurrency=0)
     with pytest.raises(ConfigError, match="heartbeat_timeout_s"):
         WorkerConfig(heartbeat_timeout_s=0)
+
+
+class Fatal:
+    """A listener that ends the thread it runs in, as a bug raising BaseException would."""
+
+    def on_outcome(self, outcome: Outcome) -> None:
+        raise SystemExit("listener gone")
+
+
+def test_a_job_thread_that_dies_anyway_stops_the_worker_with_status_1(
+    redis_server, redis_client, s3, bucket, s3_settings, tmp_path, caplog
+) -> None:
+    """A supervisor (systemd's Restart=on-failure) starts it again only if the status says so."""
+    f = tmp_path / "one.txt"
+    f.write_text("one")
+    enqueue(bucket, "one.txt", f, redis_url=redis_server.url)
+    config = WorkerConfig(concurrency=1, retry=RetryPolicy(base_s=0), tick_interval_s=0.05)
+    worker = Worker(redis_client, TransferEngine(s3_settings), config, listeners=[Fatal()])
+    with caplog.at_level(logging.CRITICAL, logger="s3pod.loop"):
+        assert worker.run(burst=True) == 1
+    assert "job thread died" in caplog.text

@@ -58,25 +58,27 @@ def test_a_sharded_consumer_claims_in_turn_and_settles_on_the_shard_it_claimed_f
     consumer = consumer_for(redis_client, PREFIX, "w1", heartbeat_timeout_s=5)
     assert isinstance(consumer, ShardedConsumer)
     assert consumer.heartbeat() == 0
-    raws = [consumer.claim(1) for _ in SHARDS]
-    assert sorted(Job.from_json(r).key for r in raws if r) == sorted(SHARDS), "one claim from each shard"
-    settled = {Job.from_json(r).key: r for r in raws if r}
-    first = Job.from_json(settled[SHARDS[0]])
-    consumer.mark_stored(first.id)  # in the job's own shard: the ack drops it in the same step (one slot)
+    claims = [consumer.claim(1) for _ in SHARDS]
+    assert sorted(Job.from_json(c.raw).key for c in claims if c) == sorted(SHARDS), "one claim from each shard"
+    settled = {Job.from_json(c.raw).key: c for c in claims if c}
+    assert all(c.shard.keys.prefix == key for key, c in settled.items()), "each job carries its shard"
+    first_claim = settled[SHARDS[0]]
+    first = Job.from_json(first_claim.raw)
+    first_claim.shard.mark_stored(first.id)  # in the job's own shard (one slot with the rest of it)
     assert redis_client.exists(QueueKeys(SHARDS[0]).stored(first.id))
-    assert consumer.was_stored(first.id)
-    assert consumer.ack(settled[SHARDS[0]], first.id) == (True, False)
-    assert not redis_client.exists(QueueKeys(SHARDS[0]).stored(first.id))
-    consumer.delay(settled[SHARDS[1]], Job.from_json(settled[SHARDS[1]]).next_attempt().to_json(), 60)
-    assert consumer.dead_letter(settled[SHARDS[2]], dead_entry(settled[SHARDS[2]], "boom", 1, "w1"))
-    assert consumer.put_back(settled[SHARDS[3]])
+    assert first_claim.shard.was_stored(first.id)
+    assert first_claim.shard.ack(first_claim.raw, first.id) == (True, False)
+    second, third, fourth = settled[SHARDS[1]], settled[SHARDS[2]], settled[SHARDS[3]]
+    second.shard.delay(second.raw, Job.from_json(second.raw).next_attempt().to_json(), 60)
+    assert third.shard.dead_letter(third.raw, dead_entry(third.raw, "boom", 1, "w1"))
+    assert fourth.shard.put_back(fourth.raw)
     assert redis_client.zcard(QueueKeys(SHARDS[1]).delayed) == 1
     assert redis_client.llen(QueueKeys(SHARDS[2]).dead) == 1
     assert redis_client.llen(QueueKeys(SHARDS[3]).queue) == 1
     counts = count_jobs(redis_client, PREFIX)
     assert (counts.pending, counts.processing, counts.delayed, counts.dead) == (1, 0, 1, 1)
     assert [e.error for e in list_dead(redis_client, PREFIX)] == ["boom"]
-    assert retry_dead(redis_client, None, PREFIX).queued == [Job.from_json(settled[SHARDS[2]]).id]
+    assert retry_dead(redis_client, None, PREFIX).queued == [Job.from_json(third.raw).id]
     assert redis_client.llen(QueueKeys(SHARDS[2]).queue) == 1, "a dead job is retried on its own shard"
     assert purge_dead(redis_client, PREFIX) == 0
 
@@ -190,15 +192,24 @@ def test_a_sharded_batch_claim_takes_from_one_shard_and_settles_there(redis_clie
     consumer.heartbeat()  # the workers set is how the counts find its processing lists
     claimed = [consumer.claim_many(1, most=8, takers=1) for _ in SHARDS]
     for batch in claimed:
-        keys = [Job.from_json(raw).key for raw in batch]
+        keys = [Job.from_json(c.raw).key for c in batch]
         assert len(batch) == 3 and len({k.split("/")[0] for k in keys}) == 1, "a batch comes from one shard"
+        assert {c.shard.keys.prefix for c in batch} == {keys[0].split("/")[0]}, "and says which"
     assert count_jobs(redis_client, PREFIX).processing == 12
-    everything = [(raw, Job.from_json(raw).id) for batch in claimed for raw in batch]
-    consumer.mark_stored_many([job_id for _, job_id in everything])
-    for shard, shard_jobs in jobs.items():
-        assert all(redis_client.exists(QueueKeys(shard).stored(j.id)) for j in shard_jobs), "markers in each shard"
-    assert consumer.ack_many(everything) == [(True, False)] * 12
+    for batch in claimed:
+        shard = batch[0].shard
+        everything = [(c.raw, Job.from_json(c.raw).id) for c in batch]
+        shard.mark_stored_many([job_id for _, job_id in everything])
+        assert all(redis_client.exists(shard.keys.stored(job_id)) for _, job_id in everything), "markers in its shard"
+        assert shard.ack_many(everything) == [(True, False)] * 3
     counts = count_jobs(redis_client, PREFIX)
     assert (counts.pending, counts.processing) == (0, 0)
-    assert not any(redis_client.exists(QueueKeys(s).stored(j.id)) for s, js in jobs.items() for j in js)
     assert consumer.claim_many(0.2, most=8, takers=1) == []
+
+
+def test_one_prefix_is_one_shard_and_a_claim_is_one_blocking_call(redis_client: redis.Redis) -> None:
+    consumer = consumer_for(redis_client, "s3po", "w1")
+    assert [shard.keys.prefix for shard in consumer.shards] == ["s3po"]
+    lmoves, blmoves = commands(redis_client, "lmove"), commands(redis_client, "blmove")
+    assert consumer.claim(0.2) is None
+    assert (commands(redis_client, "lmove") - lmoves, commands(redis_client, "blmove") - blmoves) == (0, 1)

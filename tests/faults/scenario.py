@@ -124,9 +124,9 @@ def mixed_files(
     return specs
 
 
-def settled(client: redis.Redis) -> bool:
+def settled(client: redis.Redis, prefix: str = KEYS.prefix) -> bool:
     """True when no job is pending, held or delayed (dead letters count as settled)."""
-    counts = count_jobs(client)
+    counts = count_jobs(client, prefix)
     return counts.pending + counts.processing + counts.delayed == 0
 
 
@@ -140,7 +140,7 @@ def dead_keys(client: redis.Redis) -> set[str | None]:
     for entry in dead_entries(client):
         try:
             keys.add(json.loads(entry["job"]).get("key"))
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):  # not JSON, not an object, nested too deep
             keys.add(None)
     return keys
 

@@ -54,6 +54,7 @@ def hostile_jobs(bucket: str, allowed: Path, outside: Path) -> tuple[list[tuple[
     cases = [
         ("malformed JSON", b'{"bucket": "b", "key": '),
         ("not an object", b'["a", "list"]'),
+        ("JSON nested past the recursion limit", b"[" * 5000 + b"]" * 5000),
         ("wrong type: bucket", job(bucket=5)),
         ("wrong type: retries", job(retries="3")),
         ("wrong type: delete", job(delete="yes")),

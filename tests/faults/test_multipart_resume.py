@@ -22,6 +22,10 @@ from conftest import wait_until
 from scenario import KEYS, LONG, Figures, MiB, orphaned_uploads, settled, write_file
 
 from s3po_client import enqueue
+from s3po_client.admin import count_jobs
+from s3po_client.keys import QueueKeys
+from s3po_client.producer import shard_index
+from s3po_client.redis_url import split_prefixes
 from s3po_client.transfer import TransferEngine
 
 pytestmark = LONG
@@ -29,9 +33,15 @@ pytestmark = LONG
 PART = 8 * MiB  # the daemon's part size (TransferSettings' default)
 
 
-def recorded(redis_client: Any, job_id: str) -> dict[str, Any] | None:
-    raw = redis_client.get(KEYS.upload(job_id))
+def recorded(redis_client: Any, job_id: str, keys: QueueKeys = KEYS) -> dict[str, Any] | None:
+    raw = redis_client.get(keys.upload(job_id))
     return None if raw is None else json.loads(raw)
+
+
+def job_keys(prefix: str, bucket: str, key: str) -> QueueKeys:
+    """The keys of the shard a producer puts a job for ``bucket``/``key`` on."""
+    shards = split_prefixes(prefix)
+    return QueueKeys(shards[shard_index(bucket, key, len(shards))])
 
 
 def stored_parts(s3: Any, bucket: str, key: str, upload_id: str) -> dict[int, int]:
@@ -48,16 +58,26 @@ def kill_mid_upload(
     key: str,
     job_id: str,
     parts_before_kill: int,
+    prefix: str = KEYS.prefix,
 ) -> tuple[Any, dict[str, Any], dict[int, int]]:
     """Run s3pod on a slowed store until ``parts_before_kill`` parts are stored, SIGKILL it; return
     (the killed daemon, the upload record it left, the parts stored once the ones in flight landed)."""
+    keys = job_keys(prefix, bucket, key)
     slow = fault_proxy.add_rule("delay", method="PUT", query="partNumber", delay_s=0.5, times=None)
-    first = start_daemon("--heartbeat-timeout", "1", "--concurrency", "1", env={"S3POD_ENDPOINT_URL": fault_proxy.url})
+    first = start_daemon(
+        "--heartbeat-timeout",
+        "1",
+        "--concurrency",
+        "1",
+        "--prefix",
+        prefix,
+        env={"S3POD_ENDPOINT_URL": fault_proxy.url},
+    )
     wait_until(
-        lambda: recorded(redis_client, job_id) and recorded(redis_client, job_id)["upload_id"],
+        lambda: recorded(redis_client, job_id, keys) and recorded(redis_client, job_id, keys)["upload_id"],
         message="the upload recorded",
     )
-    upload_id = recorded(redis_client, job_id)["upload_id"]
+    upload_id = recorded(redis_client, job_id, keys)["upload_id"]
     wait_until(
         lambda: len(stored_parts(s3, bucket, key, upload_id)) >= parts_before_kill,
         timeout_s=60,
@@ -67,7 +87,7 @@ def kill_mid_upload(
     assert first.wait(10) == -signal.SIGKILL
     time.sleep(slow.delay_s + 0.5)  # the parts the proxy was holding reach the store (or not)
     fault_proxy.clear()
-    record = recorded(redis_client, job_id)
+    record = recorded(redis_client, job_id, keys)
     assert record is not None and record["upload_id"] == upload_id, "the killed run left its record"
     assert orphaned_uploads(s3, bucket) == [(key, upload_id)], "and its upload, for the next run"
     return first, record, stored_parts(s3, bucket, key, upload_id)
@@ -153,24 +173,29 @@ def test_a_killed_compressed_upload_is_aborted_and_sent_again_whole(
     assert recorded(redis_client, job_id) is None
 
 
+@pytest.mark.parametrize("prefix", ["s3po", "{t0},{t1},{t2}"], ids=["one-prefix", "sharded"])
 def test_a_job_dead_lettered_after_the_kill_leaves_no_upload_behind(
-    redis_server, redis_client, s3, bucket, start_daemon, fault_proxy, tmp_path: Path
+    prefix, redis_server, redis_client, s3, bucket, start_daemon, fault_proxy, tmp_path: Path
 ) -> None:
+    """The record lives in the job's shard: the dead letter finds it there and aborts its upload."""
+    keys = job_keys(prefix, bucket, "big.bin")
     path = tmp_path / "big.bin"
     write_file(path, 5 * PART, random.Random(5))
-    job_id = enqueue(bucket, "big.bin", path, redis_url=redis_server.url)
-    kill_mid_upload(start_daemon, fault_proxy, redis_client, s3, bucket, "big.bin", job_id, parts_before_kill=1)
+    job_id = enqueue(bucket, "big.bin", path, prefix=prefix, redis_url=redis_server.url)
+    kill_mid_upload(
+        start_daemon, fault_proxy, redis_client, s3, bucket, "big.bin", job_id, parts_before_kill=1, prefix=prefix
+    )
     path.unlink()  # the file is gone before anyone stored it: the job is dead-lettered
 
-    second = start_daemon("--heartbeat-timeout", "1")
+    second = start_daemon("--heartbeat-timeout", "1", "--prefix", prefix)
     wait_until(
-        lambda: settled(redis_client) and redis_client.llen(KEYS.dead) == 1,
+        lambda: count_jobs(redis_client, prefix).dead == 1 and settled(redis_client, prefix),
         timeout_s=60,
         message="the job dead-lettered",
     )
-    [entry] = [json.loads(e) for e in redis_client.lrange(KEYS.dead, 0, -1)]
+    [entry] = [json.loads(e) for e in redis_client.lrange(keys.dead, 0, -1)]
     assert "does not exist" in entry["error"]
     wait_until(lambda: orphaned_uploads(s3, bucket) == [], message="the recorded upload aborted")
     assert "reason=the job is settled" in second.log
     # the record is forgotten once the store dropped the upload: a step after the abort
-    wait_until(lambda: recorded(redis_client, job_id) is None, timeout_s=10, message="the record cleared")
+    wait_until(lambda: recorded(redis_client, job_id, keys) is None, timeout_s=10, message="the record cleared")
