@@ -43,7 +43,7 @@ class QueueKeys:
         return f"{self.prefix}:delayed"
 
     def stored(self, job_id: str) -> str:
-        """Marker (with a TTL) set just before a job's local file is deleted, cleared by its ack.
+        """Marker (with a TTL) set just before a job's local file is deleted, left to expire.
 
         If a daemon dies between deleting the file and acknowledging the job, the job runs
         again and finds its file gone; the marker says the object was stored already.

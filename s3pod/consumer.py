@@ -47,6 +47,11 @@ FORGET_WORKER_AFTER_S = 3600.0
 #: reaper, pushed twice, waiting in a backlog, retried by an admin) to find it.
 STORED_MARKER_TTL_S = 7 * 24 * 3600
 
+#: How long a stored marker outlives the acknowledgement of the job that set it: long
+#: enough for the duplicates producers make (a push repeated after a timeout, a durable
+#: enqueue retried), short enough that a busy queue keeps no marker per job for days.
+STORED_AFTER_ACK_TTL_S = 3600
+
 
 def raw_text(raw: bytes) -> str:
     """Return ``raw`` as text that JSON can hold and :func:`raw_bytes` turns back exactly."""
@@ -145,8 +150,10 @@ class Consumer:
         """:meth:`ack` for several ``(job as claimed, job id)`` in one atomic step; the answers in order."""
         if not jobs:
             return []
-        keys = [self.processing, *(self.keys.upload(job_id) for _, job_id in jobs)]
-        found = self.scripts["ack"](keys=keys, args=[raw for raw, _ in jobs])
+        keys = [self.processing]
+        for _, job_id in jobs:
+            keys += [self.keys.upload(job_id), self.keys.stored(job_id)]
+        found = self.scripts["ack"](keys=keys, args=[*(raw for raw, _ in jobs), STORED_AFTER_ACK_TTL_S])
         return [(bool(int(n) & 1), bool(int(n) & 2)) for n in found]
 
     def holds(self, raw: bytes) -> bool:

@@ -13,7 +13,9 @@ twice (``push_jobs`` after a timeout, a caller retrying a durable enqueue) — a
 after the first finds its file deleted. The marker tells such a copy that its object is
 stored, so it is acknowledged, never dead-lettered. Only a job whose file is gone reads
 the marker, so a job whose file is there again is uploaded again. The cost is one small
-key per uploaded ``delete`` job for the TTL. The alternative, asking the store whether the
+key per uploaded ``delete`` job, for an hour after its acknowledgement
+(:data:`~s3pod.consumer.STORED_AFTER_ACK_TTL_S`, cut by ack.lua; a job the worker no longer
+held keeps its marker whole for the copy put back). The alternative, asking the store whether the
 object exists, cannot tell a duplicate from a job whose file never existed under a key
 that does, and would acknowledge that producer's mistake.
 """

@@ -156,7 +156,7 @@ def test_dead_jobs_and_durations_reach_metrics_and_every_log_line_is_json(
     daemon.signal(signal.SIGTERM)
     assert daemon.wait(30) == 0
     lines = json_lines(daemon.log)  # every line is JSON, DEBUG included
-    worker = [line for line in lines if line["logger"] == "s3pod.loop"]
+    worker = [line for line in lines if line["logger"] in ("s3pod.runner", "s3pod.settlement")]
     uploaded = {line["job"]: line for line in worker if line["message"].startswith("uploaded ")}
     assert set(uploaded) == set(ids)
     for job_id, (name, size) in ids.items():
@@ -271,7 +271,7 @@ def test_daemon_mode_uploads_after_detaching_and_cleans_up(
     lines = json_lines(log.read_text())
     assert any(line["message"].startswith(f"detached: pid={pid}") for line in lines)
     assert any(
-        line["logger"] == "s3pod.loop" and line["message"].startswith("uploaded ") and line["key"] == "d.txt"
+        line["logger"] == "s3pod.runner" and line["message"].startswith("uploaded ") and line["key"] == "d.txt"
         for line in lines
     )
 
