@@ -1,9 +1,5 @@
-"""The dashboard: what the daemons record (real Redis), what the page may read and do (real
-HTTP), and the page itself in a real headless Chromium against a real s3pod with jobs flowing.
-
-Chromium and its driver are Debian's packages (scripts/install-system-deps installs them);
-Selenium is told where the driver is, so it never downloads one. ``S3PO_SCREENSHOTS=1``
-writes the light and dark screenshots to docs/.
+"""The dashboard: what the daemons record (real Redis) and what the page may read and do
+(real HTTP). The page in a real browser is tests/service/test_dashboard_page.py.
 """
 
 from __future__ import annotations
@@ -11,24 +7,17 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import shutil
-import threading
 import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
-import psutil
 import pytest
 import redis
-from conftest import ROOT, wait_until
-from servers import free_port
+from conftest import wait_until
 
 from s3po_client.activity import LIVE_TTL_S, inflight_key, read_activity
 from s3po_client.job import Job
 from s3po_client.keys import QueueKeys
-from s3po_client.producer import push_jobs
 from s3pod.events import Outcome, OutcomeKind
 from s3pod.service.activity import Activity, ThroughputRecorder, WorkerBoard
 from s3pod.service.api import ApiServer

@@ -39,8 +39,13 @@ function ago(seconds) {
 const when = (t) => (t ? new Date(t * 1000).toLocaleString() : "–");
 const dest = (bucket, key) => (bucket ? `s3://${bucket}/${key ?? ""}` : "–");
 
-function fill(table, rows) {
-  $(table).querySelector("tbody").replaceChildren(...rows);
+// A table is redrawn only when what it shows changed, so a button is not replaced under a click.
+function fill(table, data, row) {
+  const body = $(table).querySelector("tbody");
+  const drawn = JSON.stringify(data);
+  if (body.dataset.drawn === drawn) return;
+  body.dataset.drawn = drawn;
+  body.replaceChildren(...data.map(row));
 }
 
 function notice(text, error = false) {
@@ -95,7 +100,7 @@ function drawChart(history) {
 
 function drawUploads(uploads) {
   $("uploads-count").textContent = uploads.length ? `(${uploads.length})` : "";
-  fill("uploads", uploads.map((u) => {
+  fill("uploads", uploads, (u) => {
     const percent = u.total_bytes ? Math.min(100, (100 * u.done_bytes) / u.total_bytes) : 0;
     const bar = el("div", { class: "bar", "data-done": u.done_bytes, "data-total": u.total_bytes },
       el("span"), el("em", {}, `${bytes(u.done_bytes)} of ${bytes(u.total_bytes)} · ${percent.toFixed(0)} %`));
@@ -103,21 +108,22 @@ function drawUploads(uploads) {
     return el("tr", { "data-job": u.job_id }, el("td", { class: "path" }, u.path),
       el("td", { class: "dest" }, dest(u.bucket, u.key)), el("td", {}, bar),
       el("td", {}, `${bytes(u.rate_bps)}/s`), el("td", {}, u.worker));
-  }));
+  });
 }
 
 function drawWorkers(workers, now) {
-  fill("workers", workers.map((w) => el("tr", { "data-worker": w.id, class: w.alive ? "" : "gone" },
+  const since = workers.map((w) => ({ ...w, now: Math.round(now) }));
+  fill("workers", since, (w) => el("tr", { "data-worker": w.id, class: w.alive ? "" : "gone" },
     el("td", {}, w.id), el("td", {}, w.host ?? "–"), el("td", {}, w.pid ?? "–"), el("td", {}, w.version ?? "–"),
-    el("td", {}, w.started_at ? ago(now - w.started_at) : "–"),
-    el("td", {}, `${w.heartbeat_age_s.toFixed(1)} s ago${w.alive ? "" : " (gone)"}`), el("td", {}, w.holding))));
+    el("td", {}, w.started_at ? ago(w.now - w.started_at) : "–"),
+    el("td", {}, `${w.heartbeat_age_s.toFixed(1)} s ago${w.alive ? "" : " (gone)"}`), el("td", {}, w.holding)));
 }
 
 function drawFailures(failures) {
-  fill("failures", failures.map((f) => el("tr", {},
+  fill("failures", failures, (f) => el("tr", {},
     el("td", {}, when(f.at)), el("td", { class: f.kind === "retry" ? "" : "dead-kind" }, f.kind),
     el("td", {}, f.job_id ?? "–"), el("td", { class: "dest" }, dest(f.bucket, f.key)), el("td", {}, f.attempt),
-    el("td", { class: "reason" }, f.error))));
+    el("td", { class: "reason" }, f.error)));
 }
 
 function drawAccess(access) {
@@ -134,7 +140,7 @@ function drawDead(page) {
   $("dead-range").textContent = page.total ? `(${page.offset + 1}–${end} of ${page.total})` : "";
   $("dead-prev").disabled = page.offset === 0;
   $("dead-next").disabled = end >= page.total;
-  fill("dead", page.entries.map((d) => {
+  fill("dead", page.entries.map((d) => ({ ...d, canAct })), (d) => {
     const retry = el("button", { type: "button", class: "act retry", disabled: !canAct || !d.retryable }, "Retry");
     const drop = el("button", { type: "button", class: "act danger delete", disabled: !canAct }, "Delete");
     retry.addEventListener("click", () => act("retry", { ref: d.ref }));
@@ -143,7 +149,7 @@ function drawDead(page) {
       el("td", {}, d.id ?? "(invalid)"), el("td", { class: "dest" }, dest(d.bucket, d.key)),
       el("td", { class: "path" }, d.path ?? "–"), el("td", {}, d.attempts), el("td", { class: "reason" }, d.error),
       el("td", { class: "actions" }, retry, drop));
-  }));
+  });
 }
 
 async function getJson(url) {
