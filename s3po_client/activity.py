@@ -163,6 +163,19 @@ class Activity:
     failures: list[Failure] = field(default_factory=list)
     read_at: float = 0.0
 
+    def rates(self, minutes: int = 5) -> dict[str, float]:
+        """Jobs and bytes per second, and failures, over the last ``minutes`` (the current one as far as it went)."""
+        recent = self.history[-minutes:]
+        if not recent:
+            return {"window_s": 0.0, "jobs_per_s": 0.0, "bytes_per_s": 0.0, "failures": 0}
+        window_s = max(60.0, self.read_at - recent[0].at)
+        return {
+            "window_s": round(window_s, 1),
+            "jobs_per_s": sum(m.uploaded for m in recent) / window_s,
+            "bytes_per_s": sum(m.bytes for m in recent) / window_s,
+            "failures": sum(m.failed for m in recent),
+        }
+
     def to_dict(self) -> dict[str, Any]:
         counts = self.counts
         return {
@@ -176,6 +189,7 @@ class Activity:
             "workers": [asdict(w) for w in self.workers],
             "uploads": [asdict(u) for u in self.uploads],
             "history": [{**asdict(m), "failed": m.failed} for m in self.history],
+            "rates": self.rates(),
             "failures": [asdict(f) for f in self.failures],
             "read_at": self.read_at,
         }

@@ -44,13 +44,11 @@ def count_line(activity: Activity) -> str:
 
 
 def rate_line(activity: Activity) -> str:
-    """What the last whole minute did (the current one is still filling)."""
-    last = activity.history[-2] if len(activity.history) > 1 else None
-    if last is None:
-        return ""
+    """What the last five minutes did, and the last hour."""
+    rates = activity.rates()
     return (
-        f"last minute: {last.uploaded} uploaded ({human_bytes(last.bytes // 60)}/s), "
-        f"{last.failed} failed; last hour: {sum(m.uploaded for m in activity.history)} uploaded, "
+        f"last 5 min: {rates['jobs_per_s']:.2f} jobs/s, {human_bytes(int(rates['bytes_per_s']))}/s, "
+        f"{rates['failures']:.0f} failed; last hour: {sum(m.uploaded for m in activity.history)} uploaded, "
         f"{sum(m.failed for m in activity.history)} failed"
     )
 

@@ -59,6 +59,7 @@ def test_outcomes_add_up_per_minute_across_daemons_in_one_round_trip(redis_clien
     last = seen.history[-1]
     assert (last.uploaded, last.bytes, last.retry, last.dead, last.failed) == (51, 50_024, 1, 1, 2)
     assert last.upload_ms == 25_000
+    assert seen.rates() == {"window_s": 299.0, "jobs_per_s": 51 / 299, "bytes_per_s": 50_024 / 299, "failures": 2}
     assert [f.job_id for f in seen.failures] == ["d1", "r1"]  # newest first
     assert "pw" not in seen.failures[1].error and "SlowDown" in seen.failures[1].error
     assert 0 < redis_client.ttl(f"s3po:activity:{int(minute // 60)}") <= 62 * 60

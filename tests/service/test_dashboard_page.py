@@ -7,6 +7,7 @@ module. ``S3PO_SCREENSHOTS=1`` writes the light and dark screenshots to docs/.
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import threading
@@ -137,7 +138,12 @@ def cross_site_post(page: Any, target: str) -> str:
 
 def screenshot(page: Any, name: str, tmp_path: Path) -> None:
     path = tmp_path / name
-    page.save_screenshot(str(path))
+    size = page.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
+    shot = page.execute_cdp_cmd(
+        "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip}
+    )
+    path.write_bytes(base64.b64decode(shot["data"]))  # the whole page, not the window's height
     assert path.stat().st_size > 10_000
     if os.environ.get("S3PO_SCREENSHOTS"):
         shutil.copy(path, ROOT / "docs" / name)

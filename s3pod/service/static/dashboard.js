@@ -91,11 +91,12 @@ function drawChart(history) {
   line.setAttribute("class", "bytes");
   shapes.push(line);
   svg.replaceChildren(...shapes);
-  // The rates of the last whole minute: the current one is still filling.
-  const last = history[history.length - 2] || { uploaded: 0, bytes: 0, failed: 0 };
-  $("rate-jobs").textContent = (last.uploaded / 60).toFixed(2);
-  $("rate-bytes").textContent = `${bytes(last.bytes / 60)}/s`;
-  $("rate-failed").textContent = last.failed;
+}
+
+function drawRates(rates) {
+  $("rate-jobs").textContent = rates.jobs_per_s.toFixed(2);
+  $("rate-bytes").textContent = `${bytes(rates.bytes_per_s)}/s`;
+  $("rate-failed").textContent = rates.failures;
 }
 
 function drawUploads(uploads) {
@@ -165,6 +166,7 @@ async function refresh() {
     drawAccess(state.access);
     drawCounts(state.counts);
     drawChart(state.history);
+    drawRates(state.rates);
     drawUploads(state.uploads);
     drawWorkers(state.workers, state.read_at);
     drawFailures(state.failures);
