@@ -161,6 +161,7 @@ class Activity:
     uploads: list[Upload]
     history: list[Minute]  # oldest first, one per minute, the current minute last
     failures: list[Failure] = field(default_factory=list)
+    failures_total: int = 0  # how many ``P:failures`` keeps: the rest are a page away
     read_at: float = 0.0
 
     def rates(self, minutes: int = 5) -> dict[str, float]:
@@ -191,6 +192,7 @@ class Activity:
             "history": [{**asdict(m), "failed": m.failed} for m in self.history],
             "rates": self.rates(),
             "failures": [asdict(f) for f in self.failures],
+            "failures_total": self.failures_total,
             "read_at": self.read_at,
         }
 
@@ -211,7 +213,8 @@ def read_activity(
     for minute in minutes:
         pipe.hgetall(minute_key(keys, minute))
     pipe.lrange(failures_key(keys), 0, failures - 1)
-    replies = pipe.execute()
+    pipe.llen(failures_key(keys))
+    *replies, failures_total = pipe.execute()
     workers, uploads = [], []
     for index, worker in enumerate(ids):
         info = {_text(k): _text(v) for k, v in replies[2 * index].items()}
@@ -224,7 +227,17 @@ def read_activity(
     ]
     recent = [f for raw in replies[-1] if (f := Failure.parse(raw)) is not None]
     uploads.sort(key=lambda u: u.started_at)
-    return Activity(counts, workers, uploads, history, recent, read_at=now)
+    return Activity(counts, workers, uploads, history, recent, int(failures_total), read_at=now)
+
+
+def read_failures(client: redis.Redis, prefix: str, offset: int = 0, limit: int = 20) -> tuple[int, list[Failure]]:
+    """Return how many failed attempts are kept, and ``limit`` of them from ``offset`` (newest first)."""
+    key = failures_key(QueueKeys(split_prefixes(prefix)[0]))
+    pipe = client.pipeline(transaction=False)
+    pipe.llen(key)
+    pipe.lrange(key, offset, offset + limit - 1)
+    total, raws = pipe.execute()
+    return int(total), [f for raw in raws if (f := Failure.parse(raw)) is not None]
 
 
 def _worker(worker_id: str, info: dict[str, str], age: float, alive: bool, holding: int) -> Worker:
@@ -262,5 +275,6 @@ __all__ = [
     "inflight_key",
     "minute_key",
     "read_activity",
+    "read_failures",
     "worker_info_key",
 ]

@@ -6,6 +6,7 @@ path                      method answers
 ``/``, ``/static/*``      GET    the page, its CSS and JavaScript (package files, nothing else)
 ``/dashboard/state``      GET    counts, workers, uploads in flight, the last hour, failures
 ``/dashboard/dead``       GET    a page of dead letters (``?offset=&limit=``), newest first
+``/dashboard/failures``   GET    a page of the recent failures, likewise
 ``/dashboard/login``      POST   form field ``token``: sets the session cookie, back to ``/``
 ``/dashboard/logout``     POST   clears it
 ``/dashboard/dead/retry`` POST   ``{"ref": ...}`` one dead letter, or ``{"all": true}``
@@ -35,6 +36,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from http import HTTPStatus
 from http.cookies import CookieError, SimpleCookie
 from importlib import resources
@@ -43,7 +45,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import redis
 
-from s3po_client.activity import Activity, read_activity
+from s3po_client.activity import Activity, read_activity, read_failures
 from s3po_client.admin import DeadEntry, purge_dead, retry_dead
 from s3po_client.keys import QueueKeys
 from s3po_client.redaction import redact
@@ -56,8 +58,8 @@ logger = logging.getLogger(__name__)
 SESSION_COOKIE = "s3pod_session"
 SESSION_S = 12 * 3600
 STATE_EVERY_S = 1.0
-DEAD_PAGE = 20
-DEAD_PAGE_MAX = 100
+PAGE = 20
+PAGE_MAX = 100
 MAX_FORM_BYTES = 4096
 #: Dead letters read per round trip while looking for one of them.
 FIND_CHUNK = 500
@@ -71,6 +73,7 @@ ROUTES: dict[str, str] = {
     **{path: "GET" for path in STATIC_FILES},
     "/dashboard/state": "GET",
     "/dashboard/dead": "GET",
+    "/dashboard/failures": "GET",
     "/dashboard/login": "POST",
     "/dashboard/logout": "POST",
     "/dashboard/dead/retry": "POST",
@@ -142,6 +145,8 @@ class Dashboard:
             return Admitted(0, lambda _: self._json(self.state(self._reader(head))))
         if path == "/dashboard/dead":
             return Admitted(0, lambda _: self._json(self.dead_page(head)))
+        if path == "/dashboard/failures":
+            return Admitted(0, lambda _: self._json(self.failures_page(head)))
         size = body_length(head, MAX_FORM_BYTES)
         if path == "/dashboard/login":
             self._check_origin(head)
@@ -271,18 +276,12 @@ class Dashboard:
 
     def dead_page(self, head: Head) -> dict[str, Any]:
         """One page of dead letters, newest first, without the job's text (its headers may hold a key)."""
-        query = parse_qs(urlsplit(head.target).query)
-        try:
-            offset = max(0, int(query.get("offset", ["0"])[0]))
-            limit = min(DEAD_PAGE_MAX, max(1, int(query.get("limit", [str(DEAD_PAGE)])[0])))
-        except ValueError:
-            raise HttpError(HTTPStatus.BAD_REQUEST, "offset and limit are whole numbers") from None
+        offset, limit = _page_of(head)
         hide = self._hides(self._reader(head))
         try:
             total, entries = self._dead_slice(offset, limit)
         except redis.RedisError as exc:
-            logger.warning("dashboard: cannot read the dead letters: %s", exc)
-            raise HttpError(HTTPStatus.SERVICE_UNAVAILABLE, "Redis is unavailable") from None
+            raise _unavailable(exc) from None
         items = []
         for entry in entries:
             job = entry.job
@@ -291,6 +290,17 @@ class Dashboard:
             item["path"] = hide(item["path"]) if item["path"] else None
             items.append(item)
         return {"total": total, "offset": offset, "limit": limit, "entries": items}
+
+    def failures_page(self, head: Head) -> dict[str, Any]:
+        """One page of the recent failures, newest first (the first is in the state too)."""
+        offset, limit = _page_of(head)
+        hide = self._hides(self._reader(head))
+        try:
+            total, found = read_failures(self.client, self.prefix, offset, limit)
+        except redis.RedisError as exc:
+            raise _unavailable(exc) from None
+        entries = [{**asdict(f), "error": hide(redact(f.error))} for f in found]
+        return {"total": total, "offset": offset, "limit": limit, "entries": entries}
 
     def _dead_slice(self, offset: int, limit: int) -> tuple[int, list[DeadEntry]]:
         """``limit`` dead entries from ``offset``, over the shards one after another; and how many there are."""
@@ -362,10 +372,21 @@ def _target(body: bytes) -> str | None:
     raise HttpError(HTTPStatus.BAD_REQUEST, 'send {"ref": "<ref>"} for one dead letter or {"all": true} for all')
 
 
+def _page_of(head: Head) -> tuple[int, int]:
+    """The ``offset`` and ``limit`` a page request asks for; HttpError 400 if they are not numbers."""
+    query = parse_qs(urlsplit(head.target).query)
+    try:
+        offset = max(0, int(query.get("offset", ["0"])[0]))
+        limit = min(PAGE_MAX, max(1, int(query.get("limit", [str(PAGE)])[0])))
+    except ValueError:
+        raise HttpError(HTTPStatus.BAD_REQUEST, "offset and limit are whole numbers") from None
+    return offset, limit
+
+
 def _entry(raw: bytes | str) -> DeadEntry:
     return DeadEntry.parse(raw if isinstance(raw, bytes) else raw.encode())
 
 
 def _unavailable(exc: redis.RedisError) -> HttpError:
     logger.warning("dashboard: Redis is unavailable: %s", exc)
-    return HttpError(HTTPStatus.SERVICE_UNAVAILABLE, "Redis is unavailable; nothing was changed")
+    return HttpError(HTTPStatus.SERVICE_UNAVAILABLE, "Redis is unavailable")

@@ -251,3 +251,17 @@ def test_paths_are_cut_to_their_last_part() -> None:
     assert hide_path("cannot open /srv/spool/c.log: gone") == "cannot open …/c.log: gone"
     assert hide_path("'/srv/x/y.bin' changed") == "'…/y.bin' changed"
     assert hide_path("see s3://bucket/key and http://h/p/q") == "see s3://bucket/key and http://h/p/q"
+
+
+def test_recent_failures_are_paged_and_their_paths_hidden(api: ApiServer, redis_client: redis.Redis) -> None:
+    recorder = ThroughputRecorder(redis_client, KEYS, "w")
+    for i in range(25):
+        recorder.on_outcome(outcome(OutcomeKind.RETRY, f"j{i}", error=f"cannot read /srv/private/f{i}.bin"))
+    recorder.flush()
+    state = json.loads(request(api.port, "GET", "/dashboard/state").body)
+    assert state["failures_total"] == 25 and len(state["failures"]) == 20
+    assert state["failures"][0]["job_id"] == "j24" and state["failures"][0]["error"] == "cannot read …/f24.bin"
+    older = json.loads(request(api.port, "GET", "/dashboard/failures?offset=20&limit=20").body)
+    assert (older["total"], [f["job_id"] for f in older["entries"]]) == (25, ["j4", "j3", "j2", "j1", "j0"])
+    assert "private" not in json.dumps(older)
+    assert request(api.port, "GET", "/dashboard/failures?offset=x").status == 400

@@ -3,10 +3,11 @@
 "use strict";
 
 const POLL_MS = 2000;
-const DEAD_PAGE = 20;
+const PAGE = 20;
 let csrf = null;
 let canAct = false;
 let deadOffset = 0;
+let failuresOffset = 0;
 let lastHeard = 0;
 
 const $ = (id) => document.getElementById(id);
@@ -120,8 +121,17 @@ function drawWorkers(workers, now) {
     el("td", {}, `${w.heartbeat_age_s.toFixed(1)} s ago${w.alive ? "" : " (gone)"}`), el("td", {}, w.holding)));
 }
 
-function drawFailures(failures) {
-  fill("failures", failures, (f) => el("tr", {},
+// Which part of a paged list is shown, and whether there is more either way.
+function drawRange(name, page) {
+  const end = page.offset + page.entries.length;
+  $(`${name}-range`).textContent = page.total ? `(${page.offset + 1}–${end} of ${page.total})` : "";
+  $(`${name}-prev`).disabled = page.offset === 0;
+  $(`${name}-next`).disabled = end >= page.total;
+}
+
+function drawFailures(page) {
+  drawRange("failures", page);
+  fill("failures", page.entries, (f) => el("tr", {},
     el("td", {}, when(f.at)), el("td", { class: f.kind === "retry" ? "" : "dead-kind" }, f.kind),
     el("td", {}, f.job_id ?? "–"), el("td", { class: "dest" }, dest(f.bucket, f.key)), el("td", {}, f.attempt),
     el("td", { class: "reason" }, f.error)));
@@ -137,10 +147,7 @@ function drawAccess(access) {
 }
 
 function drawDead(page) {
-  const end = page.offset + page.entries.length;
-  $("dead-range").textContent = page.total ? `(${page.offset + 1}–${end} of ${page.total})` : "";
-  $("dead-prev").disabled = page.offset === 0;
-  $("dead-next").disabled = end >= page.total;
+  drawRange("dead", page);
   fill("dead", page.entries.map((d) => ({ ...d, canAct })), (d) => {
     const retry = el("button", { type: "button", class: "act retry", disabled: !canAct || !d.retryable }, "Retry");
     const drop = el("button", { type: "button", class: "act danger delete", disabled: !canAct }, "Delete");
@@ -161,15 +168,17 @@ async function getJson(url) {
 
 async function refresh() {
   try {
-    const [state, dead] = await Promise.all([
-      getJson("/dashboard/state"), getJson(`/dashboard/dead?offset=${deadOffset}&limit=${DEAD_PAGE}`)]);
+    // The newest failures come with the state; older pages cost a request of their own.
+    const [state, dead, failures] = await Promise.all([
+      getJson("/dashboard/state"), getJson(`/dashboard/dead?offset=${deadOffset}&limit=${PAGE}`),
+      failuresOffset ? getJson(`/dashboard/failures?offset=${failuresOffset}&limit=${PAGE}`) : null]);
     drawAccess(state.access);
     drawCounts(state.counts);
     drawChart(state.history);
     drawRates(state.rates);
     drawUploads(state.uploads);
     drawWorkers(state.workers, state.read_at);
-    drawFailures(state.failures);
+    drawFailures(failures ?? { total: state.failures_total, offset: 0, entries: state.failures });
     drawDead(dead);
     lastHeard = Date.now();
     $("live").textContent = `live · ${new Date().toLocaleTimeString()}`;
@@ -199,8 +208,10 @@ async function act(action, target) {
 
 function start() {
   if (new URLSearchParams(location.search).get("login") === "failed") notice("wrong token", true);
-  $("dead-prev").addEventListener("click", () => { deadOffset = Math.max(0, deadOffset - DEAD_PAGE); refresh(); });
-  $("dead-next").addEventListener("click", () => { deadOffset += DEAD_PAGE; refresh(); });
+  $("dead-prev").addEventListener("click", () => { deadOffset = Math.max(0, deadOffset - PAGE); refresh(); });
+  $("dead-next").addEventListener("click", () => { deadOffset += PAGE; refresh(); });
+  $("failures-prev").addEventListener("click", () => { failuresOffset = Math.max(0, failuresOffset - PAGE); refresh(); });
+  $("failures-next").addEventListener("click", () => { failuresOffset += PAGE; refresh(); });
   $("retry-all").addEventListener("click", () => act("retry", { all: true }));
   $("delete-all").addEventListener("click", () => act("delete", { all: true }));
   refresh();
