@@ -1,4 +1,4 @@
-"""The HTTP enqueue API: ``POST /v1/jobs``, ``GET /v1/status``, ``GET /healthz``.
+"""The HTTP enqueue API: ``POST /v1/jobs``, ``GET /v1/status``, ``GET /healthz``; and the dashboard at ``/``.
 
 For producers that cannot speak Redis. Jobs are validated exactly as the daemon
 validates them (the job contract, then the allowed-directory rules) and pushed in one
@@ -29,6 +29,7 @@ from s3po_client.keys import DEFAULT_PREFIX
 from s3po_client.producer import push_jobs
 
 from ..safety import PathPolicy
+from .dashboard import Dashboard
 from .httpserver import BoundedHttpServer
 from .httpwire import Admitted, Head, HttpError, Limits, Reply, body_length
 
@@ -63,7 +64,9 @@ class ApiServer:
 
     ``check_s3`` is called by ``/healthz``: it returns if the S3 endpoint answers and
     raises otherwise. ``limits`` bounds threads, connections and deadlines; a client over
-    them is answered 503 with Retry-After (:mod:`s3pod.service.httpserver`).
+    them is answered 503 with Retry-After (:mod:`s3pod.service.httpserver`). The
+    dashboard (:mod:`s3pod.service.dashboard`) shares the port and the threads;
+    ``redact_paths`` hides full local paths from its readers without the token.
     """
 
     def __init__(
@@ -78,6 +81,8 @@ class ApiServer:
         check_s3: Callable[[], None] | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         limits: Limits = DEFAULT_LIMITS,
+        redact_paths: bool = False,
+        worker_ttl_s: float = 30.0,
     ) -> None:
         if not token and not is_loopback(host):
             raise ConfigError(
@@ -90,6 +95,9 @@ class ApiServer:
         self.token = token or None
         self.check_s3 = check_s3
         self.max_body_bytes = max_body_bytes
+        self.dashboard = Dashboard(
+            client, prefix, token=self.token, redact_paths=redact_paths, worker_ttl_s=worker_ttl_s
+        )
         listener = _listen(host, port)
         self.host = host
         self.port = int(listener.getsockname()[1])
@@ -114,6 +122,8 @@ class ApiServer:
         if head.method == "HEAD":
             raise HttpError(HTTPStatus.METHOD_NOT_ALLOWED, "HEAD is not supported")
         path = head.path
+        if (page := self.dashboard.admit(head)) is not None:
+            return page
         methods = ROUTES.get(path)
         if methods is None:
             raise HttpError(HTTPStatus.NOT_FOUND, f"no such resource: {path}")

@@ -40,21 +40,25 @@ class HttpError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """One JSON answer; ``close`` ends the connection after it."""
+    """One answer: a JSON object, or bytes of ``content_type`` (a page); ``close`` ends the connection after it."""
 
     status: HTTPStatus
-    body: Mapping[str, Any]
+    body: Mapping[str, Any] | bytes
     headers: Mapping[str, str] = field(default_factory=dict)
     close: bool = False
+    content_type: str = "application/json"
 
     def encode(self, *, server: str, close: bool, with_body: bool = True) -> bytes:
         """The bytes to send: status line, headers, and (unless answering HEAD) the body."""
-        payload = (json.dumps(self.body, sort_keys=True) + "\n").encode()
+        if isinstance(self.body, bytes):
+            payload = self.body
+        else:
+            payload = (json.dumps(self.body, sort_keys=True) + "\n").encode()
         lines = [
             f"HTTP/1.1 {self.status.value} {self.status.phrase}",
             f"Server: {server}",
             f"Date: {email.utils.formatdate(usegmt=True)}",
-            "Content-Type: application/json",
+            f"Content-Type: {self.content_type}",
             f"Content-Length: {len(payload)}",
             "Cache-Control: no-store",
             *(f"{name}: {value}" for name, value in self.headers.items()),
