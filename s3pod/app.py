@@ -23,9 +23,9 @@ import redis
 
 from s3po_client import __version__
 from s3po_client.errors import ConfigError
-from s3po_client.keys import DEFAULT_PREFIX
+from s3po_client.keys import DEFAULT_PREFIX, QueueKeys
 from s3po_client.redaction import redact_url
-from s3po_client.redis_url import connect
+from s3po_client.redis_url import connect, split_prefixes
 from s3po_client.settings import S3Settings, TransferSettings
 from s3po_client.transfer import TransferEngine
 
@@ -34,6 +34,7 @@ from .events import Listener
 from .loop import Worker
 from .reachability import s3_answers
 from .safety import PathPolicy
+from .service.activity import Activity
 from .service.api import DEFAULT_MAX_BODY_BYTES, ApiServer
 from .service.logs import LOG_FORMATS
 from .service.metrics import DEFAULT_WORKER_TTL_S, Metrics, MetricsServer
@@ -283,12 +284,17 @@ def serve(
     transfer = replace(
         transfer, max_pool_connections=max(transfer.max_pool_connections, config.concurrency * transfer.max_concurrency)
     )
-    worker = Worker(client, TransferEngine(s3, transfer), config, listeners, hooks)
+    # What the dashboard and `s3po top` show: kept in Redis, shared by every daemon of the queue.
+    activity = Activity(client, QueueKeys(split_prefixes(config.prefix)[0]), config.worker_id)
+    listeners = (*listeners, activity.throughput)
+    worker = Worker(client, TransferEngine(s3, transfer), config, listeners, hooks, activity.uploads)
     if signals:
         worker.install_signal_handlers()
+    activity.start()
     try:
         return worker.run(burst=burst)
     finally:
+        activity.close()
         client.close()
 
 

@@ -29,7 +29,7 @@ from .config import WorkerConfig, WorkerHooks
 from .events import Listener
 from .keeper import Keeper
 from .reachability import RedisWatch, s3_answers
-from .runner import Runner, Uploaded
+from .runner import Runner, Uploaded, UploadWatcher
 from .settlement import GaveUp, Settlement, best_effort, until_answered
 from .sharded import Claimed, consumer_for
 
@@ -55,6 +55,7 @@ class Worker:
         config: WorkerConfig,
         listeners: Sequence[Listener] = (),
         hooks: WorkerHooks | None = None,
+        watcher: UploadWatcher | None = None,
     ) -> None:
         self.client = client
         self.engine = engine
@@ -68,7 +69,7 @@ class Worker:
         self.settlement = Settlement(
             worker_id=config.worker_id, engine=engine, retry=config.retry, watch=self.watch, listeners=listeners
         )
-        self.runner = Runner(engine, config, self.budget, self.stopping)
+        self.runner = Runner(engine, config, self.budget, self.stopping, watcher)
         self._held_jobs: Counter[Claimed] = Counter()
         self._held_jobs_lock = threading.Lock()
         self._thread_died = threading.Event()

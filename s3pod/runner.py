@@ -8,13 +8,14 @@ exception leaves :meth:`Runner.run`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from s3po_client.errors import JobError, S3poError, SourceChangedError, TransferError
 from s3po_client.job import Job
@@ -87,16 +88,32 @@ def parse(raw: bytes) -> Job | str:
         return f"invalid job: {type(exc).__name__}: {exc}"
 
 
+class UploadWatcher(Protocol):
+    """Hears of each upload in flight (the dashboard's board): its start, its progress, its end."""
+
+    def started(self, job_id: str, bucket: str, key: str, path: str, total_bytes: int) -> None: ...
+
+    def progress(self, job_id: str, done_bytes: int) -> None: ...
+
+    def finished(self, job_id: str) -> None: ...
+
+
 class Runner:
-    """Runs one attempt of a claimed job; ``stopping`` ends a wait for memory."""
+    """Runs one attempt of a claimed job; ``stopping`` ends a wait for memory; ``watcher`` hears its progress."""
 
     def __init__(
-        self, engine: TransferEngine, config: WorkerConfig, budget: MemoryBudget, stopping: threading.Event
+        self,
+        engine: TransferEngine,
+        config: WorkerConfig,
+        budget: MemoryBudget,
+        stopping: threading.Event,
+        watcher: UploadWatcher | None = None,
     ) -> None:
         self.engine = engine
         self.config = config
         self.budget = budget
         self.stopping = stopping
+        self.watcher = watcher
 
     def run(self, claimed: Claimed, before_long: Callable[[], None] | None = None) -> RunResult:
         """Run one attempt of ``claimed``; ``before_long`` is called before a multipart-sized file is read."""
@@ -147,6 +164,11 @@ class Runner:
         reservation = self.budget.reserve(size, self.stopping)
         if reservation is None:
             return Stopped(claimed, job, started)
+        watcher = self.watcher
+        progress = None
+        if watcher is not None:
+            watcher.started(job.id, job.bucket, job.key, job.path, size)
+            progress = functools.partial(_report_progress, watcher, job.id)
         try:
             # One attempt (retries=0): the next one is scheduled in Redis, not slept through here.
             result = self.engine.upload_file(
@@ -161,9 +183,12 @@ class Runner:
                 multipart_state=record_for(
                     claimed.shard, job.id, small=small, on_multipart=lambda: reservation.grow_to(threshold)
                 ),
+                progress=progress,
             )
         finally:
             reservation.release()
+            if watcher is not None:
+                watcher.finished(job.id)
         if result is False:  # only with silent=True, which the daemon never asks for
             raise TransferError("the engine returned no result", bucket=job.bucket, key=job.key)
         logger.info(
@@ -196,3 +221,7 @@ def ensure_kept_or_gone_unchanged(result: UploadResult, witness: int, job: Job) 
         if FileStat.from_stat(os.fstat(witness)) != result.source:
             raise
         logger.warning("file of job=%s vanished after its verified upload, unchanged: its object is stored", job.id)
+
+
+def _report_progress(watcher: UploadWatcher, job_id: str, done: int, _total: int) -> None:
+    watcher.progress(job_id, done)
