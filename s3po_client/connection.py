@@ -364,7 +364,7 @@ class Connection:
                     return False
                 logger.info("uploaded job=%s bucket=%s key=%s bytes=%d", job_id, bucket, key, result.bytes_read)
                 if delete:
-                    delete_uploaded(result, job_id=job_id)
+                    delete_uploaded(result, job_id=job_id, given_path=path)
                 return True
             except SourceChangedError as exc:
                 if changes < retries:

@@ -225,7 +225,7 @@ def upload_one(
     deleted, error = False, None
     if item.path != "-" and not keep and not item.via_symlink:
         try:
-            deleted = delete_uploaded(result)
+            deleted = delete_uploaded(result, given_path=item.path)
             if not deleted:
                 error = f"{dest}: stored, but {shown!r} could not be deleted"
         except SourceChangedError as exc:
