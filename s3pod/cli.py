@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 import sys
-from urllib.parse import unquote
 
 import click
 
 from s3po_client import __version__
 from s3po_client.errors import ConfigError
 from s3po_client.keys import DEFAULT_PREFIX
-from s3po_client.redaction import url_password
+from s3po_client.redaction import url_secrets
 from s3po_client.redis_url import resolve_redis_url
 from s3po_client.retry import DEFAULT_BACKOFF_BASE_S, RetryPolicy
 from s3po_client.settings import S3Settings
@@ -208,10 +207,9 @@ def command(
     """Upload the files queued in Redis to S3; runs in the foreground until SIGTERM."""
     url = resolve_redis_url(redis_url)
     try:
-        # A URL's password is redacted by pattern too; naming it also catches it out of a URL.
-        redis_password = unquote(url_password(url) or "")
+        # A URL's passwords are redacted by pattern too; naming them also catches them out of a URL.
         configure_logging(
-            log_level, log_format, log_file, secrets=[s for s in (secret_key, api_token, redis_password) if s]
+            log_level, log_format, log_file, secrets=[s for s in (secret_key, api_token, *url_secrets(url)) if s]
         )
     except OSError as exc:
         raise click.UsageError(f"cannot open --log-file {log_file!r}: {exc.strerror}") from None
@@ -219,7 +217,7 @@ def command(
         given = (
             ("--secret-key", secret_key),
             ("--api-token", api_token),
-            ("--redis-url", redis_url if redis_url and url_password(redis_url) else None),
+            ("--redis-url", redis_url if redis_url and url_secrets(redis_url) else None),
         )
         for option, value in given:
             if value and any(a == option or a.startswith(f"{option}=") for a in sys.argv):
