@@ -68,16 +68,22 @@ class Summary:
 
 
 def run_batch(
-    tasks: Sequence[Task[T]], work: Callable[[T, ProgressCallback], Outcome], *, jobs: int, reporter: Reporter
+    tasks: Sequence[Task[T]],
+    work: Callable[[T, ProgressCallback], Outcome],
+    *,
+    jobs: int,
+    reporter: Reporter,
+    cancel: threading.Event | None = None,
 ) -> Summary:
     """Run ``work(item, progress)`` for every task, ``jobs`` at a time; report each outcome.
 
     ``work`` returns the outcome of its item (a failure too); an exception escaping it is
     a bug, reported as that file's failure. Raises KeyboardInterrupt after Ctrl-C, once
-    every transfer in flight has stopped.
+    every transfer in flight has stopped. ``cancel`` is set on Ctrl-C: give the same event
+    to the retry loops of ``work`` (``RetryPolicy.call(stop=...)``) so a backoff ends at once.
     """
     summary = Summary()
-    cancel = threading.Event()
+    cancel = cancel if cancel is not None else threading.Event()
     lock = threading.Lock()
 
     def run(task: Task[T]) -> None:

@@ -5,15 +5,17 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import click
 
 from ..errors import JobError, SourceChangedError, TransferError
 from ..settle import delete_uploaded
-from .batch import Task, run_batch
+from .batch import Interrupted, Task, run_batch
 from .options import (
     filters_of,
     make_engine,
@@ -98,11 +100,11 @@ def upload(
     reporter = make_reporter(as_json, quiet, debug)
     items, skipped, is_tree = collect(sources, dest, follow_symlinks, filters_of(exclude, include))
     engine = make_engine(endpoint_url, region, profile, access_id, secret_key, backoff_base, jobs)
+    stop = threading.Event()  # set by Ctrl-C: ends a transfer's backoff at once
 
     def work(item: LocalFile, progress: ProgressCallback) -> Outcome:
-        return upload_one(
-            engine, item, dest_of(dest, item, is_tree, len(sources)), parsed, compress, retries, keep, progress
-        )
+        where = dest_of(dest, item, is_tree, len(sources))
+        return upload_one(engine, item, where, Upload(parsed, compress, retries, keep, stop), progress)
 
     for unusable in skipped:
         reporter.record(skipped_outcome(unusable, dest))
@@ -119,7 +121,7 @@ def upload(
             )
             for i in items
         ]
-        summary = run_batch(tasks, work, jobs=jobs, reporter=reporter)
+        summary = run_batch(tasks, work, jobs=jobs, reporter=reporter, cancel=stop)
     finally:
         reporter.stop_bars()
         engine.close()
@@ -184,35 +186,27 @@ def dest_of(dest: S3Url, item: LocalFile, is_tree: bool, n_sources: int) -> S3Ur
     return dest
 
 
-def upload_one(
-    engine: Any,
-    item: LocalFile,
-    dest: S3Url,
-    headers: dict[str, str],
-    compress: str | None,
-    retries: int,
-    keep: bool,
-    progress: ProgressCallback,
-) -> Outcome:
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """What every file of one ``s3po upload`` gets: its object settings, its retries, whether it is kept."""
+
+    headers: dict[str, str]
+    compress: str | None
+    retries: int
+    keep: bool
+    #: set by Ctrl-C: a backoff in progress ends at once
+    stop: threading.Event
+
+
+def upload_one(engine: Any, item: LocalFile, dest: S3Url, how: Upload, progress: ProgressCallback) -> Outcome:
     """Upload one file (or standard input), then delete it unless kept; return its outcome."""
     shown = "-" if item.path == "-" else display_path(item.path)
     path = "-" if item.path == "-" else os.path.abspath(item.path)
     try:
-        if item.path == "-":
-            result = engine.upload_fileobj(
-                dest.bucket,
-                dest.key,
-                sys.stdin.buffer,
-                headers=headers,
-                compress=compress,
-                retries=retries,
-                progress=progress,
-            )
-        else:
-            result = engine.upload_file(
-                dest.bucket, dest.key, item.path, headers=headers, compress=compress, retries=retries, progress=progress
-            )
+        result = send(engine, item, dest, how, progress)
     except (TransferError, JobError) as exc:
+        if how.stop.is_set():
+            raise Interrupted() from None
         logger.debug("upload failed path=%s url=%s", shown, dest, exc_info=True)  # the traceback, with --debug
         return Outcome(
             path=path,
@@ -223,7 +217,7 @@ def upload_one(
             deleted=False,
         )
     deleted, error = False, None
-    if item.path != "-" and not keep and not item.via_symlink:
+    if item.path != "-" and not how.keep and not item.via_symlink:
         try:
             deleted = delete_uploaded(result, given_path=item.path)
             if not deleted:
@@ -241,6 +235,30 @@ def upload_one(
         error=error,
         deleted=deleted,
     )
+
+
+def send(engine: Any, item: LocalFile, dest: S3Url, how: Upload, progress: ProgressCallback) -> Any:
+    """Store ``item`` at ``dest``: one attempt at a time, through the one retry loop (Ctrl-C ends its waits)."""
+    if item.path == "-":  # read once: the engine retries it only if it can read it again
+        return engine.upload_fileobj(
+            dest.bucket,
+            dest.key,
+            sys.stdin.buffer,
+            headers=how.headers,
+            compress=how.compress,
+            retries=how.retries,
+            progress=progress,
+        )
+
+    def attempt() -> Any:
+        return engine.upload_file(
+            dest.bucket, dest.key, item.path, headers=how.headers, compress=how.compress, retries=0, progress=progress
+        )
+
+    def told(attempt: int, delay_s: float, error: Exception) -> None:
+        logger.warning("retry path=%s url=%s attempt=%d in=%.1fs error=%s", item.path, dest, attempt, delay_s, error)
+
+    return engine.retry.call(attempt, retries=how.retries, stop=how.stop, on_retry=told)
 
 
 def failure_text(exc: BaseException, shown: str | None, dest: S3Url) -> str:
