@@ -164,9 +164,9 @@ class UploadThreads:
 
     def _schedule_retry(self, job: Job, exc: Exception) -> bool:
         """Put the job's next attempt on the timer heap if the policy allows one; True if it did."""
-        if self._retry is None or not self._retry.should_retry(job.attempt, job.retries, exc):
+        delay_s = None if self._retry is None else self._retry.next_delay_s(job.attempt, job.retries, exc)
+        if delay_s is None:
             return False
-        delay_s = self._retry.delay_s(job.attempt)
         following = job.next_attempt()
         with self._changed:
             if self._exiting:

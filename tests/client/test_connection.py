@@ -26,7 +26,7 @@ from s3po_client import Connection, Job, JobError, S3poError, UploadError
 from s3po_client.admin import count_jobs
 
 ROOT = Path(__file__).resolve().parents[2]
-MODES = ("sync", "threaded", "queued")
+MODES = ("sync", "in-process", "queued")
 
 
 def object_bytes(s3: Any, bucket: str, key: str) -> bytes:
@@ -95,13 +95,13 @@ class Mode:
         if self.name == "sync":
             options.setdefault("async_", False)
         conn = self._make_conn(*args, **options)
-        if self.name == "threaded":
+        if self.name == "in-process":
             conn.runLoop()
         return conn
 
     def settle(self, conn: Connection) -> None:
         """Return once every upload requested so far is done."""
-        if self.name == "threaded":
+        if self.name == "in-process":
             assert conn.wait(60), "threaded uploads did not finish"
         elif self.name == "queued":
             if self._daemon is None:
@@ -241,13 +241,13 @@ def test_retries_ten_is_what_the_queued_job_carries(
     assert object_bytes(s3, bucket, "my-key") == b"retry me"
 
 
-@pytest.mark.parametrize("how", ["sync", "threaded"])
+@pytest.mark.parametrize("how", ["sync", "in-process"])
 def test_retries_ten_outlasts_failures_that_retries_zero_does_not(
     make_conn, s3_server, s3, bucket, tmp_path, how
 ) -> None:
     with FaultProxy(s3_server.port) as proxy:
         conn = make_conn(endpoint_url=proxy.url, async_=how != "sync")
-        if how == "threaded":
+        if how == "in-process":
             conn.runLoop()
         once, ten = tmp_path / "once.txt", tmp_path / "ten.txt"
         once.write_text("gives up")
@@ -405,12 +405,12 @@ def test_failed_threaded_upload_is_reported(make_conn, tmp_path, caplog) -> None
 # -- Asynchronous strings ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("how", ["threaded", "queued"])
+@pytest.mark.parametrize("how", ["in-process", "queued"])
 def test_async_string_upload_removes_its_temp_file(
     make_conn, redis_client, start_daemon, s3, bucket, tempdir, how
 ) -> None:
     conn = make_conn()
-    if how == "threaded":
+    if how == "in-process":
         conn.runLoop()
     job_id = conn.uploadString(bucket, "greeting", "howdy")
     assert isinstance(job_id, str)
