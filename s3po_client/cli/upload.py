@@ -16,6 +16,7 @@ import click
 from ..errors import JobError, SourceChangedError, TransferError
 from ..settle import delete_uploaded
 from .batch import Interrupted, Task, run_batch
+from .engine_options import S3_OPTIONS, backoff_option_for, transfer_options_for, transfer_settings
 from .options import (
     filters_of,
     make_engine,
@@ -54,16 +55,9 @@ Examples:
     envvar="S3PO_FOLLOW_SYMLINKS",
     help="Follow symlinks in a directory (uploaded, never deleted).",
 )
-@option(
-    "--backoff-base",
-    type=click.FloatRange(0),
-    default=60.0,
-    show_default=True,
-    envvar="S3PO_BACKOFF_BASE",
-    metavar="SECONDS",
-    help="Wait before a file's first retry; doubles each attempt.",
-)
+@backoff_option_for("S3PO")
 @s3_options
+@transfer_options_for("S3PO")
 @output_options
 def upload(
     sources: tuple[str, ...],
@@ -77,14 +71,10 @@ def upload(
     jobs: int,
     follow_symlinks: bool,
     backoff_base: float,
-    endpoint_url: str | None,
-    region: str | None,
-    profile: str | None,
-    access_id: str | None,
-    secret_key: str | None,
     as_json: bool,
     quiet: bool,
     debug: bool,
+    **settings: Any,
 ) -> None:
     """Upload files, directories or standard input (-) to S3 now, and wait.
 
@@ -99,7 +89,10 @@ def upload(
     check_headers(parsed, compress)
     reporter = make_reporter(as_json, quiet, debug)
     items, skipped, is_tree = collect(sources, dest, follow_symlinks, filters_of(exclude, include))
-    engine = make_engine(endpoint_url, region, profile, access_id, secret_key, backoff_base, jobs)
+    transfer = transfer_settings(settings, transfers_at_once=jobs)
+    engine = make_engine(
+        **{name: settings[name] for name in S3_OPTIONS}, backoff_base_s=backoff_base, jobs=jobs, transfer=transfer
+    )
     stop = threading.Event()  # set by Ctrl-C: ends a transfer's backoff at once
 
     def work(item: LocalFile, progress: ProgressCallback) -> Outcome:
