@@ -92,79 +92,60 @@ TRANSFER_DEFAULTS = TransferSettings()
 def transfer_options_for(env_prefix: str) -> Callable[[F], F]:
     """The options of :class:`TransferSettings`, each reading ``<env_prefix>_<NAME>``; :func:`transfer_settings` builds the value."""
     d = TRANSFER_DEFAULTS
-
-    def decorate(func: F) -> F:
-        return apply(
-            func,
-            option(
-                "--part-size",
-                envvar=f"{env_prefix}_PART_SIZE",
-                type=click.IntRange(MIN_PART_SIZE_BYTES // MiB, MAX_PART_SIZE_BYTES // MiB),
-                default=d.part_size_bytes // MiB,
-                show_default=True,
-                metavar="MiB",
-                help="Size of each part of a multipart transfer; memory: one per part in flight.",
-            ),
-            option(
-                "--multipart-threshold",
-                envvar=f"{env_prefix}_MULTIPART_THRESHOLD",
-                type=click.IntRange(1, MAX_SINGLE_PUT_BYTES // MiB),
-                default=d.multipart_threshold_bytes // MiB,
-                show_default=True,
-                metavar="MiB",
-                help="Objects from this size on go in parts, in parallel.",
-            ),
-            option(
-                "--part-concurrency",
-                envvar=f"{env_prefix}_PART_CONCURRENCY",
-                type=click.IntRange(1, 64),
-                default=d.max_concurrency,
-                show_default=True,
-                help="Parts in flight at once for one transfer.",
-            ),
-            option(
-                "--request-retries",
-                envvar=f"{env_prefix}_REQUEST_RETRIES",
-                type=click.IntRange(0),
-                default=d.request_retries,
-                show_default=True,
-                help="Retries of one S3 request (a part, a PUT) within an attempt.",
-            ),
-            option(
-                "--checksum",
-                envvar=f"{env_prefix}_CHECKSUM",
-                type=click.Choice(CHECKSUM_MODES),
-                default=d.checksum,
-                show_default=True,
-                help="How each request proves its bytes: auto (CRC32 while the store proves it, else MD5), md5, crc32.",
-            ),
-            option(
-                "--compress-level",
-                envvar=f"{env_prefix}_COMPRESS_LEVEL",
-                type=click.IntRange(0, 22),
-                help="Compression level (default: the codec's fast level).",
-            ),
-            option(
-                "--connect-timeout",
-                envvar=f"{env_prefix}_CONNECT_TIMEOUT",
-                type=click.FloatRange(0, min_open=True),
-                default=d.connect_timeout_s,
-                show_default=True,
-                metavar="SECONDS",
-                help="Wait for a TCP connection to the store.",
-            ),
-            option(
-                "--read-timeout",
-                envvar=f"{env_prefix}_READ_TIMEOUT",
-                type=click.FloatRange(0, min_open=True),
-                default=d.read_timeout_s,
-                show_default=True,
-                metavar="SECONDS",
-                help="Wait for the next bytes of an answer.",
-            ),
+    seconds = click.FloatRange(0, min_open=True)
+    specs: list[tuple[str, Any, Any, str | None, str]] = [  # name, type, default, metavar, help
+        (
+            "--part-size",
+            click.IntRange(MIN_PART_SIZE_BYTES // MiB, MAX_PART_SIZE_BYTES // MiB),
+            d.part_size_bytes // MiB,
+            "MiB",
+            "Size of each part of a multipart transfer; memory: one per part in flight.",
+        ),
+        (
+            "--multipart-threshold",
+            click.IntRange(1, MAX_SINGLE_PUT_BYTES // MiB),
+            d.multipart_threshold_bytes // MiB,
+            "MiB",
+            "Objects from this size on go in parts, in parallel.",
+        ),
+        (
+            "--part-concurrency",
+            click.IntRange(1, 64),
+            d.max_concurrency,
+            None,
+            "Parts in flight at once for one transfer.",
+        ),
+        (
+            "--request-retries",
+            click.IntRange(0),
+            d.request_retries,
+            None,
+            "Retries of one S3 request (a part, a PUT) within an attempt.",
+        ),
+        (
+            "--checksum",
+            click.Choice(CHECKSUM_MODES),
+            d.checksum,
+            None,
+            "How each request proves its bytes: auto (CRC32 while the store proves it, else MD5), md5, crc32.",
+        ),
+        ("--compress-level", click.IntRange(0, 22), None, None, "Compression level (default: the codec's fast level)."),
+        ("--connect-timeout", seconds, d.connect_timeout_s, "SECONDS", "Wait for a TCP connection to the store."),
+        ("--read-timeout", seconds, d.read_timeout_s, "SECONDS", "Wait for the next bytes of an answer."),
+    ]
+    decorators = [
+        option(
+            name,
+            envvar=f"{env_prefix}_{name[2:].replace('-', '_').upper()}",
+            type=kind,
+            default=default,
+            show_default=default is not None,
+            metavar=metavar,
+            help=text,
         )
-
-    return decorate
+        for name, kind, default, metavar, text in specs
+    ]
+    return lambda func: apply(func, *decorators)
 
 
 #: the parameters the transfer options give a command

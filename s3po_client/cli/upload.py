@@ -15,7 +15,7 @@ import click
 
 from ..errors import JobError, SourceChangedError, TransferError
 from ..settle import delete_uploaded
-from .batch import Interrupted, Task, run_batch
+from .batch import Interrupted, Summary, Task, run_batch
 from .engine_options import S3_OPTIONS, backoff_option_for, transfer_options_for, transfer_settings
 from .options import (
     filters_of,
@@ -90,9 +90,8 @@ def upload(
     reporter = make_reporter(as_json, quiet, debug)
     items, skipped, is_tree = collect(sources, dest, follow_symlinks, filters_of(exclude, include))
     transfer = transfer_settings(settings, transfers_at_once=jobs)
-    engine = make_engine(
-        **{name: settings[name] for name in S3_OPTIONS}, backoff_base_s=backoff_base, jobs=jobs, transfer=transfer
-    )
+    s3 = {name: settings[name] for name in S3_OPTIONS}
+    engine = make_engine(**s3, backoff_base_s=backoff_base, jobs=jobs, transfer=transfer)
     stop = threading.Event()  # set by Ctrl-C: ends a transfer's backoff at once
 
     def work(item: LocalFile, progress: ProgressCallback) -> Outcome:
@@ -105,29 +104,34 @@ def upload(
     started = time.monotonic()
     reporter.start_bars((len(items), sum(i.size for i in items)) if is_tree else None)
     try:
-        tasks = [
-            Task(
-                item=i,
-                label=i.relative if is_tree else os.path.basename(i.path),
-                total=None if i.path == "-" else i.size,
-                interrupted=interrupted_outcome(i, dest_of(dest, i, is_tree, len(sources))),
-            )
-            for i in items
-        ]
+        tasks = [task_of(i, dest_of(dest, i, is_tree, len(sources)), is_tree) for i in items]
         summary = run_batch(tasks, work, jobs=jobs, reporter=reporter, cancel=stop)
     finally:
         reporter.stop_bars()
         engine.close()
     if is_tree and not as_json:
-        elapsed = time.monotonic() - started
-        stored = summary.count(Status.UPLOADED)
-        reporter.say(
-            f"uploaded {stored} of {len(items)} files ({human_bytes(summary.bytes_read())}, "
-            f"{human_bytes(summary.bytes_stored())} stored) in {elapsed:.1f} s"
-            + (f"; {summary.failed} failed" if summary.failed else "")
-        )
+        say_summary(reporter, summary, len(items), time.monotonic() - started)
     if reporter.failures:
         raise SystemExit(1)
+
+
+def task_of(item: LocalFile, dest: S3Url, is_tree: bool) -> Task[LocalFile]:
+    """Return the batch task that uploads ``item`` to ``dest``: its bar's label and size, its outcome if stopped."""
+    return Task(
+        item=item,
+        label=item.relative if is_tree else os.path.basename(item.path),
+        total=None if item.path == "-" else item.size,
+        interrupted=interrupted_outcome(item, dest),
+    )
+
+
+def say_summary(reporter: Reporter, summary: Summary, files: int, elapsed_s: float) -> None:
+    """Tell a person at a terminal what a tree's upload did, in one line."""
+    reporter.say(
+        f"uploaded {summary.count(Status.UPLOADED)} of {files} files ({human_bytes(summary.bytes_read())}, "
+        f"{human_bytes(summary.bytes_stored())} stored) in {elapsed_s:.1f} s"
+        + (f"; {summary.failed} failed" if summary.failed else "")
+    )
 
 
 def check_headers(headers: dict[str, str], compress: str | None) -> None:
