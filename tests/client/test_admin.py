@@ -55,10 +55,26 @@ def test_retry_all_queues_every_valid_job_and_keeps_the_invalid_ones(redis_clien
     assert [e.stored for e in list_dead(redis_client)] == invalid
 
 
-def test_entries_dead_lettered_during_a_retry_stay_newest(redis_client: redis.Redis) -> None:
-    bury(redis_client, 3)
-    retry_dead(redis_client, ["job-000001"])
-    redis_client.lpush(KEYS.dead, b'{"job": "late", "error": "x"}')
-    assert retry_dead(redis_client, None).queued == ["job-000000", "job-000002"]
-    assert redis_client.lrange(KEYS.dead, 0, -1) == [b'{"job": "late", "error": "x"}']
-    assert queued_ids(redis_client) == ["job-000001", "job-000000", "job-000002"]
+def take_one_chunk(client: redis.Redis, count: int) -> None:
+    """Do what a retry of everything does to the ``count`` oldest entries, then stop (as if killed there)."""
+    from s3po_client.admin import load_script
+
+    tail = client.lrange(KEYS.dead, -count, -1)[::-1]
+    args: list[bytes | str] = []
+    for raw in tail:
+        args += [raw, "" if b"job-000001" in raw else Job.from_json(json.loads(raw)["job"]).to_json()]
+    retry = load_script(client, "retry_dead")
+    assert retry(keys=[KEYS.dead, KEYS.queue, KEYS.dead_kept], args=args) == count
+
+
+def test_a_retry_killed_midway_loses_nothing_and_the_next_puts_back_what_it_kept(redis_client: redis.Redis) -> None:
+    dead = bury(redis_client, 5)
+    take_one_chunk(redis_client, 3)  # job-000000 and job-000002 queued, job-000001 set aside
+    assert queued_ids(redis_client) == ["job-000000", "job-000002"]
+    late = json.dumps({"job": "late", "error": "x"}).encode()
+    redis_client.lpush(KEYS.dead, late)  # dead-lettered meanwhile: the newest
+    report = retry_dead(redis_client, ["job-000003"])
+    assert report.queued == ["job-000003"]
+    assert redis_client.lrange(KEYS.dead, 0, -1) == [late, dead[0], dead[3]], "every entry once, in its order"
+    assert redis_client.llen(KEYS.dead_kept) == 0
+    assert queued_ids(redis_client) == ["job-000000", "job-000002", "job-000003"]
