@@ -90,15 +90,14 @@ class RetryPolicy:
         retries: int,
         stop: threading.Event | None = None,
         classify: Callable[[Exception, int], Exception] | None = None,
-        retry_on: tuple[type[Exception], ...] = (Exception,),
         on_retry: Callable[[int, float, Exception], None] | None = None,
     ) -> T:
         """Return ``attempt()``, called again after each failure the policy allows; raise the last error.
 
         THE retry loop: classify → wait → try again. A failure ``exc`` becomes
         ``classify(exc, n)`` (n: the failed attempt, 0 first; e.g. a translation into the
-        TransferError tree), which is raised, from ``exc``, unless it is one of ``retry_on``
-        and :meth:`next_delay_s` allows another of the ``retries`` retries.
+        TransferError tree), which is raised, from ``exc``, unless :meth:`next_delay_s`
+        allows another of the ``retries`` retries.
         ``on_retry(next_attempt, delay_s, error)`` is told before each wait (to log it).
         The wait ends at once when ``stop`` is set (then the error is raised), or on Ctrl-C
         in the main thread.
@@ -119,7 +118,7 @@ class RetryPolicy:
                 return attempt()
             except Exception as exc:  # noqa: BLE001 - classified, then retried or raised
                 error = exc if classify is None else classify(exc, failed)
-                delay_s = self.next_delay_s(failed, retries, error) if isinstance(error, retry_on) else None
+                delay_s = self.next_delay_s(failed, retries, error)
                 if delay_s is not None and not stopped(stop):
                     if on_retry is not None:
                         on_retry(failed + 1, delay_s, error)
