@@ -369,8 +369,8 @@ class Connection:
     ) -> bool:
         """Return ``attempt()`` run through the one retry loop; False when it failed and ``silent``, else raise UploadError."""
 
-        def told(attempt: int, delay_s: float, error: Exception) -> None:
-            logger.warning("retry job=%s attempt=%d in=%.1fs error=%s", job_id, attempt, delay_s, error)
+        def told(next_attempt: int, delay_s: float, error: Exception) -> None:
+            logger.warning("retry job=%s attempt=%d in=%.1fs error=%s", job_id, next_attempt, delay_s, error)
 
         try:
             return self.retry.call(attempt, retries=retries, stop=self._closing, on_retry=told)

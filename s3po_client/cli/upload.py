@@ -252,8 +252,10 @@ def send(engine: Any, item: LocalFile, dest: S3Url, how: Upload, progress: Progr
             dest.bucket, dest.key, item.path, headers=how.headers, compress=how.compress, retries=0, progress=progress
         )
 
-    def told(attempt: int, delay_s: float, error: Exception) -> None:
-        logger.warning("retry path=%s url=%s attempt=%d in=%.1fs error=%s", item.path, dest, attempt, delay_s, error)
+    def told(next_attempt: int, delay_s: float, error: Exception) -> None:
+        logger.warning(
+            "retry path=%s url=%s attempt=%d in=%.1fs error=%s", item.path, dest, next_attempt, delay_s, error
+        )
 
     return engine.retry.call(attempt, retries=how.retries, stop=how.stop, on_retry=told)
 
