@@ -223,24 +223,50 @@ def retry_dead(client: redis.Redis, ids: Collection[str] | None, prefix: str = D
             invalid=[e for report in reports for e in report.invalid],
             not_found=sorted(set(ids or ()) - set(found)),
         )
-    keys = QueueKeys(prefix)
     check_prefix(client, prefix)
+    return _retry_dead_one(client, QueueKeys(prefix), None if ids is None else set(ids))
+
+
+#: Dead entries read and moved per round trip by ``retry_dead``: how long Redis is held at once.
+RETRY_CHUNK = 1000
+
+
+def _retry_dead_one(client: redis.Redis, keys: QueueKeys, wanted: set[str] | None) -> RetryReport:
+    """Retry the dead jobs of one queue in one pass over its dead list, oldest first, a chunk at a time.
+
+    Each chunk is read off the list's tail, then taken by ``lua/retry_dead.lua``: the jobs
+    to retry go to the queue (in failure order), the other entries aside, and back to the
+    tail in their order at the end (``lua/restore_dead.lua``), below any entry dead-lettered
+    meanwhile. While it runs, ``s3po dead list`` and the dead count leave out the entries
+    set aside. Entries a retry set aside and never put back (it was killed) go back first.
+    """
+    _restore_kept(client, keys)
     retry = load_script(client, "retry_dead")
-    wanted = None if ids is None else set(ids)
     queued: list[str] = []
     invalid: list[DeadEntry] = []
-    for entry in reversed(list_dead(client, prefix)):  # oldest first: they are queued in failure order
-        job = entry.job
-        if job is None:
+    try:
+        while tail := client.lrange(keys.dead, -RETRY_CHUNK, -1):
+            chunk = [DeadEntry.parse(raw if isinstance(raw, bytes) else str(raw).encode()) for raw in reversed(tail)]
+            jobs = [entry.job for entry in chunk]
+            chosen = [job if job is not None and (wanted is None or job.id in wanted) else None for job in jobs]
+            args: list[bytes | str] = []
+            for entry, job in zip(chunk, chosen):
+                args += [entry.stored, "" if job is None else replace(job, attempt=0).to_json()]
+            # Fewer taken than read: another admin changed the tail; the next round reads it again.
+            taken = int(retry(keys=[keys.dead, keys.queue, keys.dead_kept], args=args))
+            queued += [job.id for job in chosen[:taken] if job is not None]
             if wanted is None:
-                invalid.append(entry)
-            continue
-        if wanted is not None and job.id not in wanted:
-            continue
-        if retry(keys=[keys.dead, keys.queue], args=[entry.stored, replace(job, attempt=0).to_json()]):
-            queued.append(job.id)
-    not_found = sorted((wanted or set()) - set(queued))
-    return RetryReport(queued=queued, invalid=invalid, not_found=not_found)
+                invalid += [entry for entry, job in zip(chunk[:taken], jobs) if job is None]
+    finally:
+        _restore_kept(client, keys)
+    return RetryReport(queued=queued, invalid=invalid, not_found=sorted((wanted or set()) - set(queued)))
+
+
+def _restore_kept(client: redis.Redis, keys: QueueKeys) -> None:
+    """Put every entry a retry set aside back at the dead list's tail, in order, a chunk per call."""
+    restore = load_script(client, "restore_dead")
+    while int(restore(keys=[keys.dead_kept, keys.dead], args=[RETRY_CHUNK])) == RETRY_CHUNK:
+        pass
 
 
 def purge_dead(client: redis.Redis, prefix: str = DEFAULT_PREFIX) -> int:

@@ -6,8 +6,8 @@ One object, three ways to upload:
   the job is safely in Redis; the ``s3pod`` daemon uploads it.
 - **synchronous** (``async_=False``): the upload runs in the caller's thread and returns
   True, raises :class:`~s3po_client.errors.UploadError`, or returns False when ``silent``.
-- **threaded** (after :meth:`Connection.run_loop`): asynchronous uploads go to background
-  threads in this process instead of Redis. No Redis needed, and no persistence: see
+- **in-process threads** (after :meth:`Connection.run_loop`): asynchronous uploads go to
+  background threads in this process instead of Redis. No Redis needed, and no persistence: see
   :mod:`s3po_client.inprocess`.
 
 Downloads are always synchronous. Constructing a ``Connection`` and queueing uploads never
@@ -20,11 +20,10 @@ import logging
 import os
 import tempfile
 import threading
-import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError, SourceChangedError, TransferError, UploadError
+from .errors import ConfigError, TransferError, UploadError
 from .inprocess import DEFAULT_THREADS, UploadFailure, UploadThreads
 from .job import DEFAULT_RETRIES, Codec, Job
 from .keys import DEFAULT_PREFIX, QueueKeys
@@ -47,7 +46,7 @@ LEGACY_ASYNC = "async"
 
 
 class Connection:
-    """Upload to and download from S3; uploads synchronous, queued for ``s3pod``, or threaded.
+    """Upload to and download from S3; uploads synchronous, queued for ``s3pod``, or on in-process threads.
 
     Without ``access_id``/``secret_key`` boto3's standard credential chain applies
     (environment, ``~/.aws``, instance role), as the original promised for ``~/.boto``.
@@ -101,9 +100,11 @@ class Connection:
         self._engine: TransferEngine | None = None
         self._redis: redis.Redis | None = None
         self._threads: UploadThreads | None = None
+        #: set by close(): a synchronous upload waiting for its next attempt gives up at once
+        self._closing = threading.Event()
 
     def __repr__(self) -> str:
-        mode = "threaded" if self._threads is not None else "queued"
+        mode = "in-process" if self._threads is not None else "queued"
         return (
             f"Connection(endpoint_url={self.s3.endpoint_url!r}, delete={self.delete}, "
             f"async_={self.async_}, async_mode={mode!r})"
@@ -185,15 +186,12 @@ class Connection:
         """
         body = data.encode() if isinstance(data, str) else bytes(data)
         if not self._resolve_async(async_, legacy):
-            try:
-                result = self.engine.upload_bytes(
-                    bucket, key, body, headers=headers, compress=compress, retries=retries, silent=silent
-                )
-            except UploadError:
-                raise
-            except TransferError as exc:
-                raise as_upload_error(exc) from exc
-            return result is not False
+
+            def attempt() -> bool:
+                self.engine.upload_bytes(bucket, key, body, headers=headers, compress=compress, retries=0)
+                return True
+
+            return self._retrying(attempt, bucket=bucket, key=key, retries=retries, silent=silent)
         fd, path = tempfile.mkstemp(prefix="s3po-", suffix=".upload", dir=self.tempdir)
         try:
             with os.fdopen(fd, "wb") as f:
@@ -256,18 +254,19 @@ class Connection:
             self._threads = UploadThreads(self._upload_job, threads=threads, retry=self.retry).start()
 
     def wait(self, timeout_s: float | None = None) -> bool:
-        """Block until every threaded upload requested so far is done; False if ``timeout_s`` ran out.
+        """Block until every in-process upload requested so far is done; False if ``timeout_s`` ran out.
 
         Uploads queued for ``s3pod`` are the daemon's business: this does not wait for them.
         """
         return self._threads.wait(timeout_s) if self._threads is not None else True
 
     def failures(self) -> list[UploadFailure]:
-        """Return the threaded uploads that failed for good (``silent`` ones too), oldest first."""
+        """Return the in-process uploads that failed for good (``silent`` ones too), oldest first."""
         return self._threads.failures() if self._threads is not None else []
 
     def close(self) -> None:
-        """Finish the threaded uploads and stop the threads; release the S3 and Redis connections."""
+        """Finish the in-process uploads and stop the threads; release the S3 and Redis connections."""
+        self._closing.set()
         if self._threads is not None:
             self._threads.close()
         with self._lock:
@@ -351,36 +350,37 @@ class Connection:
     ) -> bool:
         """Upload ``path`` now, then delete it if asked and unchanged; True, or False when silent.
 
-        A file that changed while it was sent is uploaded again (each time counts as a
-        retry, after the backoff) and is never deleted in the state it was read.
+        A file that changed while it was sent is uploaded again like any transient failure
+        (``retries`` in all, after the backoff) and is never deleted in the state it was read.
         """
-        changes = 0
-        while True:
-            try:
-                result = self.engine.upload_file(
-                    bucket, key, path, headers=headers, compress=compress, retries=retries, silent=silent
-                )
-                if result is False:
-                    return False
-                logger.info("uploaded job=%s bucket=%s key=%s bytes=%d", job_id, bucket, key, result.bytes_read)
-                if delete:
-                    delete_uploaded(result, job_id=job_id)
-                return True
-            except SourceChangedError as exc:
-                if changes < retries:
-                    delay_s = self.retry.delay_s(changes)
-                    logger.warning("retry job=%s attempt=%d in=%.1fs error=%s", job_id, changes + 1, delay_s, exc)
-                    changes += 1
-                    time.sleep(delay_s)
-                    continue
-                if silent:
-                    logger.info("failed job=%s bucket=%s key=%s error=%s", job_id, bucket, key, exc)
-                    return False
-                raise as_upload_error(exc) from exc
-            except UploadError:
+
+        def attempt() -> bool:
+            result = self.engine.upload_file(bucket, key, path, headers=headers, compress=compress, retries=0)
+            assert result is not False  # only a silent upload returns False
+            logger.info("uploaded job=%s bucket=%s key=%s bytes=%d", job_id, bucket, key, result.bytes_read)
+            if delete:
+                delete_uploaded(result, job_id=job_id, given_path=path)
+            return True
+
+        return self._retrying(attempt, bucket=bucket, key=key, retries=retries, silent=silent, job_id=job_id)
+
+    def _retrying(
+        self, attempt: Callable[[], bool], *, bucket: str, key: str, retries: int, silent: bool, job_id: str = "-"
+    ) -> bool:
+        """Return ``attempt()`` run through the one retry loop; False when it failed and ``silent``, else raise UploadError."""
+
+        def told(next_attempt: int, delay_s: float, error: Exception) -> None:
+            logger.warning("retry job=%s attempt=%d in=%.1fs error=%s", job_id, next_attempt, delay_s, error)
+
+        try:
+            return self.retry.call(attempt, retries=retries, stop=self._closing, on_retry=told)
+        except TransferError as exc:
+            if silent:
+                logger.info("failed job=%s bucket=%s key=%s error=%s", job_id, bucket, key, exc)
+                return False
+            if isinstance(exc, UploadError):
                 raise
-            except TransferError as exc:
-                raise as_upload_error(exc) from exc
+            raise as_upload_error(exc) from exc
 
 
 def as_upload_error(exc: TransferError) -> UploadError:

@@ -17,6 +17,7 @@ logged as abandoned, its file kept.
 from __future__ import annotations
 
 import atexit
+import collections
 import heapq
 import logging
 import queue
@@ -33,11 +34,18 @@ from .retry import RetryPolicy
 logger = logging.getLogger(__name__)
 
 DEFAULT_THREADS = 4
+#: The most failures :meth:`UploadThreads.failures` keeps (the newest): a long-running program
+#: whose uploads keep failing must not grow without bound.
+MAX_FAILURES_KEPT = 1000
 
 
 @dataclass(frozen=True, slots=True)
 class UploadFailure:
-    """An upload the background threads gave up on: the job, the final error and when."""
+    """An upload the background threads gave up on: the job, the final error and when.
+
+    ``error`` carries no traceback (nor do its causes): the frames of a failed upload hold
+    its buffers (a whole part, a whole small file), which a kept traceback would pin in memory.
+    """
 
     job: Job
     error: BaseException
@@ -84,7 +92,7 @@ class UploadThreads:
         self._unfinished: dict[str, Job] = {}  # submitted and not yet settled, by job id
         self._waiting: list[tuple[float, int, Job]] = []  # (due, order, next attempt): the timer heap
         self._order = 0
-        self._failures: list[UploadFailure] = []
+        self._failures: collections.deque[UploadFailure] = collections.deque(maxlen=MAX_FAILURES_KEPT)
         self._stopped = False
         self._exiting = False
 
@@ -127,7 +135,7 @@ class UploadThreads:
         self._timer.join()
 
     def failures(self) -> list[UploadFailure]:
-        """Return the uploads that failed for good so far, oldest first."""
+        """Return the uploads that failed for good so far (the newest ``MAX_FAILURES_KEPT``), oldest first."""
         with self._changed:
             return list(self._failures)
 
@@ -156,9 +164,9 @@ class UploadThreads:
 
     def _schedule_retry(self, job: Job, exc: Exception) -> bool:
         """Put the job's next attempt on the timer heap if the policy allows one; True if it did."""
-        if self._retry is None or not self._retry.should_retry(job.attempt, job.retries, exc):
+        delay_s = None if self._retry is None else self._retry.next_delay_s(job.attempt, job.retries, exc)
+        if delay_s is None:
             return False
-        delay_s = self._retry.delay_s(job.attempt)
         following = job.next_attempt()
         with self._changed:
             if self._exiting:
@@ -206,7 +214,7 @@ class UploadThreads:
             str(exc) or type(exc).__name__,
         )
         with self._changed:
-            self._failures.append(UploadFailure(job=job, error=exc, failed_at=time.time()))
+            self._failures.append(UploadFailure(job=job, error=without_frames(exc), failed_at=time.time()))
 
     def _finish_at_exit(self) -> None:
         """Finish the uploads queued or in hand; log those abandoned (waiting retries, or on Ctrl-C)."""
@@ -233,6 +241,19 @@ class UploadThreads:
                 job.key,
                 job.path,
             )
+
+
+def without_frames(exc: BaseException) -> BaseException:
+    """Return ``exc`` with the tracebacks of it and of its causes and contexts dropped (their frames freed)."""
+    seen: set[int] = set()
+    each: BaseException | None = exc
+    while each is not None and id(each) not in seen:
+        seen.add(id(each))
+        each.__traceback__ = None
+        if each.__cause__ is not None and id(each.__cause__) not in seen:
+            without_frames(each.__cause__)
+        each = each.__context__
+    return exc
 
 
 def _finish_at_exit(threads: UploadThreads) -> None:
@@ -263,4 +284,4 @@ def _finish_at_exit(threads: UploadThreads) -> None:
         atexit.register(hook)
 
 
-__all__ = ["DEFAULT_THREADS", "UploadFailure", "UploadThreads"]
+__all__ = ["DEFAULT_THREADS", "MAX_FAILURES_KEPT", "UploadFailure", "UploadThreads", "without_frames"]

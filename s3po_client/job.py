@@ -131,11 +131,18 @@ class Job:
         """Return the job encoded in ``raw``; raise JobError if it is not a valid job."""
         try:
             data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
             raise JobError(f"not valid JSON: {exc}") from None
+        except RecursionError:  # the decoder recurses once per nested array or object
+            raise JobError("not valid JSON: nested too deeply") from None
         if isinstance(data, dict) and "id" not in data:
             data["id"] = derived_job_id(raw)
-        return cls.from_dict(data)
+        try:
+            return cls.from_dict(data)
+        except JobError:
+            raise
+        except (TypeError, ValueError, RecursionError) as exc:  # a value no field check foresaw
+            raise JobError(f"not a valid job: {type(exc).__name__}: {exc}") from None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the job as a plain dict, ready for ``json.dumps``."""

@@ -62,3 +62,12 @@ class QueueKeys:
     def dead(self) -> str:
         """List of jobs that failed for good, newest first."""
         return f"{self.prefix}:dead"
+
+    @property
+    def dead_kept(self) -> str:
+        """List of dead entries ``s3po dead retry`` took off the dead list and keeps, newest first.
+
+        They go back to the dead list's tail, in order, when the retry ends (or when the next
+        one begins, if the process running it died).
+        """
+        return f"{self.prefix}:dead:kept"

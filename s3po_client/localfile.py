@@ -5,10 +5,13 @@ One home for three rules that the daemon, ``Connection`` and the ``s3po`` comman
 - a file is read through one descriptor, opened with ``O_NOFOLLOW``; what is checked
   (regular file, inside the allowed directories) is that descriptor, not a name that
   could be swapped for a symlink between the check and the read;
-- a file is "unchanged" while its size, mtime, inode and device are those seen when its
-  upload began;
+- a file is "unchanged" while its size, mtime, ctime, inode and device are those seen when
+  its upload began (ctime because a rewrite in place can restore size and mtime, as
+  ``rsync --inplace -t`` and ``touch -r`` do, but nothing can set ctime back);
 - a file is deleted only if the name still refers to that same unchanged file
-  (:func:`delete_unchanged`), so a symlink or a new file put in its place survives.
+  (:func:`delete_unchanged`), so a symlink or a new file put in its place survives; the
+  name is reached from the allowed directory down through descriptors that follow no
+  symlink, so a directory swapped for a symlink cannot turn the delete into one outside.
 """
 
 from __future__ import annotations
@@ -24,18 +27,28 @@ from .errors import JobError, SourceChangedError, UnsafePathError
 
 logger = logging.getLogger(__name__)
 
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 #: Flags for reading a job's file: never through a final symlink, never blocking on a FIFO.
-_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+_OPEN_FLAGS = os.O_RDONLY | _NOFOLLOW | _CLOEXEC | getattr(os, "O_NONBLOCK", 0)
+#: Flags for each directory on the way to a file to delete: a directory, never a symlink.
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW | _CLOEXEC
 
 
 @dataclass(frozen=True, slots=True)
 class FileStat:
-    """What identifies one version of a local file: size, mtime, inode and device."""
+    """What identifies one version of a local file: size, mtime, inode, device and ctime.
+
+    ctime (the inode's change time) moves on every write and every metadata change, and
+    no system call sets it back: it is what tells a rewrite in place whose size and mtime
+    were restored. A record saved without it (``ctime_ns`` 0) never matches a file.
+    """
 
     size: int
     mtime_ns: int
     inode: int
     device: int = 0
+    ctime_ns: int = 0
 
     @classmethod
     def of(cls, path: str, *, follow_symlinks: bool = True) -> FileStat:
@@ -44,7 +57,7 @@ class FileStat:
 
     @classmethod
     def from_stat(cls, st: os.stat_result) -> FileStat:
-        return cls(size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino, device=st.st_dev)
+        return cls(size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino, device=st.st_dev, ctime_ns=st.st_ctime_ns)
 
 
 def inside(real: str, dirs: Sequence[str]) -> bool:
@@ -129,24 +142,88 @@ def ensure_unchanged(path: str, expected: FileStat, *, bucket: str = "", key: st
         )
 
 
-def delete_unchanged(path: str, expected: FileStat, *, job_id: str = "-", bucket: str = "", key: str = "") -> bool:
-    """Delete the uploaded file ``path`` if it is still the version ``expected`` describes.
+def delete_unchanged(
+    path: str,
+    expected: FileStat,
+    *,
+    allow_dirs: Sequence[str] = (),
+    job_id: str = "-",
+    bucket: str = "",
+    key: str = "",
+) -> bool:
+    """Delete the uploaded file at the real path ``path`` if it is still the version ``expected`` describes.
+
+    The file's directory is reached from the allowed directory holding ``path`` (from ``/``
+    when ``allow_dirs`` is empty) one component at a time, each opened with
+    ``O_DIRECTORY|O_NOFOLLOW``; the file is compared (``fstatat``, not followed) and
+    unlinked relative to that descriptor. A component swapped for a symlink fails the
+    walk, so no delete ever lands outside.
 
     Raises SourceChangedError (and deletes nothing) when the name now refers to something
-    else: the file was rewritten, replaced, swapped for a symlink, or removed. Returns
-    False when the unlink itself failed (logged: the object is stored, the file stays),
-    True once the file is deleted.
+    else: the file was rewritten, replaced, swapped for a symlink, removed, or a directory
+    on its path was. Returns False when the file was not deleted for another reason
+    (outside ``allow_dirs``, or the unlink failed: logged, the object is stored, the file
+    stays), True once the file is deleted.
     """
-    ensure_unchanged(path, expected, bucket=bucket, key=key)
+    parent, name = os.path.split(path)
+    root = _allowed_root(parent, allow_dirs)
+    if root is None or not name:
+        logger.error("not deleting job=%s path=%s: outside the allowed directories", job_id, path)
+        return False
     try:
-        os.unlink(path)
+        fd = _open_dir_below(root, parent)
+    except OSError as exc:
+        raise SourceChangedError(
+            f"{path!r}: a directory on its path was replaced or removed during the upload ({exc.strerror}); "
+            "the file is kept",
+            bucket=bucket,
+            key=key,
+        ) from None
+    try:
+        try:
+            now = FileStat.from_stat(os.stat(name, dir_fd=fd, follow_symlinks=False))
+        except FileNotFoundError:
+            raise SourceChangedError(f"{path!r} vanished during the upload", bucket=bucket, key=key) from None
+        if now != expected:
+            raise SourceChangedError(
+                f"{path!r} changed during the upload; it is kept and uploaded again", bucket=bucket, key=key
+            )
+        os.unlink(name, dir_fd=fd)
     except FileNotFoundError:
         raise SourceChangedError(f"{path!r} vanished during the upload", bucket=bucket, key=key) from None
     except OSError as exc:
         logger.error("could not delete job=%s path=%s: %s (the object is stored)", job_id, path, exc.strerror)
         return False
+    finally:
+        os.close(fd)
     logger.info("deleted job=%s path=%s", job_id, path)
     return True
+
+
+def _allowed_root(parent: str, allow_dirs: Sequence[str]) -> str | None:
+    """Return the allowed directory (the deepest) holding the directory ``parent``; ``/`` when none are set."""
+    if not allow_dirs:
+        return os.sep
+    holding = [d for d in allow_dirs if inside(parent, [d])]
+    return max(holding, key=len) if holding else None
+
+
+def _open_dir_below(root: str, directory: str) -> int:
+    """Return a descriptor of ``directory``, opened from ``root`` down one component at a time, following no symlink.
+
+    ``root`` itself is opened as configured (the allowed directory is trusted).
+    """
+    fd = os.open(root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _CLOEXEC)
+    try:
+        below = os.path.relpath(directory, root)
+        for part in [] if below == os.curdir else below.split(os.sep):
+            next_fd = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = next_fd
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 __all__ = ["FileStat", "delete_unchanged", "ensure_unchanged", "inside", "open_checked", "require_regular_file"]

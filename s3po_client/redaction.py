@@ -15,8 +15,11 @@ REDACTED = "***"
 #: A scheme starts where no scheme character precedes it, and is short: without both, a long
 #: run of letters (a 1 MB key in a log line) costs quadratic time, one try per position.
 _URL_PASSWORD = re.compile(r"(?P<head>(?<![a-zA-Z0-9+.-])[a-zA-Z][a-zA-Z0-9+.-]{0,31}://[^:/@\s]*:)[^@\s/]+(?=@)")
-#: ``?password=...`` or ``&password=...`` in a URL's query string (redis-py reads it there too)
-_QUERY_PASSWORD = re.compile(r"(?P<head>[?&](?:password|passwd|secret|token)=)[^&#\s]*", re.IGNORECASE)
+#: ``?password=...`` or ``&password=...`` in a URL's query string (redis-py reads it there too),
+#: and any ``*_password`` such as the sentinels' own ``sentinel_password``
+_QUERY_PASSWORD = re.compile(r"(?P<head>[?&](?:[a-z0-9]+_)*(?:password|passwd|secret|token)=)[^&#\s]*", re.IGNORECASE)
+#: the query-string fields that carry a secret, as ``_QUERY_PASSWORD`` recognises them
+_SECRET_FIELD = re.compile(r"(?:[a-z0-9]+_)*(?:password|passwd|secret|token)", re.IGNORECASE)
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
@@ -33,7 +36,7 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
 
 
 def redact_url(url: str) -> str:
-    """Return ``url`` with any password (``user:password@`` or ``?password=``) replaced by ``***``.
+    """Return ``url`` with any password (``user:password@``, ``?password=``, ``?sentinel_password=``) replaced by ``***``.
 
     >>> redact_url("rediss://app:s3cret@cache:6380/0?password=also")
     'rediss://app:***@cache:6380/0?password=***'
@@ -41,15 +44,18 @@ def redact_url(url: str) -> str:
     return redact(url)
 
 
-def url_password(url: str) -> str | None:
-    """Return the password a URL carries (``user:password@`` or ``?password=``), or None."""
-    from urllib.parse import parse_qs, urlsplit
+def url_secrets(url: str) -> list[str]:
+    """Return every secret a URL carries (``user:password@``, ``?password=``, ``?sentinel_password=``, …), decoded.
+
+    >>> url_secrets("redis+sentinel://:a%40b@h:26379/m?sentinel_password=c")
+    ['a@b', 'c']
+    """
+    from urllib.parse import parse_qsl, unquote, urlsplit
 
     parts = urlsplit(url)
-    if parts.password:
-        return parts.password
-    found = parse_qs(parts.query).get("password")
-    return found[0] if found else None
+    found = [unquote(parts.password)] if parts.password else []
+    found += [value for name, value in parse_qsl(parts.query) if value and _SECRET_FIELD.fullmatch(name)]
+    return found
 
 
-__all__ = ["REDACTED", "redact", "redact_url", "url_password"]
+__all__ = ["REDACTED", "redact", "redact_url", "url_secrets"]

@@ -1,17 +1,27 @@
-"""Retry policy: one arithmetic for every wait s3po makes after a failure.
+"""Retry policy: one arithmetic for every wait s3po makes after a failure, and the one loop that waits.
 
 The daemon's delayed retries, the engine's attempts, a request's own retries, the
 in-process threads' scheduled retries and the loops that wait for Redis to come back all
-take their waits from a :class:`RetryPolicy`. It never sleeps and never touches Redis:
-callers decide how to wait (a ZSET in Redis, a timer heap, an Event).
+take their waits from a :class:`RetryPolicy`. :meth:`RetryPolicy.next_delay_s` is the
+decision (another attempt? after how long?); a caller that schedules elsewhere (a ZSET in
+Redis, a timer heap) uses it alone. A caller that waits in its own thread uses the one loop:
+:meth:`RetryPolicy.call` (a bounded number of attempts) or :func:`wait_until_answers` (a
+server expected back). Their waits end at once when a ``stop`` event is set, and in the
+main thread a Ctrl-C interrupts them.
 """
 
 from __future__ import annotations
 
 import random
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from .errors import ConfigError, JobError, TransferError
+
+T = TypeVar("T")
 
 DEFAULT_BACKOFF_BASE_S = 60.0
 
@@ -69,6 +79,56 @@ class RetryPolicy:
             return error.transient
         return True
 
+    def next_delay_s(self, attempt: int, retries: int, error: BaseException) -> float | None:
+        """Return the wait before the attempt after failed attempt ``attempt``; None when there is none."""
+        return self.delay_s(attempt) if self.should_retry(attempt, retries, error) else None
+
+    def call(
+        self,
+        attempt: Callable[[], T],
+        *,
+        retries: int,
+        stop: threading.Event | None = None,
+        classify: Callable[[Exception, int], Exception] | None = None,
+        on_retry: Callable[[int, float, Exception], None] | None = None,
+    ) -> T:
+        """Return ``attempt()``, called again after each failure the policy allows; raise the last error.
+
+        THE retry loop: classify → wait → try again. A failure ``exc`` becomes
+        ``classify(exc, n)`` (n: the failed attempt, 0 first; e.g. a translation into the
+        TransferError tree), which is raised, from ``exc``, unless :meth:`next_delay_s`
+        allows another of the ``retries`` retries.
+        ``on_retry(next_attempt, delay_s, error)`` is told before each wait (to log it).
+        The wait ends at once when ``stop`` is set (then the error is raised), or on Ctrl-C
+        in the main thread.
+
+        >>> policy = RetryPolicy(base_s=0)
+        >>> tries = iter([TransferError("busy"), TransferError("busy"), "stored"])
+        >>> def attempt():
+        ...     outcome = next(tries)
+        ...     if isinstance(outcome, Exception):
+        ...         raise outcome
+        ...     return outcome
+        >>> policy.call(attempt, retries=3)
+        'stored'
+        """
+        failed = 0
+        while True:
+            try:
+                return attempt()
+            except Exception as exc:  # noqa: BLE001 - classified, then retried or raised
+                error = exc if classify is None else classify(exc, failed)
+                delay_s = self.next_delay_s(failed, retries, error)
+                if delay_s is not None and not stopped(stop):
+                    if on_retry is not None:
+                        on_retry(failed + 1, delay_s, error)
+                    if not interruptible_wait(delay_s, stop):
+                        failed += 1
+                        continue
+                if error is exc:
+                    raise
+                raise error from exc
+
     def backoff(self) -> Backoff:
         """Return a fresh :class:`Backoff` that steps through this policy's waits."""
         return Backoff(self)
@@ -97,3 +157,49 @@ class Backoff:
 
 #: How a loop waiting for a server (Redis) retries: 0.2 s doubling to 5 s, jittered.
 SERVER_RETRY = RetryPolicy(base_s=0.2, max_s=5.0)
+
+
+def stopped(stop: threading.Event | None) -> bool:
+    return stop is not None and stop.is_set()
+
+
+def interruptible_wait(seconds: float, stop: threading.Event | None) -> bool:
+    """Wait ``seconds``; return True, at once, when ``stop`` is set (before or during the wait).
+
+    Both ``Event.wait`` and ``time.sleep`` let a Ctrl-C (KeyboardInterrupt) through in the
+    main thread; a thread that is not the main one is stopped through ``stop``.
+    """
+    if stop is None:
+        time.sleep(seconds)
+        return False
+    return stop.wait(seconds)
+
+
+def wait_until_answers(
+    step: Callable[[], T],
+    *,
+    errors: tuple[type[Exception], ...],
+    stop: threading.Event | None = None,
+    give_up: Callable[[], bool] | None = None,
+    on_failure: Callable[[Exception], None] | None = None,
+    policy: RetryPolicy = SERVER_RETRY,
+) -> T:
+    """Return ``step()``, called again after each failure in ``errors`` (a server away) until it answers.
+
+    For a server that is expected back (Redis restarting, failing over): no retry count,
+    the waits follow ``policy`` (0.2 s doubling to 5 s by default). ``on_failure(error)``
+    sees each failure (to count or log it). The last error is raised once ``stop`` is set
+    or ``give_up()`` returns True (asked after each failure); any other error at once.
+    """
+    backoff = policy.backoff()
+    while True:
+        try:
+            return step()
+        except errors as exc:
+            if on_failure is not None:
+                on_failure(exc)
+            if (give_up is not None and give_up()) or interruptible_wait(backoff.step(), stop):
+                raise
+
+
+__all__ = ["SERVER_RETRY", "Backoff", "RetryPolicy", "interruptible_wait", "stopped", "wait_until_answers"]

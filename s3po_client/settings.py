@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, get_args
 
 from .errors import ConfigError
@@ -107,6 +107,15 @@ class TransferSettings:
     #: seconds to wait for a TCP connection, and for a response's next bytes
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 60.0
+
+    def pooled_for(self, transfers: int) -> TransferSettings:
+        """Return these settings with enough pooled connections for ``transfers`` transfers at once.
+
+        Each transfer may have ``max_concurrency`` parts in flight plus one request of its own
+        (a create, a complete, a HEAD): the one rule for ``s3po --jobs`` and ``s3pod --concurrency``.
+        """
+        needed = transfers * (self.max_concurrency + 1)
+        return self if needed <= self.max_pool_connections else replace(self, max_pool_connections=needed)
 
     def __post_init__(self) -> None:
         problems = []

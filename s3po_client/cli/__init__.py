@@ -3,7 +3,7 @@
 =============  ==============================================================
 ``upload``     ``s3po upload``: files, trees, standard input; delete once verified
 ``download``   ``s3po download`` (an object or a prefix) and ``s3po ls``
-``queue``      ``s3po enqueue``, ``s3po status``, ``s3po dead``
+``jobs``       ``s3po enqueue``, ``s3po status``, ``s3po dead``: jobs for s3pod
 ``batch``      many transfers at once (``--jobs``), stopped cleanly by Ctrl-C
 ``tree``       S3 URLs, directory walks, ``--exclude``/``--include``
 ``output``     records, ``--json``, progress bars, one-line errors
@@ -23,7 +23,7 @@ import click
 
 from .. import __version__
 from .download import download, ls
-from .queue import dead, enqueue_command, status
+from .jobs import dead, enqueue_command, status
 from .upload import upload
 
 HELP = """Move files to and from S3 (and S3-compatible stores): verified, compressed on

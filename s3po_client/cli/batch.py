@@ -68,45 +68,28 @@ class Summary:
 
 
 def run_batch(
-    tasks: Sequence[Task[T]], work: Callable[[T, ProgressCallback], Outcome], *, jobs: int, reporter: Reporter
+    tasks: Sequence[Task[T]],
+    work: Callable[[T, ProgressCallback], Outcome],
+    *,
+    jobs: int,
+    reporter: Reporter,
+    cancel: threading.Event | None = None,
 ) -> Summary:
     """Run ``work(item, progress)`` for every task, ``jobs`` at a time; report each outcome.
 
     ``work`` returns the outcome of its item (a failure too); an exception escaping it is
     a bug, reported as that file's failure. Raises KeyboardInterrupt after Ctrl-C, once
-    every transfer in flight has stopped.
+    every transfer in flight has stopped. ``cancel`` is set on Ctrl-C: give the same event
+    to the retry loops of ``work`` (``RetryPolicy.call(stop=...)``) so a backoff ends at once.
     """
     summary = Summary()
-    cancel = threading.Event()
+    cancel = cancel if cancel is not None else threading.Event()
     lock = threading.Lock()
 
     def run(task: Task[T]) -> None:
         if cancel.is_set():
             return
-        bar = reporter.bar(task.label, task.total)
-
-        def progress(done: int, total: int | None) -> None:
-            if cancel.is_set():
-                raise Interrupted()
-            bar.update(done, total)
-
-        try:
-            outcome = work(task.item, progress)
-        except Interrupted:
-            outcome = task.interrupted()
-        except Exception as exc:  # noqa: BLE001 - a bug in one transfer must not stop the others
-            if reporter.debug:
-                reporter.write_err(traceback.format_exc().rstrip())
-            failed = task.interrupted()
-            outcome = Outcome(
-                path=failed.path,
-                bucket=failed.bucket,
-                key=failed.key,
-                status=Status.FAILED,
-                error=f"{type(exc).__name__}: {exc}" + ("" if reporter.debug else " (--debug for the traceback)"),
-            )
-        finally:
-            bar.close()
+        outcome = run_one(task, work, reporter, cancel)
         with lock:
             summary.outcomes.append(outcome)
             reporter.record(outcome)
@@ -131,6 +114,36 @@ def run_batch(
     for f in futures:
         f.result()  # run() reports its own failures; this only re-raises a bug in reporting
     return summary
+
+
+def run_one(
+    task: Task[T], work: Callable[[T, ProgressCallback], Outcome], reporter: Reporter, cancel: threading.Event
+) -> Outcome:
+    """Return the outcome of one transfer, with its progress bar; interrupted once ``cancel`` is set."""
+    bar = reporter.bar(task.label, task.total)
+
+    def progress(done: int, total: int | None) -> None:
+        if cancel.is_set():
+            raise Interrupted()
+        bar.update(done, total)
+
+    try:
+        return work(task.item, progress)
+    except Interrupted:
+        return task.interrupted()
+    except Exception as exc:  # noqa: BLE001 - a bug in one transfer must not stop the others
+        if reporter.debug:
+            reporter.write_err(traceback.format_exc().rstrip())
+        failed = task.interrupted()
+        return Outcome(
+            path=failed.path,
+            bucket=failed.bucket,
+            key=failed.key,
+            status=Status.FAILED,
+            error=f"{type(exc).__name__}: {exc}" + ("" if reporter.debug else " (--debug for the traceback)"),
+        )
+    finally:
+        bar.close()
 
 
 __all__ = ["Interrupted", "Summary", "Task", "run_batch"]

@@ -3,6 +3,9 @@
 An option shared by several commands reads ``S3PO_<NAME>`` (``S3PO_ENDPOINT_URL``,
 ``S3PO_KEEP``, ``S3PO_JOBS``, …); any other reads ``S3PO_<COMMAND>_<NAME>`` (click's
 ``auto_envvar_prefix``), e.g. ``S3PO_DOWNLOAD_RAW=1``.
+
+The options that build the S3 and transfer settings are in :mod:`.engine_options`, shared
+with ``s3pod``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ import click
 
 from ..errors import ConfigError
 from ..job import CODECS, DEFAULT_RETRIES
+from ..retry import DEFAULT_BACKOFF_BASE_S
+from ..settings import S3Settings, TransferSettings
+from .engine_options import TRANSFER_DEFAULTS, apply, option, s3_options
 from .output import Reporter, configure_logging
 from .tree import BadArgument, Filters, S3Url, filter_order
 
@@ -26,35 +32,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: (20 ms away, or on loopback: about as fast); large files went as fast as with 4 or 16, or
 #: faster. Memory: at most about 8 × 40 MiB when every file in flight is large.
 DEFAULT_JOBS = 8
-
-
-def option(*decls: str, **attrs: Any) -> Callable[[F], F]:
-    """``click.option`` that shows its environment variable in ``--help``."""
-    attrs.setdefault("show_envvar", True)
-    return click.option(*decls, **attrs)
-
-
-def apply(func: F, *decorators: Callable[[F], F]) -> F:
-    for decorator in reversed(decorators):
-        func = decorator(func)
-    return func
-
-
-def s3_options(func: F) -> F:
-    """``--endpoint-url``, ``--region``, ``--profile``, ``--access-id``, ``--secret-key``."""
-    return apply(
-        func,
-        option(
-            "--endpoint-url",
-            envvar="S3PO_ENDPOINT_URL",
-            metavar="URL",
-            help="S3 endpoint, for S3-compatible stores (default: AWS).",
-        ),
-        option("--region", envvar="S3PO_REGION", help="AWS region."),
-        option("--profile", envvar="S3PO_PROFILE", help="AWS profile name."),
-        option("--access-id", envvar="S3PO_ACCESS_ID", help="Access key id (default: boto3's credential chain)."),
-        option("--secret-key", envvar="S3PO_SECRET_KEY", help="Secret key; prefer the environment variable."),
-    )
 
 
 def redis_options(func: F) -> F:
@@ -214,29 +191,25 @@ def parse_headers(values: tuple[str, ...]) -> dict[str, str]:
 
 
 def make_engine(
-    endpoint_url: str | None,
-    region: str | None,
-    profile: str | None,
-    access_id: str | None,
-    secret_key: str | None,
-    backoff_base_s: float = 60.0,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    profile: str | None = None,
+    access_id: str | None = None,
+    secret_key: str | None = None,
+    backoff_base_s: float = DEFAULT_BACKOFF_BASE_S,
     jobs: int = DEFAULT_JOBS,
+    transfer: TransferSettings | None = None,
 ) -> Any:
     """Return a transfer engine sized for ``jobs`` transfers at once (this is where boto3 gets imported)."""
     from ..retry import RetryPolicy
-    from ..settings import S3Settings, TransferSettings
     from ..transfer import TransferEngine
 
     try:
-        settings = TransferSettings()
-        settings = TransferSettings(
-            max_pool_connections=max(settings.max_pool_connections, jobs * (settings.max_concurrency + 1))
-        )
         return TransferEngine(
             S3Settings(
                 access_id=access_id, secret_key=secret_key, profile=profile, region=region, endpoint_url=endpoint_url
             ),
-            settings,
+            (transfer or TRANSFER_DEFAULTS).pooled_for(jobs),
             retry=RetryPolicy(base_s=backoff_base_s),
         )
     except ConfigError as exc:

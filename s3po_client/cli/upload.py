@@ -5,15 +5,18 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import click
 
 from ..errors import JobError, SourceChangedError, TransferError
 from ..settle import delete_uploaded
-from .batch import Task, run_batch
+from .batch import Interrupted, Summary, Task, run_batch
+from .engine_options import S3_OPTIONS, backoff_option_for, transfer_options_for, transfer_settings
 from .options import (
     filters_of,
     make_engine,
@@ -52,16 +55,9 @@ Examples:
     envvar="S3PO_FOLLOW_SYMLINKS",
     help="Follow symlinks in a directory (uploaded, never deleted).",
 )
-@option(
-    "--backoff-base",
-    type=click.FloatRange(0),
-    default=60.0,
-    show_default=True,
-    envvar="S3PO_BACKOFF_BASE",
-    metavar="SECONDS",
-    help="Wait before a file's first retry; doubles each attempt.",
-)
+@backoff_option_for("S3PO")
 @s3_options
+@transfer_options_for("S3PO")
 @output_options
 def upload(
     sources: tuple[str, ...],
@@ -75,14 +71,10 @@ def upload(
     jobs: int,
     follow_symlinks: bool,
     backoff_base: float,
-    endpoint_url: str | None,
-    region: str | None,
-    profile: str | None,
-    access_id: str | None,
-    secret_key: str | None,
     as_json: bool,
     quiet: bool,
     debug: bool,
+    **settings: Any,
 ) -> None:
     """Upload files, directories or standard input (-) to S3 now, and wait.
 
@@ -97,12 +89,14 @@ def upload(
     check_headers(parsed, compress)
     reporter = make_reporter(as_json, quiet, debug)
     items, skipped, is_tree = collect(sources, dest, follow_symlinks, filters_of(exclude, include))
-    engine = make_engine(endpoint_url, region, profile, access_id, secret_key, backoff_base, jobs)
+    transfer = transfer_settings(settings, transfers_at_once=jobs)
+    s3 = {name: settings[name] for name in S3_OPTIONS}
+    engine = make_engine(**s3, backoff_base_s=backoff_base, jobs=jobs, transfer=transfer)
+    stop = threading.Event()  # set by Ctrl-C: ends a transfer's backoff at once
 
     def work(item: LocalFile, progress: ProgressCallback) -> Outcome:
-        return upload_one(
-            engine, item, dest_of(dest, item, is_tree, len(sources)), parsed, compress, retries, keep, progress
-        )
+        where = dest_of(dest, item, is_tree, len(sources))
+        return upload_one(engine, item, where, Upload(parsed, compress, retries, keep, stop), progress)
 
     for unusable in skipped:
         reporter.record(skipped_outcome(unusable, dest))
@@ -110,29 +104,34 @@ def upload(
     started = time.monotonic()
     reporter.start_bars((len(items), sum(i.size for i in items)) if is_tree else None)
     try:
-        tasks = [
-            Task(
-                item=i,
-                label=i.relative if is_tree else os.path.basename(i.path),
-                total=None if i.path == "-" else i.size,
-                interrupted=interrupted_outcome(i, dest_of(dest, i, is_tree, len(sources))),
-            )
-            for i in items
-        ]
-        summary = run_batch(tasks, work, jobs=jobs, reporter=reporter)
+        tasks = [task_of(i, dest_of(dest, i, is_tree, len(sources)), is_tree) for i in items]
+        summary = run_batch(tasks, work, jobs=jobs, reporter=reporter, cancel=stop)
     finally:
         reporter.stop_bars()
         engine.close()
     if is_tree and not as_json:
-        elapsed = time.monotonic() - started
-        stored = summary.count(Status.UPLOADED)
-        reporter.say(
-            f"uploaded {stored} of {len(items)} files ({human_bytes(summary.bytes_read())}, "
-            f"{human_bytes(summary.bytes_stored())} stored) in {elapsed:.1f} s"
-            + (f"; {summary.failed} failed" if summary.failed else "")
-        )
+        say_summary(reporter, summary, len(items), time.monotonic() - started)
     if reporter.failures:
         raise SystemExit(1)
+
+
+def task_of(item: LocalFile, dest: S3Url, is_tree: bool) -> Task[LocalFile]:
+    """Return the batch task that uploads ``item`` to ``dest``: its bar's label and size, its outcome if stopped."""
+    return Task(
+        item=item,
+        label=item.relative if is_tree else os.path.basename(item.path),
+        total=None if item.path == "-" else item.size,
+        interrupted=interrupted_outcome(item, dest),
+    )
+
+
+def say_summary(reporter: Reporter, summary: Summary, files: int, elapsed_s: float) -> None:
+    """Tell a person at a terminal what a tree's upload did, in one line."""
+    reporter.say(
+        f"uploaded {summary.count(Status.UPLOADED)} of {files} files ({human_bytes(summary.bytes_read())}, "
+        f"{human_bytes(summary.bytes_stored())} stored) in {elapsed_s:.1f} s"
+        + (f"; {summary.failed} failed" if summary.failed else "")
+    )
 
 
 def check_headers(headers: dict[str, str], compress: str | None) -> None:
@@ -184,35 +183,27 @@ def dest_of(dest: S3Url, item: LocalFile, is_tree: bool, n_sources: int) -> S3Ur
     return dest
 
 
-def upload_one(
-    engine: Any,
-    item: LocalFile,
-    dest: S3Url,
-    headers: dict[str, str],
-    compress: str | None,
-    retries: int,
-    keep: bool,
-    progress: ProgressCallback,
-) -> Outcome:
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """What every file of one ``s3po upload`` gets: its object settings, its retries, whether it is kept."""
+
+    headers: dict[str, str]
+    compress: str | None
+    retries: int
+    keep: bool
+    #: set by Ctrl-C: a backoff in progress ends at once
+    stop: threading.Event
+
+
+def upload_one(engine: Any, item: LocalFile, dest: S3Url, how: Upload, progress: ProgressCallback) -> Outcome:
     """Upload one file (or standard input), then delete it unless kept; return its outcome."""
     shown = "-" if item.path == "-" else display_path(item.path)
     path = "-" if item.path == "-" else os.path.abspath(item.path)
     try:
-        if item.path == "-":
-            result = engine.upload_fileobj(
-                dest.bucket,
-                dest.key,
-                sys.stdin.buffer,
-                headers=headers,
-                compress=compress,
-                retries=retries,
-                progress=progress,
-            )
-        else:
-            result = engine.upload_file(
-                dest.bucket, dest.key, item.path, headers=headers, compress=compress, retries=retries, progress=progress
-            )
+        result = send(engine, item, dest, how, progress)
     except (TransferError, JobError) as exc:
+        if how.stop.is_set():
+            raise Interrupted() from None
         logger.debug("upload failed path=%s url=%s", shown, dest, exc_info=True)  # the traceback, with --debug
         return Outcome(
             path=path,
@@ -223,9 +214,9 @@ def upload_one(
             deleted=False,
         )
     deleted, error = False, None
-    if item.path != "-" and not keep and not item.via_symlink:
+    if item.path != "-" and not how.keep and not item.via_symlink:
         try:
-            deleted = delete_uploaded(result)
+            deleted = delete_uploaded(result, given_path=item.path)
             if not deleted:
                 error = f"{dest}: stored, but {shown!r} could not be deleted"
         except SourceChangedError as exc:
@@ -241,6 +232,32 @@ def upload_one(
         error=error,
         deleted=deleted,
     )
+
+
+def send(engine: Any, item: LocalFile, dest: S3Url, how: Upload, progress: ProgressCallback) -> Any:
+    """Store ``item`` at ``dest``: one attempt at a time, through the one retry loop (Ctrl-C ends its waits)."""
+    if item.path == "-":  # read once: the engine retries it only if it can read it again
+        return engine.upload_fileobj(
+            dest.bucket,
+            dest.key,
+            sys.stdin.buffer,
+            headers=how.headers,
+            compress=how.compress,
+            retries=how.retries,
+            progress=progress,
+        )
+
+    def attempt() -> Any:
+        return engine.upload_file(
+            dest.bucket, dest.key, item.path, headers=how.headers, compress=how.compress, retries=0, progress=progress
+        )
+
+    def told(next_attempt: int, delay_s: float, error: Exception) -> None:
+        logger.warning(
+            "retry path=%s url=%s attempt=%d in=%.1fs error=%s", item.path, dest, next_attempt, delay_s, error
+        )
+
+    return engine.retry.call(attempt, retries=how.retries, stop=how.stop, on_retry=told)
 
 
 def failure_text(exc: BaseException, shown: str | None, dest: S3Url) -> str:

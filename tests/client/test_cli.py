@@ -96,3 +96,58 @@ def test_status_text_lists_workers_with_their_last_heartbeat(redis_client, daemo
     assert "host-7-abc  last heartbeat" in out.stdout
     data = json.loads(s3po("status", "--json", env=daemon_env).stdout)
     assert 4 <= data["workers"]["host-7-abc"]["heartbeat_age_s"] < 60
+
+
+def test_ctrl_c_during_a_backoff_ends_the_upload_at_once(daemon_env, tmp_path) -> None:
+    """The backoff before a retry is minutes long; Ctrl-C must not wait it out."""
+    import re
+    import signal
+    import threading
+    import time
+
+    from servers import free_port
+
+    path = tmp_path / "kept.txt"
+    path.write_text("never stored")
+    env = {
+        **daemon_env,
+        "S3PO_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",  # nothing listens: every attempt fails
+        "S3PO_ACCESS_ID": "id",
+        "S3PO_SECRET_KEY": "secret",
+        "S3PO_REGION": "us-east-1",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "s3po_client.cli", "upload", str(path), "s3://bucket/key"]
+        + ["--backoff-base", "600", "--retries", "5"],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    lines: list[str] = []
+    long_wait = threading.Event()
+
+    def read() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+            found = re.search(r"retry .*in=([0-9.]+)s", line)
+            if found and float(found.group(1)) >= 10:  # full jitter: a short wait is let pass
+                long_wait.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert long_wait.wait(120), "no backoff announced:\n" + "".join(lines)
+        time.sleep(0.3)  # inside the wait
+        interrupted = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        status = proc.wait(timeout=60)
+        took = time.monotonic() - interrupted
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    reader.join(5)
+    assert took < 3, f"Ctrl-C took {took:.1f}s to end the upload"
+    assert status == 130, "".join(lines)
+    assert "interrupted" in "".join(lines) and path.read_text() == "never stored"

@@ -26,7 +26,7 @@ from s3po_client import Connection, Job, JobError, S3poError, UploadError
 from s3po_client.admin import count_jobs
 
 ROOT = Path(__file__).resolve().parents[2]
-MODES = ("sync", "threaded", "queued")
+MODES = ("sync", "in-process", "queued")
 
 
 def object_bytes(s3: Any, bucket: str, key: str) -> bytes:
@@ -76,7 +76,7 @@ def make_conn(s3_server, redis_server, redis_client, tempdir) -> Iterator[Callab
 
 
 class Mode:
-    """Runs an example one way: synchronous, threaded (``runLoop()``) or queued for s3pod."""
+    """Runs an example one way: synchronous, on in-process threads (``runLoop()``) or queued for s3pod."""
 
     def __init__(
         self,
@@ -95,14 +95,14 @@ class Mode:
         if self.name == "sync":
             options.setdefault("async_", False)
         conn = self._make_conn(*args, **options)
-        if self.name == "threaded":
+        if self.name == "in-process":
             conn.runLoop()
         return conn
 
     def settle(self, conn: Connection) -> None:
         """Return once every upload requested so far is done."""
-        if self.name == "threaded":
-            assert conn.wait(60), "threaded uploads did not finish"
+        if self.name == "in-process":
+            assert conn.wait(60), "in-process uploads did not finish"
         elif self.name == "queued":
             if self._daemon is None:
                 self._daemon = self._start_daemon()
@@ -241,13 +241,13 @@ def test_retries_ten_is_what_the_queued_job_carries(
     assert object_bytes(s3, bucket, "my-key") == b"retry me"
 
 
-@pytest.mark.parametrize("how", ["sync", "threaded"])
+@pytest.mark.parametrize("how", ["sync", "in-process"])
 def test_retries_ten_outlasts_failures_that_retries_zero_does_not(
     make_conn, s3_server, s3, bucket, tmp_path, how
 ) -> None:
     with FaultProxy(s3_server.port) as proxy:
         conn = make_conn(endpoint_url=proxy.url, async_=how != "sync")
-        if how == "threaded":
+        if how == "in-process":
             conn.runLoop()
         once, ten = tmp_path / "once.txt", tmp_path / "ten.txt"
         once.write_text("gives up")
@@ -318,14 +318,14 @@ def test_upload_string_with_gzip_then_download_string(make_conn, s3, bucket) -> 
     assert conn.downloadString(bucket, "key") == b"howdy " * 100
 
 
-# -- Asynchronous use: the threaded version --------------------------------------------------
+# -- Asynchronous use: in-process threads (the original's "threaded version") --------------
 
 
 def test_run_loop_uploads_three_files_in_the_background_without_redis(s3_server, tempdir, s3, bucket, tmp_path) -> None:
     files = [tmp_path / name for name in ("foo.txt", "bar.txt", "yes.txt")]
     for f in files:
         f.write_text(f"content of {f.name}")
-    # Nothing listens on port 1: the threaded mode must not need Redis.
+    # Nothing listens on port 1: the in-process threads must not need Redis.
     connection = Connection(
         s3_server.access_key,
         s3_server.secret_key,
@@ -368,7 +368,7 @@ def test_sync_failure_raises_or_returns_false_when_silent(make_conn, tmp_path) -
     assert conn.uploadString("no-such-bucket-s3po", "my-key", "data", silent=True) is False
 
 
-def test_threaded_silent_failure_is_recorded_but_not_logged_as_an_error(make_conn, tmp_path, caplog) -> None:
+def test_in_process_silent_failure_is_recorded_but_not_logged_as_an_error(make_conn, tmp_path, caplog) -> None:
     loud, quiet = tmp_path / "loud.txt", tmp_path / "quiet.txt"
     loud.write_text("x")
     quiet.write_text("y")
@@ -386,7 +386,7 @@ def test_threaded_silent_failure_is_recorded_but_not_logged_as_an_error(make_con
     assert loud.exists() and quiet.exists()
 
 
-def test_failed_threaded_upload_is_reported(make_conn, tmp_path, caplog) -> None:
+def test_failed_in_process_upload_is_reported(make_conn, tmp_path, caplog) -> None:
     foo = tmp_path / "foo.txt"
     foo.write_text("stays")
     conn = make_conn()
@@ -405,12 +405,12 @@ def test_failed_threaded_upload_is_reported(make_conn, tmp_path, caplog) -> None
 # -- Asynchronous strings ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("how", ["threaded", "queued"])
+@pytest.mark.parametrize("how", ["in-process", "queued"])
 def test_async_string_upload_removes_its_temp_file(
     make_conn, redis_client, start_daemon, s3, bucket, tempdir, how
 ) -> None:
     conn = make_conn()
-    if how == "threaded":
+    if how == "in-process":
         conn.runLoop()
     job_id = conn.uploadString(bucket, "greeting", "howdy")
     assert isinstance(job_id, str)
@@ -459,7 +459,7 @@ def test_leaving_with_drains_the_threads_and_stops_them(s3_server, tempdir, s3, 
         conn.uploadFile(bucket, "late", str(late))
 
 
-def test_pending_threaded_uploads_finish_at_interpreter_exit(s3_server, tempdir, s3, bucket, tmp_path) -> None:
+def test_pending_in_process_uploads_finish_at_interpreter_exit(s3_server, tempdir, s3, bucket, tmp_path) -> None:
     files = [tmp_path / f"exit{i}.txt" for i in range(3)]
     for f in files:
         f.write_text(f.name)

@@ -89,7 +89,7 @@ def test_python_api_section_runs_as_written(s3_server, redis_server, redis_clien
     assert out.stdout.rstrip().endswith("--- done")
 
     # What the examples did: synchronous uploads stored, asynchronous ones queued for s3pod,
-    # threaded ones stored.
+    # those on in-process threads stored.
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])}
     assert {"my-key", "greeting", "foo-key", "bar-key", "yes-key"} <= keys
     last = s3.get_object(Bucket=BUCKET, Key="my-key")

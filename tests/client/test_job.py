@@ -92,3 +92,24 @@ def test_not_a_json_object_is_rejected(raw: str | bytes) -> None:
 def test_null_headers_and_compress_are_accepted() -> None:
     job = Job.from_json(json.dumps({**GOOD, "headers": None, "compress": None}))
     assert dict(job.headers) == {} and job.compress is None
+
+
+@pytest.mark.parametrize(
+    "raw, what",
+    [
+        ("[" * 5000 + "]" * 5000, "nested too deeply"),
+        (
+            '{"bucket": "b", "key": "k", "path": "/tmp/f", "headers": ' + "[" * 5000 + "]" * 5000 + "}",
+            "nested too deeply",
+        ),
+        (b"\xff\xfe{", "not valid JSON"),
+        ("", "not valid JSON"),
+        ('{"bucket": "b", "key": "k", "path": "/tmp/f", "retries": 1e999}', "retries"),
+        ('{"bucket": "b", "key": "k", "path": "/tmp/f", "headers": [1, 2]}', "headers"),
+        ('{"bucket": "b", "key": "k", "path": "/tmp/f", "compress": ["gzip"]}', "compress"),
+    ],
+    ids=["deep-array", "deep-field", "bad-utf8", "empty", "huge-number", "headers-list", "compress-list"],
+)
+def test_any_malformed_input_is_a_job_error_naming_what_is_wrong(raw: str | bytes, what: str) -> None:
+    with pytest.raises(JobError, match=what):
+        Job.from_json(raw)

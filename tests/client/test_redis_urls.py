@@ -244,3 +244,29 @@ def test_a_password_in_redis_url_on_the_command_line_warns_and_never_reaches_the
     daemon.stop()
     assert "a password in --redis-url on the command line is visible to other users; set S3POD_REDIS_URL" in daemon.log
     assert quote(password, safe="") not in daemon.log and password not in daemon.log
+
+
+# -- the sentinels' own password -----------------------------------------------------------
+
+SENTINEL_SECRET = "sentinel-s3cret"
+
+
+def test_a_sentinel_password_in_the_query_is_redacted() -> None:
+    from s3po_client.redaction import url_secrets
+
+    url = f"redis+sentinel://app:data-pw@10.0.0.1:26379,10.0.0.2:26379/mymaster/0?sentinel_password={SENTINEL_SECRET}"
+    shown = redact_url(url)
+    assert SENTINEL_SECRET not in shown and "data-pw" not in shown
+    assert shown == "redis+sentinel://app:***@10.0.0.1:26379,10.0.0.2:26379/mymaster/0?sentinel_password=***"
+    assert sorted(url_secrets(url)) == sorted(["data-pw", SENTINEL_SECRET])
+
+
+def test_a_sentinel_password_on_the_command_line_warns_and_never_reaches_the_log(start_daemon: Any) -> None:
+    # a port where no sentinel answers: the daemon keeps trying, naming the URL as it does
+    url = f"redis+sentinel://127.0.0.1:{free_port()}/mymaster?sentinel_password={SENTINEL_SECRET}"
+    daemon = start_daemon("--redis-url", url)
+    wait_until(lambda: "visible to other users" in daemon.log, message="the warning")
+    wait_until(lambda: "not ready" in daemon.log or "Redis" in daemon.log, message="a try to reach the sentinels")
+    daemon.stop()
+    assert "a password in --redis-url on the command line is visible to other users; set S3POD_REDIS_URL" in daemon.log
+    assert SENTINEL_SECRET not in daemon.log

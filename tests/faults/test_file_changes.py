@@ -1,10 +1,12 @@
-"""Scenario 5: the file is modified, truncated, replaced, deleted or made unreadable while its upload runs.
+"""Scenario 5: the file is modified (its mtime put back or not), truncated, replaced, deleted or made unreadable while its upload runs.
 
 The store is slowed so the upload is surely under way when the file is touched. A file that
 changed is never deleted and never stored as a mix of versions: the attempt fails, and the
-next one stores the file's new version (then deletes it). A deleted file is dead-lettered
-with a clear reason. Read permission taken away mid-upload changes nothing: the daemon
-reads through the descriptor it opened, and the bytes are the file's.
+next one stores the file's new version (then deletes it). A rewrite in place that restores
+the size and mtime (``rsync --inplace -t``) is such a change: the ctime tells it. A deleted
+file is dead-lettered with a clear reason. Read permission taken away mid-upload: the
+daemon reads through the descriptor it opened, so the bytes are the file's; the chmod
+moves the ctime, so the file is sent once more before it is deleted.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from s3po_client.transfer import TransferEngine
 
 pytestmark = LONG
 
-MUTATIONS = ["modified", "truncated", "replaced", "deleted", "unreadable"]
+MUTATIONS = ["modified", "modified-mtime-kept", "truncated", "replaced", "deleted", "unreadable"]
 SIZES = {"multipart": 24 * MiB, "single PUT": 2 * MiB}
 VARIANTS = [(m, s) for s in (SIZES if FULL else ["multipart"]) for m in MUTATIONS]
 
@@ -32,10 +34,13 @@ VARIANTS = [(m, s) for s in (SIZES if FULL else ["multipart"]) for m in MUTATION
 def mutate(spec: Spec, how: str, rng: random.Random) -> None:
     """Touch the file as ``how`` says; update ``spec`` to the version that should end up stored."""
     path = spec.path
-    if how == "modified":  # same size, other bytes, in place
+    if how.startswith("modified"):  # same size, other bytes, in place
+        before = os.stat(path)
         with open(path, "r+b") as f:
             f.seek(spec.size // 2)
             f.write(b"\0changed\0" * 100)
+        if how == "modified-mtime-kept":  # as rsync --inplace -t and touch -r leave it
+            os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
         spec.md5 = __import__("hashlib").md5(path.read_bytes()).hexdigest()
     elif how == "truncated":
         os.truncate(path, spec.size // 3)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
+from collections.abc import Callable
+from typing import Any
 
 import click
 import redis
@@ -99,37 +102,16 @@ def enqueue_command(
     for unusable in skipped:
         reporter.record(skipped_outcome(unusable, dest))
     say_delete_rule(reporter, items, keep)
-    client = open_redis(redis_url)
-    queued = 0
+    client, queued = open_redis(redis_url), 0
+
+    job_of = functools.partial(job_for, headers=parsed, compress=compress, retries=retries, keep=keep, silent=silent)
     try:
         batch: list[tuple[LocalFile, S3Url, Job]] = []
         for item in items:
             where = dest_of(dest, item, is_tree, len(sources))
-            try:
-                job = make_job(
-                    where.bucket,
-                    where.key,
-                    item.path,
-                    headers=parsed,
-                    compress=compress,  # type: ignore[arg-type]
-                    retries=retries,
-                    delete=not keep and not item.via_symlink,
-                    silent=silent,
-                )
-            except JobError as exc:
-                if not is_tree:
-                    raise click.UsageError(str(exc)) from None
-                reporter.record(
-                    Outcome(
-                        path=os.path.abspath(item.path),
-                        bucket=where.bucket,
-                        key=where.key,
-                        status=Status.FAILED,
-                        error=str(exc),
-                    )
-                )
-                continue
-            batch.append((item, where, job))
+            job = checked_job(job_of, item, where, reporter, is_tree)
+            if job is not None:
+                batch.append((item, where, job))
             if len(batch) >= ENQUEUE_BATCH:
                 queued += send(client, prefix, batch, reporter, as_json)
                 batch = []
@@ -140,6 +122,47 @@ def enqueue_command(
         reporter.say(f"queued {queued} of {len(items)} files for s3pod")
     if reporter.failures:
         raise SystemExit(1)
+
+
+def job_for(
+    item: LocalFile, where: S3Url, *, headers: dict[str, str], compress: Any, retries: int, keep: bool, silent: bool
+) -> Job:
+    """Return the job that uploads ``item`` to ``where``; a file reached through a symlink is never deleted."""
+    delete = not keep and not item.via_symlink
+    return make_job(
+        where.bucket,
+        where.key,
+        item.path,
+        headers=headers,
+        compress=compress,
+        retries=retries,
+        delete=delete,
+        silent=silent,
+    )
+
+
+def checked_job(
+    build: Callable[[LocalFile, S3Url], Job], item: LocalFile, where: S3Url, reporter: Reporter, is_tree: bool
+) -> Job | None:
+    """Return ``build(item, where)``; for a file of a tree that is no valid job, report its failure and return None.
+
+    A single file that is no valid job is a usage error.
+    """
+    try:
+        return build(item, where)
+    except JobError as exc:
+        if not is_tree:
+            raise click.UsageError(str(exc)) from None
+        reporter.record(
+            Outcome(
+                path=os.path.abspath(item.path),
+                bucket=where.bucket,
+                key=where.key,
+                status=Status.FAILED,
+                error=str(exc),
+            )
+        )
+        return None
 
 
 def send(
