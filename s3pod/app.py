@@ -80,6 +80,8 @@ class ServiceSettings:
     api_listen: Address | None = None
     api_token: str | None = field(default=None, repr=False)
     api_max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    #: the dashboard shows readers without the token file names only
+    api_redact_paths: bool = False
 
     def __post_init__(self) -> None:
         if self.log_format not in LOG_FORMATS:
@@ -163,6 +165,8 @@ class Service:
                     token=s.api_token,
                     check_s3=self.check_s3,
                     max_body_bytes=s.api_max_body_bytes,
+                    redact_paths=s.api_redact_paths,
+                    worker_ttl_s=self.worker_ttl_s,
                 )
         except BaseException:
             self._close_servers()
@@ -205,7 +209,15 @@ class Service:
         self.close()
 
 
-def run(s3: S3Settings, redis_url: str, config: WorkerConfig, settings: ServiceSettings, *, burst: bool = False) -> int:
+def run(
+    s3: S3Settings,
+    redis_url: str,
+    config: WorkerConfig,
+    settings: ServiceSettings,
+    *,
+    transfer: TransferSettings | None = None,
+    burst: bool = False,
+) -> int:
     """Run the daemon with everything around it; return its exit status.
 
     With ``settings.daemon``, first lock the pidfile (AlreadyRunningError if another s3pod
@@ -234,7 +246,9 @@ def run(s3: S3Settings, redis_url: str, config: WorkerConfig, settings: ServiceS
     try:
         with service:
             service.notifier.status("starting: waiting for Redis and the S3 endpoint")
-            return serve(s3, redis_url, config, burst=burst, listeners=service.listeners, hooks=hooks)
+            return serve(
+                s3, redis_url, config, transfer=transfer, burst=burst, listeners=service.listeners, hooks=hooks
+            )
     finally:
         client.close()
 
@@ -251,6 +265,7 @@ def serve(
     redis_url: str,
     config: WorkerConfig,
     *,
+    transfer: TransferSettings | None = None,
     burst: bool = False,
     listeners: Sequence[Listener] = (),
     hooks: WorkerHooks | None = None,
@@ -280,10 +295,7 @@ def serve(
         s3.endpoint_url or "AWS",
     )
     # Enough pooled connections for every job in flight to send all its parts at once.
-    transfer = TransferSettings()
-    transfer = replace(
-        transfer, max_pool_connections=max(transfer.max_pool_connections, config.concurrency * transfer.max_concurrency)
-    )
+    transfer = (transfer or TransferSettings()).pooled_for(config.concurrency)
     # What the dashboard and `s3po top` show: kept in Redis, shared by every daemon of the queue.
     activity = Activity(client, QueueKeys(split_prefixes(config.prefix)[0]), config.worker_id)
     listeners = (*listeners, activity.throughput)

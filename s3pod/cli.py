@@ -15,7 +15,14 @@ from typing import Any, TypeVar
 import click
 
 from s3po_client import __version__
-from s3po_client.cli.engine_options import apply, backoff_option_for, s3_options_for, s3_settings
+from s3po_client.cli.engine_options import (
+    apply,
+    backoff_option_for,
+    s3_options_for,
+    s3_settings,
+    transfer_options_for,
+    transfer_settings,
+)
 from s3po_client.errors import ConfigError
 from s3po_client.keys import DEFAULT_PREFIX
 from s3po_client.redaction import url_secrets
@@ -165,6 +172,12 @@ def service_options(func: F) -> F:
             help="Bearer token the HTTP API requires; needed when it listens beyond loopback.",
         ),
         option(
+            "--api-redact-paths",
+            envvar=env("API_REDACT_PATHS"),
+            is_flag=True,
+            help="The dashboard shows readers without the token file names only, never full local paths.",
+        ),
+        option(
             "--daemon",
             "detach",
             envvar=env("DAEMON"),
@@ -183,6 +196,7 @@ def service_options(func: F) -> F:
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.version_option(__version__, prog_name="s3pod")
 @s3_options_for("S3POD")
+@transfer_options_for("S3POD")
 @queue_options
 @worker_options
 @service_options
@@ -193,7 +207,12 @@ def command(**options: Any) -> None:
     try:
         warn_of_secrets_on_the_command_line(options)
         status = run(
-            s3_settings(options), url, worker_config(options), service_settings(options), burst=options["burst"]
+            s3_settings(options),
+            url,
+            worker_config(options),
+            service_settings(options),
+            transfer=transfer_settings(options, transfers_at_once=options["concurrency"]),
+            burst=options["burst"],
         )
     except AlreadyRunningError as exc:
         click.echo(f"s3pod: {exc}", err=True)
@@ -252,6 +271,7 @@ def service_settings(options: Mapping[str, Any]) -> ServiceSettings:
         metrics_listen=Address.parse(options["metrics_listen"]) if options["metrics_listen"] else None,
         api_listen=Address.parse(options["api_listen"]) if options["api_listen"] else None,
         api_token=options["api_token"],
+        api_redact_paths=options["api_redact_paths"],
     )
 
 

@@ -67,7 +67,12 @@ class Worker:
         self.stopping = threading.Event()  # warm stop: take no more jobs
         self.cold_stop = threading.Event()  # put back the jobs in flight now
         self.settlement = Settlement(
-            worker_id=config.worker_id, engine=engine, retry=config.retry, watch=self.watch, listeners=listeners
+            worker_id=config.worker_id,
+            engine=engine,
+            retry=config.retry,
+            watch=self.watch,
+            listeners=listeners,
+            allow_dirs=config.paths.allow_dirs,
         )
         self.runner = Runner(engine, config, self.budget, self.stopping, watcher)
         self._held_jobs: Counter[Claimed] = Counter()

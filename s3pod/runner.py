@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import BinaryIO, Protocol
 
 from s3po_client.errors import JobError, S3poError, SourceChangedError, TransferError
@@ -216,9 +216,11 @@ def ensure_kept_or_gone_unchanged(result: UploadResult, witness: int, job: Job) 
     try:
         check_unchanged(result)
     except SourceChangedError:
-        if os.path.lexists(result.source_path or job.path):
+        if os.path.lexists(result.source_path or job.path) or result.source is None:
             raise
-        if FileStat.from_stat(os.fstat(witness)) != result.source:
+        # The unlink itself moved the inode's ctime (its link count changed): compare the rest.
+        now = replace(FileStat.from_stat(os.fstat(witness)), ctime_ns=0)
+        if now != replace(result.source, ctime_ns=0):
             raise
         logger.warning("file of job=%s vanished after its verified upload, unchanged: its object is stored", job.id)
 

@@ -102,8 +102,11 @@ class Settlement:
         retry: RetryPolicy,
         watch: RedisWatch,
         listeners: Sequence[Listener] = (),
+        allow_dirs: Sequence[str] = (),
     ) -> None:
         self.worker_id = worker_id
+        #: where files may be deleted: the delete walks down from these, never through a symlink
+        self.allow_dirs = tuple(allow_dirs)
         self.engine = engine
         self.retry = retry
         self.watch = watch
@@ -168,7 +171,7 @@ class Settlement:
     def _delete_file(self, each: Uploaded) -> SourceChangedError | None:
         """Delete the uploaded file; return why not when it changed (it is uploaded again)."""
         try:
-            delete_uploaded(each.result, job_id=each.job.id)
+            delete_uploaded(each.result, job_id=each.job.id, given_path=each.job.path, allow_dirs=self.allow_dirs)
         except SourceChangedError as exc:
             if os.path.lexists(each.result.source_path or each.job.path):
                 forget = functools.partial(each.claimed.shard.forget_stored, each.job.id)

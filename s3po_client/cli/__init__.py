@@ -4,6 +4,7 @@
 ``upload``     ``s3po upload``: files, trees, standard input; delete once verified
 ``download``   ``s3po download`` (an object or a prefix) and ``s3po ls``
 ``jobs``       ``s3po enqueue``, ``s3po status``, ``s3po dead``: jobs for s3pod
+``top``        ``s3po top``: the queue, its workers and uploads in flight, live
 ``batch``      many transfers at once (``--jobs``), stopped cleanly by Ctrl-C
 ``tree``       S3 URLs, directory walks, ``--exclude``/``--include``
 ``output``     records, ``--json``, progress bars, one-line errors
@@ -24,6 +25,7 @@ import click
 from .. import __version__
 from .download import download, ls
 from .jobs import dead, enqueue_command, status
+from .top import top
 from .upload import upload
 
 HELP = """Move files to and from S3 (and S3-compatible stores): verified, compressed on
@@ -57,6 +59,7 @@ cli.add_command(ls)
 cli.add_command(enqueue_command)
 cli.add_command(status)
 cli.add_command(dead)
+cli.add_command(top)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

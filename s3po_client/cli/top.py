@@ -20,9 +20,9 @@ import click
 import redis
 
 from ..activity import Activity, read_activity
+from .jobs import open_redis
 from .options import option, redis_options
 from .output import human_bytes, one_line
-from .queue import open_redis
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
