@@ -10,6 +10,7 @@ through a backoff.
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import threading
@@ -21,7 +22,7 @@ from types import FrameType
 
 import redis
 
-from s3po_client.retry import SERVER_RETRY, RetryPolicy
+from s3po_client.retry import RetryPolicy, wait_until_answers
 from s3po_client.transfer import TransferEngine
 
 from .budget import MemoryBudget
@@ -37,6 +38,14 @@ logger = logging.getLogger(__name__)
 
 #: How long the stop keeps trying to put jobs back while Redis is away.
 RETIRE_TRY_S = 10.0
+
+
+#: How start-up waits for Redis and the S3 endpoint: 0.2 s doubling to 10 s, jittered.
+READINESS_RETRY = RetryPolicy(base_s=0.2, max_s=10.0)
+
+
+class NotReady(Exception):
+    """Redis or the S3 endpoint does not answer yet (the message says which)."""
 
 
 class Worker:
@@ -162,30 +171,34 @@ class Worker:
 
     def _wait_until_ready(self) -> bool:
         """Wait until Redis and the S3 endpoint answer; False if asked to stop first."""
-        backoff = RetryPolicy(base_s=0.2, max_s=10.0).backoff()
-        said = None
-        while not self.stopping.is_set():
-            problem = self._readiness_problem()
-            if problem is None:
-                if said is not None:
-                    logger.info("Redis and S3 answer now")
-                return True
-            if problem.split(":")[0] != said:
-                logger.warning("not ready, retrying: %s", problem)
-                said = problem.split(":")[0]
-            self.stopping.wait(backoff.step())
-        return False
+        said: list[str] = []  # what is not ready, each told once
 
-    def _readiness_problem(self) -> str | None:
+        def tell(problem: Exception) -> None:
+            what = str(problem).split(":")[0]
+            if not said or said[-1] != what:
+                logger.warning("not ready, retrying: %s", problem)
+                said.append(what)
+
+        try:
+            wait_until_answers(
+                self._check_ready, errors=(NotReady,), stop=self.stopping, on_failure=tell, policy=READINESS_RETRY
+            )
+        except NotReady:
+            return False
+        if said:
+            logger.info("Redis and S3 answer now")
+        return True
+
+    def _check_ready(self) -> None:
+        """Return if Redis and the S3 endpoint answer; raise NotReady naming what does not."""
         try:
             self.client.ping()
         except redis.RedisError as exc:
-            return f"Redis: {exc}"
+            raise NotReady(f"Redis: {exc}") from exc
         if self.config.s3_probe_url:
             why = s3_answers(self.config.s3_probe_url)
             if why is not None:
-                return f"S3 endpoint {self.config.s3_probe_url}: {why}"
-        return None
+                raise NotReady(f"S3 endpoint {self.config.s3_probe_url}: {why}")
 
     def _retire(self, in_flight: int) -> bool:
         """Put back every job still held (those in flight if the stop timed out); False if Redis refused."""
@@ -217,17 +230,13 @@ class Worker:
             self.stop()
 
     def _work(self, burst: bool) -> None:
-        backoff = SERVER_RETRY.backoff()
         config = self.config
+        claim = functools.partial(self.queue.claim_many, config.claim_timeout_s, config.claim_batch, config.concurrency)
         while not self.stopping.is_set():
             try:
-                batch = self.queue.claim_many(config.claim_timeout_s, config.claim_batch, config.concurrency)
-            except redis.RedisError as exc:
-                self.watch.failed(exc)
-                self.stopping.wait(backoff.step())
-                continue
-            self.watch.answered()
-            backoff.reset()
+                batch = until_answered(claim, self.watch, self.stopping.is_set, stop=self.stopping)
+            except GaveUp:
+                return
             if not batch:
                 if burst:
                     return

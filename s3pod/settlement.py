@@ -26,7 +26,6 @@ import functools
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -34,7 +33,7 @@ import redis
 
 from s3po_client.errors import JobError, SourceChangedError
 from s3po_client.job import Job
-from s3po_client.retry import SERVER_RETRY, RetryPolicy
+from s3po_client.retry import RetryPolicy, wait_until_answers
 from s3po_client.settle import delete_uploaded
 from s3po_client.transfer import TransferEngine
 from s3po_client.transfer.resume import abandon_saved_upload
@@ -55,20 +54,22 @@ class GaveUp(Exception):
     """A Redis step was abandoned while Redis was away (the stop put the jobs back, or time ran out)."""
 
 
-def until_answered(step: Callable[[], T], watch: RedisWatch, give_up: Callable[[], bool]) -> T:
-    """Return what ``step`` returns once Redis answers it; raise GaveUp when ``give_up()`` says so after a failure."""
-    backoff = SERVER_RETRY.backoff()
-    while True:
-        try:
-            value = step()
-        except redis.RedisError as exc:
-            watch.failed(exc)
-            if give_up():
-                raise GaveUp(str(exc)) from exc
-            time.sleep(backoff.step())
-            continue
-        watch.answered()
-        return value
+def until_answered(
+    step: Callable[[], T], watch: RedisWatch, give_up: Callable[[], bool], stop: threading.Event | None = None
+) -> T:
+    """Return what ``step`` returns once Redis answers it; raise GaveUp when ``give_up()`` says so after a failure.
+
+    The one retry loop for a server that is expected back (``wait_until_answers``), told
+    to ``watch`` so an outage is logged once; ``stop`` ends a wait at once.
+    """
+    try:
+        value = wait_until_answers(
+            step, errors=(redis.RedisError,), stop=stop, give_up=give_up, on_failure=watch.failed
+        )
+    except redis.RedisError as exc:
+        raise GaveUp(str(exc)) from exc
+    watch.answered()
+    return value
 
 
 def best_effort(action: Callable[[], object] | None, what: str, watch: RedisWatch) -> None:
