@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, ParamValidationError
 
 from ..errors import TransferError, UploadError
 from ..retry import RetryPolicy
@@ -55,6 +55,8 @@ PERMANENT_CODES = frozenset(
         "NotImplemented",
         "InvalidTag",
         "UnsupportedHeader",
+        "PermanentRedirect",
+        "301",
         "404",
         "403",
         "400",
@@ -131,6 +133,8 @@ def translate_error(exc: BaseException, bucket: str, key: str, cls: type[Transfe
         )
     # botocore's network errors (read timeouts, connections closed) derive from OSError through
     # the requests exceptions it vendors: they are the store's trouble, not the local file's.
+    if isinstance(exc, ParamValidationError):  # botocore refused the request as built: so will every retry
+        return cls(f"{where}: {exc}", bucket=bucket, key=key, transient=False)
     if isinstance(exc, EndpointConnectionError):
         return cls(f"{where}: cannot connect to the S3 endpoint: {exc}", bucket=bucket, key=key)
     if isinstance(exc, BotoCoreError):

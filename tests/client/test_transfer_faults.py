@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from test_transfer import PART, SMALL, THRESHOLD, make_engine, no_uploads_left, pattern  # noqa: F401
 
-from s3po_client.errors import DownloadError, SourceChangedError, UploadError, VerificationError
+from s3po_client.errors import DownloadError, JobError, SourceChangedError, UploadError, VerificationError
 from s3po_client.retry import RetryPolicy
 from s3po_client.settings import MiB, TransferSettings
 from s3po_client.transfer import TransferEngine
@@ -271,3 +271,28 @@ def test_md5_mode_sends_content_md5_alone(
     assert engine.upload_bytes(bucket, "single", b"x") is not False
     sent = checksum_headers(fault_proxy)
     assert len(sent) == 4 and all(md5 and not crc for _, md5, crc in sent), sent
+
+
+@pytest.mark.parametrize("size", [10, THRESHOLD + 1], ids=["single", "multipart"])
+@pytest.mark.parametrize(
+    "headers",
+    [{"x-amz-meta-bad name": "v"}, {"x-amz-meta-owner": "a\r\nx-injected: 1"}, {"x-amz-meta-é": "v"}],
+    ids=["space-in-name", "newline-in-value", "non-ascii-name"],
+)
+def test_a_header_http_cannot_carry_is_a_job_error_before_any_byte_is_sent(
+    make_engine: Callable[..., TransferEngine], fault_proxy: Any, bucket: str, size: int, headers: dict[str, str]
+) -> None:
+    engine = make_engine(QUICK, endpoint=fault_proxy.url)
+    with pytest.raises(JobError, match="header"):
+        engine.upload_bytes(bucket, "bad-header", pattern(size), headers=headers, retries=2)
+    assert fault_proxy.requests == [], "nothing sent, nothing retried"
+
+
+def test_a_redirect_on_a_single_put_is_permanent_and_says_why(
+    make_engine: Callable[..., TransferEngine], fault_proxy: Any, bucket: str
+) -> None:
+    engine = make_engine(QUICK, endpoint=fault_proxy.url)
+    rule = fault_proxy.add_rule("error", method="PUT", status=301, code="PermanentRedirect", times=None)
+    with pytest.raises(UploadError, match="redirect") as info:
+        engine.upload_bytes(bucket, "moved", b"small body", retries=2)
+    assert info.value.transient is False and rule.hits == 1
