@@ -296,20 +296,17 @@ def list_parts(client: Any, bucket: str, key: str, upload_id: str) -> dict[int, 
         marker = following
 
 
-def list_multipart_uploads(client: Any, bucket: str, prefix: str) -> list[tuple[str, str, float]]:
-    """Return the multipart uploads under way whose key starts with ``prefix``: (key, upload id, initiated).
+def list_multipart_uploads(client: Any, bucket: str, prefix: str) -> list[tuple[str, str]]:
+    """Return the multipart uploads under way whose key starts with ``prefix``: (key, upload id).
 
-    ``initiated`` is a Unix time (the store's clock). Pages are followed to the end.
+    Pages are followed to the end.
     """
-    found: list[tuple[str, str, float]] = []
+    found: list[tuple[str, str]] = []
     markers: dict[str, str] = {}
     while True:
         response = client.list_multipart_uploads(Bucket=bucket, Prefix=prefix, **markers)
         for upload in response.get("Uploads", []):
-            initiated = upload.get("Initiated")
-            found.append(
-                (str(upload["Key"]), str(upload["UploadId"]), initiated.timestamp() if initiated is not None else 0.0)
-            )
+            found.append((str(upload["Key"]), str(upload["UploadId"])))
         if not response.get("IsTruncated"):
             return found
         following = {

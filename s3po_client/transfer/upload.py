@@ -30,7 +30,7 @@ from ..settings import MAX_OBJECT_BYTES, MAX_PARTS, TransferSettings
 from . import s3calls as s3
 from .parts import b64, clean_etag, composite_crc32, crc32_b64, is_plain_md5, md5, multipart_etag, part_size_for
 from .proof import REFUSAL_CODES, Proof
-from .resume import Resume, abort_upload
+from .resume import Resume, abort_upload, uploads_before
 from .s3calls import Requester, error_code
 from .sources import Reader
 from .state import SavedUpload
@@ -316,7 +316,8 @@ class MultipartUpload:
         """Create the upload; with a state, record it first as pending, then with its id.
 
         Recorded before the request, a run killed before it learns the id still leaves a
-        record, from which the next run finds the upload by listing the key's uploads.
+        record, from which the next run finds the upload by listing the key's uploads: the
+        record names those under way before (see ``resume.abort_recorded``).
         """
         req, resume = self.req, self.resume
         pending = None
@@ -330,6 +331,7 @@ class MultipartUpload:
                 compress=resume.compress,
                 crc32=self.crc,
                 started_at=time.time(),
+                others=uploads_before(req),
             )
             resume.save(req, pending)
         self.upload_id = req.call("create", self._create_request)
