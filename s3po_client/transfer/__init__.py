@@ -18,9 +18,9 @@ asked; multipart in parallel above a threshold; every part verified) and downloa
 from __future__ import annotations
 
 from ..localfile import FileStat
+from .client import PERMANENT_CODES, make_client, translate_error
 from .engine import TransferEngine, UploadResult
 from .headers import HEADER_ARGS, object_args
-from .s3calls import PERMANENT_CODES, make_client, translate_error
 
 __all__ = [
     "HEADER_ARGS",

@@ -106,10 +106,10 @@ class LeanPutter:
     def for_client(cls, client: Any, settings: Any, endpoint_url: str | None) -> LeanPutter | None:
         """Return a putter for ``client``, or None where the lean path does not apply.
 
-        It applies with an explicit endpoint, credentials, and path-style addressing (the
-        URL this path builds); anything else is left to boto3.
+        It applies when ``settings.lean_put``, with an explicit endpoint, credentials, and
+        path-style addressing (the URL this path builds); anything else is left to boto3.
         """
-        if not endpoint_url or client._request_signer._credentials is None:
+        if not settings.lean_put or not endpoint_url or client._request_signer._credentials is None:
             return None
         if (client.meta.config.s3 or {}).get("addressing_style") != "path":
             return None
@@ -192,7 +192,7 @@ def _proxy_for(session: Any, url: str) -> str | None:
 
 def _refusal(where: str, bucket: str, key: str, status: int, data: bytes, location: str) -> TransferError:
     """The TransferError for a PUT answered ``status`` (300 and up)."""
-    from .s3calls import PERMANENT_CODES
+    from .client import PERMANENT_CODES
 
     code, message = _error(data, status)
     if status < 400:  # S3 redirects to the bucket's own region or endpoint: no retry gets there

@@ -20,7 +20,7 @@ from ..errors import TransferError, UploadError
 from ..localfile import FileStat
 from ..settings import TransferSettings
 from . import s3calls as s3
-from .s3calls import Requester, error_code
+from .client import Requester, error_code
 from .state import MultipartState, SavedUpload
 
 logger = logging.getLogger(__name__)
