@@ -26,7 +26,7 @@ class Sent:
 
 @dataclass(frozen=True, slots=True)
 class Body:
-    """One PUT's or part's bytes and the checksums it carries (at least one; see :mod:`.proof`)."""
+    """One PUT's or part's bytes and the checksums it carries (at least one; see :mod:`.checksums`)."""
 
     data: bytes
     md5: bytes | None

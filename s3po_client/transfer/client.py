@@ -73,7 +73,7 @@ def make_client(s3: S3Settings, settings: TransferSettings | None = None) -> S3C
     botocore's own retries are off (s3po retries each request itself, with its own
     classification), and so are the flexible checksums botocore adds by default since
     1.36 (``when_required``): many S3-compatible stores reject them, and s3po chooses and
-    computes each upload's checksum itself (see ``TransferSettings.checksum``, ``proof.Proof``).
+    computes each upload's checksum itself (see ``TransferSettings.checksum``, ``checksums.ChecksumChoice``).
 
     Payload signing is off unless ``settings.sign_payload``: over plain HTTP botocore
     otherwise hashes every byte with SHA-256 for the signature, on top of the checksum s3po
@@ -159,10 +159,10 @@ class Requester:
     key: str
     error_cls: type[TransferError]
     cancelled: threading.Event = field(default_factory=threading.Event)
-    #: the lean PUT path for small bodies (``lean.LeanPutter``), when the engine has one
-    lean: Any = None
-    #: which checksums uploads send (``proof.Proof``), shared by the engine's transfers
-    proof: Any = None
+    #: the direct PUT for small bodies (``direct_put.DirectPut``), when the engine has one
+    direct_put: Any = None
+    #: which checksums uploads send (``checksums.ChecksumChoice``), shared by the engine's transfers
+    checksums: Any = None
 
     def call(self, what: str, request: Callable[[], T]) -> T:
         """Return ``request()``; retry it on transient failures; raise a TransferError when it fails for good."""

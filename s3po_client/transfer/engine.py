@@ -19,13 +19,13 @@ from ..settings import S3Settings, TransferSettings
 from . import s3calls as s3
 from .attempts import run_attempts
 from .body import Progress
+from .checksums import ChecksumChoice
 from .client import Requester, make_client
+from .direct_put import DirectPut
 from .fetch import Target, download_stream
 from .headers import object_args
-from .lean import LeanPutter
 from .memory import return_large_buffers_to_the_os
 from .parts import clean_etag
-from .proof import Proof
 from .results import Bucket, DownloadResult, StoredObject, UploadResult
 from .resume import abandon_saved_upload
 from .send import send_source
@@ -57,9 +57,9 @@ class TransferEngine:
         self.settings = settings or TransferSettings()
         self.retry = retry or RetryPolicy()
         self._client: Any = None
-        self._lean: Any = None
+        self._direct_put: Any = None
         #: which checksums uploads send; in mode "auto" learned once from the store's answers
-        self._proof = Proof(self.settings.checksum)
+        self._checksums = ChecksumChoice(self.settings.checksum)
         self._lock = threading.Lock()
 
     @property
@@ -70,7 +70,7 @@ class TransferEngine:
                 if self._client is None:
                     return_large_buffers_to_the_os()
                     client = make_client(self.s3, self.settings)
-                    self._lean = LeanPutter.for_client(client, self.settings, self.s3.endpoint_url)
+                    self._direct_put = DirectPut.for_client(client, self.settings, self.s3.endpoint_url)
                     self._client = client
         return self._client
 
@@ -78,9 +78,9 @@ class TransferEngine:
         """Close the client's connections; the engine builds a new client if used again."""
         with self._lock:
             client, self._client = self._client, None
-            lean, self._lean = self._lean, None
-        if lean is not None:
-            lean.close()
+            direct, self._direct_put = self._direct_put, None
+        if direct is not None:
+            direct.close()
         if client is not None:
             client.close()
 
@@ -205,7 +205,13 @@ class TransferEngine:
 
             def run() -> UploadResult:
                 req = Requester(
-                    self.client, self.settings, bucket, key, UploadError, lean=self._lean, proof=self._proof
+                    self.client,
+                    self.settings,
+                    bucket,
+                    key,
+                    UploadError,
+                    direct_put=self._direct_put,
+                    checksums=self._checksums,
                 )
                 return send_source(
                     req, source, object_args=args, compress=compress, progress=progress, state=multipart_state

@@ -158,7 +158,7 @@ _PLAIN_HEADERS: dict[str, str] = {param: header for header, param in HEADER_ARGS
 def http_headers(args: Mapping[str, Any]) -> dict[str, str] | None:
     """Return the HTTP headers that carry boto3 object settings ``args``, or None if one is not plain.
 
-    The inverse of :func:`object_args` for the lean PUT (``lean.py``): anything it cannot
+    The inverse of :func:`object_args` for the direct PUT (``direct_put.py``): anything it cannot
     send exactly as boto3 would (a date to normalise, a non-ASCII value) returns None, and
     the caller uses boto3.
 

@@ -21,9 +21,9 @@ from ..errors import TransferError, VerificationError
 from ..settings import MAX_PARTS, TransferSettings
 from . import s3calls as s3
 from .body import Body, ProgressReporter, Sent, read_exactly
+from .checksums import REFUSAL_CODES, ChecksumChoice
 from .client import Requester, error_code
 from .parts import b64, clean_etag, composite_crc32, is_plain_md5, multipart_etag, part_size_for
-from .proof import REFUSAL_CODES, Proof
 from .resume import Resume, abort_upload, uploads_before
 from .single import check_acknowledged
 from .sources import Reader
@@ -52,9 +52,9 @@ class MultipartUpload:
         self.size_hint = size_hint
         self.verify_etag = verify_etag
         self.progress = progress
-        self.proof: Proof = req.proof
+        self.checksums: ChecksumChoice = req.checksums
         #: whether the upload is created with CRC32 checksums: then every part carries one
-        self.crc = self.proof.sends_crc32()
+        self.crc = self.checksums.sends_crc32()
         self.upload_id: str | None = None
         #: part number → (MD5 if computed, CRC32, ETag) of each part stored; never the part's bytes
         self.done: dict[int, tuple[bytes | None, str | None, str]] = {}
@@ -119,8 +119,8 @@ class MultipartUpload:
                 req.client, req.bucket, req.key, checksum_crc32=self.crc, object_args=self.object_args
             )
         except Exception as exc:
-            if self.crc and self.proof.learning and error_code(exc) in REFUSAL_CODES:
-                self.proof.store_ignores_crc32(str(req.client.meta.endpoint_url))
+            if self.crc and self.checksums.learning and error_code(exc) in REFUSAL_CODES:
+                self.checksums.store_ignores_crc32(str(req.client.meta.endpoint_url))
                 self.crc = False
                 raise TransferError(
                     f"s3://{req.bucket}/{req.key}: the store refused CRC32 checksums "
@@ -141,7 +141,7 @@ class MultipartUpload:
         req, resume, saved = self.req, self.resume, self.saved
         if resume is None or saved is None:
             return False
-        if self.proof.mode == "auto":
+        if self.checksums.mode == "auto":
             self.crc = saved.crc32  # either proof resumes: the parts stored are compared by MD5
         why = resume.unresumable(
             saved, req, part_size_bytes=self._part_size(), crc32=self.crc, verify_etag=self.verify_etag
@@ -157,7 +157,7 @@ class MultipartUpload:
                 why = "the store has no such upload any more"
         if why is not None:
             resume.discard(req, saved, why)
-            self.crc = self.proof.sends_crc32()  # a new upload takes the proof of now
+            self.crc = self.checksums.sends_crc32()  # a new upload takes the proof of now
             return False
         self.upload_id = saved.upload_id
         logger.info(
@@ -246,7 +246,7 @@ class MultipartUpload:
 
             def attempt() -> str:
                 # Built at each try: a try after the store ignored CRC32 carries Content-MD5 too.
-                body = Body.of(data, md5=self.proof.sends_md5(), crc32=self.crc, source_done=source_done)
+                body = Body.of(data, md5=self.checksums.sends_md5(), crc32=self.crc, source_done=source_done)
                 sent[:] = [body]
                 response = s3.upload_part(
                     req.client,

@@ -3,7 +3,7 @@
 The body is read once, in order, by the calling thread (from the file, or from the
 compressor), and cut into parts that a bounded pool hashes and sends; each part is
 proven (a checksum the store checks, and its answer compared with s3po's: see
-:mod:`.proof`) and retried alone. The length need not be known in advance: whatever is
+:mod:`.checksums`) and retried alone. The length need not be known in advance: whatever is
 still being read when ``multipart_threshold_bytes`` have been read goes multipart (see
 :mod:`.multipart`, which also resumes an upload an earlier run left).
 """
@@ -18,10 +18,10 @@ from ..codecs import CompressingReader
 from ..errors import TransferError
 from ..settings import MAX_OBJECT_BYTES, TransferSettings
 from .body import Progress, ProgressReporter, Sent, read_exactly
+from .checksums import ChecksumChoice
 from .client import Requester
 from .headers import etag_is_md5
 from .multipart import MultipartUpload
-from .proof import Proof
 from .results import UploadResult
 from .resume import Resume
 from .single import put_single
@@ -59,8 +59,8 @@ def upload_stream(
             key=req.key,
             transient=False,
         )
-    if req.proof is None:
-        req.proof = Proof(settings.checksum)
+    if req.checksums is None:
+        req.checksums = ChecksumChoice(settings.checksum)
     saved = resume.load(req) if resume is not None else None
     first = read_exactly(reader, settings.multipart_threshold_bytes)
     if len(first) < settings.multipart_threshold_bytes:

@@ -9,9 +9,9 @@ from typing import Any
 from ..errors import TransferError, VerificationError
 from . import s3calls as s3
 from .body import Body, ProgressReporter, Sent
+from .checksums import REFUSAL_CODES, ChecksumChoice
 from .client import Requester, error_code
 from .parts import b64, clean_etag
-from .proof import REFUSAL_CODES, Proof
 
 
 def put_single(
@@ -24,16 +24,16 @@ def put_single(
     progress: ProgressReporter,
 ) -> Sent:
     """PUT ``data`` as the whole object; verify the ETag or CRC32 the store returns."""
-    lean = req.lean if req.lean is not None and req.lean.accepts(object_args) else None
-    proof: Proof = req.proof
+    direct = req.direct_put if req.direct_put is not None and req.direct_put.accepts(object_args) else None
+    choice: ChecksumChoice = req.checksums
 
     def attempt() -> str:
         # Built at each try: a try after the store ignored the CRC32 header carries Content-MD5.
-        body = Body.of(data, md5=proof.sends_md5(), crc32=proof.sends_crc32(), source_done=source_done)
+        body = Body.of(data, md5=choice.sends_md5(), crc32=choice.sends_crc32(), source_done=source_done)
         md5_header = b64(body.md5) if body.md5 is not None else None
         with refusal_learned(req, body):
-            if lean is not None:
-                response = lean.put(
+            if direct is not None:
+                response = direct.put(
                     req.bucket,
                     req.key,
                     body.data,
@@ -66,9 +66,9 @@ def refusal_learned(req: Requester, body: Body) -> Iterator[None]:
     try:
         yield
     except Exception as exc:
-        proof: Proof = req.proof
-        if body.md5 is None and proof.learning and error_code(exc) in REFUSAL_CODES:
-            proof.store_ignores_crc32(str(req.client.meta.endpoint_url))
+        choice: ChecksumChoice = req.checksums
+        if body.md5 is None and choice.learning and error_code(exc) in REFUSAL_CODES:
+            choice.store_ignores_crc32(str(req.client.meta.endpoint_url))
             raise TransferError(
                 f"s3://{req.bucket}/{req.key}: the store refused x-amz-checksum-crc32 "
                 f"({error_code(exc)}): sent again with Content-MD5",
@@ -98,12 +98,12 @@ def check_acknowledged(
                 bucket=req.bucket,
                 key=req.key,
             )
-        req.proof.store_proves_crc32()
+        req.checksums.store_proves_crc32()
         crc_proven = True
     else:
         crc_proven = False
         if body.md5 is None:
-            req.proof.store_ignores_crc32(str(req.client.meta.endpoint_url))
+            req.checksums.store_ignores_crc32(str(req.client.meta.endpoint_url))
     if verify_etag and (body.md5 is not None or not crc_proven):
         digest = body.md5_digest()
         if etag != digest.hex():

@@ -1,4 +1,4 @@
-"""A lean PUT for small objects: botocore's own SigV4 signer over a pooled urllib3 connection.
+"""A direct PUT for small objects: botocore's own SigV4 signer over a pooled urllib3 connection.
 
 A ``put_object`` through boto3 costs about 2.2 ms of client CPU here (parameter
 validation, serialisation, event hooks, response parsing), twice what the same signed
@@ -71,7 +71,7 @@ class OneWriteConnection(urllib3.connection.HTTPConnection):
         super().send(data)
 
 
-class LeanPutter:
+class DirectPut:
     """Signed single PUTs for one boto3 client's endpoint and credentials.
 
     The request goes where boto3's would, trusting what boto3 trusts: through botocore's
@@ -90,7 +90,7 @@ class LeanPutter:
         self._lock = threading.Lock()
         self._session = client._endpoint.http_session
         self._pool: urllib3.PoolManager | None = None
-        if self.endpoint.startswith("http://") and not _proxy_for(self._session, self.endpoint):
+        if self.endpoint.startswith("http://") and _goes_direct(self._session, self.endpoint):
             self._pool = urllib3.PoolManager(
                 maxsize=max_connections,
                 block=False,
@@ -103,8 +103,8 @@ class LeanPutter:
             self._base_path = (urllib3.util.parse_url(self.endpoint).path or "").rstrip("/")
 
     @classmethod
-    def for_client(cls, client: Any, settings: Any, endpoint_url: str | None) -> LeanPutter | None:
-        """Return a putter for ``client``, or None where the lean path does not apply.
+    def for_client(cls, client: Any, settings: Any, endpoint_url: str | None) -> DirectPut | None:
+        """Return a putter for ``client``, or None where the direct PUT does not apply.
 
         It applies when ``settings.lean_put``, with an explicit endpoint, credentials, and
         path-style addressing (the URL this path builds); anything else is left to boto3.
@@ -185,9 +185,11 @@ class LeanPutter:
             self._pool.clear()
 
 
-def _proxy_for(session: Any, url: str) -> str | None:
-    """The proxy botocore's HTTP session sends ``url`` through (its config's, or the environment's)."""
-    return session._proxy_config.proxy_url_for(url)  # type: ignore[no-any-return]
+def _goes_direct(session: Any, url: str) -> bool:
+    """Whether botocore's HTTP session sends ``url`` straight to it, through no proxy (its config's,
+    or the environment's); when the session cannot say, no (it then sends the request itself)."""
+    proxies = getattr(session, "_proxy_config", None)
+    return proxies is not None and not proxies.proxy_url_for(url)
 
 
 def _refusal(where: str, bucket: str, key: str, status: int, data: bytes, location: str) -> TransferError:
@@ -226,4 +228,4 @@ def _error(data: bytes, status: int) -> tuple[str, str]:
         return str(status), data[:200].decode("utf-8", "replace")
 
 
-__all__ = ["LeanPutter"]
+__all__ = ["DirectPut"]

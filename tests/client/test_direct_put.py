@@ -1,4 +1,4 @@
-"""The lean single PUT (``s3po_client/transfer/lean.py``) against a real SeaweedFS."""
+"""The direct single PUT (``s3po_client/transfer/direct_put.py``) against a real SeaweedFS."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from test_transfer import SMALL, THRESHOLD, pattern
 from s3po_client.errors import UploadError
 from s3po_client.settings import S3Settings
 from s3po_client.transfer import TransferEngine
-from s3po_client.transfer.lean import ONE_WRITE_MAX_BYTES
+from s3po_client.transfer.direct_put import ONE_WRITE_MAX_BYTES
 from s3pod.reachability import s3_answers
 
 
@@ -45,7 +45,7 @@ def test_a_small_put_leaves_in_one_write_and_is_stored_whole(
         engine.close()
 
 
-# -- TLS and proxies: the lean PUT goes where boto3 goes, trusting what boto3 trusts ----------
+# -- TLS and proxies: the direct PUT goes where boto3 goes, trusting what boto3 trusts ----------
 
 
 @pytest.fixture(scope="module")
