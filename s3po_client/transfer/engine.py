@@ -204,15 +204,7 @@ class TransferEngine:
             args = object_args(headers, compress=compress, name=name)
 
             def run() -> UploadResult:
-                req = Requester(
-                    self.client,
-                    self.settings,
-                    bucket,
-                    key,
-                    UploadError,
-                    direct_put=self._direct_put,
-                    checksums=self._checksums,
-                )
+                req = self._requester(bucket, key, UploadError)
                 return send_source(
                     req, source, object_args=args, compress=compress, progress=progress, state=multipart_state
                 )
@@ -277,11 +269,7 @@ class TransferEngine:
         return os.fspath(path)
 
     def download_bytes(self, bucket: str, key: str, *, raw: bool = False, retries: int = 0) -> bytes:
-        """Return the contents of ``s3://bucket/key``, decoded unless ``raw``; as ``get_file`` otherwise.
-
-        >>> engine.download_bytes("site", "index.html")   # doctest: +SKIP
-        b'<h1>hi</h1>'
-        """
+        """Return the contents of ``s3://bucket/key``, decoded unless ``raw``; as ``get_file`` otherwise."""
 
         def run() -> bytes:
             out = io.BytesIO()
@@ -332,7 +320,7 @@ class TransferEngine:
             if progress is not None:
                 progress(done, total)
 
-        req = Requester(self.client, self.settings, bucket, key, DownloadError)
+        req = self._requester(bucket, key, DownloadError)
         try:
             fetched = download_stream(req, settings=self.settings, on_start=start, progress=report)
             output.finish()
@@ -355,14 +343,14 @@ class TransferEngine:
 
     def head(self, bucket: str, key: str) -> ObjectInfo:
         """Return what the store says of ``s3://bucket/key``: size, ETag, encoding, checksums (raises DownloadError)."""
-        return head(Requester(self.client, self.settings, bucket, key, DownloadError))
+        return head(self._requester(bucket, key, DownloadError))
 
     def list_objects(self, bucket: str, prefix: str = "") -> Iterator[StoredObject]:
         """Yield every object whose key starts with ``prefix``, in key order (raises DownloadError).
 
         A page of 1,000 is asked for at a time, each request retried alone on a transient failure.
         """
-        req = Requester(self.client, self.settings, bucket, prefix, DownloadError)
+        req = self._requester(bucket, prefix, DownloadError)
         token: str | None = None
         while True:
             page, token = req.call("list", functools.partial(s3.list_objects_page, req.client, bucket, prefix, token))
@@ -372,7 +360,7 @@ class TransferEngine:
 
     def list_buckets(self) -> list[Bucket]:
         """Return the buckets these credentials can list (raises DownloadError)."""
-        req = Requester(self.client, self.settings, "", "", DownloadError)
+        req = self._requester("", "", DownloadError)
         return req.call("list buckets", lambda: s3.list_buckets(req.client))
 
     def abandon_upload(self, state: MultipartState) -> bool:
@@ -387,6 +375,10 @@ class TransferEngine:
         """Build the boto3 client now (about half a second), not during the first transfer."""
         _ = self.client
 
+    def _requester(self, bucket: str, key: str, error_cls: type[TransferError]) -> Requester:
+        client, direct, choice = self.client, self._direct_put, self._checksums
+        return Requester(client, self.settings, bucket, key, error_cls, direct_put=direct, checksums=choice)
+
     def _attempts(
         self,
         bucket: str,
@@ -396,9 +388,8 @@ class TransferEngine:
         rereadable: bool,
         run: Callable[[], T],
     ) -> T:
-        policy = self.retry
         return run_attempts(
-            run, bucket=bucket, key=key, retries=retries, error_cls=error_cls, rereadable=rereadable, policy=policy
+            run, bucket=bucket, key=key, retries=retries, error_cls=error_cls, rereadable=rereadable, policy=self.retry
         )
 
 
