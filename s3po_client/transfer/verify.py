@@ -34,7 +34,7 @@ from typing import Literal, Protocol
 from ..settings import TransferSettings
 from . import s3calls as s3
 from .client import Requester
-from .parts import b64, clean_etag, composite_crc32, is_plain_md5, multipart_count, multipart_etag
+from .parts import b64, clean_etag, composite_count, composite_crc32, is_plain_md5, multipart_count, multipart_etag
 
 logger = logging.getLogger(__name__)
 
@@ -149,18 +149,12 @@ def checks_for(info: ObjectInfo) -> list[Check]:
         checks.append(Check("md5-composite", etag))
     for algorithm, _ in _FULL_OBJECT:
         value = info.checksums.get(algorithm, "")
-        if value and multipart_count_of(value) is None:
+        if value and composite_count(value) is None:
             checks.append(Check(algorithm, value))  # type: ignore[arg-type]
         elif value and algorithm == "crc32":
             checks.append(Check("crc32-composite", value))
     checks.append(Check("size"))
     return checks
-
-
-def multipart_count_of(value: str) -> int | None:
-    """N for a composite value ``<checksum>-N`` (an ETag or a base64 checksum), else None."""
-    head_, _, count = value.strip().strip('"').rpartition("-")
-    return int(count) if head_ and count.isdigit() else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +179,7 @@ def choose_check(
     for check in checks_for(info):
         if not check.composite:
             return check, None
-        parts = find_parts(req, info, pool, multipart_count_of(check.expected) or 0, guess=guess)
+        parts = find_parts(req, info, pool, composite_count(check.expected) or 0, guess=guess)
         if parts is not None:
             return check, parts
     raise AssertionError("checks_for always ends with the size")

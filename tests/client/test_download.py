@@ -338,3 +338,39 @@ def test_a_damaged_byte_of_an_object_whose_etag_is_no_md5_is_caught(
         proxy.add_rule("corrupt", method="GET", times=None)
         with pytest.raises(VerificationError):
             make_engine(SETTINGS, endpoint=proxy.url).download_bytes(bucket, "kms")
+
+
+@pytest.mark.parametrize(
+    "sizes", [UNIFORM, FITS_ONE_SIZE, DOES_NOT_FIT], ids=["uniform", "fits-one-size", "does-not-fit"]
+)
+@pytest.mark.parametrize("how", ["file", "bytes"])
+def test_a_composite_crc32_is_checked_part_by_part_whatever_the_part_sizes(
+    make_engine: Callable[..., TransferEngine], s3_server: Any, bucket: str, tmp_path: Path, sizes: list[int], how: str
+) -> None:
+    import base64
+    import zlib
+
+    from servers import rewriting_proxy
+
+    s3 = s3_server.client()
+    chunks = [os.urandom(size) for size in sizes]
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="odd", ChecksumAlgorithm="CRC32")["UploadId"]
+    done = []
+    for number, chunk in enumerate(chunks, 1):
+        crc = base64.b64encode(zlib.crc32(chunk).to_bytes(4, "big")).decode()
+        answer = s3.upload_part(
+            Bucket=bucket, Key="odd", UploadId=upload, PartNumber=number, Body=chunk, ChecksumCRC32=crc
+        )
+        done.append({"PartNumber": number, "ETag": answer["ETag"], "ChecksumCRC32": crc})
+    s3.complete_multipart_upload(Bucket=bucket, Key="odd", UploadId=upload, MultipartUpload={"Parts": done})
+    with rewriting_proxy(s3_server.port, KMS) as proxy:
+        engine = make_engine(SETTINGS, endpoint=proxy.url)
+        if how == "file":
+            result = engine.get_file(bucket, "odd", tmp_path / "odd")
+            assert (tmp_path / "odd").read_bytes() == b"".join(chunks)
+        else:
+            with open(tmp_path / "odd-obj", "w+b") as f:
+                result = engine.get_fileobj(bucket, "odd", f)
+                f.seek(0)
+                assert f.read() == b"".join(chunks)
+    assert result.verified == "crc32-composite"
