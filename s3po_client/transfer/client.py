@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, ParamValidationError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    EndpointConnectionError,
+    HTTPClientError,
+    ParamValidationError,
+)
 
 from ..errors import TransferError, UploadError
 from ..retry import RetryPolicy
@@ -126,10 +132,10 @@ def translate_error(exc: BaseException, bucket: str, key: str, cls: type[Transfe
         return cls(
             f"{where}: {code}: {message}", bucket=bucket, key=key, transient=code not in PERMANENT_CODES, code=code
         )
+    if _refused_as_built(exc):  # botocore or http.client refused the request as built: so will every retry
+        return cls(f"{where}: the request cannot be sent: {exc}", bucket=bucket, key=key, transient=False)
     # botocore's network errors (read timeouts, connections closed) derive from OSError through
     # the requests exceptions it vendors: they are the store's trouble, not the local file's.
-    if isinstance(exc, ParamValidationError):  # botocore refused the request as built: so will every retry
-        return cls(f"{where}: {exc}", bucket=bucket, key=key, transient=False)
     if isinstance(exc, EndpointConnectionError):
         return cls(f"{where}: cannot connect to the S3 endpoint: {exc}", bucket=bucket, key=key)
     if isinstance(exc, BotoCoreError):
@@ -143,6 +149,15 @@ def translate_error(exc: BaseException, bucket: str, key: str, cls: type[Transfe
         return cls(f"{where}: {type(exc).__name__}: {exc}", bucket=bucket, key=key, transient=False)
     # urllib3 errors that escape botocore while a body is read (reset, timeout): transient
     return cls(f"{where}: {type(exc).__name__}: {exc}", bucket=bucket, key=key)
+
+
+def _refused_as_built(exc: BaseException) -> bool:
+    """Whether the request was refused before it left: invalid parameters, or a header HTTP cannot carry."""
+    if isinstance(exc, HTTPClientError):  # what botocore's HTTP session makes of http.client's refusal
+        exc = exc.kwargs.get("error", exc)
+    if isinstance(exc, ParamValidationError | UnicodeEncodeError):
+        return True
+    return isinstance(exc, ValueError) and str(exc).startswith("Invalid header")
 
 
 @dataclass
