@@ -46,7 +46,11 @@ Verified = Literal["md5", "md5-composite", "crc32", "crc32-composite", "sha256",
 MAX_PARTS_TO_VERIFY = 10_000
 
 #: full-object checksums, best first: HEAD's field for each
-_FULL_OBJECT = (("crc32", "ChecksumCRC32"), ("sha256", "ChecksumSHA256"), ("sha1", "ChecksumSHA1"))
+_FULL_OBJECT: tuple[tuple[Verified, str], ...] = (
+    ("crc32", "ChecksumCRC32"),
+    ("sha256", "ChecksumSHA256"),
+    ("sha1", "ChecksumSHA1"),
+)
 
 Span = tuple[int, int]  # [start, end) of stored bytes
 
@@ -150,7 +154,7 @@ def checks_for(info: ObjectInfo) -> list[Check]:
     for algorithm, _ in _FULL_OBJECT:
         value = info.checksums.get(algorithm, "")
         if value and composite_count(value) is None:
-            checks.append(Check(algorithm, value))  # type: ignore[arg-type]
+            checks.append(Check(algorithm, value))
         elif value and algorithm == "crc32":
             checks.append(Check("crc32-composite", value))
     checks.append(Check("size"))
