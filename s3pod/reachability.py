@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import time
 import urllib.error
@@ -48,16 +49,30 @@ class RedisWatch:
                 self._up_since = now
 
 
-def s3_answers(url: str, timeout_s: float = 5.0) -> str | None:
+def s3_answers(url: str, timeout_s: float = 5.0, ca_bundle: str | None = None) -> str | None:
     """Return None if an HTTP server answers at ``url`` (any status), else why not.
 
     Any answer counts, 403 included: readiness asks whether the endpoint is reachable, not
     whether these credentials may list buckets (a daemon often may only put objects).
+    Over HTTPS the server is trusted as boto3 trusts it: ``ca_bundle``, else the one
+    botocore is configured with (``AWS_CA_BUNDLE``, ``ca_bundle`` in the profile), else the
+    system's; proxies come from the environment (``HTTPS_PROXY``, ``NO_PROXY``), as for boto3.
     """
+    context = (
+        ssl.create_default_context(cafile=ca_bundle or _configured_ca_bundle()) if url.startswith("https:") else None
+    )
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout_s):
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout_s, context=context):
             return None
     except urllib.error.HTTPError:
         return None
     except (urllib.error.URLError, OSError, ValueError) as exc:
         return str(getattr(exc, "reason", exc))
+
+
+def _configured_ca_bundle() -> str | None:
+    """The CA bundle botocore would use: ``AWS_CA_BUNDLE``, or ``ca_bundle`` in the AWS config file."""
+    import botocore.session
+
+    bundle = botocore.session.Session().get_config_variable("ca_bundle")
+    return str(bundle) if bundle else None

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -677,3 +678,150 @@ def make_certs(directory: Path) -> dict[str, Path]:
         str(ext),
     )
     return {"ca": ca_crt, "cert": crt, "key": key}
+
+
+@dataclass
+class HttpsS3Server:
+    """SeaweedFS serving S3 over HTTPS too, with a certificate from a CA of its own (``ca``).
+
+    Nothing trusts that CA unless told: a client reaches :attr:`url` only when given ``ca``
+    (``AWS_CA_BUNDLE``, say), as with a private MinIO or Ceph.
+    """
+
+    dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="s3po-tls-")))
+    https_port: int = field(default_factory=free_port)
+    server: S3Server | None = None
+    ca: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.https_port}"
+
+    def start(self) -> HttpsS3Server:
+        certs = make_certs(self.dir)
+        self.ca = certs["ca"]
+        self.server = S3Server(
+            extra_args=(
+                f"-s3.port.https={self.https_port}",
+                f"-s3.cert.file={certs['cert']}",
+                f"-s3.key.file={certs['key']}",
+            )
+        ).start()
+        wait_for_port(self.https_port)
+        return self
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class ConnectProxy:
+    """An HTTP proxy on loopback, as ``HTTPS_PROXY``/``HTTP_PROXY`` name one: CONNECT tunnels and
+    absolute-form requests (``PUT http://host:port/path``), relayed byte for byte.
+
+    ``requests`` holds the first request line of every connection (``CONNECT 127.0.0.1:8443``,
+    ``PUT http://127.0.0.1:8333/b/k``): what went through the proxy.
+    """
+
+    def __init__(self) -> None:
+        self.requests: list[str] = []
+        self._lock = threading.Lock()
+        self._listener: socket.socket | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> ConnectProxy:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        threading.Thread(target=self._accept, name="connectproxy", daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._listener is not None:
+            self._listener.close()
+
+    def _accept(self) -> None:
+        assert self._listener is not None
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        from urllib.parse import urlsplit
+
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = client.recv(65536)
+            if not chunk:
+                client.close()
+                return
+            head += chunk
+        line = head.split(b"\r\n", 1)[0].decode("latin-1")
+        with self._lock:
+            self.requests.append(line)
+        method, target, _ = line.split(" ", 2)
+        if method == "CONNECT":
+            host, port = target.rsplit(":", 1)
+            upstream = socket.create_connection((host, int(port)))
+            client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            rest = head.split(b"\r\n\r\n", 1)[1]
+        else:  # an origin server takes the absolute form as it is (RFC 9112, 3.2.2)
+            where = urlsplit(target)
+            upstream = socket.create_connection((where.hostname or "127.0.0.1", where.port or 80))
+            rest = head
+        if rest:
+            upstream.sendall(rest)
+        for src, dst in ((client, upstream), (upstream, client)):
+            threading.Thread(target=_pipe, args=(src, dst), daemon=True).start()
+
+
+def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    try:
+        while True:
+            data = src.recv(65536)
+            if not data:
+                break
+            dst.sendall(data)
+    except OSError:
+        pass
+    for s in (src, dst):
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+def rewriting_proxy(upstream_port: int, rewrites: list[tuple[bytes, bytes]]) -> Any:
+    """A :class:`~faultproxy.FaultProxy` that also rewrites every answer's head and body with
+    ``rewrites`` (regular expression, replacement): a store that says other things than SeaweedFS.
+
+    A replacement must keep the body's length (Content-Length is passed on as it is).
+    """
+    import re
+
+    from faultproxy import FaultProxy
+
+    class _Rewriting:
+        def __init__(self, sock: socket.socket) -> None:
+            self.sock = sock
+
+        def sendall(self, data: bytes) -> None:
+            for pattern, replacement in rewrites:
+                data = re.sub(pattern, replacement, data)
+            self.sock.sendall(data)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.sock, name)
+
+    class RewritingProxy(FaultProxy):
+        def _relay_response(self, up: Any, client: Any, method: str, **faults: Any) -> bool:
+            return super()._relay_response(up, _Rewriting(client), method, **faults)  # type: ignore[arg-type]
+
+    return RewritingProxy(upstream_port)

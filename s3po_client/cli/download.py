@@ -9,15 +9,18 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..errors import DownloadError, TransferError
+from ..errors import TransferError
 from .batch import Task, run_batch
 from .options import filters_of, make_engine, make_reporter, option, output_options, parse_url, s3_options, tree_options
 from .output import Outcome, ProgressCallback, Status, display_path, human_bytes
 from .tree import BadArgument, S3Url, local_target
+
+if TYPE_CHECKING:
+    from ..transfer.results import StoredObject
 
 logger = logging.getLogger(__name__)
 
@@ -39,12 +42,23 @@ Examples:
 
 @dataclass(frozen=True, slots=True)
 class Remote:
-    """One object to fetch and where it goes (``-``: standard output); size and ETag when listed."""
+    """One object to fetch and where it goes (``-``: standard output); its size when listed."""
 
     url: S3Url
     path: str
     size: int | None = None
-    etag: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DownloadOutcome(Outcome):
+    """A download's outcome, with what its bytes were checked against (``verified``, see ``DownloadResult``)."""
+
+    verified: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        row = Outcome.to_dict(self)
+        row["verified"] = self.verified
+        return row
 
 
 @click.command(epilog=DOWNLOAD_EXAMPLES)
@@ -91,20 +105,9 @@ def download(
     reporter = make_reporter(as_json, quiet, debug)
     engine = make_engine(endpoint_url, region, profile, access_id, secret_key, jobs=jobs)
     try:
-        if src.is_prefix:
-            if path == "-":
-                raise click.UsageError("a prefix downloads into a directory, not to standard output")
-            remotes, unsafe = list_prefix(engine, src, path or ".", filters_of(exclude, include))
-            for outcome in unsafe:
-                reporter.record(outcome)
-        else:
-            target = path or os.path.basename(src.key)
-            if target != "-" and os.path.isdir(target):
-                target = os.path.join(target, os.path.basename(src.key))
-            remotes = [Remote(src, target)]
-
-        def work(remote: Remote, progress: ProgressCallback) -> Outcome:
-            return download_one(engine, remote, raw, retries, progress)
+        remotes, unsafe = what_to_fetch(engine, src, path, filters_of(exclude, include))
+        for outcome in unsafe:
+            reporter.record(outcome)
 
         tasks = [
             Task(
@@ -118,7 +121,9 @@ def download(
         started = time.monotonic()
         reporter.start_bars((len(remotes), sum(r.size or 0 for r in remotes)) if src.is_prefix else None)
         try:
-            summary = run_batch(tasks, work, jobs=jobs, reporter=reporter)
+            summary = run_batch(
+                tasks, lambda r, progress: download_one(engine, r, raw, retries, progress), jobs=jobs, reporter=reporter
+            )
         finally:
             reporter.stop_bars()
     finally:
@@ -133,16 +138,24 @@ def download(
         raise SystemExit(1)
 
 
-def list_objects(engine: Any, url: S3Url) -> Iterator[dict[str, Any]]:
-    """Yield every object under ``url``'s key (ListObjectsV2 entries), in key order."""
-    from ..transfer import translate_error
+def what_to_fetch(engine: Any, src: S3Url, path: str | None, filters: Any) -> tuple[list[Remote], list[Outcome]]:
+    """Return the objects to fetch and where each goes, and those whose keys are unsafe there."""
+    if src.is_prefix:
+        if path == "-":
+            raise click.UsageError("a prefix downloads into a directory, not to standard output")
+        return list_prefix(engine, src, path or ".", filters)
+    target = path or os.path.basename(src.key)
+    if target != "-" and os.path.isdir(target):
+        target = os.path.join(target, os.path.basename(src.key))
+    return [Remote(src, target)], []
 
+
+def list_objects(engine: Any, url: S3Url) -> Iterator[StoredObject]:
+    """Yield every object under ``url``'s key, in key order (a listing that fails ends the command)."""
     try:
-        paginator = engine.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=url.bucket, Prefix=url.key):
-            yield from page.get("Contents", [])
-    except Exception as exc:  # noqa: BLE001 - boto3's errors become ours, one line
-        raise click.ClickException(str(translate_error(exc, url.bucket, url.key, DownloadError))) from None
+        yield from engine.list_objects(url.bucket, url.key)
+    except TransferError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def list_prefix(engine: Any, src: S3Url, directory: str, filters: Any) -> tuple[list[Remote], list[Outcome]]:
@@ -150,7 +163,7 @@ def list_prefix(engine: Any, src: S3Url, directory: str, filters: Any) -> tuple[
     remotes: list[Remote] = []
     unsafe: list[Outcome] = []
     for obj in list_objects(engine, src):
-        key = str(obj["Key"])
+        key = obj.key
         relative = key[len(src.key) :]
         if not relative or key.endswith("/") or not filters.accepts(relative):
             continue  # "directory" placeholder objects hold nothing to write
@@ -163,9 +176,7 @@ def list_prefix(engine: Any, src: S3Url, directory: str, filters: Any) -> tuple[
                 )
             )
             continue
-        remotes.append(
-            Remote(S3Url(src.bucket, key), target, int(obj.get("Size", 0)), str(obj.get("ETag", "")).strip('"') or None)
-        )
+        remotes.append(Remote(S3Url(src.bucket, key), target, obj.size))
     return remotes, unsafe
 
 
@@ -175,48 +186,33 @@ def download_one(engine: Any, remote: Remote, raw: bool, retries: int, progress:
     shown = remote.path if remote.path == "-" else display_path(remote.path)
     path = remote.path if remote.path == "-" else os.path.abspath(remote.path)
     try:
-        size, etag = remote.size, remote.etag
-        if size is None:
-            size, etag = head(engine, url)
         if remote.path == "-":
-            written = engine.download_fileobj(
-                url.bucket, url.key, _ReportingWriter(sys.stdout.buffer, progress), raw=raw, retries=retries
-            )
+            writer = _ReportingWriter(sys.stdout.buffer, progress)
+            result = engine.get_fileobj(url.bucket, url.key, writer, raw=raw, retries=retries)
             sys.stdout.buffer.flush()
         else:
-            engine.download_file(url.bucket, url.key, remote.path, raw=raw, retries=retries, progress=progress)
-            written = os.path.getsize(remote.path)
+            result = engine.get_file(url.bucket, url.key, remote.path, raw=raw, retries=retries, progress=progress)
     except TransferError as exc:
         logger.debug("download failed url=%s path=%s", url, shown, exc_info=True)  # the traceback, with --debug
-        return Outcome(path=path, bucket=url.bucket, key=url.key, status=Status.FAILED, error=str(exc))
+        return DownloadOutcome(path=path, bucket=url.bucket, key=url.key, status=Status.FAILED, error=str(exc))
     except OSError as exc:
-        return Outcome(
+        return DownloadOutcome(
             path=path,
             bucket=url.bucket,
             key=url.key,
             status=Status.FAILED,
             error=f"{url}: cannot write {shown!r}: {exc.strerror}",
         )
-    return Outcome(
+    return DownloadOutcome(
         path=path,
         bucket=url.bucket,
         key=url.key,
         status=Status.DOWNLOADED,
-        bytes_read=written,
-        bytes_stored=size,
-        checksum=etag,
+        bytes_read=result.bytes_written,
+        bytes_stored=result.bytes_stored,
+        checksum=result.etag,
+        verified=result.verified,
     )
-
-
-def head(engine: Any, url: S3Url) -> tuple[int, str]:
-    """Return the object's stored size and ETag (raises DownloadError)."""
-    from ..transfer import translate_error
-
-    try:
-        response = engine.client.head_object(Bucket=url.bucket, Key=url.key)
-    except Exception as exc:  # noqa: BLE001 - translated to ours
-        raise translate_error(exc, url.bucket, url.key, DownloadError) from None
-    return int(response["ContentLength"]), str(response.get("ETag", "")).strip('"')
 
 
 def interrupted_outcome(remote: Remote) -> Callable[[], Outcome]:
@@ -278,23 +274,23 @@ def ls(
         count = total = 0
         for obj in list_objects(engine, where):
             count += 1
-            total += int(obj.get("Size", 0))
-            when = obj["LastModified"].strftime("%Y-%m-%d %H:%M:%S")
+            total += obj.size
+            when = obj.last_modified.strftime("%Y-%m-%d %H:%M:%S")
             if as_json:
                 click.echo(
                     json.dumps(
                         {
                             "bucket": where.bucket,
-                            "key": obj["Key"],
-                            "size": obj.get("Size"),
-                            "last_modified": obj["LastModified"].isoformat(),
-                            "etag": str(obj.get("ETag", "")).strip('"'),
-                            "storage_class": obj.get("StorageClass"),
+                            "key": obj.key,
+                            "size": obj.size,
+                            "last_modified": obj.last_modified.isoformat(),
+                            "etag": obj.etag,
+                            "storage_class": obj.storage_class,
                         }
                     )
                 )
             else:
-                click.echo(f"{when}  {obj.get('Size', 0):>12}  {obj['Key']}")
+                click.echo(f"{when}  {obj.size:>12}  {obj.key}")
         if not as_json:
             reporter.notice(f"{count} object(s), {human_bytes(total)}, under {where}")
     finally:
@@ -302,17 +298,15 @@ def ls(
 
 
 def list_buckets(engine: Any, as_json: bool) -> None:
-    from ..transfer import translate_error
-
     try:
-        buckets = engine.client.list_buckets().get("Buckets", [])
-    except Exception as exc:  # noqa: BLE001 - translated to ours
-        raise click.ClickException(str(translate_error(exc, "", "", DownloadError))) from None
+        buckets = engine.list_buckets()
+    except TransferError as exc:
+        raise click.ClickException(str(exc)) from None
     for b in buckets:
         if as_json:
-            click.echo(json.dumps({"bucket": b["Name"], "created": b["CreationDate"].isoformat()}))
+            click.echo(json.dumps({"bucket": b.name, "created": b.created.isoformat()}))
         else:
-            click.echo(f"{b['CreationDate'].strftime('%Y-%m-%d %H:%M:%S')}  {b['Name']}")
+            click.echo(f"{b.created.strftime('%Y-%m-%d %H:%M:%S')}  {b.name}")
 
 
 __all__ = ["download", "ls"]

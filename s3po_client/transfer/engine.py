@@ -1,52 +1,42 @@
-"""``TransferEngine``: uploads and downloads with retries, one boto3 client shared by every thread."""
+"""``TransferEngine``: uploads, downloads and listings, retried, with one boto3 client shared by every thread."""
 
 from __future__ import annotations
 
+import functools
+import io
 import logging
 import os
-import secrets
 import threading
-import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import IO, Any, BinaryIO, Literal, TypeVar, cast
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
+from typing import IO, Any, BinaryIO, Literal, TypeVar
 
-from ..codecs import DECODABLE, CompressingReader, DecodingWriter
+from ..codecs import DECODABLE
 from ..errors import DownloadError, JobError, SourceChangedError, TransferError, UploadError
 from ..localfile import FileStat
 from ..retry import RetryPolicy
 from ..settings import S3Settings, TransferSettings
-from .download import ObjectInfo, Target, download_stream
-from .headers import etag_is_md5, object_args
-from .proof import Proof
-from .resume import Resume
-from .s3calls import Requester, make_client, translate_error
-from .sources import BytesSource, FileobjSource, FileSource, Reader, Source
+from . import s3calls as s3
+from .attempts import run_attempts
+from .body import Progress
+from .checksums import ChecksumChoice
+from .client import Requester, make_client
+from .direct_put import DirectPut
+from .fetch import Target, download_stream
+from .headers import object_args
+from .memory import return_large_buffers_to_the_os
+from .parts import clean_etag
+from .results import Bucket, DownloadResult, StoredObject, UploadResult
+from .resume import abandon_saved_upload
+from .send import send_source
+from .sinks import Output, StreamOutput, atomic_file
+from .sources import BytesSource, FileobjSource, FileSource, Source
 from .state import MultipartState
-from .upload import Progress, ProgressReporter, upload_stream
+from .verify import ObjectInfo, head
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class UploadResult:
-    """What an upload stored: where, how many bytes were read and sent, and the source's identity.
-
-    ``bytes_read`` counts source bytes, ``bytes_sent`` stored bytes (fewer when compressed).
-    ``source`` is the file's stat taken when the successful attempt began: compare it with
-    the file now before deleting it.
-    """
-
-    bucket: str
-    key: str
-    bytes_read: int
-    bytes_sent: int
-    etag: str
-    source: FileStat | None = None
-    #: the real path of the file read (symlinks resolved), the one to delete
-    source_path: str | None = None
 
 
 class TransferEngine:
@@ -67,11 +57,10 @@ class TransferEngine:
         self.settings = settings or TransferSettings()
         self.retry = retry or RetryPolicy()
         self._client: Any = None
-        self._lean: Any = None
+        self._direct_put: Any = None
         #: which checksums uploads send; in mode "auto" learned once from the store's answers
-        self._proof = Proof(self.settings.checksum)
+        self._checksums = ChecksumChoice(self.settings.checksum)
         self._lock = threading.Lock()
-        self._closed = threading.Event()
 
     @property
     def client(self) -> Any:
@@ -81,23 +70,17 @@ class TransferEngine:
                 if self._client is None:
                     return_large_buffers_to_the_os()
                     client = make_client(self.s3, self.settings)
-                    if self.settings.lean_put:
-                        from .lean import LeanPutter
-
-                        self._lean = LeanPutter.for_client(client, self.settings, self.s3.endpoint_url)
+                    self._direct_put = DirectPut.for_client(client, self.settings, self.s3.endpoint_url)
                     self._client = client
         return self._client
 
     def close(self) -> None:
-        """Close the client's connections; the engine builds a new client if used again.
-
-        >>> TransferEngine().close()
-        """
+        """Close the client's connections; the engine builds a new client if used again."""
         with self._lock:
             client, self._client = self._client, None
-            lean, self._lean = self._lean, None
-        if lean is not None:
-            lean.close()
+            direct, self._direct_put = self._direct_put, None
+        if direct is not None:
+            direct.close()
         if client is not None:
             client.close()
 
@@ -151,13 +134,13 @@ class TransferEngine:
             bucket,
             key,
             FileSource(path, allow_dirs, opened),
-            headers=headers,
-            compress=compress,
-            retries=retries,
-            silent=silent,
-            progress=progress,
-            name=key or path,
-            multipart_state=multipart_state,
+            key or path,
+            headers,
+            compress,
+            retries,
+            silent,
+            progress,
+            multipart_state,
         )
 
     def upload_bytes(
@@ -178,17 +161,7 @@ class TransferEngine:
         ...                     headers={"Cache-Control": "max-age=60"}).etag   # doctest: +SKIP
         '6f0b2c…'
         """
-        return self._upload(
-            bucket,
-            key,
-            BytesSource(data),
-            headers=headers,
-            compress=compress,
-            retries=retries,
-            silent=silent,
-            progress=progress,
-            name=key,
-        )
+        return self._upload(bucket, key, BytesSource(data), key, headers, compress, retries, silent, progress)
 
     def upload_fileobj(
         self,
@@ -212,42 +185,31 @@ class TransferEngine:
         ...     engine.upload_fileobj("logs", "app.log.zst", f, compress="zstd")   # doctest: +SKIP
         UploadResult(bucket='logs', key='app.log.zst', ...)
         """
-        return self._upload(
-            bucket,
-            key,
-            FileobjSource(fileobj),
-            headers=headers,
-            compress=compress,
-            retries=retries,
-            silent=silent,
-            progress=progress,
-            name=key,
-        )
+        return self._upload(bucket, key, FileobjSource(fileobj), key, headers, compress, retries, silent, progress)
 
     def _upload(
         self,
         bucket: str,
         key: str,
         source: Source,
-        *,
+        name: str,
         headers: Mapping[str, str] | None,
         compress: str | None,
         retries: int,
         silent: bool,
         progress: Progress | None,
-        name: str,
         multipart_state: MultipartState | None = None,
     ) -> UploadResult | Literal[False]:
         try:
             args = object_args(headers, compress=compress, name=name)
-            return self._attempts(
-                bucket,
-                key,
-                retries,
-                UploadError,
-                rereadable=source.rereadable,
-                run=lambda: self._upload_once(bucket, key, source, args, compress, progress, multipart_state),
-            )
+
+            def run() -> UploadResult:
+                req = self._requester(bucket, key, UploadError)
+                return send_source(
+                    req, source, object_args=args, compress=compress, progress=progress, state=multipart_state
+                )
+
+            return self._attempts(bucket, key, retries, UploadError, source.rereadable, run)
         except (TransferError, JobError) as exc:
             if silent:
                 logger.warning("upload failed bucket=%s key=%s error=%s", bucket, key, exc)
@@ -256,59 +218,9 @@ class TransferEngine:
         finally:
             source.close()
 
-    def _upload_once(
-        self,
-        bucket: str,
-        key: str,
-        source: Source,
-        args: dict[str, Any],
-        compress: str | None,
-        progress: Progress | None,
-        multipart_state: MultipartState | None = None,
-    ) -> UploadResult:
-        raw = source.open()
-        counted = _CountingReader(raw)
-        reader: Reader = CompressingReader(counted, compress, self.settings.compress_level) if compress else counted
-        size = source.size
-        # With compression the stored size is unknown; the source's size bounds it (plus
-        # the format's few bytes per block), which is all part sizing needs.
-        hint = None if size is None else (size + size // 100 + 1024 * 1024 if compress else size)
-        reporter = ProgressReporter(progress, size)
-        reporter.advance_to(0)
-        req = Requester(self.client, self.settings, bucket, key, UploadError, lean=self._lean, proof=self._proof)
-        sent = upload_stream(
-            req,
-            reader,
-            object_args=args,
-            settings=self.settings,
-            size_hint=hint,
-            source_done=lambda: counted.count,
-            progress=reporter,
-            verify_etag=etag_is_md5(args),
-            before_commit=lambda _sent: source.check_unchanged(counted.count, bucket, key),
-            resume=None if multipart_state is None else Resume(multipart_state, source.stat, compress),
-        )
-        logger.debug(
-            "uploaded bucket=%s key=%s read=%d sent=%d parts=%d",
-            bucket,
-            key,
-            counted.count,
-            sent.bytes_sent,
-            sent.parts,
-        )
-        return UploadResult(
-            bucket=bucket,
-            key=key,
-            bytes_read=counted.count,
-            bytes_sent=sent.bytes_sent,
-            etag=sent.etag,
-            source=source.stat,
-            source_path=getattr(source, "real_path", None),
-        )
-
     # -- downloads -------------------------------------------------------------------
 
-    def download_file(
+    def get_file(
         self,
         bucket: str,
         key: str,
@@ -316,9 +228,9 @@ class TransferEngine:
         *,
         raw: bool = False,
         retries: int = 0,
-        progress: Callable[[int, int | None], None] | None = None,
-    ) -> str:
-        """Fetch ``s3://bucket/key`` into the file ``path`` and return ``path``.
+        progress: Progress | None = None,
+    ) -> DownloadResult:
+        """Fetch ``s3://bucket/key`` into the file ``path``; return what was fetched and verified.
 
         Atomic: the bytes go to a temporary file beside ``path`` (parent directories are
         created), which replaces ``path`` only once the download is complete and verified;
@@ -328,90 +240,77 @@ class TransferEngine:
         ``progress(done, total)`` counts stored bytes. Raises ``DownloadError`` (or
         ``VerificationError``), after ``retries`` more attempts for a transient failure.
         With ``settings.fsync_downloads`` the file is flushed to disk before the rename.
+        ``result.verified`` says what the bytes were checked against (see ``DownloadResult``).
 
-        >>> engine.download_file("logs", "2024/06/01/app.log.gz", "/tmp/app.log")   # doctest: +SKIP
-        '/tmp/app.log'
+        >>> engine.get_file("logs", "2024/06/01/app.log.gz", "/tmp/app.log").verified   # doctest: +SKIP
+        'md5'
         """
         target = os.path.abspath(os.fspath(path))
 
-        def run() -> str:
-            parent = os.path.dirname(target)
-            os.makedirs(parent, exist_ok=True)
-            temp = os.path.join(parent, f".{os.path.basename(target)}.{secrets.token_hex(4)}.s3po-tmp")
-            fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
-            try:
-                output = _FileOutput(fd)
-                try:
-                    self._download_once(bucket, key, output, raw, progress)
-                    output.flush()
-                    if self.settings.fsync_downloads:
-                        os.fsync(fd)
-                finally:
-                    # Its buffer goes to the temporary file now, while the descriptor is still
-                    # ours: left to the garbage collector, a failed download's buffered bytes
-                    # were written later into whatever reused the number (a Redis socket).
-                    output.close()
-                    os.close(fd)
-                os.replace(temp, target)
-            except BaseException:
-                try:
-                    os.unlink(temp)
-                except FileNotFoundError:
-                    pass
-                raise
-            return target
+        def run() -> DownloadResult:
+            with atomic_file(target, fsync=self.settings.fsync_downloads) as output:
+                result = self._download_once(bucket, key, output, raw, progress)
+            return replace(result, path=target)
 
-        self._attempts(bucket, key, retries, DownloadError, rereadable=True, run=run)
+        return self._attempts(bucket, key, retries, DownloadError, True, run)
+
+    def download_file(
+        self,
+        bucket: str,
+        key: str,
+        path: str | os.PathLike[str],
+        *,
+        raw: bool = False,
+        retries: int = 0,
+        progress: Progress | None = None,
+    ) -> str:
+        """Fetch ``s3://bucket/key`` into the file ``path`` and return ``path``; as ``get_file`` otherwise."""
+        self.get_file(bucket, key, path, raw=raw, retries=retries, progress=progress)
         return os.fspath(path)
 
     def download_bytes(self, bucket: str, key: str, *, raw: bool = False, retries: int = 0) -> bytes:
-        """Return the contents of ``s3://bucket/key``, decoded unless ``raw``; as ``download_file`` otherwise.
-
-        >>> engine.download_bytes("site", "index.html")   # doctest: +SKIP
-        b'<h1>hi</h1>'
-        """
-        import io
+        """Return the contents of ``s3://bucket/key``, decoded unless ``raw``; as ``get_file`` otherwise."""
 
         def run() -> bytes:
             out = io.BytesIO()
-            self._download_once(bucket, key, _StreamOutput(out, rewind_to=0), raw, None)
+            self._download_once(bucket, key, StreamOutput(out, rewind_to=0), raw, None)
             return out.getvalue()
 
-        return self._attempts(bucket, key, retries, DownloadError, rereadable=True, run=run)
+        return self._attempts(bucket, key, retries, DownloadError, True, run)
 
-    def download_fileobj(
+    def get_fileobj(
         self, bucket: str, key: str, fileobj: IO[bytes] | Any, *, raw: bool = False, retries: int = 0
-    ) -> int:
-        """Write the contents of ``s3://bucket/key`` to ``fileobj``; return the bytes written.
+    ) -> DownloadResult:
+        """Write the contents of ``s3://bucket/key`` to ``fileobj``; return what was fetched and verified.
 
         The bytes are written in order as they arrive (verified at the end: on a failure some
         may already be written). A retry rewinds and truncates a seekable ``fileobj`` to
         where it stood; a non-seekable one gets no retry.
+        """
+        output = StreamOutput.where_it_stands(fileobj)
+
+        def run() -> DownloadResult:
+            if output.opened:  # a retry: what the failed attempt wrote goes
+                output.restart()
+            return self._download_once(bucket, key, output, raw, None)
+
+        return self._attempts(bucket, key, retries, DownloadError, output.restartable, run)
+
+    def download_fileobj(
+        self, bucket: str, key: str, fileobj: IO[bytes] | Any, *, raw: bool = False, retries: int = 0
+    ) -> int:
+        """Write the contents of ``s3://bucket/key`` to ``fileobj``; return the bytes written (see ``get_fileobj``).
 
         >>> with open("/tmp/index.html", "wb") as f:
         ...     engine.download_fileobj("site", "index.html", f)   # doctest: +SKIP
         11
         """
-        try:
-            start: int | None = fileobj.tell() if fileobj.seekable() else None
-        except (AttributeError, OSError, ValueError):
-            start = None
-        first = [True]
-
-        def run() -> int:
-            if not first[0] and start is not None:
-                fileobj.seek(start)
-                fileobj.truncate()
-            first[0] = False
-            return self._download_once(bucket, key, _StreamOutput(fileobj, rewind_to=start), raw, None)
-
-        return self._attempts(bucket, key, retries, DownloadError, rereadable=start is not None, run=run)
+        return self.get_fileobj(bucket, key, fileobj, raw=raw, retries=retries).bytes_written
 
     def _download_once(
-        self, bucket: str, key: str, output: _Output, raw: bool, progress: Callable[[int, int | None], None] | None
-    ) -> int:
-        """One attempt: the stored bytes into ``output``, decoded (unless ``raw``); return the bytes written."""
-        req = Requester(self.client, self.settings, bucket, key, DownloadError)
+        self, bucket: str, key: str, output: Output, raw: bool, progress: Progress | None
+    ) -> DownloadResult:
+        """One attempt: the stored bytes into ``output``, decoded (unless ``raw``); return what was fetched."""
 
         def start(info: ObjectInfo) -> Target:  # called after HEAD, before the first byte
             encoding = (info.content_encoding or "").strip().lower()
@@ -421,16 +320,64 @@ class TransferEngine:
             if progress is not None:
                 progress(done, total)
 
+        req = self._requester(bucket, key, DownloadError)
         try:
-            info = download_stream(req, settings=self.settings, on_start=start, progress=report)
+            fetched = download_stream(req, settings=self.settings, on_start=start, progress=report)
             output.finish()
         except ValueError as exc:  # the stored bytes are not valid for their Content-Encoding
             raise DownloadError(
                 f"s3://{bucket}/{key}: cannot decode the stored object: {exc}", bucket=bucket, key=key, transient=False
             ) from exc
-        return output.count if output.decoder is not None or output.fd is None else info.size
+        info = fetched.info
+        written = output.bytes_written
+        return DownloadResult(
+            bucket=bucket,
+            key=key,
+            bytes_stored=info.size,
+            bytes_written=info.size if written is None else written,
+            etag=clean_etag(info.etag),
+            verified=fetched.verified,
+        )
 
-    # -- retries ---------------------------------------------------------------------
+    # -- what is stored ----------------------------------------------------------------
+
+    def head(self, bucket: str, key: str) -> ObjectInfo:
+        """Return what the store says of ``s3://bucket/key``: size, ETag, encoding, checksums (raises DownloadError)."""
+        return head(self._requester(bucket, key, DownloadError))
+
+    def list_objects(self, bucket: str, prefix: str = "") -> Iterator[StoredObject]:
+        """Yield every object whose key starts with ``prefix``, in key order (raises DownloadError).
+
+        A page of 1,000 is asked for at a time, each request retried alone on a transient failure.
+        """
+        req = self._requester(bucket, prefix, DownloadError)
+        token: str | None = None
+        while True:
+            page, token = req.call("list", functools.partial(s3.list_objects_page, req.client, bucket, prefix, token))
+            yield from page
+            if token is None:
+                return
+
+    def list_buckets(self) -> list[Bucket]:
+        """Return the buckets these credentials can list (raises DownloadError)."""
+        req = self._requester("", "", DownloadError)
+        return req.call("list buckets", lambda: s3.list_buckets(req.client))
+
+    def abandon_upload(self, state: MultipartState) -> bool:
+        """Abort the multipart upload ``state`` records, if any, and forget it; True if there was one.
+
+        For a transfer settled for good (acknowledged or dead-lettered): whichever run started
+        the upload, no parts stay behind. A record whose upload cannot be aborted now is kept.
+        """
+        return abandon_saved_upload(self.client, self.settings, state)
+
+    def warm_up(self) -> None:
+        """Build the boto3 client now (about half a second), not during the first transfer."""
+        _ = self.client
+
+    def _requester(self, bucket: str, key: str, error_cls: type[TransferError]) -> Requester:
+        client, direct, choice = self.client, self._direct_put, self._checksums
+        return Requester(client, self.settings, bucket, key, error_cls, direct_put=direct, checksums=choice)
 
     def _attempts(
         self,
@@ -438,187 +385,12 @@ class TransferEngine:
         key: str,
         retries: int,
         error_cls: type[TransferError],
-        *,
         rereadable: bool,
         run: Callable[[], T],
     ) -> T:
-        """Return ``run()``, run again after a transient failure up to ``retries`` times; raise the last error."""
-        attempt = 0
-        while True:
-            try:
-                return run()
-            except JobError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - every failure becomes a TransferError
-                error = translate_error(exc, bucket, key, error_cls)
-                if error is not exc and not isinstance(exc, TransferError):
-                    error.__cause__ = exc
-                if type(error) is TransferError:  # raised bare inside the engine: give it its side
-                    error = error_cls(str(error), bucket=bucket, key=key, transient=error.transient)
-                    error.__cause__ = exc
-                error.attempt = attempt
-                can_retry = error.transient and attempt < retries and rereadable
-                if not can_retry:
-                    if error is exc:
-                        raise
-                    raise error from exc
-                delay_s = self.retry.delay_s(attempt)
-                logger.warning(
-                    "transfer retry bucket=%s key=%s attempt=%d in=%.1fs error=%s",
-                    bucket,
-                    key,
-                    attempt + 1,
-                    delay_s,
-                    error,
-                )
-                time.sleep(delay_s)
-                attempt += 1
-
-
-#: glibc's mallopt parameter for the size from which malloc maps memory of its own
-_M_MMAP_THRESHOLD = -3
-LARGE_BUFFER_BYTES = 1024 * 1024
-
-
-def return_large_buffers_to_the_os() -> bool:
-    """Make glibc serve buffers of 1 MiB and more with mmap, so freeing one returns it to the OS.
-
-    Parts and ranges are buffers of several MiB, allocated and freed by many threads. By
-    default glibc raises its mmap threshold to the size of the last such buffer freed and
-    serves the next ones from per-thread heaps, which fragment: a 1 GiB gzip upload and
-    download (tests/test_transfer_memory.py) peaked at 205–227 MiB (VmHWM) that way, at
-    143–150 MiB with this fixed threshold. The setting is process-wide: it applies to the
-    whole program that uses the engine, and only changes where large blocks come from.
-    Returns False where there is no glibc (nothing to do).
-    """
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, LARGE_BUFFER_BYTES))
-
-
-class _CountingReader:
-    """Counts the bytes read through it."""
-
-    def __init__(self, reader: Reader) -> None:
-        self.reader = reader
-        self.count = 0
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.reader.read(size)
-        self.count += len(data)
-        return data
-
-
-class _Output:
-    """Where a download attempt writes; ``open(encoding)`` gives download.py its ``Target``.
-
-    Bytes kept as stored may go to a file descriptor at their offsets (``fd``); anything
-    decoded goes in order through a ``DecodingWriter``. ``count`` is the bytes written in order.
-    """
-
-    fd: int | None = None
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.decoder: DecodingWriter | None = None
-        self.restartable = True
-
-    def open(self, encoding: str | None) -> _Output:
-        self.decoder = DecodingWriter(_Counted(self), encoding) if encoding else None
-        return self
-
-    def write(self, data: bytearray) -> object:
-        if self.decoder is not None:
-            return self.decoder.write(cast(bytes, data))  # the decoders take any buffer
-        return self.put(data)
-
-    def put(self, data: bytes | bytearray) -> int:
-        """Write ``data`` after the bytes written so far."""
-        raise NotImplementedError
-
-    def restart(self) -> None:
-        self.rewind()
-        self.count = 0
-        if self.decoder is not None:
-            self.decoder = DecodingWriter(_Counted(self), self.decoder.encoding)
-
-    def rewind(self) -> None:
-        raise NotImplementedError
-
-    def finish(self) -> None:
-        """Check the encoded stream ended properly (``ValueError`` if not)."""
-        if self.decoder is not None:
-            self.decoder.close()
-
-
-class _FileOutput(_Output):
-    """A file descriptor: bytes as stored go at their offsets, decoded ones through a buffer, in order."""
-
-    def __init__(self, fd: int) -> None:
-        super().__init__()
-        self.file = os.fdopen(fd, "wb", closefd=False)
-        self.descriptor = fd
-
-    def open(self, encoding: str | None) -> _Output:
-        super().open(encoding)
-        self.fd = self.descriptor if self.decoder is None else None
-        return self
-
-    def put(self, data: bytes | bytearray) -> int:
-        self.file.write(data)
-        self.count += len(data)
-        return len(data)
-
-    def rewind(self) -> None:
-        self.file.flush()
-        self.file.seek(0)
-        os.ftruncate(self.descriptor, 0)
-
-    def flush(self) -> None:
-        self.file.flush()
-
-    def close(self) -> None:
-        """Close the buffer over the descriptor (which stays open): what it holds is written first."""
-        try:
-            self.file.close()
-        except (OSError, ValueError):
-            pass  # a failed download's temporary file is removed anyway
-
-
-class _StreamOutput(_Output):
-    """A file object written in order; restartable when it can be rewound to ``rewind_to``."""
-
-    def __init__(self, out: Any, rewind_to: int | None) -> None:
-        super().__init__()
-        self.out = out
-        self.rewind_to = rewind_to
-        self.restartable = rewind_to is not None
-
-    def put(self, data: bytes | bytearray) -> int:
-        self.out.write(data)
-        self.count += len(data)
-        return len(data)
-
-    def rewind(self) -> None:
-        if self.rewind_to is None:
-            raise ValueError("this file object cannot be rewound")
-        self.out.seek(self.rewind_to)
-        self.out.truncate()
-
-
-class _Counted:
-    """The sink of a decoder: what it decodes goes to the output, in order."""
-
-    def __init__(self, output: _Output) -> None:
-        self.output = output
-
-    def write(self, data: bytes) -> int:
-        return self.output.put(data)
+        return run_attempts(
+            run, bucket=bucket, key=key, retries=retries, error_cls=error_cls, rereadable=rereadable, policy=self.retry
+        )
 
 
 __all__ = ["FileStat", "SourceChangedError", "TransferEngine", "UploadResult"]

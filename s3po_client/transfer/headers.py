@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import mimetypes
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -38,6 +39,9 @@ BOOLEAN_HEADER_ARGS: dict[str, str] = {
 }
 
 METADATA_PREFIX = "x-amz-meta-"
+
+#: what an HTTP header name may hold: a token (https://www.rfc-editor.org/rfc/rfc9110#name-tokens)
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
 #: the Content-Type of a file whose name says it is compressed (``.gz``, …) but not how
 #: its contents are typed: stored as the archive it is, never as Content-Encoding
@@ -93,7 +97,10 @@ def object_args(headers: Mapping[str, str] | None, *, compress: str | None, name
             problems.append(f"header {raw_name!r} must map a string to a string, got {value!r}")
             continue
         lower = raw_name.strip().lower()
-        if lower.startswith(METADATA_PREFIX) and len(lower) > len(METADATA_PREFIX):
+        unsendable = _unsendable(lower, value)
+        if unsendable:
+            problems.append(f"header {raw_name!r}: {unsendable}")
+        elif lower.startswith(METADATA_PREFIX) and len(lower) > len(METADATA_PREFIX):
             metadata[lower[len(METADATA_PREFIX) :]] = value
         elif lower in HEADER_ARGS:
             args[HEADER_ARGS[lower]] = value
@@ -128,6 +135,21 @@ def object_args(headers: Mapping[str, str] | None, *, compress: str | None, name
     return args
 
 
+def _unsendable(name: str, value: str) -> str | None:
+    """Why HTTP cannot carry this header as given (None: it can).
+
+    http.client refuses such a header with a ValueError at send time, and botocore refuses
+    non-ASCII metadata: no retry changes that, so the job is refused before any byte is sent.
+    """
+    if not _TOKEN.match(name):
+        return "the name is not a valid HTTP header name"
+    if any(c in value for c in "\r\n\0"):
+        return "the value holds a line break or NUL"
+    if name.startswith(METADATA_PREFIX) and not value.isascii():
+        return "S3 metadata values must be ASCII"
+    return None
+
+
 #: boto3 parameter → HTTP header, for the settings a request built by hand may carry as given
 #: (Expires is left to boto3, which normalises its date)
 _PLAIN_HEADERS: dict[str, str] = {param: header for header, param in HEADER_ARGS.items() if param != "Expires"}
@@ -136,7 +158,7 @@ _PLAIN_HEADERS: dict[str, str] = {param: header for header, param in HEADER_ARGS
 def http_headers(args: Mapping[str, Any]) -> dict[str, str] | None:
     """Return the HTTP headers that carry boto3 object settings ``args``, or None if one is not plain.
 
-    The inverse of :func:`object_args` for the lean PUT (``lean.py``): anything it cannot
+    The inverse of :func:`object_args` for the direct PUT (``direct_put.py``): anything it cannot
     send exactly as boto3 would (a date to normalise, a non-ASCII value) returns None, and
     the caller uses boto3.
 

@@ -80,5 +80,14 @@ def is_plain_md5(etag: str) -> bool:
 
 def multipart_count(etag: str) -> int | None:
     """Return N for a multipart ETag ``<md5>-N``, else None."""
-    match = _MULTIPART_ETAG.match(clean_etag(etag))
-    return int(match.group(2)) if match else None
+    return composite_count(etag) if _MULTIPART_ETAG.match(clean_etag(etag)) else None
+
+
+def composite_count(value: str) -> int | None:
+    """Return N for a composite value ``<checksum>-N`` (a multipart ETag or base64 checksum), else None.
+
+    >>> composite_count("ACuxwA==-2"), composite_count("+xFbCA==")
+    (2, None)
+    """
+    head, _, count = value.strip().strip('"').rpartition("-")
+    return int(count) if head and count.isdigit() else None

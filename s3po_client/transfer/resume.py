@@ -20,7 +20,7 @@ from ..errors import TransferError, UploadError
 from ..localfile import FileStat
 from ..settings import TransferSettings
 from . import s3calls as s3
-from .s3calls import Requester, error_code
+from .client import Requester, error_code
 from .state import MultipartState, SavedUpload
 
 logger = logging.getLogger(__name__)
@@ -122,23 +122,35 @@ def abort_upload(client: Any, settings: TransferSettings, bucket: str, key: str,
     return True
 
 
-#: How far back, before a pending record's time, an upload of its key counts as its own
-#: (the store's clock may be behind this host's).
-CLOCK_SLACK_S = 600.0
+def uploads_of(req: Requester) -> list[str]:
+    """Return the ids of the multipart uploads of exactly ``req.key`` under way on the store."""
+    listed = req.call("list uploads", lambda: s3.list_multipart_uploads(req.client, req.bucket, req.key))
+    return [upload_id for key, upload_id in listed if key == req.key]
+
+
+def uploads_before(req: Requester) -> tuple[str, ...] | None:
+    """The uploads of ``req.key`` under way before this one, for its pending record (None: not allowed to list)."""
+    try:
+        return tuple(uploads_of(req))
+    except TransferError as exc:
+        if exc.transient:
+            raise
+        return None  # a policy without ListBucketMultipartUploads: then recovery cannot list either
 
 
 def abort_recorded(client: Any, settings: TransferSettings, saved: SavedUpload) -> bool:
     """Abort the upload ``saved`` names; True once none of it is left on the store.
 
-    A pending record has no id yet: every upload of exactly its key that the store lists as
-    initiated since the record (less :data:`CLOCK_SLACK_S`) is aborted. Another run of the
-    same key caught by that fails its attempt and is retried: nothing is lost.
+    A pending record has no id yet: every upload of exactly its key that the store lists,
+    other than those under way before it (``saved.others``), is aborted. The store's
+    clock plays no part: a store whose clock is wrong still loses the orphan. Another run
+    of the same key caught by that fails its attempt and is retried: nothing is lost.
     """
     if not saved.pending:
         return abort_upload(client, settings, saved.bucket, saved.key, saved.upload_id)
     req = Requester(client, settings, saved.bucket, saved.key, UploadError)
     try:
-        uploads = req.call("list uploads", lambda: s3.list_multipart_uploads(client, saved.bucket, saved.key))
+        uploads = uploads_of(req)
     except TransferError as exc:
         logger.error(
             "could not list the multipart uploads of bucket=%s key=%s to abort one whose id was never recorded: %s",
@@ -148,9 +160,9 @@ def abort_recorded(client: Any, settings: TransferSettings, saved: SavedUpload) 
         )
         return not exc.transient  # not allowed to list (AccessDenied): nothing more this record can do
     done = True
-    for key, upload_id, initiated in uploads:
-        if key == saved.key and initiated >= saved.started_at - CLOCK_SLACK_S:
-            done = abort_upload(client, settings, saved.bucket, key, upload_id) and done
+    for upload_id in uploads:
+        if upload_id not in (saved.others or ()):
+            done = abort_upload(client, settings, saved.bucket, saved.key, upload_id) and done
     return done
 
 

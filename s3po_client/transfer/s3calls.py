@@ -1,203 +1,16 @@
-"""boto3, behind one small typed function per S3 call, and its errors translated into ours.
-
-Each call is made through a ``Requester``: it retries that one request alone on a
-transient failure (``TransferSettings.request_retries``, short backoff), and raises a
-``TransferError`` naming bucket, key and cause, so no caller sees ``botocore`` exceptions.
-"""
+"""One small typed function per S3 call, with explicit parameters (made through a ``client.Requester``)."""
 
 from __future__ import annotations
 
 import http.client
-import logging
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
-
-from ..errors import TransferError, UploadError
-from ..retry import RetryPolicy
-from ..settings import S3Settings, TransferSettings
-
-if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
-
-logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
-
-#: S3 error codes that no retry can fix (https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html).
-#: Everything else, notably 5xx, SlowDown, RequestTimeout, BadDigest and
-#: XAmzContentSHA256Mismatch (bytes damaged on the way), is worth another try.
-PERMANENT_CODES = frozenset(
-    {
-        "AccessDenied",
-        "AllAccessDisabled",
-        "InvalidAccessKeyId",
-        "SignatureDoesNotMatch",
-        "NoSuchBucket",
-        "InvalidBucketName",
-        "InvalidArgument",
-        "InvalidRequest",
-        "EntityTooLarge",
-        "KeyTooLongError",
-        "MethodNotAllowed",
-        "InvalidStorageClass",
-        "AccountProblem",
-        "NoSuchKey",
-        "MetadataTooLarge",
-        "InvalidObjectState",
-        "InvalidEncryptionAlgorithmError",
-        "KMS.NotFoundException",
-        "NotImplemented",
-        "InvalidTag",
-        "UnsupportedHeader",
-        "404",
-        "403",
-        "400",
-        "405",
-        "501",
-    }
-)
+from ..errors import TransferError
+from .results import Bucket, StoredObject
 
 #: how much of a GET's body is read at a time
 READ_CHUNK_BYTES = 1024 * 1024
-
-#: ceiling of the wait between two tries of one request
-REQUEST_BACKOFF_MAX_S = 10.0
-
-
-def make_client(s3: S3Settings, settings: TransferSettings | None = None) -> S3Client:
-    """Return a boto3 S3 client for ``s3``, configured as ``settings`` says.
-
-    botocore's own retries are off (s3po retries each request itself, with its own
-    classification), and so are the flexible checksums botocore adds by default since
-    1.36 (``when_required``): many S3-compatible stores reject them, and s3po chooses and
-    computes each upload's checksum itself (see ``TransferSettings.checksum``, ``proof.Proof``).
-
-    Payload signing is off unless ``settings.sign_payload``: over plain HTTP botocore
-    otherwise hashes every byte with SHA-256 for the signature, on top of the checksum s3po
-    computes anyway (measured: a third of the client's CPU for a 256 MiB upload). The
-    checksum header (CRC32 or Content-MD5) is itself signed, so the store still refuses
-    altered bytes.
-    """
-    settings = settings or TransferSettings()
-    session = boto3.session.Session(
-        profile_name=s3.profile,
-        aws_access_key_id=s3.access_id,
-        aws_secret_access_key=s3.secret_key,
-        region_name=s3.region,
-    )
-    options: dict[str, Any] = {
-        "s3": {
-            "addressing_style": "path" if s3.endpoint_url else "auto",
-            "payload_signing_enabled": settings.sign_payload,
-        },
-        "retries": {"total_max_attempts": 1, "mode": "standard"},
-        "max_pool_connections": settings.max_pool_connections,
-        "connect_timeout": settings.connect_timeout_s,
-        "read_timeout": settings.read_timeout_s,
-        "request_checksum_calculation": "when_required",
-        "response_checksum_validation": "when_required",
-    }
-    options.update(s3.boto_options)
-    return session.client("s3", endpoint_url=s3.endpoint_url, config=Config(**options))
-
-
-def error_code(exc: BaseException) -> str:
-    """Return the S3 error code of a botocore ClientError or of a TransferError (``""`` if none)."""
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code", ""))
-    if isinstance(exc, TransferError):
-        return exc.code or (error_code(exc.__cause__) if exc.__cause__ is not None else "")
-    return ""
-
-
-def translate_error(exc: BaseException, bucket: str, key: str, cls: type[TransferError] = UploadError) -> TransferError:
-    """Return the TransferError for a boto3/OS error, marked transient or permanent."""
-    where = f"s3://{bucket}/{key}"
-    if isinstance(exc, TransferError):
-        return exc
-    if isinstance(exc, ClientError):
-        code = error_code(exc)
-        message = exc.response.get("Error", {}).get("Message", "") or str(exc)
-        if code == "404":  # a HEAD's answer has no body to name the error
-            message = "no such object (or bucket)"
-        return cls(
-            f"{where}: {code}: {message}", bucket=bucket, key=key, transient=code not in PERMANENT_CODES, code=code
-        )
-    # botocore's network errors (read timeouts, connections closed) derive from OSError through
-    # the requests exceptions it vendors: they are the store's trouble, not the local file's.
-    if isinstance(exc, EndpointConnectionError):
-        return cls(f"{where}: cannot connect to the S3 endpoint: {exc}", bucket=bucket, key=key)
-    if isinstance(exc, BotoCoreError):
-        return cls(f"{where}: {exc}", bucket=bucket, key=key)
-    if isinstance(exc, FileNotFoundError):
-        return cls(f"{where}: local file {exc.filename!r} does not exist", bucket=bucket, key=key, transient=False)
-    if isinstance(exc, OSError):
-        return cls(f"{where}: local file error: {exc}", bucket=bucket, key=key, transient=False)
-    if isinstance(exc, (TypeError, AttributeError, NameError)):
-        # A programming error (a library that does not take an argument, say): no retry helps.
-        return cls(f"{where}: {type(exc).__name__}: {exc}", bucket=bucket, key=key, transient=False)
-    # urllib3 errors that escape botocore while a body is read (reset, timeout): transient
-    return cls(f"{where}: {type(exc).__name__}: {exc}", bucket=bucket, key=key)
-
-
-@dataclass
-class Requester:
-    """Makes S3 requests for one transfer, retrying each alone on a transient failure.
-
-    ``cancelled`` is set when the transfer has failed elsewhere (another part), so a
-    request still waiting to retry gives up at once.
-    """
-
-    client: Any
-    settings: TransferSettings
-    bucket: str
-    key: str
-    error_cls: type[TransferError]
-    cancelled: threading.Event = field(default_factory=threading.Event)
-    #: the lean PUT path for small bodies (``lean.LeanPutter``), when the engine has one
-    lean: Any = None
-    #: which checksums uploads send (``proof.Proof``), shared by the engine's transfers
-    proof: Any = None
-
-    def call(self, what: str, request: Callable[[], T]) -> T:
-        """Return ``request()``; retry it on transient failures; raise a TransferError when it fails for good."""
-        backoff: RetryPolicy | None = None  # built on the first failure: its Random seeds from os.urandom
-        tries = 0
-        while True:
-            try:
-                return request()
-            except Exception as exc:  # noqa: BLE001 - translated below, nothing escapes untyped
-                if isinstance(exc, TransferError):
-                    error = exc
-                else:
-                    error = translate_error(exc, self.bucket, self.key, self.error_cls)
-                    error.__cause__ = exc
-                if not error.transient or tries >= self.settings.request_retries or self.cancelled.is_set():
-                    raise error from exc
-                if backoff is None:
-                    backoff = RetryPolicy(base_s=self.settings.request_backoff_base_s, max_s=REQUEST_BACKOFF_MAX_S)
-                delay_s = backoff.delay_s(tries)
-                tries += 1
-                logger.debug(
-                    "request retry what=%s bucket=%s key=%s try=%d in=%.2fs error=%s",
-                    what,
-                    self.bucket,
-                    self.key,
-                    tries,
-                    delay_s,
-                    error,
-                )
-                if self.cancelled.wait(delay_s):
-                    raise error from exc
-
-
-# -- one function per S3 call -----------------------------------------------------------
 
 
 def put_object(
@@ -292,20 +105,17 @@ def list_parts(client: Any, bucket: str, key: str, upload_id: str) -> dict[int, 
         marker = following
 
 
-def list_multipart_uploads(client: Any, bucket: str, prefix: str) -> list[tuple[str, str, float]]:
-    """Return the multipart uploads under way whose key starts with ``prefix``: (key, upload id, initiated).
+def list_multipart_uploads(client: Any, bucket: str, prefix: str) -> list[tuple[str, str]]:
+    """Return the multipart uploads under way whose key starts with ``prefix``: (key, upload id).
 
-    ``initiated`` is a Unix time (the store's clock). Pages are followed to the end.
+    Pages are followed to the end.
     """
-    found: list[tuple[str, str, float]] = []
+    found: list[tuple[str, str]] = []
     markers: dict[str, str] = {}
     while True:
         response = client.list_multipart_uploads(Bucket=bucket, Prefix=prefix, **markers)
         for upload in response.get("Uploads", []):
-            initiated = upload.get("Initiated")
-            found.append(
-                (str(upload["Key"]), str(upload["UploadId"]), initiated.timestamp() if initiated is not None else 0.0)
-            )
+            found.append((str(upload["Key"]), str(upload["UploadId"])))
         if not response.get("IsTruncated"):
             return found
         following = {
@@ -317,9 +127,17 @@ def list_multipart_uploads(client: Any, bucket: str, prefix: str) -> list[tuple[
         markers = following
 
 
-def head_object(client: Any, bucket: str, key: str, part_number: int | None = None) -> dict[str, Any]:
-    """Return the object's metadata (of one part's byte range with ``part_number``)."""
-    extra = {"PartNumber": part_number} if part_number is not None else {}
+def head_object(
+    client: Any, bucket: str, key: str, part_number: int | None = None, *, checksums: bool = False
+) -> dict[str, Any]:
+    """Return the object's metadata (of one part's byte range with ``part_number``).
+
+    With ``checksums``, the checksums the store keeps for it too (``ChecksumCRC32``, …:
+    ``x-amz-checksum-mode: ENABLED``; a store without them ignores the header).
+    """
+    extra: dict[str, Any] = {"PartNumber": part_number} if part_number is not None else {}
+    if checksums:
+        extra["ChecksumMode"] = "ENABLED"
     return client.head_object(Bucket=bucket, Key=key, **extra)  # type: ignore[no-any-return]
 
 
@@ -442,3 +260,28 @@ def _plain_response(body: Any) -> http.client.HTTPResponse | None:
     ):
         return response
     return None
+
+
+def list_objects_page(
+    client: Any, bucket: str, prefix: str, token: str | None
+) -> tuple[list[StoredObject], str | None]:
+    """Return one page (up to 1,000) of the objects under ``prefix``, and the token of the next page (None: the last)."""
+    extra = {"ContinuationToken": token} if token else {}
+    response = client.list_objects_v2(Bucket=bucket, Prefix=prefix, **extra)
+    objects = [
+        StoredObject(
+            key=str(obj["Key"]),
+            size=int(obj.get("Size", 0)),
+            etag=str(obj.get("ETag", "")).strip('"'),
+            last_modified=obj["LastModified"],
+            storage_class=obj.get("StorageClass"),
+        )
+        for obj in response.get("Contents", [])
+    ]
+    following = response.get("NextContinuationToken") if response.get("IsTruncated") else None
+    return objects, (str(following) if following else None)
+
+
+def list_buckets(client: Any) -> list[Bucket]:
+    """Return the buckets the credentials can list."""
+    return [Bucket(name=str(b["Name"]), created=b["CreationDate"]) for b in client.list_buckets().get("Buckets", [])]

@@ -21,6 +21,19 @@ class Reader(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
 
+class CountingReader:
+    """Counts the bytes read through it."""
+
+    def __init__(self, reader: Reader) -> None:
+        self.reader = reader
+        self.count = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.reader.read(size)
+        self.count += len(data)
+        return data
+
+
 class Source(Protocol):
     """A strategy for one kind of upload source."""
 

@@ -33,8 +33,10 @@ class SavedUpload:
     created with CRC32 checksums. A resumed upload must match all of them.
 
     An empty ``upload_id`` is an upload about to be created (recorded before the request,
-    so a process killed before it learns the id still leaves a trace): whoever finds it
-    aborts the uploads of ``key`` the store lists as initiated since ``started_at``.
+    so a process killed before it learns the id still leaves a trace). ``others`` are the
+    ids of the uploads of ``key`` already under way then: whoever finds the record aborts
+    every upload of ``key`` the store lists that is not one of them, without trusting the
+    store's clock (None: they were not known, and every upload of ``key`` is aborted).
 
     >>> saved = SavedUpload("id-1", "b", "k", 8388608, FileStat(10, 1, 2, 3), None, False, 1.5)
     >>> SavedUpload.from_json(saved.to_json()) == saved
@@ -48,8 +50,10 @@ class SavedUpload:
     source: FileStat | None
     compress: str | None
     crc32: bool
-    #: when the upload was started (Unix time, this host's clock)
+    #: when the upload was started (Unix time, this host's clock): for people reading the record
     started_at: float = 0.0
+    #: the ids of the other uploads of ``key`` under way when this one was created
+    others: tuple[str, ...] | None = None
 
     @property
     def pending(self) -> bool:
@@ -74,6 +78,7 @@ class SavedUpload:
                 compress=data["compress"],
                 crc32=bool(data["crc32"]),
                 started_at=float(data.get("started_at", 0.0)),
+                others=None if data.get("others") is None else tuple(str(i) for i in data["others"]),
             )
         except (ValueError, TypeError, KeyError) as exc:
             logger.warning("ignoring an unreadable multipart upload record: %s", exc)

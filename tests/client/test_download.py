@@ -266,3 +266,111 @@ class _Pipe:
 
     def seekable(self) -> bool:
         return False
+
+
+# -- what a download verifies, said in its result ----------------------------------------
+
+#: SSE-KMS as the store would say it: then the ETag is no MD5 of the bytes
+KMS = [(rb"(?i)(\r\netag:)", rb"\r\nx-amz-server-side-encryption: aws:kms\1")]
+
+
+@pytest.mark.parametrize(
+    ("size", "etag_verified", "kms_verified"),
+    [(MiB, "md5", "crc32"), (3 * PART + 11, "md5-composite", "crc32-composite")],
+    ids=["single", "multipart"],
+)
+@pytest.mark.parametrize("how", ["file", "fileobj"])
+def test_the_result_says_what_was_verified_and_a_non_md5_etag_is_verified_by_crc32(
+    make_engine: Callable[..., TransferEngine],
+    s3_server: Any,
+    bucket: str,
+    tmp_path: Path,
+    size: int,
+    etag_verified: str,
+    kms_verified: str,
+    how: str,
+) -> None:
+    from servers import rewriting_proxy
+
+    data = os.urandom(size)
+    assert make_engine(SETTINGS).upload_bytes(bucket, "crc", data) is not False  # CRC32 stored, the default
+
+    def get(engine: TransferEngine) -> Any:
+        if how == "file":
+            result = engine.get_file(bucket, "crc", tmp_path / "crc")
+            assert (tmp_path / "crc").read_bytes() == data and result.path == str(tmp_path / "crc")
+            return result
+        with open(tmp_path / "crc-obj", "w+b") as f:
+            result = engine.get_fileobj(bucket, "crc", f)
+            f.seek(0)
+            assert f.read() == data
+        return result
+
+    result = get(make_engine(SETTINGS))
+    assert (result.verified, result.bytes_stored, result.bytes_written) == (etag_verified, size, size)
+    with rewriting_proxy(s3_server.port, KMS) as proxy:
+        engine = make_engine(SETTINGS, endpoint=proxy.url)
+        assert get(engine).verified == kms_verified
+        rule = proxy.add_rule("corrupt", method="GET", times=None)  # a byte damaged on the way
+        with pytest.raises(VerificationError, match="CRC32"):
+            get(engine)
+        assert rule.hits >= 1
+
+
+def test_download_json_says_what_was_verified(cli_env: dict[str, str], s3: Any, bucket: str, tmp_path: Path) -> None:
+    from test_cli_transfer import records, s3po
+
+    s3.put_object(Bucket=bucket, Key="v/one.txt", Body=b"hello")
+    out = s3po("download", "--json", f"s3://{bucket}/v/one.txt", str(tmp_path), env=cli_env)
+    assert out.returncode == 0, out.stderr
+    [row] = records(out)
+    assert row["verified"] == "md5" and row["status"] == "downloaded"
+
+
+@pytest.mark.parametrize("size", [MiB, 3 * PART + 11], ids=["single", "multipart"])
+def test_a_damaged_byte_of_an_object_whose_etag_is_no_md5_is_caught(
+    make_engine: Callable[..., TransferEngine], s3_server: Any, bucket: str, size: int
+) -> None:
+    from servers import rewriting_proxy
+
+    assert make_engine(SETTINGS).upload_bytes(bucket, "kms", os.urandom(size)) is not False
+    with rewriting_proxy(s3_server.port, KMS) as proxy:
+        proxy.add_rule("corrupt", method="GET", times=None)
+        with pytest.raises(VerificationError):
+            make_engine(SETTINGS, endpoint=proxy.url).download_bytes(bucket, "kms")
+
+
+@pytest.mark.parametrize(
+    "sizes", [UNIFORM, FITS_ONE_SIZE, DOES_NOT_FIT], ids=["uniform", "fits-one-size", "does-not-fit"]
+)
+@pytest.mark.parametrize("how", ["file", "bytes"])
+def test_a_composite_crc32_is_checked_part_by_part_whatever_the_part_sizes(
+    make_engine: Callable[..., TransferEngine], s3_server: Any, bucket: str, tmp_path: Path, sizes: list[int], how: str
+) -> None:
+    import base64
+    import zlib
+
+    from servers import rewriting_proxy
+
+    s3 = s3_server.client()
+    chunks = [os.urandom(size) for size in sizes]
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="odd", ChecksumAlgorithm="CRC32")["UploadId"]
+    done = []
+    for number, chunk in enumerate(chunks, 1):
+        crc = base64.b64encode(zlib.crc32(chunk).to_bytes(4, "big")).decode()
+        answer = s3.upload_part(
+            Bucket=bucket, Key="odd", UploadId=upload, PartNumber=number, Body=chunk, ChecksumCRC32=crc
+        )
+        done.append({"PartNumber": number, "ETag": answer["ETag"], "ChecksumCRC32": crc})
+    s3.complete_multipart_upload(Bucket=bucket, Key="odd", UploadId=upload, MultipartUpload={"Parts": done})
+    with rewriting_proxy(s3_server.port, KMS) as proxy:
+        engine = make_engine(SETTINGS, endpoint=proxy.url)
+        if how == "file":
+            result = engine.get_file(bucket, "odd", tmp_path / "odd")
+            assert (tmp_path / "odd").read_bytes() == b"".join(chunks)
+        else:
+            with open(tmp_path / "odd-obj", "w+b") as f:
+                result = engine.get_fileobj(bucket, "odd", f)
+                f.seek(0)
+                assert f.read() == b"".join(chunks)
+    assert result.verified == "crc32-composite"

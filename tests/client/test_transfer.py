@@ -357,3 +357,49 @@ def test_the_lean_put_stores_what_boto3_stores_and_fails_the_same_way(
     rule = fault_proxy.add_rule("error", method="PUT", status=503, code="SlowDown", times=2)
     flaky.upload_bytes(bucket, "after-503", b"retried")  # each request is retried alone
     assert rule.hits == 2 and s3.get_object(Bucket=bucket, Key="after-503")["Body"].read() == b"retried"
+
+
+# -- what is stored, through the engine's own methods ---------------------------------
+
+
+def test_listing_and_head_go_through_the_engine(engine: TransferEngine, s3: Any, bucket: str) -> None:
+    for i in range(3):
+        s3.put_object(Bucket=bucket, Key=f"list/{i}.txt", Body=b"x" * (i + 1))
+    s3.put_object(Bucket=bucket, Key="other", Body=b"y")
+    listed = list(engine.list_objects(bucket, "list/"))
+    assert [(o.key, o.size) for o in listed] == [("list/0.txt", 1), ("list/1.txt", 2), ("list/2.txt", 3)]
+    assert listed[0].etag == s3.head_object(Bucket=bucket, Key="list/0.txt")["ETag"].strip('"')
+    assert bucket in [b.name for b in engine.list_buckets()]
+    info = engine.head(bucket, "list/2.txt")
+    assert (info.size, info.etag.strip('"')) == (3, listed[2].etag)
+    with pytest.raises(DownloadError, match="no such object") as missing:
+        engine.head(bucket, "list/none")
+    assert missing.value.transient is False
+    with pytest.raises(DownloadError, match="NoSuchBucket"):
+        list(engine.list_objects("no-such-bucket-s3po", ""))
+
+
+def test_abandon_upload_aborts_what_the_record_names_and_forgets_it(
+    engine: TransferEngine, s3: Any, bucket: str
+) -> None:
+    from s3po_client.transfer.state import SavedUpload
+
+    engine.warm_up()
+    upload_id = s3.create_multipart_upload(Bucket=bucket, Key="left")["UploadId"]
+
+    class Kept:
+        saved: SavedUpload | None = SavedUpload(upload_id, bucket, "left", PART, None, None, False)
+
+        def load(self) -> SavedUpload | None:
+            return self.saved
+
+        def save(self, saved: SavedUpload) -> None:
+            self.saved = saved
+
+        def clear(self) -> None:
+            self.saved = None
+
+    state = Kept()
+    assert engine.abandon_upload(state) is True
+    assert state.saved is None and no_uploads_left(s3, bucket)
+    assert engine.abandon_upload(state) is False

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -10,10 +13,11 @@ from typing import Any
 import pytest
 from test_transfer import PART, SMALL, THRESHOLD, make_engine, no_uploads_left, pattern  # noqa: F401
 
-from s3po_client.errors import DownloadError, SourceChangedError, UploadError, VerificationError
+from s3po_client.errors import DownloadError, JobError, SourceChangedError, UploadError, VerificationError
 from s3po_client.retry import RetryPolicy
 from s3po_client.settings import MiB, TransferSettings
 from s3po_client.transfer import TransferEngine
+from s3po_client.transfer.state import SavedUpload
 
 NO_REQUEST_RETRIES = TransferSettings(
     multipart_threshold_bytes=THRESHOLD, part_size_bytes=PART, max_concurrency=3, request_retries=0
@@ -271,3 +275,92 @@ def test_md5_mode_sends_content_md5_alone(
     assert engine.upload_bytes(bucket, "single", b"x") is not False
     sent = checksum_headers(fault_proxy)
     assert len(sent) == 4 and all(md5 and not crc for _, md5, crc in sent), sent
+
+
+@pytest.mark.parametrize("size", [10, THRESHOLD + 1], ids=["single", "multipart"])
+@pytest.mark.parametrize(
+    "headers",
+    [{"x-amz-meta-bad name": "v"}, {"x-amz-meta-owner": "a\r\nx-injected: 1"}, {"x-amz-meta-é": "v"}],
+    ids=["space-in-name", "newline-in-value", "non-ascii-name"],
+)
+def test_a_header_http_cannot_carry_is_a_job_error_before_any_byte_is_sent(
+    make_engine: Callable[..., TransferEngine], fault_proxy: Any, bucket: str, size: int, headers: dict[str, str]
+) -> None:
+    engine = make_engine(QUICK, endpoint=fault_proxy.url)
+    with pytest.raises(JobError, match="header"):
+        engine.upload_bytes(bucket, "bad-header", pattern(size), headers=headers, retries=2)
+    assert fault_proxy.requests == [], "nothing sent, nothing retried"
+
+
+def test_a_redirect_on_a_single_put_is_permanent_and_says_why(
+    make_engine: Callable[..., TransferEngine], fault_proxy: Any, bucket: str
+) -> None:
+    engine = make_engine(QUICK, endpoint=fault_proxy.url)
+    rule = fault_proxy.add_rule("error", method="PUT", status=301, code="PermanentRedirect", times=None)
+    with pytest.raises(UploadError, match="redirect") as info:
+        engine.upload_bytes(bucket, "moved", b"small body", retries=2)
+    assert info.value.transient is False and rule.hits == 1
+
+
+class FileState:
+    """A MultipartState kept in a JSON file: what a killed process leaves behind (s3pod keeps it in Redis)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self) -> SavedUpload | None:
+        return SavedUpload.from_json(self.path.read_text()) if self.path.exists() else None
+
+    def save(self, saved: SavedUpload) -> None:
+        self.path.write_text(saved.to_json())
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+#: a run killed (SIGKILL) once CreateMultipartUpload answered, before it recorded the upload's id
+KILLED_AFTER_CREATE = """
+import os, signal, sys
+sys.path.insert(0, sys.argv[1])
+from test_transfer_faults import FileState, QUICK
+from s3po_client.settings import S3Settings
+from s3po_client.transfer import TransferEngine
+from pathlib import Path
+
+class DiesOnTheId(FileState):
+    def save(self, saved):
+        if saved.upload_id:
+            os.kill(os.getpid(), signal.SIGKILL)
+        super().save(saved)
+
+endpoint, key_id, secret, bucket, path, record = sys.argv[2:]
+engine = TransferEngine(S3Settings(access_id=key_id, secret_key=secret, region="us-east-1", endpoint_url=endpoint), QUICK)
+engine.upload_file(bucket, "orphan", path, multipart_state=DiesOnTheId(Path(record)))
+"""
+
+
+def test_an_upload_created_by_a_killed_run_is_found_without_the_stores_clock(
+    make_engine: Callable[..., TransferEngine], s3_server: Any, s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    from servers import rewriting_proxy
+
+    data = pattern(THRESHOLD + 1)
+    source = tmp_path / "big.bin"
+    source.write_bytes(data)
+    record = tmp_path / "record.json"
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_AFTER_CREATE, str(Path(__file__).parent), s3_server.url]
+        + [s3_server.access_key, s3_server.secret_key, bucket, str(source), str(record)],
+        capture_output=True,
+        timeout=120,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()
+    assert FileState(record).load() is not None and FileState(record).load().pending  # type: ignore[union-attr]
+    assert len(s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])) == 1, "the orphan"
+    # a store whose clock is years behind (moto's server says 2010 for every upload)
+    with rewriting_proxy(s3_server.port, [(rb"<Initiated>\d{4}", b"<Initiated>2010")]) as proxy:
+        engine = make_engine(QUICK, endpoint=proxy.url)
+        assert engine.upload_file(bucket, "orphan", source, multipart_state=FileState(record)) is not False
+    assert no_uploads_left(s3, bucket), s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
+    assert not record.exists()
+    assert s3.get_object(Bucket=bucket, Key="orphan")["Body"].read() == data

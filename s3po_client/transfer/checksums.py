@@ -32,14 +32,14 @@ REFUSAL_CODES = frozenset(
 )
 
 
-class Proof:
+class ChecksumChoice:
     """Which checksums one engine's uploads send; in mode ``"auto"``, learned from the store's answers.
 
-    >>> proof = Proof("auto")
-    >>> proof.sends_md5(), proof.sends_crc32()
+    >>> choice = ChecksumChoice("auto")
+    >>> choice.sends_md5(), choice.sends_crc32()
     (False, True)
-    >>> proof.store_ignores_crc32("http://127.0.0.1:8333")
-    >>> proof.sends_md5(), proof.sends_crc32()
+    >>> choice.store_ignores_crc32("http://127.0.0.1:8333")
+    >>> choice.sends_md5(), choice.sends_crc32()
     (True, False)
     """
 
@@ -78,4 +78,4 @@ class Proof:
         )
 
 
-__all__ = ["Proof", "REFUSAL_CODES"]
+__all__ = ["ChecksumChoice", "REFUSAL_CODES"]
