@@ -37,6 +37,9 @@ class S3Settings:
     profile: str | None = None
     region: str | None = None
     endpoint_url: str | None = None
+    #: CA bundle (PEM file) that verifies the store's TLS certificate, for a private CA;
+    #: None: botocore's own choice (``AWS_CA_BUNDLE``, ``ca_bundle`` in the AWS config, certifi)
+    ca_bundle: str | None = None
     #: extra keyword arguments for ``botocore.config.Config`` (e.g. ``connect_timeout``)
     boto_options: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -75,7 +78,7 @@ class TransferSettings:
     request_retries: int = 4
     #: the wait before a request's first retry; doubles each time, capped at 10 s
     request_backoff_base_s: float = 0.25
-    #: how each PUT and part proves its bytes (see :mod:`s3po_client.transfer.proof`).
+    #: how each PUT and part proves its bytes (see :mod:`s3po_client.transfer.checksums`).
     #: ``"auto"`` (default): ``x-amz-checksum-crc32``, compared with the CRC32 the store
     #: returns, while the store proves it (AWS, stores with flexible checksums); the first
     #: answer without it, or a refusal of the header, switches the engine to Content-MD5.

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from .localfile import delete_unchanged, ensure_unchanged
 
 if TYPE_CHECKING:
-    from .transfer.engine import UploadResult
+    from .transfer.results import UploadResult
 
 logger = logging.getLogger(__name__)
 

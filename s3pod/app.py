@@ -94,7 +94,7 @@ class ServiceSettings:
             raise ConfigError(f"API body limit must be at least 1024 bytes, got {self.api_max_body_bytes}")
 
 
-def s3_check(url: str) -> Callable[[], None]:
+def s3_check(url: str, ca_bundle: str | None = None) -> Callable[[], None]:
     """Return a check that returns if an HTTP server answers at ``url`` and raises otherwise.
 
     The same test as the worker's readiness (any HTTP answer, 403 included), so /healthz
@@ -102,7 +102,7 @@ def s3_check(url: str) -> Callable[[], None]:
     """
 
     def check() -> None:
-        why = s3_answers(url)
+        why = s3_answers(url, ca_bundle=ca_bundle)
         if why is not None:
             raise ConnectionError(f"S3 endpoint {url}: {why}")
 
@@ -231,7 +231,7 @@ def run(
         daemonize(pidfile, settings.log_file, preserve=_log_streams())
         logger.info("detached: pid=%d pidfile=%s", os.getpid(), pidfile.path)
     probe = config.s3_probe_url or probe_url(s3)
-    config = replace(config, s3_probe_url=probe)
+    config = replace(config, s3_probe_url=probe, s3_probe_ca_bundle=s3.ca_bundle)
     client = connect(redis_url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S)
     service = Service(
         settings,
@@ -239,7 +239,7 @@ def run(
         redis_url=redis_url,
         prefix=config.prefix,
         paths=config.paths,
-        check_s3=s3_check(probe),
+        check_s3=s3_check(probe, s3.ca_bundle),
         worker_ttl_s=config.heartbeat_timeout_s,
     )
     hooks = WorkerHooks(on_ready=service.ready, on_tick=service.tick, on_stopping=service.stopping)
@@ -286,7 +286,7 @@ def serve(
             "read, upload and delete any file it can access"
         )
     if config.s3_probe_url is None:
-        config = replace(config, s3_probe_url=probe_url(s3))
+        config = replace(config, s3_probe_url=probe_url(s3), s3_probe_ca_bundle=s3.ca_bundle)
     logger.info(
         "s3pod %s: worker=%s redis=%s endpoint=%s",
         __version__,

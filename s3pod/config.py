@@ -61,6 +61,8 @@ class WorkerConfig:
     claim_timeout_s: float = 1.0
     tick_interval_s: float = 1.0
     s3_probe_url: str | None = None
+    #: the CA bundle the probe trusts over HTTPS (``S3Settings.ca_bundle``)
+    s3_probe_ca_bundle: str | None = None
 
     def __post_init__(self) -> None:
         if self.max_memory_bytes < 1:

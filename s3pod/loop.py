@@ -123,7 +123,7 @@ class Worker:
         if not self._wait_until_ready():
             return 0
         best_effort(self.queue.heartbeat, "first heartbeat", self.watch)  # before any claim: see Consumer.reap
-        _ = self.engine.client  # build boto3's client (about half a second) before the first job, not during it
+        self.engine.warm_up()  # before the first job, not during it
         keeper = Keeper(
             self.queue,
             self.watch,
@@ -196,7 +196,7 @@ class Worker:
         except redis.RedisError as exc:
             raise NotReady(f"Redis: {exc}") from exc
         if self.config.s3_probe_url:
-            why = s3_answers(self.config.s3_probe_url)
+            why = s3_answers(self.config.s3_probe_url, ca_bundle=self.config.s3_probe_ca_bundle)
             if why is not None:
                 raise NotReady(f"S3 endpoint {self.config.s3_probe_url}: {why}")
 

@@ -36,7 +36,6 @@ from s3po_client.job import Job
 from s3po_client.retry import RetryPolicy, wait_until_answers
 from s3po_client.settle import delete_uploaded
 from s3po_client.transfer import TransferEngine
-from s3po_client.transfer.resume import abandon_saved_upload
 
 from .consumer import Consumer, dead_entry
 from .events import Listener, Outcome, OutcomeKind
@@ -222,7 +221,7 @@ class Settlement:
     def _abandon_upload(self, claimed: Claimed, job: Job) -> None:
         """Abort the multipart upload a settled job still has recorded (an earlier run's), if any."""
         best_effort(
-            lambda: abandon_saved_upload(self.engine.client, self.engine.settings, record_for(claimed.shard, job.id)),
+            lambda: self.engine.abandon_upload(record_for(claimed.shard, job.id)),
             "abort the job's recorded multipart upload",
             self.watch,
         )

@@ -15,6 +15,7 @@ import click
 
 from ..errors import TransferError
 from .batch import Task, run_batch
+from .engine_options import s3_settings
 from .options import filters_of, make_engine, make_reporter, option, output_options, parse_url, s3_options, tree_options
 from .output import Outcome, ProgressCallback, Status, display_path, human_bytes
 from .tree import BadArgument, S3Url, local_target
@@ -84,14 +85,10 @@ def download(
     exclude: tuple[str, ...],
     include: tuple[str, ...],
     jobs: int,
-    endpoint_url: str | None,
-    region: str | None,
-    profile: str | None,
-    access_id: str | None,
-    secret_key: str | None,
     as_json: bool,
     quiet: bool,
     debug: bool,
+    **s3: str | None,
 ) -> None:
     """Download an object to PATH, or every object under a prefix (KEY ending with /) into a directory.
 
@@ -103,7 +100,7 @@ def download(
     """
     src = parse_url(source)
     reporter = make_reporter(as_json, quiet, debug)
-    engine = make_engine(endpoint_url, region, profile, access_id, secret_key, jobs=jobs)
+    engine = make_engine(s3_settings(s3), jobs=jobs)
     try:
         remotes, unsafe = what_to_fetch(engine, src, path, filters_of(exclude, include))
         for outcome in unsafe:
@@ -250,14 +247,10 @@ class _ReportingWriter:
 @output_options
 def ls(
     url: str | None,
-    endpoint_url: str | None,
-    region: str | None,
-    profile: str | None,
-    access_id: str | None,
-    secret_key: str | None,
     as_json: bool,
     quiet: bool,
     debug: bool,
+    **s3: str | None,
 ) -> None:
     """List the objects under a prefix (date, size, key), or the buckets when no URL is given.
 
@@ -265,7 +258,7 @@ def ls(
     key, size, last_modified, etag, storage_class.
     """
     reporter = make_reporter(as_json, quiet, debug)
-    engine = make_engine(endpoint_url, region, profile, access_id, secret_key)
+    engine = make_engine(s3_settings(s3))
     try:
         if url is None:
             list_buckets(engine, as_json)

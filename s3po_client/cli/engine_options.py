@@ -66,6 +66,13 @@ def s3_options_for(env_prefix: str) -> Callable[[F], F]:
                 envvar=f"{env_prefix}_SECRET_KEY",
                 help="Secret key; prefer the environment variable to the command line.",
             ),
+            option(
+                "--ca-bundle",
+                envvar=f"{env_prefix}_CA_BUNDLE",
+                metavar="PEM",
+                type=click.Path(exists=True, dir_okay=False),
+                help="CA certificates that verify the store's TLS certificate (a private CA); default: AWS_CA_BUNDLE, else the system's.",
+            ),
         )
 
     return decorate
@@ -74,7 +81,7 @@ def s3_options_for(env_prefix: str) -> Callable[[F], F]:
 #: the S3 options of ``s3po``
 s3_options = s3_options_for("S3PO")
 #: the parameters the S3 options give a command, as named in S3Settings
-S3_OPTIONS = ("endpoint_url", "region", "profile", "access_id", "secret_key")
+S3_OPTIONS = ("endpoint_url", "region", "profile", "access_id", "secret_key", "ca_bundle")
 
 
 def s3_settings(values: Mapping[str, Any]) -> S3Settings:

@@ -191,11 +191,8 @@ def parse_headers(values: tuple[str, ...]) -> dict[str, str]:
 
 
 def make_engine(
-    endpoint_url: str | None = None,
-    region: str | None = None,
-    profile: str | None = None,
-    access_id: str | None = None,
-    secret_key: str | None = None,
+    s3: S3Settings,
+    *,
     backoff_base_s: float = DEFAULT_BACKOFF_BASE_S,
     jobs: int = DEFAULT_JOBS,
     transfer: TransferSettings | None = None,
@@ -206,11 +203,7 @@ def make_engine(
 
     try:
         return TransferEngine(
-            S3Settings(
-                access_id=access_id, secret_key=secret_key, profile=profile, region=region, endpoint_url=endpoint_url
-            ),
-            (transfer or TRANSFER_DEFAULTS).pooled_for(jobs),
-            retry=RetryPolicy(base_s=backoff_base_s),
+            s3, (transfer or TRANSFER_DEFAULTS).pooled_for(jobs), retry=RetryPolicy(base_s=backoff_base_s)
         )
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None

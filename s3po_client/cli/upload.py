@@ -16,7 +16,7 @@ import click
 from ..errors import JobError, SourceChangedError, TransferError
 from ..settle import delete_uploaded
 from .batch import Interrupted, Summary, Task, run_batch
-from .engine_options import S3_OPTIONS, backoff_option_for, transfer_options_for, transfer_settings
+from .engine_options import backoff_option_for, s3_settings, transfer_options_for, transfer_settings
 from .options import (
     filters_of,
     make_engine,
@@ -90,8 +90,7 @@ def upload(
     reporter = make_reporter(as_json, quiet, debug)
     items, skipped, is_tree = collect(sources, dest, follow_symlinks, filters_of(exclude, include))
     transfer = transfer_settings(settings, transfers_at_once=jobs)
-    s3 = {name: settings[name] for name in S3_OPTIONS}
-    engine = make_engine(**s3, backoff_base_s=backoff_base, jobs=jobs, transfer=transfer)
+    engine = make_engine(s3_settings(settings), backoff_base_s=backoff_base, jobs=jobs, transfer=transfer)
     stop = threading.Event()  # set by Ctrl-C: ends a transfer's backoff at once
 
     def work(item: LocalFile, progress: ProgressCallback) -> Outcome:

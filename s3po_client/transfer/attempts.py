@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import time
+import threading
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -25,31 +25,29 @@ def run_attempts(
     error_cls: type[TransferError],
     rereadable: bool,
     policy: RetryPolicy,
+    stop: threading.Event | None = None,
 ) -> T:
     """Return ``run()``, run again after a transient failure up to ``retries`` times; raise the last error.
 
     Every failure leaves as a ``TransferError`` of ``error_cls``'s side (a ``JobError`` as it
-    is); a source that cannot be read again (``rereadable`` False) gets no second attempt.
+    is); a source that cannot be read again (``rereadable`` False) gets no second attempt;
+    ``stop`` ends a wait at once.
     """
-    attempt = 0
-    while True:
-        try:
-            return run()
-        except JobError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a TransferError
-            error = _as_transfer_error(exc, bucket, key, error_cls)
-            error.attempt = attempt
-            if not (error.transient and attempt < retries and rereadable):
-                if error is exc:
-                    raise
-                raise error from exc
-            delay_s = policy.delay_s(attempt)
-            logger.warning(
-                "transfer retry bucket=%s key=%s attempt=%d in=%.1fs error=%s", bucket, key, attempt + 1, delay_s, error
-            )
-            time.sleep(delay_s)
-            attempt += 1
+
+    def classify(exc: Exception, attempt: int) -> Exception:
+        if isinstance(exc, JobError):
+            return exc
+        error = _as_transfer_error(exc, bucket, key, error_cls)
+        error.attempt = attempt
+        return error
+
+    def on_retry(attempt: int, delay_s: float, error: Exception) -> None:
+        logger.warning(
+            "transfer retry bucket=%s key=%s attempt=%d in=%.1fs error=%s", bucket, key, attempt, delay_s, error
+        )
+
+    allowed = retries if rereadable else 0
+    return policy.call(run, retries=allowed, stop=stop, classify=classify, on_retry=on_retry)
 
 
 def _as_transfer_error(exc: Exception, bucket: str, key: str, error_cls: type[TransferError]) -> TransferError:

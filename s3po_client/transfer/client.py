@@ -8,6 +8,7 @@ backoff), and raises a ``TransferError`` naming bucket, key and cause, so no cal
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -73,6 +74,12 @@ PERMANENT_CODES = frozenset(
 REQUEST_BACKOFF_MAX_S = 10.0
 
 
+@functools.lru_cache(maxsize=8)
+def request_policy(base_s: float) -> RetryPolicy:
+    """Return the retry policy of one S3 request (``base_s`` doubling to :data:`REQUEST_BACKOFF_MAX_S`), built once."""
+    return RetryPolicy(base_s=base_s, max_s=REQUEST_BACKOFF_MAX_S)
+
+
 def make_client(s3: S3Settings, settings: TransferSettings | None = None) -> S3Client:
     """Return a boto3 S3 client for ``s3``, configured as ``settings`` says.
 
@@ -107,7 +114,7 @@ def make_client(s3: S3Settings, settings: TransferSettings | None = None) -> S3C
         "response_checksum_validation": "when_required",
     }
     options.update(s3.boto_options)
-    return session.client("s3", endpoint_url=s3.endpoint_url, config=Config(**options))
+    return session.client("s3", endpoint_url=s3.endpoint_url, verify=s3.ca_bundle, config=Config(**options))
 
 
 def error_code(exc: BaseException) -> str:
@@ -181,31 +188,25 @@ class Requester:
 
     def call(self, what: str, request: Callable[[], T]) -> T:
         """Return ``request()``; retry it on transient failures; raise a TransferError when it fails for good."""
-        backoff: RetryPolicy | None = None  # built on the first failure: its Random seeds from os.urandom
-        tries = 0
-        while True:
-            try:
-                return request()
-            except Exception as exc:  # noqa: BLE001 - translated below, nothing escapes untyped
-                if isinstance(exc, TransferError):
-                    error = exc
-                else:
-                    error = translate_error(exc, self.bucket, self.key, self.error_cls)
-                    error.__cause__ = exc
-                if not error.transient or tries >= self.settings.request_retries or self.cancelled.is_set():
-                    raise error from exc
-                if backoff is None:
-                    backoff = RetryPolicy(base_s=self.settings.request_backoff_base_s, max_s=REQUEST_BACKOFF_MAX_S)
-                delay_s = backoff.delay_s(tries)
-                tries += 1
-                logger.debug(
-                    "request retry what=%s bucket=%s key=%s try=%d in=%.2fs error=%s",
-                    what,
-                    self.bucket,
-                    self.key,
-                    tries,
-                    delay_s,
-                    error,
-                )
-                if self.cancelled.wait(delay_s):
-                    raise error from exc
+
+        def classify(exc: Exception, _tries: int) -> Exception:
+            if isinstance(exc, TransferError):
+                return exc
+            error = translate_error(exc, self.bucket, self.key, self.error_cls)
+            error.__cause__ = exc
+            return error
+
+        def on_retry(tries: int, delay_s: float, error: Exception) -> None:
+            logger.debug(
+                "request retry what=%s bucket=%s key=%s try=%d in=%.2fs error=%s",
+                what,
+                self.bucket,
+                self.key,
+                tries,
+                delay_s,
+                error,
+            )
+
+        policy = request_policy(self.settings.request_backoff_base_s)
+        retries = self.settings.request_retries
+        return policy.call(request, retries=retries, stop=self.cancelled, classify=classify, on_retry=on_retry)

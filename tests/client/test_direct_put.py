@@ -63,13 +63,14 @@ def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     return monkeypatch
 
 
-def tls_engine(https_s3: HttpsS3Server) -> TransferEngine:
+def tls_engine(https_s3: HttpsS3Server, ca_bundle: str | None = None) -> TransferEngine:
     assert https_s3.server is not None
     s3 = S3Settings(
         access_id=https_s3.server.access_key,
         secret_key=https_s3.server.secret_key,
         region=REGION,
         endpoint_url=https_s3.url,
+        ca_bundle=ca_bundle,
     )
     return TransferEngine(s3, SMALL)
 
@@ -88,6 +89,21 @@ def test_a_ca_given_only_by_aws_ca_bundle_is_trusted_by_small_and_large_uploads(
     no_proxy_env.setenv("AWS_CA_BUNDLE", str(https_s3.ca))
     bucket = tls_bucket(https_s3)
     engine = tls_engine(https_s3)
+    try:
+        data = pattern(size)
+        assert engine.upload_bytes(bucket, "over-tls", data, retries=0) is not False
+        assert engine.download_bytes(bucket, "over-tls") == data
+    finally:
+        engine.close()
+
+
+@pytest.mark.parametrize("size", [1024, THRESHOLD + 1], ids=["small", "multipart"])
+def test_a_ca_given_only_by_the_settings_is_trusted_by_small_and_large_uploads(
+    https_s3: HttpsS3Server, no_proxy_env: pytest.MonkeyPatch, size: int
+) -> None:
+    """``S3Settings(ca_bundle=...)``, which ``--ca-bundle`` sets for s3po and s3pod."""
+    bucket = tls_bucket(https_s3)
+    engine = tls_engine(https_s3, ca_bundle=str(https_s3.ca))
     try:
         data = pattern(size)
         assert engine.upload_bytes(bucket, "over-tls", data, retries=0) is not False
@@ -140,5 +156,6 @@ def test_a_small_upload_over_http_goes_through_the_http_proxy(
 
 def test_the_readiness_probe_trusts_the_ca_bundle(https_s3: HttpsS3Server, no_proxy_env: pytest.MonkeyPatch) -> None:
     assert s3_answers(https_s3.url) is not None, "the system's CAs do not know this one"
+    assert s3_answers(https_s3.url, ca_bundle=str(https_s3.ca)) is None, "the bundle given (--ca-bundle)"
     no_proxy_env.setenv("AWS_CA_BUNDLE", str(https_s3.ca))
     assert s3_answers(https_s3.url) is None
