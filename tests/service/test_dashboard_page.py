@@ -270,8 +270,9 @@ def test_a_progress_bar_moves_during_a_slowed_large_upload(
     bar = f'#uploads tr[data-job="{job_id}"] .bar'
 
     def done() -> int:
-        found = page.find_elements("css selector", bar)
-        return int(found[0].get_attribute("data-done")) if found else -1
+        # One script, so a table redrawn between finding the bar and reading it cannot go stale.
+        script = "const e = document.querySelector(arguments[0]); return e ? Number(e.dataset.done) : -1;"
+        return int(page.execute_script(script, bar))
 
     first = wait_until(lambda: done() >= 0 and (done(),), timeout_s=30, message="the upload on the page")[0]
     wait_until(lambda: done() > first, timeout_s=30, message="the bar to move")
