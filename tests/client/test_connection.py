@@ -552,6 +552,13 @@ def test_download_of_a_missing_key_raises_and_leaves_no_temp_file(make_conn, buc
 # -- The interface itself ------------------------------------------------------------------------
 
 
+def append_once_the_put_is_held(held: Any, path: Path) -> None:
+    """Append a line to ``path`` once its PUT is held at the proxy: after it was read, never before."""
+    wait_until(lambda: held.hits >= 1, timeout_s=30, message="the PUT at the proxy")
+    with path.open("a") as f:
+        f.write("second line\n")
+
+
 def test_file_that_changes_while_sent_is_sent_again_and_only_then_deleted(
     make_conn, s3_server, s3, bucket, tmp_path
 ) -> None:
@@ -560,9 +567,9 @@ def test_file_that_changes_while_sent_is_sent_again_and_only_then_deleted(
     foo = tmp_path / "growing.log"
     foo.write_text("first line\n")
     with FaultProxy(s3_server.port) as proxy:
-        proxy.add_rule("delay", method="PUT", delay_s=0.5, times=1)
+        held = proxy.add_rule("delay", method="PUT", delay_s=1.0, times=1)
         conn = make_conn(endpoint_url=proxy.url, async_=False)
-        writer = threading.Timer(0.2, lambda: foo.open("a").write("second line\n"))
+        writer = threading.Thread(target=append_once_the_put_is_held, args=(held, foo))
         writer.start()
         assert conn.uploadFile(bucket, "log", str(foo), retries=2) is True
         writer.join()
@@ -576,9 +583,9 @@ def test_file_that_changes_while_sent_is_kept_when_no_retry_is_left(make_conn, s
     foo = tmp_path / "growing.log"
     foo.write_text("first line\n")
     with FaultProxy(s3_server.port) as proxy:
-        proxy.add_rule("delay", method="PUT", delay_s=0.5, times=1)
+        held = proxy.add_rule("delay", method="PUT", delay_s=1.0, times=1)
         conn = make_conn(endpoint_url=proxy.url, async_=False)
-        writer = threading.Timer(0.2, lambda: foo.open("a").write("second line\n"))
+        writer = threading.Thread(target=append_once_the_put_is_held, args=(held, foo))
         writer.start()
         with pytest.raises(UploadError, match="changed"):
             conn.uploadFile(bucket, "log", str(foo), retries=0)
