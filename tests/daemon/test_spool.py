@@ -1,0 +1,232 @@
+"""Spool directories: files written or moved into a watched directory are uploaded, each once.
+
+A real s3pod subprocess watches a directory (inotify, or scans), against the real Redis and
+S3 servers. "Queued once" is counted from the watcher's own log line per job it pushed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import wait_until
+
+from s3pod.watchspec import WatchSpec
+
+QUIET = ("--watch-quiet", "0.5")
+
+
+def keys_in(s3: Any, bucket: str) -> list[str]:
+    keys: list[str] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        keys += [o["Key"] for o in page.get("Contents", [])]
+    return keys
+
+
+def queued_paths(*logs: str) -> Counter[str]:
+    """Return how many times the watcher pushed a job for each path, from the daemons' logs."""
+    return Counter(m[1] for log in logs for m in re.finditer(r"watch queued job=\w+ path=(\S+)", log))
+
+
+def start_watch(start_daemon: Any, spool: Path, bucket: str, *args: str) -> Any:
+    daemon = start_daemon("--watch", f"{spool}=s3://{bucket}/in", *QUIET, *args)
+    wait_until(lambda: "watching " in daemon.log or daemon.proc.poll() is not None, message="the watcher to start")
+    return daemon
+
+
+def body(s3: Any, bucket: str, key: str) -> bytes:
+    return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def test_closed_moved_and_subdirectory_files_are_uploaded_and_deleted(
+    s3: Any, bucket: str, start_daemon: Any, tmp_path: Path
+) -> None:
+    spool, outside = tmp_path / "spool", tmp_path / "outside"
+    spool.mkdir()
+    outside.mkdir()
+    daemon = start_watch(start_daemon, spool, bucket, "--allow-dir", str(tmp_path))
+    (spool / "written.txt").write_bytes(b"written")
+    (outside / "moved.txt").write_bytes(b"moved")
+    os.rename(outside / "moved.txt", spool / "moved.txt")
+    (spool / "sub" / "deeper").mkdir(parents=True)
+    (spool / "sub" / "deeper" / "late.txt").write_bytes(b"late")
+    (outside / "tree").mkdir()
+    (outside / "tree" / "old.txt").write_bytes(b"old")
+    os.rename(outside / "tree", spool / "tree")
+    expected = {"in/written.txt": b"written", "in/moved.txt": b"moved", "in/sub/deeper/late.txt": b"late"}
+    expected["in/tree/old.txt"] = b"old"
+    wait_until(lambda: sorted(keys_in(s3, bucket)) == sorted(expected), message="four objects")
+    assert {k: body(s3, bucket, k) for k in expected} == expected
+    wait_until(lambda: not [p for p in spool.rglob("*") if p.is_file()], message="the files deleted")
+    assert spool.is_dir() and (spool / "sub" / "deeper").is_dir()  # no pruning unless asked
+    assert set(queued_paths(daemon.log).values()) == {1}
+
+
+def test_a_file_still_open_is_taken_only_once_closed(s3: Any, bucket: str, start_daemon: Any, tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    start_watch(start_daemon, spool, bucket)
+    with open(spool / "growing.log", "wb") as f:
+        f.write(b"first half ")
+        f.flush()
+        time.sleep(2.0)  # four quiet periods: a scan would have taken it by now
+        assert keys_in(s3, bucket) == []
+        f.write(b"second half")
+    wait_until(lambda: keys_in(s3, bucket) == ["in/growing.log"], message="the closed file uploaded")
+    assert body(s3, bucket, "in/growing.log") == b"first half second half"
+
+
+def test_ignored_and_excluded_names_stay(s3: Any, bucket: str, start_daemon: Any, tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    daemon = start_watch(start_daemon, spool, bucket, "--watch-exclude", "*.skip")
+    left = ["a.tmp", ".hidden", "b.part", "c.skip", ".cache/d.txt"]
+    (spool / ".cache").mkdir()
+    for name in left:
+        (spool / name).write_bytes(b"x")
+    (spool / "e.txt.part").write_bytes(b"renamed when complete")
+    os.rename(spool / "e.txt.part", spool / "e.txt")
+    wait_until(lambda: keys_in(s3, bucket) == ["in/e.txt"], message="the one wanted file")
+    time.sleep(1.5)
+    assert keys_in(s3, bucket) == ["in/e.txt"]
+    assert all((spool / name).exists() for name in left)
+    assert list(queued_paths(daemon.log)) == [str(spool / "e.txt")]
+
+
+def test_include_patterns_match_the_path_or_the_name() -> None:
+    spec = WatchSpec.parse("/d=s3://b/p", include=("*.log", "keep/*"), exclude=("*debug*",))
+    assert spec.key_for("x/y.log") == "p/x/y.log"
+    assert [spec.wants(p) for p in ("a.log", "x/y.log", "keep/z.bin", "z.bin", "debug.log", "a/.git/b.log")] == [
+        True,
+        True,
+        True,
+        False,
+        False,
+        False,
+    ]
+
+
+def test_empty_subdirectories_are_pruned_never_the_watched_one(
+    s3: Any, bucket: str, start_daemon: Any, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    start_watch(start_daemon, spool, bucket, "--watch-prune-empty-dirs")
+    (spool / "a" / "b").mkdir(parents=True)
+    (spool / "a" / "b" / "f.txt").write_bytes(b"f")
+    wait_until(lambda: keys_in(s3, bucket) == ["in/a/b/f.txt"], message="the upload")
+    wait_until(lambda: not (spool / "a").exists(), message="the empty directories pruned")
+    assert spool.is_dir()
+
+
+def test_scanning_takes_quiet_files_where_inotify_is_not_used(
+    s3: Any, bucket: str, start_daemon: Any, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    (spool / "before.txt").write_bytes(b"before the start")
+    daemon = start_watch(start_daemon, spool, bucket, "--watch-poll", "0.2", "--watch-keep")
+    (spool / "after.txt").write_bytes(b"after")
+    wait_until(lambda: sorted(keys_in(s3, bucket)) == ["in/after.txt", "in/before.txt"], message="both uploaded")
+    time.sleep(1.0)  # many scans later: kept files are not queued again
+    assert (spool / "before.txt").exists() and (spool / "after.txt").exists()
+    assert set(queued_paths(daemon.log).values()) == {1}
+    assert "a scan every 0.2s" in daemon.log
+
+
+def test_a_symlink_is_never_followed(s3: Any, bucket: str, start_daemon: Any, tmp_path: Path) -> None:
+    spool, secret = tmp_path / "spool", tmp_path / "secret.txt"
+    spool.mkdir()
+    secret.write_bytes(b"outside every allowed directory")
+    (spool / "link.txt").symlink_to(secret)
+    daemon = start_watch(start_daemon, spool, bucket, "--allow-dir", str(spool))
+    (spool / "ok.txt").write_bytes(b"ok")
+    wait_until(lambda: keys_in(s3, bucket) == ["in/ok.txt"], message="the regular file")
+    assert secret.read_bytes() == b"outside every allowed directory" and (spool / "link.txt").is_symlink()
+    assert f"skipped symlink {spool / 'link.txt'}" in daemon.log
+
+
+@pytest.mark.parametrize(
+    ("make", "allow", "message"),
+    [
+        (lambda p: None, None, "does not exist or is not a directory"),
+        (lambda p: p.mkdir(), "elsewhere", "is not inside any --allow-dir"),
+    ],
+)
+def test_a_directory_it_cannot_watch_stops_the_start_with_one_line(
+    daemon_env: dict[str, str], tmp_path: Path, make: Any, allow: str | None, message: str
+) -> None:
+    spool = tmp_path / "spool"
+    make(spool)
+    args = ["--watch", f"{spool}=s3://b/p"]
+    if allow:
+        (tmp_path / allow).mkdir()
+        args += ["--allow-dir", str(tmp_path / allow)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "s3pod", *args], env=daemon_env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"s3pod: watched directory {str(spool)!r} {message}"]
+
+
+def max_queued_events() -> int:
+    return int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
+
+
+def test_a_storm_with_an_overflow_uploads_every_file_once(
+    s3: Any, bucket: str, start_daemon: Any, tmp_path: Path
+) -> None:
+    """10,000 files; the daemon is stopped (SIGSTOP) for most of them, so inotify's queue overflows.
+
+    Each new file makes two events (created, closed after writing): past ``max_queued_events``
+    the kernel drops events and queues IN_Q_OVERFLOW, and the watcher rescans.
+    """
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    stopped = max_queued_events() // 2 + 1000
+    total = max(10_000, stopped + 1000)
+    daemon = start_watch(start_daemon, spool, bucket)
+    started = time.monotonic()
+    for i in range(total):
+        if i == total - stopped:
+            daemon.signal(signal.SIGSTOP)
+        (spool / f"f{i:05d}.txt").write_bytes(b"%d" % i)
+    daemon.signal(signal.SIGCONT)
+    wait_until(lambda: not any(spool.iterdir()), timeout_s=300, interval_s=0.5, message="every file uploaded")
+    print(f"\n{total} files uploaded through the spool in {time.monotonic() - started:.1f}s")
+    assert "inotify queue overflowed" in daemon.log
+    assert sorted(keys_in(s3, bucket)) == [f"in/f{i:05d}.txt" for i in range(total)]
+    queued = queued_paths(daemon.log)
+    assert len(queued) == total and set(queued.values()) == {1}
+    uploaded = Counter(re.findall(r"uploaded job=\w+ bucket=\S+ key=(\S+)", daemon.log))
+    assert len(uploaded) == total and set(uploaded.values()) == {1}
+
+
+def test_a_daemon_killed_mid_storm_and_started_again_queues_each_file_once(
+    s3: Any, bucket: str, start_daemon: Any, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    args = ("--heartbeat-timeout", "1")
+    first = start_watch(start_daemon, spool, bucket, *args)
+    total = 3000
+    for i in range(total // 2):
+        (spool / f"f{i:05d}.txt").write_bytes(b"%d" % i)
+    wait_until(lambda: first.log.count("uploaded job=") >= 200, message="some uploads")
+    first.signal(signal.SIGKILL)
+    first.wait()
+    for i in range(total // 2, total):  # written while no watcher runs: found by the next start's scan
+        (spool / f"f{i:05d}.txt").write_bytes(b"%d" % i)
+    second = start_watch(start_daemon, spool, bucket, *args)
+    wait_until(lambda: not any(spool.iterdir()), timeout_s=120, interval_s=0.5, message="every file uploaded")
+    assert sorted(keys_in(s3, bucket)) == [f"in/f{i:05d}.txt" for i in range(total)]
+    queued = queued_paths(first.log, second.log)
+    assert len(queued) == total and set(queued.values()) == {1}
