@@ -197,6 +197,8 @@ class Spool:
         now = time.time()
         found: list[Found] = []
         for directory, subdirs, files in os.walk(top, onerror=_walk_error):
+            if self._stop.is_set():  # the next start's scan finds the rest
+                return
             subdirs[:] = [d for d in subdirs if not spec.ignores_dir(d)]
             if self._inotify is not None:
                 self._watch_dir(spec, directory)

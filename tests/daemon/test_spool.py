@@ -84,6 +84,17 @@ def test_a_file_still_open_is_taken_only_once_closed(s3: Any, bucket: str, start
     assert body(s3, bucket, "in/growing.log") == b"first half second half"
 
 
+def test_a_rewritten_file_is_queued_again(s3: Any, bucket: str, start_daemon: Any, tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    daemon = start_watch(start_daemon, spool, bucket, "--watch-keep")
+    (spool / "report.txt").write_bytes(b"version 1")
+    wait_until(lambda: keys_in(s3, bucket) == ["in/report.txt"], message="the first version")
+    (spool / "report.txt").write_bytes(b"version 2, longer")
+    wait_until(lambda: body(s3, bucket, "in/report.txt") == b"version 2, longer", message="the second version")
+    assert queued_paths(daemon.log) == {str(spool / "report.txt"): 2}
+
+
 def test_ignored_and_excluded_names_stay(s3: Any, bucket: str, start_daemon: Any, tmp_path: Path) -> None:
     spool = tmp_path / "spool"
     spool.mkdir()
