@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from conftest import wait_until
 
+from s3po_client.admin import list_dead
 from s3pod.watchspec import WatchSpec
 
 QUIET = ("--watch-quiet", "0.5")
@@ -93,6 +94,24 @@ def test_a_rewritten_file_is_queued_again(s3: Any, bucket: str, start_daemon: An
     (spool / "report.txt").write_bytes(b"version 2, longer")
     wait_until(lambda: body(s3, bucket, "in/report.txt") == b"version 2, longer", message="the second version")
     assert queued_paths(daemon.log) == {str(spool / "report.txt"): 2}
+
+
+def test_a_file_removed_before_its_upload_is_dead_lettered_as_missing(
+    redis_client: Any, s3: Any, bucket: str, start_daemon: Any, tmp_path: Path
+) -> None:
+    """The watcher's daemon cannot reach S3 (so it claims nothing); another daemon runs the job."""
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    watcher = start_watch(start_daemon, spool, bucket, "--endpoint-url", "http://127.0.0.1:9")
+    (spool / "gone.txt").write_bytes(b"removed by its writer")
+    wait_until(lambda: "watch queued" in watcher.log, message="the file queued")
+    (spool / "gone.txt").unlink()
+    runner = start_daemon()
+    wait_until(lambda: list_dead(redis_client), message="the dead letter")
+    [entry] = list_dead(redis_client)
+    assert "does not exist" in entry.error and str(spool / "gone.txt") in entry.error
+    assert re.search(r"dead job=\w+ bucket=\S+ key=in/gone.txt attempts=\d+ error=.*does not exist", runner.log)
+    assert keys_in(s3, bucket) == []
 
 
 def test_ignored_and_excluded_names_stay(s3: Any, bucket: str, start_daemon: Any, tmp_path: Path) -> None:
