@@ -113,7 +113,7 @@ class Spool:
         self._dirs: dict[int, tuple[WatchSpec, str]] = {}
         self._rescan_due = False
         self._skipped: set[str] = set()
-        self._pruned_at = 0.0
+        self._upkept_at = 0.0
         self._thread = threading.Thread(target=self._run, name="s3pod-spool", daemon=True)
 
     def start(self) -> None:
@@ -161,7 +161,7 @@ class Spool:
         if self._rescan_due:
             self._rescan()
         self._settle_pending()
-        self._prune_if_due()
+        self._upkeep_if_due()
 
     def _rescan(self) -> None:
         self._rescan_due = False
@@ -178,10 +178,10 @@ class Spool:
             where = self._dirs.get(event.wd)
             if where is None:
                 continue
-            if event.mask & flags.IGNORED:
-                del self._dirs[event.wd]
-                continue
             spec, directory = where
+            if event.mask & (flags.IGNORED | flags.MOVE_SELF):
+                self._gone(event.wd, spec, directory)
+                continue
             path = os.path.join(directory, event.name)
             if not event.mask & flags.ISDIR:
                 if event.mask & (flags.CLOSE_WRITE | flags.MOVED_TO):
@@ -222,6 +222,7 @@ class Spool:
             flags.CLOSE_WRITE
             | flags.MOVED_TO
             | flags.MOVED_FROM
+            | flags.MOVE_SELF
             | flags.CREATE
             | flags.DONT_FOLLOW
             | flags.ONLYDIR
@@ -229,8 +230,16 @@ class Spool:
         )
         try:
             self._dirs[self._inotify.add_watch(directory, mask)] = (spec, directory)
-        except OSError as exc:
+        except OSError as exc:  # ENOSPC: past fs.inotify.max_user_watches; a rescan still finds its files
             logger.warning("spool: cannot watch %s: %s", directory, exc.strerror)
+
+    def _gone(self, wd: int, spec: WatchSpec, directory: str) -> None:
+        """Forget a directory removed or moved (a move's new name was reported by its parent)."""
+        if directory == spec.directory:
+            logger.warning("spool: watched directory %s was removed or moved away", directory)
+            self._unwatch(directory)
+        else:
+            self._dirs.pop(wd, None)
 
     def _unwatch(self, path: str) -> None:
         """Stop watching a directory moved away (and those under it): moved back in, it is watched anew."""
@@ -304,14 +313,21 @@ class Spool:
                 "spool: skipped %s %s: a watch takes regular files only, never through a symlink", what, path
             )
 
-    def _prune_if_due(self) -> None:
+    def _upkeep_if_due(self) -> None:
+        """Now and then: prune empty directories, and watch again a watched directory that came back."""
         now = time.time()
-        if now - self._pruned_at < max(self.settings.quiet_s, 1.0):
+        if now - self._upkept_at < max(self.settings.quiet_s, 1.0):
             return
-        self._pruned_at = now
+        self._upkept_at = now
         for spec in self.settings.watches:
             if spec.prune_empty_dirs:
                 prune_empty_dirs(spec.directory, self.settings.quiet_s, now)
+        if self._inotify is not None:
+            watched = {directory for _spec, directory in self._dirs.values()}
+            for spec in self.settings.watches:
+                if spec.directory not in watched and os.path.isdir(spec.directory):
+                    logger.warning("spool: watched directory %s is back: watching it again", spec.directory)
+                    self._scan(spec, spec.directory)
 
 
 def prune_empty_dirs(top: str, quiet_s: float, now: float) -> None:

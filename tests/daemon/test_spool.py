@@ -114,6 +114,38 @@ def test_a_file_removed_before_its_upload_is_dead_lettered_as_missing(
     assert keys_in(s3, bucket) == []
 
 
+def test_a_watched_directory_moved_away_and_back_is_watched_again(
+    s3: Any, bucket: str, start_daemon: Any, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    daemon = start_watch(start_daemon, spool, bucket)
+    (spool / "before").mkdir()
+    time.sleep(0.3)
+    os.rename(spool / "before", spool / "renamed")  # within the tree: watched under its new name
+    (spool / "renamed" / "x.txt").write_bytes(b"x")
+    wait_until(lambda: keys_in(s3, bucket) == ["in/renamed/x.txt"], message="the renamed directory's file")
+    os.rename(spool, tmp_path / "away")
+    wait_until(lambda: "was removed or moved away" in daemon.log, message="the loss noticed")
+    spool.mkdir()
+    wait_until(lambda: "is back: watching it again" in daemon.log, message="the directory watched again")
+    (spool / "after.txt").write_bytes(b"after")
+    wait_until(lambda: sorted(keys_in(s3, bucket)) == ["in/after.txt", "in/renamed/x.txt"], message="the upload")
+
+
+def test_a_sharded_queue_takes_each_watched_file_on_its_shard(
+    redis_client: Any, s3: Any, bucket: str, start_daemon: Any, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    start_watch(start_daemon, spool, bucket, "--prefix", "s1,s2")
+    for i in range(20):
+        (spool / f"f{i}.txt").write_bytes(b"%d" % i)
+    wait_until(lambda: len(keys_in(s3, bucket)) == 20, message="every file uploaded")
+    markers = Counter(k.split(b":")[0] for k in redis_client.scan_iter("*:watched:*"))
+    assert set(markers) == {b"s1", b"s2"} and sum(markers.values()) == 20
+
+
 def test_ignored_and_excluded_names_stay(s3: Any, bucket: str, start_daemon: Any, tmp_path: Path) -> None:
     spool = tmp_path / "spool"
     spool.mkdir()
