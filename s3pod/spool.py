@@ -193,29 +193,40 @@ class Spool:
         self._queue(found)
 
     def _scan(self, spec: WatchSpec, top: str) -> None:
-        """Watch every directory under ``top`` (inotify), and queue each complete file under it."""
+        """Watch every directory under ``top`` (inotify), and queue each complete file under it.
+
+        Each directory is watched before it is listed: a file made between the two is then
+        reported by an event, whereas listing first would leave it to neither.
+        """
         now = time.time()
         found: list[Found] = []
-        for directory, subdirs, files in os.walk(top, onerror=_walk_error):
-            if self._stop.is_set():  # the next start's scan finds the rest
-                return
-            subdirs[:] = [d for d in subdirs if not spec.ignores_dir(d)]
+        directories = [top]
+        while directories and not self._stop.is_set():  # at a stop, the next start's scan finds the rest
+            directory = directories.pop()
             if self._inotify is not None:
                 self._watch_dir(spec, directory)
-            for name in files:
-                path = os.path.join(directory, name)
-                st = _lstat(path)
-                if st is None or not spec.wants(_relpath(spec, path)):
-                    continue
-                if not stat.S_ISREG(st.st_mode):
-                    self._skip(path, st)
-                    continue
-                if self._settler.look(path, st, now):
-                    found.append((spec, path))
+            for entry in _entries(directory):
+                if entry.is_dir(follow_symlinks=False):
+                    if not spec.ignores_dir(entry.name):
+                        directories.append(entry.path)
+                elif self._takes(spec, entry, now):
+                    found.append((spec, entry.path))
             if len(found) >= BATCH_FILES:
                 self._queue(found)
                 found = []
         self._queue(found)
+
+    def _takes(self, spec: WatchSpec, entry: os.DirEntry[str], now: float) -> bool:
+        """Return whether a scan takes this file now (wanted, regular, complete)."""
+        if not spec.wants(_relpath(spec, entry.path)):
+            return False
+        st = _lstat(entry.path)
+        if st is None:
+            return False
+        if not stat.S_ISREG(st.st_mode):
+            self._skip(entry.path, st)
+            return False
+        return self._settler.look(entry.path, st, now)
 
     def _watch_dir(self, spec: WatchSpec, directory: str) -> None:
         mask = (
@@ -359,5 +370,11 @@ def _lstat(path: str) -> os.stat_result | None:
         return None
 
 
-def _walk_error(exc: OSError) -> None:
-    logger.warning("spool: cannot scan %s: %s", exc.filename, exc.strerror)
+def _entries(directory: str) -> list[os.DirEntry[str]]:
+    """Return the entries of ``directory``, or none (with a warning) if it cannot be listed."""
+    try:
+        with os.scandir(directory) as entries:
+            return list(entries)
+    except OSError as exc:
+        logger.warning("spool: cannot scan %s: %s", directory, exc.strerror)
+        return []

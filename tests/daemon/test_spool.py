@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -281,14 +282,23 @@ def test_a_daemon_killed_mid_storm_and_started_again_queues_each_file_once(
     args = ("--heartbeat-timeout", "1")
     first = start_watch(start_daemon, spool, bucket, *args)
     total = 3000
-    for i in range(total // 2):
-        (spool / f"f{i:05d}.txt").write_bytes(b"%d" % i)
+
+    def write_all() -> None:  # goes on through the kill: some files land while no watcher runs
+        for i in range(total):
+            (spool / f"f{i:05d}.txt").write_bytes(b"%d" % i)
+            if i % 100 == 99:
+                time.sleep(0.05)
+
+    writer = threading.Thread(target=write_all)
+    writer.start()
     wait_until(lambda: first.log.count("uploaded job=") >= 200, message="some uploads")
     first.signal(signal.SIGKILL)
     first.wait()
-    for i in range(total // 2, total):  # written while no watcher runs: found by the next start's scan
-        (spool / f"f{i:05d}.txt").write_bytes(b"%d" % i)
+    killed_at = len(list(spool.iterdir()))
+    time.sleep(0.3)
     second = start_watch(start_daemon, spool, bucket, *args)
+    writer.join()
+    assert killed_at < total  # the kill came mid-storm
     wait_until(lambda: not any(spool.iterdir()), timeout_s=120, interval_s=0.5, message="every file uploaded")
     assert sorted(keys_in(s3, bucket)) == [f"in/f{i:05d}.txt" for i in range(total)]
     # lua/watched.lua pushes a job exactly when it sets the job's marker: one marker per file
