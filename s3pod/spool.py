@@ -111,7 +111,8 @@ class Spool:
         self._stop = threading.Event()
         self._inotify: Any = None
         self._dirs: dict[int, tuple[WatchSpec, str]] = {}
-        self._rescan_due = False
+        self._rescan_due = True  # the first turn scans, setting the watches before any event is read
+        self._announced = False
         self._skipped: set[str] = set()
         self._upkept_at = 0.0
         self._thread = threading.Thread(target=self._run, name="s3pod-spool", daemon=True)
@@ -136,9 +137,6 @@ class Spool:
             self._inotify.close()
 
     def _run(self) -> None:
-        self._rescan()
-        for spec in self.settings.watches:
-            logger.info("watching %s (%s)", spec, "inotify" if self._inotify else f"a scan every {self.poll_s}s")
         while not self._stop.is_set():
             try:
                 self._step()
@@ -152,14 +150,14 @@ class Spool:
                 self._stop.wait(1.0)
 
     def _step(self) -> None:
-        """One turn: read events (or wait a poll interval), rescan when due, settle pending files, prune."""
-        if self._inotify is not None:
-            self._handle(self._inotify.read(timeout=int(TICK_S * 1000)))
-        elif not self._rescan_due:
-            self._stop.wait(self.poll_s)
-            self._rescan_due = True
+        """One turn: rescan when due (first of all), read events (or wait a poll interval), settle pending files."""
         if self._rescan_due:
             self._rescan()
+        if self._inotify is not None:
+            self._handle(self._inotify.read(timeout=int(TICK_S * 1000)))
+        else:
+            self._stop.wait(self.poll_s)
+            self._rescan_due = True
         self._settle_pending()
         self._upkeep_if_due()
 
@@ -167,6 +165,10 @@ class Spool:
         self._rescan_due = False
         for spec in self.settings.watches:
             self._scan(spec, spec.directory)
+        if not self._announced:  # once the first scan has set every watch
+            self._announced = True
+            for spec in self.settings.watches:
+                logger.info("watching %s (%s)", spec, "inotify" if self._inotify else f"a scan every {self.poll_s}s")
 
     def _handle(self, events: Any) -> None:
         found: list[Found] = []

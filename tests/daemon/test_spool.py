@@ -147,6 +147,23 @@ def test_a_sharded_queue_takes_each_watched_file_on_its_shard(
     assert set(markers) == {b"s1", b"s2"} and sum(markers.values()) == 20
 
 
+def test_files_written_while_redis_is_down_are_queued_once_it_is_back(
+    aof_redis: Any, s3: Any, bucket: str, start_daemon: Any, tmp_path: Path
+) -> None:
+    """Redis is down when s3pod starts, so the watcher's first scan fails; it scans again later."""
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    (spool / "early.txt").write_bytes(b"before Redis")
+    aof_redis.stop()
+    env = {"S3POD_REDIS_URL": aof_redis.url, "S3PO_REDIS_URL": aof_redis.url}
+    daemon = start_daemon("--watch", f"{spool}=s3://{bucket}/in", *QUIET, env=env)
+    wait_until(lambda: "spool: cannot queue on Redis" in daemon.log, message="the watcher to find Redis down")
+    (spool / "late.txt").write_bytes(b"while Redis is down")
+    aof_redis.start()
+    wait_until(lambda: sorted(keys_in(s3, bucket)) == ["in/early.txt", "in/late.txt"], message="both uploaded")
+    assert set(queued_paths(daemon.log).values()) == {1}
+
+
 def test_ignored_and_excluded_names_stay(s3: Any, bucket: str, start_daemon: Any, tmp_path: Path) -> None:
     spool = tmp_path / "spool"
     spool.mkdir()
