@@ -58,6 +58,14 @@ class QueueKeys:
         """
         return f"{self.prefix}:upload:{job_id}"
 
+    def watched(self, job_id: str) -> str:
+        """Marker (with a TTL) that a spool watcher queued the file version ``job_id`` names.
+
+        The id derives from the file's path and identity, so a rescan or a restart finds the
+        marker and queues nothing, and a rewritten file (a new identity) is queued again.
+        """
+        return f"{self.prefix}:watched:{job_id}"
+
     @property
     def dead(self) -> str:
         """List of jobs that failed for good, newest first."""

@@ -40,6 +40,8 @@ from .service.logs import LOG_FORMATS
 from .service.metrics import DEFAULT_WORKER_TTL_S, Metrics, MetricsServer
 from .service.notify import Notifier
 from .service.pidfile import PidFile, daemonize
+from .spool import Spool
+from .watchspec import SpoolSettings
 
 logger = logging.getLogger(__name__)
 
@@ -217,6 +219,7 @@ def run(
     *,
     transfer: TransferSettings | None = None,
     burst: bool = False,
+    spool: SpoolSettings | None = None,
 ) -> int:
     """Run the daemon with everything around it; return its exit status.
 
@@ -247,7 +250,14 @@ def run(
         with service:
             service.notifier.status("starting: waiting for Redis and the S3 endpoint")
             return serve(
-                s3, redis_url, config, transfer=transfer, burst=burst, listeners=service.listeners, hooks=hooks
+                s3,
+                redis_url,
+                config,
+                transfer=transfer,
+                burst=burst,
+                listeners=service.listeners,
+                hooks=hooks,
+                spool=spool,
             )
     finally:
         client.close()
@@ -270,12 +280,13 @@ def serve(
     listeners: Sequence[Listener] = (),
     hooks: WorkerHooks | None = None,
     signals: bool = True,
+    spool: SpoolSettings | None = None,
 ) -> int:
     """Run the daemon until SIGTERM/SIGINT (or, with ``burst``, until the queue is empty); return its exit status.
 
     Connects to Redis (with socket timeouts, so a silent network cannot hang a thread),
     builds the transfer engine, warns when no ``--allow-dir`` limits the files, and runs
-    one :class:`~s3pod.loop.Worker`.
+    one :class:`~s3pod.loop.Worker`, with a :class:`~s3pod.spool.Spool` watcher when ``spool`` has watches.
     """
     client = connect(
         redis_url, socket_timeout=config.claim_timeout_s + 10, socket_connect_timeout=5, health_check_interval=30
@@ -303,9 +314,16 @@ def serve(
     if signals:
         worker.install_signal_handlers()
     activity.start()
+    watcher = None
+    if spool is not None and spool.watches:
+        watcher = Spool(connect(redis_url, socket_timeout=REDIS_TIMEOUT_S), spool, prefix=config.prefix)
+        watcher.start()
     try:
         return worker.run(burst=burst)
     finally:
+        if watcher is not None:
+            watcher.close()
+            watcher.client.close()
         activity.close()
         client.close()
 

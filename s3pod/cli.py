@@ -35,6 +35,7 @@ from .config import DEFAULT_CLAIM_BATCH, WorkerConfig, default_concurrency
 from .safety import PathPolicy
 from .service.logs import LOG_FORMATS, configure_logging
 from .service.pidfile import AlreadyRunningError
+from .watchspec import DEFAULT_QUIET_S, SpoolSettings, WatchSpec
 
 logger = logging.getLogger("s3pod")
 
@@ -193,6 +194,64 @@ def service_options(func: F) -> F:
     )
 
 
+def watch_options(func: F) -> F:
+    """Spool directories: ``--watch DIR=s3://BUCKET/PREFIX`` and the settings every watch shares."""
+    return apply(
+        func,
+        option(
+            "--watch",
+            "watches",
+            envvar=env("WATCH"),
+            multiple=True,
+            metavar="DIR=s3://BUCKET/PREFIX",
+            help="Upload each file closed after writing in, or moved into, DIR (and its subdirectories) "
+            "to PREFIX + its path below DIR (repeatable; the environment variable takes a space-separated list).",
+        ),
+        option(
+            "--watch-compress",
+            envvar=env("WATCH_COMPRESS"),
+            type=click.Choice(["gzip", "zlib", "zstd"]),
+            help="Compress watched files on the way.",
+        ),
+        option("--watch-keep", envvar=env("WATCH_KEEP"), is_flag=True, help="Keep watched files after their upload."),
+        option(
+            "--watch-include",
+            envvar=env("WATCH_INCLUDE"),
+            multiple=True,
+            metavar="GLOB",
+            help="Take only the watched files whose path or name matches (repeatable).",
+        ),
+        option(
+            "--watch-exclude",
+            envvar=env("WATCH_EXCLUDE"),
+            multiple=True,
+            metavar="GLOB",
+            help="Leave the watched files whose path or name matches (repeatable; *.tmp, *.part and .* always are).",
+        ),
+        option(
+            "--watch-prune-empty-dirs",
+            envvar=env("WATCH_PRUNE_EMPTY_DIRS"),
+            is_flag=True,
+            help="Remove empty subdirectories of watched directories (never the watched directory itself).",
+        ),
+        option(
+            "--watch-poll",
+            envvar=env("WATCH_POLL"),
+            type=click.FloatRange(0.1),
+            metavar="SECONDS",
+            help="Scan watched directories at this interval instead of using inotify (network filesystems).",
+        ),
+        option(
+            "--watch-quiet",
+            envvar=env("WATCH_QUIET"),
+            type=click.FloatRange(0),
+            default=DEFAULT_QUIET_S,
+            metavar="SECONDS",
+            help="A file found by a scan is taken once its size and mtime stayed the same this long.",
+        ),
+    )
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.version_option(__version__, prog_name="s3pod")
 @s3_options_for("S3POD")
@@ -200,10 +259,16 @@ def service_options(func: F) -> F:
 @queue_options
 @worker_options
 @service_options
+@watch_options
 def command(**options: Any) -> None:
     """Upload the files queued in Redis to S3; runs in the foreground until SIGTERM."""
     url = resolve_redis_url(options["redis_url"])
     start_logging(options, url)
+    try:
+        spool = spool_settings(options)
+    except ConfigError as exc:  # one line naming the watch (no usage text): a service log reads it
+        click.echo(f"s3pod: {exc}", err=True)
+        sys.exit(2)
     try:
         warn_of_secrets_on_the_command_line(options)
         status = run(
@@ -213,6 +278,7 @@ def command(**options: Any) -> None:
             service_settings(options),
             transfer=transfer_settings(options, transfers_at_once=options["concurrency"]),
             burst=options["burst"],
+            spool=spool,
         )
     except AlreadyRunningError as exc:
         click.echo(f"s3pod: {exc}", err=True)
@@ -259,6 +325,23 @@ def worker_config(options: Mapping[str, Any]) -> WorkerConfig:
         heartbeat_timeout_s=options["heartbeat_timeout"],
         shutdown_timeout_s=options["shutdown_timeout"],
     )
+
+
+def spool_settings(options: Mapping[str, Any]) -> SpoolSettings:
+    """Return the spool directories and how they are watched, each directory checked (ConfigError)."""
+    shared = {
+        "compress": options["watch_compress"],
+        "delete": not options["watch_keep"],
+        "include": tuple(options["watch_include"]),
+        "exclude": tuple(options["watch_exclude"]),
+        "prune_empty_dirs": options["watch_prune_empty_dirs"],
+    }
+    settings = SpoolSettings(
+        watches=tuple(WatchSpec.parse(text, **shared) for text in options["watches"]),
+        poll_s=options["watch_poll"],
+        quiet_s=options["watch_quiet"],
+    )
+    return settings.checked(PathPolicy.from_dirs(options["allow_dirs"]).allow_dirs)
 
 
 def service_settings(options: Mapping[str, Any]) -> ServiceSettings:
