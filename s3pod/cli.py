@@ -213,6 +213,7 @@ def command(**options: Any) -> None:
             service_settings(options),
             transfer=transfer_settings(options, transfers_at_once=options["concurrency"]),
             burst=options["burst"],
+            bwlimit=options["bwlimit"],
         )
     except AlreadyRunningError as exc:
         click.echo(f"s3pod: {exc}", err=True)
