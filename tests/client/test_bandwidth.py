@@ -11,9 +11,9 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from test_transfer import SMALL, make_engine  # noqa: F401 - a fixture
+from test_transfer import PART, SMALL, make_engine, no_uploads_left  # noqa: F401 - a fixture
 
-from s3po_client.errors import ConfigError
+from s3po_client.errors import ConfigError, UploadError
 from s3po_client.settings import KiB, MiB
 from s3po_client.transfer import TransferEngine
 from s3po_client.transfer.bandwidth import BURST_S, OFF, Limiter, Rates, TokenBucket, parse_bwlimit, parse_rate
@@ -228,8 +228,10 @@ def timed(run: Callable[[], Any]) -> float:
     return elapsed
 
 
-def limited_engine(make_engine: Callable[..., TransferEngine], bwlimit: str, **settings: Any) -> TransferEngine:
-    engine = make_engine(replace(SMALL, **settings))
+def limited_engine(
+    make_engine: Callable[..., TransferEngine], bwlimit: str, endpoint: str | None = None, **settings: Any
+) -> TransferEngine:
+    engine = make_engine(replace(SMALL, **settings), endpoint=endpoint)
     engine.limiter = Limiter(parse_bwlimit(bwlimit))
     engine.warm_up()
     return engine
@@ -296,3 +298,27 @@ def test_a_new_rate_applies_to_the_transfer_under_way(
     elapsed = timed(lambda: engine.upload_bytes(bucket, "big", data))
     assert elapsed < 4, elapsed
     assert s3.get_object(Bucket=bucket, Key="big")["Body"].read() == data
+
+
+@pytest.mark.parametrize("action", ["reset", "corrupt"])
+def test_a_limited_upload_sends_a_failed_part_again_alone_and_verifies_it(
+    make_engine: Callable[..., TransferEngine], fault_proxy: Any, s3: Any, bucket: str, action: str
+) -> None:
+    engine = limited_engine(make_engine, "16M", fault_proxy.url, request_backoff_base_s=0.01)
+    data = os.urandom(3 * PART)
+    rule = fault_proxy.add_rule(action, method="PUT", query="partNumber=2")
+    assert engine.upload_bytes(bucket, "k", data) is not False
+    assert rule.hits == 1
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == data
+    assert no_uploads_left(s3, bucket)
+    assert engine.limiter.up.bytes_total >= len(data) + PART // 2, "the bytes sent again were charged again"
+
+
+def test_a_limited_upload_that_fails_for_good_is_aborted(
+    make_engine: Callable[..., TransferEngine], fault_proxy: Any, s3: Any, bucket: str
+) -> None:
+    engine = limited_engine(make_engine, "16M", fault_proxy.url)
+    fault_proxy.add_rule("error", method="PUT", query="partNumber=2", status=403, code="AccessDenied")
+    with pytest.raises(UploadError, match="AccessDenied"):
+        engine.upload_bytes(bucket, "k", os.urandom(3 * PART))
+    assert no_uploads_left(s3, bucket)
