@@ -28,6 +28,7 @@ from s3po_client.redaction import redact_url
 from s3po_client.redis_url import connect, split_prefixes
 from s3po_client.settings import S3Settings, TransferSettings
 from s3po_client.transfer import TransferEngine
+from s3po_client.transfer.bandwidth import Limiter, Schedule
 
 from .config import WorkerConfig, WorkerHooks
 from .events import Listener
@@ -130,6 +131,7 @@ class Service:
         check_s3: Callable[[], None] | None = None,
         notifier: Notifier | None = None,
         worker_ttl_s: float = DEFAULT_WORKER_TTL_S,
+        bandwidth: Limiter | None = None,
     ) -> None:
         self.settings = settings
         self.client = client
@@ -140,6 +142,9 @@ class Service:
         self.notifier = notifier if notifier is not None else Notifier.from_env()
         self.worker_ttl_s = worker_ttl_s
         self.metrics = Metrics()
+        #: the process's bandwidth limits: the engine's, shown by the metrics, set through the API
+        self.bandwidth = bandwidth or Limiter()
+        self.metrics.watch_bandwidth(self.bandwidth)
         self.listeners: list[Listener] = [self.metrics]
         self.metrics_server: MetricsServer | None = None
         self.api_server: ApiServer | None = None
@@ -169,6 +174,7 @@ class Service:
                     max_body_bytes=s.api_max_body_bytes,
                     redact_paths=s.api_redact_paths,
                     worker_ttl_s=self.worker_ttl_s,
+                    bandwidth=self.bandwidth,
                 )
         except BaseException:
             self._close_servers()
@@ -220,8 +226,11 @@ def run(
     transfer: TransferSettings | None = None,
     burst: bool = False,
     spool: SpoolSettings | None = None,
+    bwlimit: Schedule | None = None,
 ) -> int:
     """Run the daemon with everything around it; return its exit status.
+
+    ``bwlimit`` limits the bandwidth of every upload at once; the API can change it.
 
     With ``settings.daemon``, first lock the pidfile (AlreadyRunningError if another s3pod
     holds it) and detach; the log handlers configured so far keep their files. Then open
@@ -244,6 +253,7 @@ def run(
         paths=config.paths,
         check_s3=s3_check(probe, s3.ca_bundle),
         worker_ttl_s=config.heartbeat_timeout_s,
+        bandwidth=Limiter(bwlimit),
     )
     hooks = WorkerHooks(on_ready=service.ready, on_tick=service.tick, on_stopping=service.stopping)
     try:
@@ -258,6 +268,7 @@ def run(
                 listeners=service.listeners,
                 hooks=hooks,
                 spool=spool,
+                limiter=service.bandwidth,
             )
     finally:
         client.close()
@@ -281,12 +292,14 @@ def serve(
     hooks: WorkerHooks | None = None,
     signals: bool = True,
     spool: SpoolSettings | None = None,
+    limiter: Limiter | None = None,
 ) -> int:
     """Run the daemon until SIGTERM/SIGINT (or, with ``burst``, until the queue is empty); return its exit status.
 
     Connects to Redis (with socket timeouts, so a silent network cannot hang a thread),
-    builds the transfer engine, warns when no ``--allow-dir`` limits the files, and runs
-    one :class:`~s3pod.loop.Worker`, with a :class:`~s3pod.spool.Spool` watcher when ``spool`` has watches.
+    builds the transfer engine (its bandwidth limited by ``limiter``), warns when no
+    ``--allow-dir`` limits the files, and runs one :class:`~s3pod.loop.Worker`, with a
+    :class:`~s3pod.spool.Spool` watcher when ``spool`` has watches.
     """
     client = connect(
         redis_url, socket_timeout=config.claim_timeout_s + 10, socket_connect_timeout=5, health_check_interval=30
@@ -299,18 +312,20 @@ def serve(
     if config.s3_probe_url is None:
         config = replace(config, s3_probe_url=probe_url(s3), s3_probe_ca_bundle=s3.ca_bundle)
     logger.info(
-        "s3pod %s: worker=%s redis=%s endpoint=%s",
+        "s3pod %s: worker=%s redis=%s endpoint=%s bwlimit=%r",
         __version__,
         config.worker_id,
         redact_url(redis_url),
         s3.endpoint_url or "AWS",
+        limiter.schedule.text if limiter is not None else "off",
     )
     # Enough pooled connections for every job in flight to send all its parts at once.
     transfer = (transfer or TransferSettings()).pooled_for(config.concurrency)
     # What the dashboard and `s3po top` show: kept in Redis, shared by every daemon of the queue.
     activity = Activity(client, QueueKeys(split_prefixes(config.prefix)[0]), config.worker_id)
     listeners = (*listeners, activity.throughput)
-    worker = Worker(client, TransferEngine(s3, transfer), config, listeners, hooks, activity.uploads)
+    engine = TransferEngine(s3, transfer, limiter=limiter)
+    worker = Worker(client, engine, config, listeners, hooks, activity.uploads)
     if signals:
         worker.install_signal_handlers()
     activity.start()

@@ -279,6 +279,7 @@ def command(**options: Any) -> None:
             transfer=transfer_settings(options, transfers_at_once=options["concurrency"]),
             burst=options["burst"],
             spool=spool,
+            bwlimit=options["bwlimit"],
         )
     except AlreadyRunningError as exc:
         click.echo(f"s3pod: {exc}", err=True)

@@ -15,12 +15,13 @@ import click
 
 from ..errors import TransferError
 from .batch import Task, run_batch
-from .engine_options import s3_settings
+from .engine_options import bwlimit_option_for, s3_settings
 from .options import filters_of, make_engine, make_reporter, option, output_options, parse_url, s3_options, tree_options
 from .output import Outcome, ProgressCallback, Status, display_path, human_bytes
 from .tree import BadArgument, S3Url, local_target
 
 if TYPE_CHECKING:
+    from ..transfer.bandwidth import Schedule
     from ..transfer.results import StoredObject
 
 logger = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ class DownloadOutcome(Outcome):
 )
 @tree_options
 @s3_options
+@bwlimit_option_for("S3PO")
 @output_options
 def download(
     source: str,
@@ -85,6 +87,7 @@ def download(
     exclude: tuple[str, ...],
     include: tuple[str, ...],
     jobs: int,
+    bwlimit: Schedule | None,
     as_json: bool,
     quiet: bool,
     debug: bool,
@@ -100,7 +103,7 @@ def download(
     """
     src = parse_url(source)
     reporter = make_reporter(as_json, quiet, debug)
-    engine = make_engine(s3_settings(s3), jobs=jobs)
+    engine = make_engine(s3_settings(s3), jobs=jobs, bwlimit=bwlimit)
     try:
         remotes, unsafe = what_to_fetch(engine, src, path, filters_of(exclude, include))
         for outcome in unsafe:

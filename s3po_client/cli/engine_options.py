@@ -10,7 +10,7 @@ library user gets too. A command takes them as parameters and hands those to
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -25,6 +25,9 @@ from ..settings import (
     S3Settings,
     TransferSettings,
 )
+
+if TYPE_CHECKING:  # importing s3po_client.transfer imports boto3: only when a transfer runs
+    from ..transfer.bandwidth import Schedule
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -140,6 +143,7 @@ def transfer_options_for(env_prefix: str) -> Callable[[F], F]:
         ("--connect-timeout", seconds, d.connect_timeout_s, "SECONDS", "Wait for a TCP connection to the store."),
         ("--read-timeout", seconds, d.read_timeout_s, "SECONDS", "Wait for the next bytes of an answer."),
     ]
+    limit = bwlimit_option_for(env_prefix)
     decorators = [
         option(
             name,
@@ -152,7 +156,31 @@ def transfer_options_for(env_prefix: str) -> Callable[[F], F]:
         )
         for name, kind, default, metavar, text in specs
     ]
-    return lambda func: apply(func, *decorators)
+    return lambda func: apply(func, *decorators, limit)
+
+
+def parse_bwlimit_option(ctx: click.Context, param: click.Parameter, value: str | None) -> Schedule | None:
+    """``--bwlimit``'s value as a Schedule (:func:`~s3po_client.transfer.bandwidth.parse_bwlimit`); None when not given."""
+    from ..transfer.bandwidth import parse_bwlimit
+
+    if value is None:
+        return None
+    try:
+        return parse_bwlimit(value)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+
+
+def bwlimit_option_for(env_prefix: str) -> Callable[[F], F]:
+    """``--bwlimit``: the process's bandwidth limit (reads ``<env_prefix>_BWLIMIT``); the command gets a Schedule or None."""
+    return option(
+        "--bwlimit",
+        envvar=f"{env_prefix}_BWLIMIT",
+        metavar="RATE",
+        callback=parse_bwlimit_option,
+        help="Bandwidth limit, bytes per second: 10M, 512K, UP:DOWN (10M:off), or a timetable "
+        "'08:00,512K 19:00,off' (Mon-08:00,… for weekdays); shared by every transfer at once (default: off).",
+    )
 
 
 #: the parameters the transfer options give a command
@@ -165,6 +193,7 @@ TRANSFER_OPTIONS = (
     "compress_level",
     "connect_timeout",
     "read_timeout",
+    "bwlimit",
 )
 
 
@@ -204,6 +233,7 @@ __all__ = [
     "TRANSFER_OPTIONS",
     "apply",
     "backoff_option_for",
+    "bwlimit_option_for",
     "option",
     "s3_options",
     "s3_options_for",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -24,6 +24,9 @@ from ..settings import S3Settings, TransferSettings
 from .engine_options import TRANSFER_DEFAULTS, apply, option, s3_options
 from .output import Reporter, configure_logging
 from .tree import BadArgument, Filters, S3Url, filter_order
+
+if TYPE_CHECKING:
+    from ..transfer.bandwidth import Schedule
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -196,14 +199,19 @@ def make_engine(
     backoff_base_s: float = DEFAULT_BACKOFF_BASE_S,
     jobs: int = DEFAULT_JOBS,
     transfer: TransferSettings | None = None,
+    bwlimit: Schedule | None = None,
 ) -> Any:
-    """Return a transfer engine sized for ``jobs`` transfers at once (this is where boto3 gets imported)."""
+    """Return a transfer engine sized for ``jobs`` transfers at once, limited to ``bwlimit`` (this is where boto3 gets imported)."""
     from ..retry import RetryPolicy
     from ..transfer import TransferEngine
+    from ..transfer.bandwidth import Limiter
 
     try:
         return TransferEngine(
-            s3, (transfer or TRANSFER_DEFAULTS).pooled_for(jobs), retry=RetryPolicy(base_s=backoff_base_s)
+            s3,
+            (transfer or TRANSFER_DEFAULTS).pooled_for(jobs),
+            retry=RetryPolicy(base_s=backoff_base_s),
+            limiter=Limiter(bwlimit),
         )
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None

@@ -90,7 +90,9 @@ def upload(
     reporter = make_reporter(as_json, quiet, debug)
     items, skipped, is_tree = collect(sources, dest, follow_symlinks, filters_of(exclude, include))
     transfer = transfer_settings(settings, transfers_at_once=jobs)
-    engine = make_engine(s3_settings(settings), backoff_base_s=backoff_base, jobs=jobs, transfer=transfer)
+    engine = make_engine(
+        s3_settings(settings), backoff_base_s=backoff_base, jobs=jobs, transfer=transfer, bwlimit=settings["bwlimit"]
+    )
     stop = threading.Event()  # set by Ctrl-C: ends a transfer's backoff at once
 
     def work(item: LocalFile, progress: ProgressCallback) -> Outcome:

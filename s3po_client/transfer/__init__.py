@@ -26,6 +26,7 @@ asked; multipart in parallel above a threshold; every part verified) and downloa
 ``client``      the boto3 client, its errors translated, the Requester
 ``s3calls``     one typed function per S3 call
 ``memory``      the malloc setting that keeps large buffers from fragmenting
+``bandwidth``   --bwlimit: rates, timetables, the token buckets bodies pass through
 ==============  ==========================================================
 """
 

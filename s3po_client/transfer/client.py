@@ -28,6 +28,7 @@ from botocore.exceptions import (
 from ..errors import TransferError, UploadError
 from ..retry import RetryPolicy
 from ..settings import S3Settings, TransferSettings
+from .bandwidth import Limiter, charge_after_signing
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -114,7 +115,9 @@ def make_client(s3: S3Settings, settings: TransferSettings | None = None) -> S3C
         "response_checksum_validation": "when_required",
     }
     options.update(s3.boto_options)
-    return session.client("s3", endpoint_url=s3.endpoint_url, verify=s3.ca_bundle, config=Config(**options))
+    client = session.client("s3", endpoint_url=s3.endpoint_url, verify=s3.ca_bundle, config=Config(**options))
+    charge_after_signing(client)  # a limited body is charged for the bytes sent, not those hashed to sign it
+    return client
 
 
 def error_code(exc: BaseException) -> str:
@@ -185,6 +188,8 @@ class Requester:
     direct_put: Any = None
     #: which checksums uploads send (``checksums.ChecksumChoice``), shared by the engine's transfers
     checksums: Any = None
+    #: the process's bandwidth limits, which request bodies pass through
+    limiter: Limiter = field(default_factory=Limiter)
 
     def call(self, what: str, request: Callable[[], T]) -> T:
         """Return ``request()``; retry it on transient failures; raise a TransferError when it fails for good."""

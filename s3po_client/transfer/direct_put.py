@@ -28,6 +28,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError
 
 from ..errors import TransferError
+from .bandwidth import TokenBucket
 from .headers import http_headers
 
 logger = logging.getLogger(__name__)
@@ -134,8 +135,11 @@ class DirectPut:
         content_md5: str | None,
         checksum_crc32: str | None,
         object_args: Mapping[str, Any],
+        limit: TokenBucket | None = None,
     ) -> dict[str, Any]:
         """PUT ``body``; return ``{"ETag": ...}`` (and ``ChecksumCRC32``) like boto3's response.
+
+        The bytes are sent through ``limit`` (a bandwidth limit's bucket), once signed.
 
         Raises TransferError: transient for 5xx, throttling and network errors, permanent
         for a redirect (the wrong endpoint or region) and the other 4xx, with the store's
@@ -154,8 +158,9 @@ class DirectPut:
             credentials = self._credentials.get_frozen_credentials()
         S3SigV4Auth(credentials, "s3", self.region).add_auth(request)
         where = f"s3://{bucket}/{key}"
+        payload = body if limit is None else limit.body(body)
         try:
-            status, answer, data = self._send(request, where_in, body)
+            status, answer, data = self._send(request, where_in, payload)
         except (urllib3.exceptions.HTTPError, BotoCoreError) as exc:
             raise TransferError(f"{where}: {type(exc).__name__}: {exc}", bucket=bucket, key=key) from exc
         if status >= 300:
@@ -165,16 +170,19 @@ class DirectPut:
             result["ChecksumCRC32"] = answer["x-amz-checksum-crc32"]
         return result
 
-    def _send(self, request: AWSRequest, where_in: str, body: bytes) -> tuple[int, Mapping[str, str], bytes]:
-        """Send the signed request; return the answer's status, headers and body."""
+    def _send(self, request: AWSRequest, where_in: str, body: Any) -> tuple[int, Mapping[str, str], bytes]:
+        """Send the signed request with ``body`` (its bytes, or them read through a limit); return the answer."""
+        request.data = body
         if self._pool is None:
             response = self._session.send(request.prepare())
             return int(response.status_code), response.headers, bytes(response.content)
+        headers = dict(request.headers.items())
+        headers["Content-Length"] = str(len(body))  # a file-like body would otherwise go chunked
         answer = self._host_pool.urlopen(
             "PUT",
             self._base_path + where_in,
             body=body,
-            headers=dict(request.headers.items()),
+            headers=headers,
             redirect=False,
             preload_content=True,
         )

@@ -18,6 +18,7 @@ from ..retry import RetryPolicy
 from ..settings import S3Settings, TransferSettings
 from . import s3calls as s3
 from .attempts import run_attempts
+from .bandwidth import Limiter
 from .body import Progress
 from .checksums import ChecksumChoice
 from .client import Requester, make_client
@@ -51,15 +52,20 @@ class TransferEngine:
     """
 
     def __init__(
-        self, s3: S3Settings | None = None, settings: TransferSettings | None = None, retry: RetryPolicy | None = None
+        self,
+        s3: S3Settings | None = None,
+        settings: TransferSettings | None = None,
+        retry: RetryPolicy | None = None,
+        *,
+        limiter: Limiter | None = None,
     ) -> None:
         self.s3 = s3 or S3Settings()
         self.settings = settings or TransferSettings()
         self.retry = retry or RetryPolicy()
+        self.limiter = limiter or Limiter()  # share one among a process's engines: one limit
         self._client: Any = None
         self._direct_put: Any = None
-        #: which checksums uploads send; in mode "auto" learned once from the store's answers
-        self._checksums = ChecksumChoice(self.settings.checksum)
+        self._checksums = ChecksumChoice(self.settings.checksum)  # in mode "auto" learned from the store's answers
         self._lock = threading.Lock()
 
     @property
@@ -103,26 +109,24 @@ class TransferEngine:
     ) -> UploadResult | Literal[False]:
         """Store the file at ``path`` as ``s3://bucket/key`` and return what was stored.
 
-        Small files go in one PUT; from ``settings.multipart_threshold_bytes`` on, as a
-        multipart upload whose parts go in parallel and are retried alone. ``compress``
-        (``"gzip"``, ``"zlib"``, ``"zstd"``) compresses on the way, streaming, and sets
-        Content-Encoding. ``headers`` set the object's Content-Type (guessed from the key
-        when absent), Cache-Control, metadata, … (see ``headers.object_args``); one s3po
-        cannot map raises ``JobError`` before any byte is sent. ``retries`` more attempts
-        follow a transient failure, ``retry.delay_s(n)`` apart; a permanent one (no such
-        bucket, access denied, missing file) fails at once. Raises ``UploadError``,
-        ``SourceChangedError`` (the file changed while it was sent) or ``VerificationError``;
-        with ``silent=True`` logs and returns False instead. ``progress(done, total)`` gets the
-        source bytes stored so far, from the engine's threads.
+        Small files go in one PUT; from ``settings.multipart_threshold_bytes`` on, as a multipart upload whose parts
+        go in parallel and are retried alone. ``compress`` (``"gzip"``, ``"zlib"``, ``"zstd"``) compresses on the
+        way, streaming, and sets Content-Encoding. ``headers`` set the object's Content-Type (guessed from the key
+        when absent), Cache-Control, metadata, … (see ``headers.object_args``); one s3po cannot map raises
+        ``JobError`` before any byte is sent. ``retries`` more attempts follow a transient failure,
+        ``retry.delay_s(n)`` apart; a permanent one (no such bucket, access denied, missing file) fails at once.
+        Raises ``UploadError``, ``SourceChangedError`` (the file changed while it was sent) or
+        ``VerificationError``; with ``silent=True`` logs and returns False instead. ``progress(done, total)`` gets
+        the source bytes stored so far, from the engine's threads.
 
-        The file is read through a descriptor opened with ``O_NOFOLLOW`` and checked (a
-        regular file, inside ``allow_dirs`` when given: see ``localfile.open_checked``);
-        ``opened`` is such a file already opened by the caller, read by the first attempt.
-        ``s3po_client.settle.delete_uploaded(result)`` deletes the file read if it is unchanged.
+        The file is read through a descriptor opened with ``O_NOFOLLOW`` and checked (a regular file, inside
+        ``allow_dirs`` when given: see ``localfile.open_checked``); ``opened`` is such a file already opened by the
+        caller, read by the first attempt. ``s3po_client.settle.delete_uploaded(result)`` deletes the file read if
+        it is unchanged.
 
-        ``multipart_state`` (the daemon's :class:`~s3pod.uploads.JobUploads`)
-        records a multipart upload while it runs, so the next call for the same job resumes
-        it (the file unchanged) or aborts it: a killed process leaves no parts behind.
+        ``multipart_state`` (the daemon's :class:`~s3pod.uploads.JobUploads`) records a multipart upload while it
+        runs, so the next call for the same job resumes it (the file unchanged) or aborts it: a killed process
+        leaves no parts behind.
 
         >>> result = engine.upload_file("logs", "2024/06/01/app.log.gz", "/var/log/app.log",
         ...                             compress="gzip", headers={"Content-Type": "text/plain"})
@@ -232,15 +236,13 @@ class TransferEngine:
     ) -> DownloadResult:
         """Fetch ``s3://bucket/key`` into the file ``path``; return what was fetched and verified.
 
-        Atomic: the bytes go to a temporary file beside ``path`` (parent directories are
-        created), which replaces ``path`` only once the download is complete and verified;
-        a failed download leaves nothing at ``path``. A Content-Encoding of ``gzip``,
-        ``deflate`` or ``zstd`` is decoded unless ``raw=True``. Large objects come as parallel
-        ranged GETs, written at their offsets as they arrive (in order when decoding).
-        ``progress(done, total)`` counts stored bytes. Raises ``DownloadError`` (or
-        ``VerificationError``), after ``retries`` more attempts for a transient failure.
-        With ``settings.fsync_downloads`` the file is flushed to disk before the rename.
-        ``result.verified`` says what the bytes were checked against (see ``DownloadResult``).
+        Atomic: the bytes go to a temporary file beside ``path`` (parent directories are created), which replaces
+        ``path`` only once the download is complete and verified; a failed download leaves nothing at ``path``. A
+        Content-Encoding of ``gzip``, ``deflate`` or ``zstd`` is decoded unless ``raw=True``. Large objects come as
+        parallel ranged GETs, written at their offsets as they arrive (in order when decoding). ``progress(done,
+        total)`` counts stored bytes. Raises ``DownloadError`` (or ``VerificationError``), after ``retries`` more
+        attempts for a transient failure. With ``settings.fsync_downloads`` the file is flushed to disk before the
+        rename. ``result.verified`` says what the bytes were checked against (see ``DownloadResult``).
 
         >>> engine.get_file("logs", "2024/06/01/app.log.gz", "/tmp/app.log").verified   # doctest: +SKIP
         'md5'
@@ -283,9 +285,9 @@ class TransferEngine:
     ) -> DownloadResult:
         """Write the contents of ``s3://bucket/key`` to ``fileobj``; return what was fetched and verified.
 
-        The bytes are written in order as they arrive (verified at the end: on a failure some
-        may already be written). A retry rewinds and truncates a seekable ``fileobj`` to
-        where it stood; a non-seekable one gets no retry.
+        The bytes are written in order as they arrive (verified at the end: on a failure some may already be
+        written). A retry rewinds and truncates a seekable ``fileobj`` to where it stood; a non-seekable one gets no
+        retry.
         """
         output = StreamOutput.where_it_stands(fileobj)
 
@@ -376,8 +378,10 @@ class TransferEngine:
         _ = self.client
 
     def _requester(self, bucket: str, key: str, error_cls: type[TransferError]) -> Requester:
-        client, direct, choice = self.client, self._direct_put, self._checksums
-        return Requester(client, self.settings, bucket, key, error_cls, direct_put=direct, checksums=choice)
+        client, direct, choice, limiter = self.client, self._direct_put, self._checksums, self.limiter
+        return Requester(
+            client, self.settings, bucket, key, error_cls, direct_put=direct, checksums=choice, limiter=limiter
+        )
 
     def _attempts(
         self,

@@ -178,7 +178,10 @@ class _Attempt:
         byte_range = None if plan.whole else (span[0], span[1] - 1)
         etag = self.info.etag or None
         data = req.call(
-            "get", lambda: s3.get_object_bytes(req.client, req.bucket, req.key, byte_range=byte_range, if_match=etag)
+            "get",
+            lambda: s3.get_object_bytes(
+                req.client, req.bucket, req.key, byte_range=byte_range, if_match=etag, limit=req.limiter.down
+            ),
         )
         if byte_range is not None and len(data) != span[1] - span[0]:
             raise TransferError(

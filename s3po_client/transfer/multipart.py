@@ -254,7 +254,7 @@ class MultipartUpload:
                     req.key,
                     upload_id,
                     number,
-                    body.data,
+                    req.limiter.up.body(body.data),
                     content_md5=b64(body.md5) if body.md5 is not None else None,
                     checksum_crc32=body.crc32,
                 )

@@ -102,6 +102,7 @@ class OffsetFetch:
             consume=consume,
             if_match=self.info.etag or None,
             byte_range=None if self.plan.whole else (span[0], span[1] - 1),
+            limit=req.limiter.down,
         )
         return got, digest.digest()
 

@@ -7,7 +7,11 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import TransferError
+from .bandwidth import LimitedBody, TokenBucket
 from .results import Bucket, StoredObject
+
+#: what an upload request carries: the bytes, or the bytes read through a bandwidth limit
+Payload = bytes | bytearray | LimitedBody
 
 #: how much of a GET's body is read at a time
 READ_CHUNK_BYTES = 1024 * 1024
@@ -17,7 +21,7 @@ def put_object(
     client: Any,
     bucket: str,
     key: str,
-    body: bytes,
+    body: Payload,
     *,
     content_md5: str | None,
     checksum_crc32: str | None,
@@ -48,7 +52,7 @@ def upload_part(
     key: str,
     upload_id: str,
     number: int,
-    body: bytes,
+    body: Payload,
     *,
     content_md5: str | None,
     checksum_crc32: str | None,
@@ -142,13 +146,20 @@ def head_object(
 
 
 def get_object_bytes(
-    client: Any, bucket: str, key: str, *, byte_range: tuple[int, int] | None, if_match: str | None
+    client: Any,
+    bucket: str,
+    key: str,
+    *,
+    byte_range: tuple[int, int] | None,
+    if_match: str | None,
+    limit: TokenBucket | None = None,
 ) -> bytearray:
     """GET the object (or the inclusive ``byte_range``) and return its stored bytes.
 
     ``if_match`` (the ETag seen first) makes a store refuse the request if the object was
     replaced meanwhile, so a download never stitches two versions together. The body is
     read straight into one buffer of the announced size: no chunks joined into a copy.
+    ``limit`` is the bucket the bytes received pass through (see :func:`_read_into`).
     """
     response = client.get_object(Bucket=bucket, Key=key, **_get_args(byte_range, if_match))
     body = response["Body"]
@@ -157,7 +168,7 @@ def get_object_bytes(
         if expected is None:
             return bytearray(body.read())
         data = bytearray(int(expected))
-        got = _read_into(body, memoryview(data))
+        got = _read_into(body, memoryview(data), limit)
     finally:
         body.close()
     if got != expected:
@@ -174,12 +185,13 @@ def get_object_into(
     if_match: str | None,
     buffer: Callable[[], bytearray],
     consume: Callable[[bytearray, int], None],
+    limit: TokenBucket | None = None,
 ) -> int:
     """GET the object (or the inclusive ``byte_range``), passing its bytes to ``consume``; return their count.
 
     The body is read piece by piece, each into a buffer ``buffer()`` gives and handed over
     whole with the bytes it holds (``consume(buf, n)``): memory is the buffers the caller
-    lends, whatever the body's length. ``if_match`` as for ``get_object_bytes``; a body
+    lends, whatever the body's length. ``if_match`` and ``limit`` as for ``get_object_bytes``; a body
     shorter than announced raises.
     """
     response = client.get_object(Bucket=bucket, Key=key, **_get_args(byte_range, if_match))
@@ -190,7 +202,7 @@ def get_object_into(
         while expected is None or got < expected:
             piece = buffer()
             want = len(piece) if expected is None else min(len(piece), int(expected) - got)
-            n = _read_into(body, memoryview(piece)[:want])
+            n = _read_into(body, memoryview(piece)[:want], limit)
             consume(piece, n)
             got += n
             if n < want:
@@ -211,7 +223,29 @@ def _get_args(byte_range: tuple[int, int] | None, if_match: str | None) -> dict[
     return extra
 
 
-def _read_into(body: Any, view: memoryview) -> int:
+def _read_into(body: Any, view: memoryview, limit: TokenBucket | None) -> int:
+    """Fill ``view`` from ``body``; return the bytes read (fewer at the body's end).
+
+    Through a ``limit`` with a rate, the bytes are read a block at a time, each once the
+    bucket lets it pass; without one, they are counted once read.
+    """
+    if limit is None or limit.rate is None:
+        got = _fill(body, view)
+        if limit is not None:
+            limit.count(got)
+        return got
+    got = 0
+    while got < len(view):
+        want = min(len(view) - got, limit.block_bytes)
+        limit.take(want)
+        n = _fill(body, view[got : got + want])
+        got += n
+        if n < want:
+            break
+    return got
+
+
+def _fill(body: Any, view: memoryview) -> int:
     """Fill ``view`` from ``body``; return the bytes read (fewer at the body's end).
 
     The bytes are received straight into ``view`` from the HTTP response under botocore's

@@ -40,13 +40,14 @@ def put_single(
                     content_md5=md5_header,
                     checksum_crc32=body.crc32,
                     object_args=object_args,
+                    limit=req.limiter.up,
                 )
             else:
                 response = s3.put_object(
                     req.client,
                     req.bucket,
                     req.key,
-                    body.data,
+                    req.limiter.up.body(body.data),
                     content_md5=md5_header,
                     checksum_crc32=body.crc32,
                     object_args=object_args,

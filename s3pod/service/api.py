@@ -1,4 +1,4 @@
-"""The HTTP enqueue API: ``POST /v1/jobs``, ``GET /v1/status``, ``GET /healthz``; and the dashboard at ``/``.
+"""The HTTP enqueue API: ``POST /v1/jobs``, ``GET /v1/status``, ``GET|PUT /v1/bwlimit``, ``GET /healthz``; the dashboard at ``/``.
 
 For producers that cannot speak Redis. Jobs are validated exactly as the daemon
 validates them (the job contract, then the allowed-directory rules) and pushed in one
@@ -17,7 +17,7 @@ import logging
 import socket
 from collections.abc import Callable
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
@@ -33,6 +33,9 @@ from .dashboard import Dashboard
 from .httpserver import BoundedHttpServer
 from .httpwire import Admitted, Head, HttpError, Limits, Reply, body_length
 
+if TYPE_CHECKING:
+    from s3po_client.transfer.bandwidth import Limiter
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
@@ -42,6 +45,7 @@ DEFAULT_LIMITS = Limits()
 ROUTES: dict[str, tuple[str, ...]] = {
     "/v1/jobs": ("POST",),
     "/v1/status": ("GET",),
+    "/v1/bwlimit": ("GET", "PUT"),
     "/healthz": ("GET",),
 }
 #: Paths anyone who can reach the port may call: a load balancer's probe carries no token.
@@ -67,6 +71,7 @@ class ApiServer:
     them is answered 503 with Retry-After (:mod:`s3pod.service.httpserver`). The
     dashboard (:mod:`s3pod.service.dashboard`) shares the port and the threads;
     ``redact_paths`` hides full local paths from its readers without the token.
+    ``bandwidth`` is the process's bandwidth limiter, which ``/v1/bwlimit`` reads and sets.
     """
 
     def __init__(
@@ -83,6 +88,7 @@ class ApiServer:
         limits: Limits = DEFAULT_LIMITS,
         redact_paths: bool = False,
         worker_ttl_s: float = 30.0,
+        bandwidth: Limiter | None = None,
     ) -> None:
         if not token and not is_loopback(host):
             raise ConfigError(
@@ -95,6 +101,7 @@ class ApiServer:
         self.token = token or None
         self.check_s3 = check_s3
         self.max_body_bytes = max_body_bytes
+        self.bandwidth = bandwidth
         self.dashboard = Dashboard(
             client, prefix, token=self.token, redact_paths=redact_paths, worker_ttl_s=worker_ttl_s
         )
@@ -141,6 +148,12 @@ class ApiServer:
             )
         if path == "/v1/status":
             return Admitted(0, lambda _: Reply(HTTPStatus.OK, self.status()))
+        if path == "/v1/bwlimit":
+            if head.method == "PUT":
+                return Admitted(
+                    body_length(head, self.max_body_bytes), lambda body: Reply(HTTPStatus.OK, self.bwlimit(body))
+                )
+            return Admitted(0, lambda _: Reply(HTTPStatus.OK, self.bwlimit(None)))
         return Admitted(0, lambda _: Reply(*self.health()), urgent=True)
 
     def _authorize(self, header: str) -> None:
@@ -188,12 +201,36 @@ class ApiServer:
         return {"ids": ids}
 
     def status(self) -> dict[str, Any]:
-        """Return the queue's counts, as ``s3po status --json`` prints them."""
+        """Return the queue's counts, as ``s3po status --json`` prints them, and the bandwidth limit."""
         try:
-            return count_jobs(self.client, self.prefix).to_dict()
+            counts = count_jobs(self.client, self.prefix).to_dict()
+            return counts if self.bandwidth is None else {**counts, "bandwidth": self.bandwidth.status()}
         except redis.RedisError as exc:
             logger.error("api: cannot read the queue: %s", exc)
             raise HttpError(HTTPStatus.SERVICE_UNAVAILABLE, "Redis is unavailable") from None
+
+    def bwlimit(self, body: bytes | None) -> dict[str, Any]:
+        """Return the bandwidth limit; with a body ``{"rate": "5M"}`` (anything ``--bwlimit`` takes), set it first."""
+        from s3po_client.transfer.bandwidth import parse_bwlimit
+
+        if self.bandwidth is None:
+            raise HttpError(HTTPStatus.NOT_FOUND, "this server has no bandwidth limiter")
+        if body is not None:
+            try:
+                data = json.loads(body)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise HttpError(HTTPStatus.BAD_REQUEST, f"body is not valid JSON: {exc}") from None
+            if not isinstance(data, dict) or set(data) != {"rate"} or not isinstance(data["rate"], str):
+                raise HttpError(
+                    HTTPStatus.BAD_REQUEST, 'expected {"rate": "<RATE>"}, e.g. {"rate": "5M"} or {"rate": "off"}'
+                )
+            try:
+                schedule = parse_bwlimit(data["rate"])
+            except ConfigError as exc:
+                raise HttpError(HTTPStatus.BAD_REQUEST, str(exc)) from None
+            self.bandwidth.follow(schedule)
+            logger.info("bwlimit set bwlimit=%r via=api", schedule.text)
+        return self.bandwidth.status()
 
     def health(self) -> tuple[HTTPStatus, dict[str, Any]]:
         """Return 200 if Redis and S3 both answer, else 503; the body says which is down."""

@@ -12,6 +12,9 @@ s3pod_retries_total               counter   retries scheduled
 s3pod_queue_jobs{state}           gauge     jobs pending, processing, delayed, dead (read at scrape)
 s3pod_workers_alive               gauge     workers whose heartbeat is fresh (read at scrape)
 s3pod_redis_up                    gauge     1 if the scrape could read Redis, else 0
+s3pod_bwlimit_bytes_per_second    gauge     the bandwidth limit now, by direction (up, down); 0: off
+s3pod_transferred_bytes_total     counter   body bytes sent (up) and received (down) as they go,
+                                            retries included: ``rate()`` of it is the bandwidth used
 ================================= ========= ==================================================
 
 Names follow https://prometheus.io/docs/practices/naming/ (base units, ``_total`` for
@@ -23,10 +26,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import redis
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import start_http_server
 from prometheus_client.registry import Collector
 
@@ -34,6 +38,9 @@ from s3po_client.admin import count_jobs
 from s3po_client.keys import DEFAULT_PREFIX
 
 from ..events import Outcome, OutcomeKind
+
+if TYPE_CHECKING:
+    from s3po_client.transfer.bandwidth import Limiter
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +87,33 @@ class Metrics:
     ) -> None:
         """Also export the queue depths and live workers, read from Redis at each scrape."""
         self.registry.register(QueueCollector(client, prefix, worker_ttl_s))
+
+    def watch_bandwidth(self, limiter: Limiter) -> None:
+        """Also export the bandwidth limit and the bytes moved, read from ``limiter`` at each scrape."""
+        self.registry.register(BandwidthCollector(limiter))
+
+
+class BandwidthCollector(Collector):
+    """Reads the process's bandwidth limits and byte counts (a ``Limiter``) when Prometheus scrapes."""
+
+    def __init__(self, limiter: Limiter) -> None:
+        self.limiter = limiter
+
+    def collect(self) -> Iterator[Metric]:
+        rates = self.limiter.rates
+        limit = GaugeMetricFamily(
+            "s3pod_bwlimit_bytes_per_second", "Bandwidth limit now, bytes per second (0: off).", labels=["direction"]
+        )
+        moved = CounterMetricFamily(
+            "s3pod_transferred_bytes",
+            "Body bytes sent (up) and received (down), retries included.",
+            labels=["direction"],
+        )
+        for direction, rate, bucket in (("up", rates.up, self.limiter.up), ("down", rates.down, self.limiter.down)):
+            limit.add_metric([direction], rate or 0)
+            moved.add_metric([direction], bucket.bytes_total)
+        yield limit
+        yield moved
 
 
 class QueueCollector(Collector):

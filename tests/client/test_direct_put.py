@@ -159,3 +159,26 @@ def test_the_readiness_probe_trusts_the_ca_bundle(https_s3: HttpsS3Server, no_pr
     assert s3_answers(https_s3.url, ca_bundle=str(https_s3.ca)) is None, "the bundle given (--ca-bundle)"
     no_proxy_env.setenv("AWS_CA_BUNDLE", str(https_s3.ca))
     assert s3_answers(https_s3.url) is None
+
+
+@pytest.mark.parametrize("size", [1024 * 1024, THRESHOLD + 1], ids=["small", "multipart"])
+def test_a_limited_upload_over_tls_keeps_to_the_limit(
+    https_s3: HttpsS3Server, no_proxy_env: pytest.MonkeyPatch, size: int
+) -> None:
+    """Over TLS the direct PUT goes through botocore's own HTTP session: its body is limited there too."""
+    import time
+
+    from s3po_client.transfer.bandwidth import Limiter, parse_bwlimit
+
+    bucket = tls_bucket(https_s3)
+    engine = tls_engine(https_s3, ca_bundle=str(https_s3.ca))
+    try:
+        engine.warm_up()
+        engine.limiter = Limiter(parse_bwlimit("4M:off"))
+        data = pattern(size)
+        started = time.monotonic()
+        assert engine.upload_bytes(bucket, "limited", data, retries=0) is not False
+        assert time.monotonic() - started >= size / (4 * 1024 * 1024) * 0.9
+        assert engine.download_bytes(bucket, "limited") == data
+    finally:
+        engine.close()

@@ -325,7 +325,9 @@ def test_responses_match_the_openapi_file(make_api: Callable[..., ApiServer], sp
     import yaml
 
     spec = yaml.safe_load((ROOT / "docs" / "openapi.yaml").read_text())
-    api = make_api(token=TOKEN, max_body_bytes=1024)
+    from s3po_client.transfer.bandwidth import Limiter
+
+    api = make_api(token=TOKEN, max_body_bytes=1024, bandwidth=Limiter())
     auth = {"Authorization": f"Bearer {TOKEN}"}
     good = {"bucket": "b", "key": "k", "path": spooled(spool, "f")}
     for method, path, body, headers in [
@@ -336,6 +338,10 @@ def test_responses_match_the_openapi_file(make_api: Callable[..., ApiServer], sp
         ("GET", "/v1/status", None, auth),
         ("GET", "/v1/status", None, {}),
         ("GET", "/healthz", None, {}),
+        ("GET", "/v1/bwlimit", None, auth),
+        ("PUT", "/v1/bwlimit", {"rate": "5M"}, auth),
+        ("PUT", "/v1/bwlimit", {"rate": "fast"}, auth),
+        ("PUT", "/v1/bwlimit", {"rate": "5M"}, {}),
     ]:
         r = call(api.port, method, path, body, headers)
         assert str(r.status) in spec["paths"][path][method.lower()]["responses"], (method, path, r.status)
@@ -524,3 +530,35 @@ def test_a_body_on_a_get_ends_the_connection_after_the_answer(make_api: Callable
         status, headers, _ = read_reply(sock)
         assert (status, headers["Connection"]) == (200, "close")
         assert sock.recv(1) == b""
+
+
+def test_the_bandwidth_limit_is_shown_and_changed_with_the_token(make_api: Callable[..., ApiServer]) -> None:
+    from s3po_client.transfer.bandwidth import Limiter, Rates, parse_bwlimit
+
+    limiter = Limiter(parse_bwlimit("10M"))
+    api = make_api(token=TOKEN, bandwidth=limiter)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert call(api.port, "PUT", "/v1/bwlimit", {"rate": "5M"}).status == 401
+    assert limiter.rates == Rates(10 * 1024 * 1024, 10 * 1024 * 1024)
+
+    r = call(api.port, "PUT", "/v1/bwlimit", {"rate": "5M:off"}, headers=auth)
+    assert r.status == 200
+    assert r.json["rate"] == "5M:off" and r.json["up_bytes_per_second"] == 5 * 1024 * 1024
+    assert r.json["down_bytes_per_second"] is None
+    assert limiter.rates == Rates(5 * 1024 * 1024, None), "the engine's limiter itself, at once"
+    assert call(api.port, "GET", "/v1/status", headers=auth).json["bandwidth"]["rate"] == "5M:off"
+    assert call(api.port, "GET", "/v1/bwlimit", headers=auth).json["bwlimit"] == "5M:off"
+
+    r = call(api.port, "PUT", "/v1/bwlimit", {"rate": "08:00,1M 19:00,off"}, headers=auth)
+    assert r.status == 200 and r.json["bwlimit"] == "08:00,1M 19:00,off"
+    assert limiter.schedule == parse_bwlimit("08:00,1M 19:00,off")
+
+    for bad, says in [
+        ({"rate": "12"}, "write 12K, 12M or 12B"),
+        ({"rate": 5}, 'expected {"rate": "<RATE>"}'),
+        ({"limit": "5M"}, 'expected {"rate": "<RATE>"}'),
+    ]:
+        r = call(api.port, "PUT", "/v1/bwlimit", bad, headers=auth)
+        assert r.status == 400 and says in r.json["error"], r.json
+    assert call(api.port, "PUT", "/v1/bwlimit", raw=b"{nope", headers=auth).status == 400
+    assert limiter.schedule == parse_bwlimit("08:00,1M 19:00,off"), "a refused request changes nothing"

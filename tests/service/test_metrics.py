@@ -151,3 +151,25 @@ def test_workers_alive_judges_heartbeats_by_the_redis_clock(redis_server, daemon
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_the_bandwidth_limit_and_the_bytes_moved_are_read_at_scrape_time(
+    metrics: tuple[Metrics, MetricsServer],
+) -> None:
+    from s3po_client.transfer.bandwidth import Limiter, Rates, parse_bwlimit
+
+    m, server = metrics
+    limiter = Limiter(parse_bwlimit("2M:off"))
+    m.watch_bandwidth(limiter)
+    limiter.up.take(1000)
+    limiter.down.body(b"x" * 24)
+    limiter.down.count(100)
+    got = scrape(server.port)
+    assert got[("s3pod_bwlimit_bytes_per_second", (("direction", "up"),))] == 2 * 1024 * 1024
+    assert got[("s3pod_bwlimit_bytes_per_second", (("direction", "down"),))] == 0
+    assert got[("s3pod_transferred_bytes_total", (("direction", "up"),))] == 1000
+    assert got[("s3pod_transferred_bytes_total", (("direction", "down"),))] == 124
+    limiter.set_rate(Rates(None, 1024 * 1024))
+    got = scrape(server.port)
+    assert got[("s3pod_bwlimit_bytes_per_second", (("direction", "up"),))] == 0
+    assert got[("s3pod_bwlimit_bytes_per_second", (("direction", "down"),))] == 1024 * 1024
