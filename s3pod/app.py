@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from types import TracebackType
@@ -227,10 +229,12 @@ def run(
     burst: bool = False,
     spool: SpoolSettings | None = None,
     bwlimit: Schedule | None = None,
+    on_reload: Callable[[Limiter], None] | None = None,
 ) -> int:
     """Run the daemon with everything around it; return its exit status.
 
     ``bwlimit`` limits the bandwidth of every upload at once; the API can change it.
+    ``on_reload`` is called on SIGHUP, in a thread of its own, with the bandwidth limiter.
 
     With ``settings.daemon``, first lock the pidfile (AlreadyRunningError if another s3pod
     holds it) and detach; the log handlers configured so far keep their files. Then open
@@ -256,6 +260,8 @@ def run(
         bandwidth=Limiter(bwlimit),
     )
     hooks = WorkerHooks(on_ready=service.ready, on_tick=service.tick, on_stopping=service.stopping)
+    if on_reload is not None:
+        reload_on_sighup(on_reload, service.bandwidth)
     try:
         with service:
             service.notifier.status("starting: waiting for Redis and the S3 endpoint")
@@ -272,6 +278,15 @@ def run(
             )
     finally:
         client.close()
+
+
+def reload_on_sighup(reload: Callable[[Limiter], None], limiter: Limiter) -> None:
+    """Call ``reload(limiter)`` on each SIGHUP, in a new thread: it reads files and logs, which a handler must not."""
+
+    def handle(signum: int, frame: object) -> None:
+        threading.Thread(target=reload, args=(limiter,), name="s3pod-reload", daemon=True).start()
+
+    signal.signal(signal.SIGHUP, handle)
 
 
 def probe_url(s3: S3Settings) -> str:

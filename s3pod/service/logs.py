@@ -190,11 +190,17 @@ def configure_logging(
         root.removeHandler(old)
         old.close()
     root.addHandler(handler)
+    set_level(level)
+    return handler
+
+
+def set_level(level: str) -> None:
+    """Log records of ``level`` and above (``INFO``, any case); the libraries' own at INFO and above."""
+    root = logging.getLogger()
     root.setLevel(level.upper())
     # botocore's DEBUG output includes request headers; keep libraries at INFO and above.
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
         logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))
-    return handler
 
 
 def _text_value(value: Any) -> str:

@@ -1,0 +1,112 @@
+"""What s3pod does with its settings besides running: ``--check-config``'s report and SIGHUP's reload.
+
+A reload re-reads the config file and applies what can change while running (the
+bandwidth limit, the log level) unless the command line or the environment sets it; every
+other change is logged as needing a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import click
+
+from s3po_client.errors import ConfigError
+from s3po_client.redaction import redact
+from s3po_client.transfer.bandwidth import OFF, Limiter, Schedule, parse_bwlimit
+
+from . import configfile
+from .service.logs import set_level
+from .watchspec import SpoolSettings
+
+logger = logging.getLogger("s3pod")
+
+#: the settings a SIGHUP applies without a restart
+RELOADABLE = ("bwlimit", "log_level")
+#: where a value comes from when it overrides the config file's
+OVERRIDES = (click.ParameterSource.COMMANDLINE, click.ParameterSource.ENVIRONMENT)
+_SOURCES = {
+    click.ParameterSource.COMMANDLINE: "command line",
+    click.ParameterSource.ENVIRONMENT: "environment",
+    click.ParameterSource.DEFAULT_MAP: "config file",
+    click.ParameterSource.DEFAULT: "default",
+}
+
+
+def effective_settings(
+    ctx: click.Context, options: Mapping[str, Any], spool: SpoolSettings, secrets: Iterable[str]
+) -> list[str]:
+    """Return one line per option (``name = value  # where it comes from``), then one per watch; secrets redacted."""
+    secrets = list(secrets)
+    lines = []
+    for param in ctx.command.params:
+        if not isinstance(param, click.Option) or param.name in configfile.NOT_IN_FILE or param.name is None:
+            continue
+        value = options[param.name]
+        if value is not None and param.name in ("secret_key", "api_token"):
+            value = "***"
+        shown = redact(_shown(value), secrets)
+        source = ctx.get_parameter_source(param.name)
+        lines.append(f"{param.opts[0][2:]} = {shown}  # {_SOURCES.get(source, 'default') if source else 'default'}")
+    for watch in spool.watches:
+        lines.append(
+            f"# watching {watch} compress={watch.compress or 'none'} keep={str(not watch.delete).lower()} "
+            f"include={list(watch.include)} exclude={list(watch.exclude)} prune_empty_dirs={watch.prune_empty_dirs}"
+        )
+    return lines
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, Schedule):
+        return value.text
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_shown(v) for v in value) + "]"
+    return "(none)" if value is None else str(value)
+
+
+class Reloader:
+    """Re-reads the config file on SIGHUP and applies what can change without a restart."""
+
+    def __init__(self, ctx: click.Context, loaded: configfile.FileConfig) -> None:
+        self.ctx = ctx
+        self.loaded = loaded
+        self._lock = threading.Lock()
+
+    def reload(self, limiter: Limiter) -> None:
+        """Re-read the file; apply the bandwidth limit and log level; log what changed and what needs a restart."""
+        with self._lock:
+            try:
+                new = configfile.load(self.loaded.path, self.ctx)
+            except ConfigError as exc:
+                logger.error("config reload failed, the settings in force stay: %s", exc)
+                return
+            old, self.loaded = self.loaded, new
+            for name in RELOADABLE:
+                before, after = old.defaults.get(name), new.defaults.get(name)
+                if before == after:
+                    continue
+                if self.ctx.get_parameter_source(name) in OVERRIDES:
+                    logger.warning("config reload: %s changed in the file, but the command line sets it", name)
+                    continue
+                logger.info("config reload: %s = %r (was %r)", name, after, before)
+                if name == "bwlimit":
+                    limiter.follow(parse_bwlimit(after) if after else Schedule.constant(OFF))
+                else:
+                    set_level(after or "INFO")
+            restart = sorted(
+                name
+                for name in {*old.defaults, *new.defaults}
+                if name not in RELOADABLE and old.defaults.get(name) != new.defaults.get(name)
+            )
+            if old.watches != new.watches:
+                restart.append("watch")
+            if restart:
+                logger.warning("config reload: %s changed: takes effect after a restart", ", ".join(restart))
+            else:
+                logger.info("config reload: done, nothing needs a restart")
+
+
+__all__ = ["RELOADABLE", "Reloader", "effective_settings"]
