@@ -158,7 +158,7 @@ class _Where:
     text: str
 
     def error(self, key: str, message: str) -> ConfigError:
-        pattern = re.compile(rf"^\s*(\[\[?\s*)?[\"']?{re.escape(key)}[\"']?\s*(=|\])", re.MULTILINE)
+        pattern = re.compile(rf"^[ \t]*(\[\[?[ \t]*)?[\"']?{re.escape(key)}[\"']?[ \t]*(=|\])", re.MULTILINE)
         match = pattern.search(self.text)
         if match is None:
             return ConfigError(f"{self.path}: {message}")

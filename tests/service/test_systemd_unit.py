@@ -66,7 +66,9 @@ def test_unit_is_a_notify_service_restarted_on_failure() -> None:
     assert d["Restart"] == "on-failure"
     assert d["User"] == "s3pod"
     assert d["EnvironmentFile"] == "/etc/s3po/s3pod.env"
-    assert d["ExecStart"] == "/opt/s3po/bin/s3pod"  # no --daemon under systemd, no option with a secret
+    # no --daemon under systemd, no option with a secret: those are in the EnvironmentFile
+    assert d["ExecStart"] == "/opt/s3po/bin/s3pod --config /etc/s3po/s3pod.toml"
+    assert d["ExecReload"] == "/bin/kill -HUP $MAINPID"
 
 
 def test_no_secret_in_the_unit() -> None:
