@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -23,6 +24,9 @@ CODECS: tuple[str, ...] = get_args(Codec)
 FORMAT_VERSION = 1
 DEFAULT_RETRIES = 3
 
+
+#: What a destination's name may hold: it names a table of s3pod's config file.
+DESTINATION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 #: The longest key S3 stores, in bytes of UTF-8
 #: (https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-keys.html).
@@ -66,6 +70,8 @@ class Job:
     retries: int = DEFAULT_RETRIES
     delete: bool = True
     silent: bool = False
+    #: the s3pod destination (a name in its config file) to upload to; None: its default endpoint
+    destination: str | None = None
     id: str = field(default_factory=new_job_id)
     enqueued_at: float | None = None
     attempt: int = 0
@@ -99,6 +105,12 @@ class Job:
         for name in ("delete", "silent"):
             if not isinstance(getattr(self, name), bool):
                 raise JobError(f"field {name!r} must be true or false, got {getattr(self, name)!r}")
+        if self.destination is not None and (
+            not isinstance(self.destination, str) or not DESTINATION_NAME.fullmatch(self.destination)
+        ):
+            raise JobError(
+                f"field 'destination' must be null or a name of letters, digits, '_', '.', '-', got {self.destination!r}"
+            )
         if self.enqueued_at is not None and (
             isinstance(self.enqueued_at, bool) or not isinstance(self.enqueued_at, (int, float))
         ):
@@ -145,9 +157,15 @@ class Job:
             raise JobError(f"not a valid job: {type(exc).__name__}: {exc}") from None
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the job as a plain dict, ready for ``json.dumps``."""
+        """Return the job as a plain dict, ready for ``json.dumps``.
+
+        Without a destination, the field is left out: the job reads as it did before the
+        field existed, so a daemon that does not know it still takes the job.
+        """
         data = {name: getattr(self, name) for name in _FIELD_NAMES}
         data["headers"] = dict(self.headers)
+        if data["destination"] is None:
+            del data["destination"]
         return data
 
     def to_json(self) -> str:

@@ -34,6 +34,7 @@ def make_job(
     retries: int = DEFAULT_RETRIES,
     delete: bool = True,
     silent: bool = False,
+    destination: str | None = None,
 ) -> Job:
     """Return a validated, timestamped job for a local file that exists now.
 
@@ -51,6 +52,7 @@ def make_job(
         retries=retries,
         delete=delete,
         silent=silent,
+        destination=destination,
         enqueued_at=time.time(),
     )
     return job
@@ -66,13 +68,15 @@ def enqueue(
     retries: int = DEFAULT_RETRIES,
     delete: bool = True,
     silent: bool = False,
+    destination: str | None = None,
     redis_url: str | None = None,
     prefix: str = DEFAULT_PREFIX,
     durable: bool = False,
 ) -> str:
     """Queue one file for upload by ``s3pod`` and return the job id.
 
-    Returns once the job is safely in Redis. ``redis_url`` defaults to ``$S3PO_REDIS_URL``,
+    ``destination`` names one of s3pod's configured destinations (its config file's
+    ``[destinations.NAME]``); None uploads to s3pod's own endpoint. Returns once the job is safely in Redis. ``redis_url`` defaults to ``$S3PO_REDIS_URL``,
     else ``redis://127.0.0.1:6379/0``. With ``durable=True`` it returns only once a
     replica holds the job too (Redis ``WAIT``), so a failover right after cannot lose it;
     see :func:`push_jobs`.
@@ -88,6 +92,7 @@ def enqueue(
         retries=retries,
         delete=delete,
         silent=silent,
+        destination=destination,
     )
     return push_jobs([job], redis_url=redis_url, prefix=prefix, durable=durable)[0]
 

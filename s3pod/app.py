@@ -33,6 +33,7 @@ from s3po_client.transfer import TransferEngine
 from s3po_client.transfer.bandwidth import Limiter, Schedule
 
 from .config import WorkerConfig, WorkerHooks
+from .destinations import Destination, Destinations
 from .events import Listener
 from .loop import Worker
 from .reachability import s3_answers
@@ -230,12 +231,12 @@ def run(
     spool: SpoolSettings | None = None,
     bwlimit: Schedule | None = None,
     on_reload: Callable[[Limiter], None] | None = None,
+    destinations: tuple[Destination, ...] = (),
 ) -> int:
     """Run the daemon with everything around it; return its exit status.
 
-    ``bwlimit`` limits the bandwidth of every upload at once; the API can change it.
-    ``on_reload`` is called on SIGHUP, in a thread of its own, with the bandwidth limiter.
-
+    ``bwlimit`` limits every upload at once (the API can change it); ``on_reload`` is called on
+    SIGHUP, in a thread, with the limiter; ``destinations``: the stores a job may name besides ``s3``.
     With ``settings.daemon``, first lock the pidfile (AlreadyRunningError if another s3pod
     holds it) and detach; the log handlers configured so far keep their files. Then open
     the metrics and API ports, and run the worker with the service's listeners and hooks.
@@ -275,6 +276,7 @@ def run(
                 hooks=hooks,
                 spool=spool,
                 limiter=service.bandwidth,
+                destinations=destinations,
             )
     finally:
         client.close()
@@ -308,13 +310,14 @@ def serve(
     signals: bool = True,
     spool: SpoolSettings | None = None,
     limiter: Limiter | None = None,
+    destinations: tuple[Destination, ...] = (),
 ) -> int:
     """Run the daemon until SIGTERM/SIGINT (or, with ``burst``, until the queue is empty); return its exit status.
 
-    Connects to Redis (with socket timeouts, so a silent network cannot hang a thread),
-    builds the transfer engine (its bandwidth limited by ``limiter``), warns when no
-    ``--allow-dir`` limits the files, and runs one :class:`~s3pod.loop.Worker`, with a
-    :class:`~s3pod.spool.Spool` watcher when ``spool`` has watches.
+    Connects to Redis (with socket timeouts, so a silent network cannot hang a thread), builds
+    the engines (limited by ``limiter``; one per destination, on first use), warns when no
+    ``--allow-dir`` limits the files, and runs one :class:`~s3pod.loop.Worker` (with a
+    :class:`~s3pod.spool.Spool` watcher when ``spool`` has watches).
     """
     client = connect(
         redis_url, socket_timeout=config.claim_timeout_s + 10, socket_connect_timeout=5, health_check_interval=30
@@ -340,14 +343,12 @@ def serve(
     activity = Activity(client, QueueKeys(split_prefixes(config.prefix)[0]), config.worker_id)
     listeners = (*listeners, activity.throughput)
     engine = TransferEngine(s3, transfer, limiter=limiter)
-    worker = Worker(client, engine, config, listeners, hooks, activity.uploads)
+    routes = Destinations(engine, destinations)
+    worker = Worker(client, engine, config, listeners, hooks, activity.uploads, routes)
     if signals:
         worker.install_signal_handlers()
     activity.start()
-    watcher = None
-    if spool is not None and spool.watches:
-        watcher = Spool(connect(redis_url, socket_timeout=REDIS_TIMEOUT_S), spool, prefix=config.prefix)
-        watcher.start()
+    watcher = start_spool(spool, redis_url, config.prefix)
     try:
         return worker.run(burst=burst)
     finally:
@@ -355,7 +356,17 @@ def serve(
             watcher.close()
             watcher.client.close()
         activity.close()
+        routes.close()
         client.close()
+
+
+def start_spool(spool: SpoolSettings | None, redis_url: str, prefix: str) -> Spool | None:
+    """Start watching the spool directories, with a Redis client of the watcher's own; None without watches."""
+    if spool is None or not spool.watches:
+        return None
+    watcher = Spool(connect(redis_url, socket_timeout=REDIS_TIMEOUT_S), spool, prefix=prefix)
+    watcher.start()
+    return watcher
 
 
 def _log_streams() -> list[Any]:

@@ -78,6 +78,7 @@ def command(**options: Any) -> None:
             spool=spool,
             bwlimit=options["bwlimit"],
             on_reload=Reloader(ctx, file).reload if file is not None else None,
+            destinations=file.destinations if file is not None else (),
         )
     except AlreadyRunningError as exc:
         click.echo(f"s3pod: {exc}", err=True)
@@ -133,7 +134,8 @@ def check_config(ctx: click.Context, options: Mapping[str, Any], url: str, spool
     s3_settings(options)
     transfer_settings(options, transfers_at_once=options["concurrency"])
     secrets = [s for s in (options["secret_key"], options["api_token"], *url_secrets(url)) if s]
-    for line in effective_settings(ctx, options, spool, secrets):
+    file: configfile.FileConfig | None = options["config"]
+    for line in effective_settings(ctx, options, spool, secrets, file.destinations if file is not None else ()):
         click.echo(line)
     sys.exit(0)
 

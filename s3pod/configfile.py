@@ -17,6 +17,8 @@ import click
 
 from s3po_client.errors import ConfigError
 
+from .destinations import Destination
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
@@ -49,6 +51,7 @@ class FileConfig:
     path: str
     defaults: dict[str, Any]
     watches: tuple[WatchTable, ...]
+    destinations: tuple[Destination, ...] = ()
 
 
 def load(path: str, ctx: click.Context) -> FileConfig:
@@ -67,7 +70,11 @@ def load(path: str, ctx: click.Context) -> FileConfig:
     options = _options(ctx.command)
     defaults: dict[str, Any] = {}
     watches: list[WatchTable] = []
+    destinations: list[Destination] = []
     for key, value in data.items():
+        if key == "destinations" and isinstance(value, dict):
+            destinations += [_destination(name, table, where) for name, table in value.items()]
+            continue
         if _name(key) == "watch" and isinstance(value, list) and any(isinstance(v, dict) for v in value):
             watches += [_watch_table(item, where) for item in value]
             continue
@@ -75,7 +82,7 @@ def load(path: str, ctx: click.Context) -> FileConfig:
         if param is None:
             raise where.error(key, f"unknown key {key!r}")
         defaults[param.name] = _checked(param, value, ctx, where, key)
-    return FileConfig(path, defaults, tuple(watches))
+    return FileConfig(path, defaults, tuple(watches), tuple(destinations))
 
 
 def read_config_file(ctx: click.Context, param: click.Parameter, path: str | None) -> FileConfig | None:
@@ -117,6 +124,14 @@ def _checked(param: click.Option, value: Any, ctx: click.Context, where: _Where,
     except click.BadParameter as exc:
         raise where.error(key, f"{key}: {exc.message}") from None
     return value
+
+
+def _destination(name: str, table: Any, where: _Where) -> Destination:
+    """Return one ``[destinations.NAME]`` table checked; the error names the table's line."""
+    try:
+        return Destination.from_table(name, table)
+    except ConfigError as exc:
+        raise where.error(f"destinations.{name}", str(exc)) from None
 
 
 def _watch_table(table: Any, where: _Where) -> WatchTable:

@@ -19,6 +19,7 @@ from s3po_client.redaction import redact
 from s3po_client.transfer.bandwidth import OFF, Limiter, Schedule, parse_bwlimit
 
 from . import configfile
+from .destinations import Destination
 from .service.logs import set_level
 from .watchspec import SpoolSettings
 
@@ -37,9 +38,15 @@ _SOURCES = {
 
 
 def effective_settings(
-    ctx: click.Context, options: Mapping[str, Any], spool: SpoolSettings, secrets: Iterable[str]
+    ctx: click.Context,
+    options: Mapping[str, Any],
+    spool: SpoolSettings,
+    secrets: Iterable[str],
+    destinations: Iterable[Destination] = (),
 ) -> list[str]:
-    """Return one line per option (``name = value  # where it comes from``), then one per watch; secrets redacted."""
+    """Return one line per option (``name = value  # where it comes from``), then per destination and watch.
+
+    Secrets are redacted."""
     secrets = list(secrets)
     lines = []
     for param in ctx.command.params:
@@ -51,6 +58,8 @@ def effective_settings(
         shown = redact(_shown(value), secrets)
         source = ctx.get_parameter_source(param.name)
         lines.append(f"{param.opts[0][2:]} = {shown}  # {_SOURCES.get(source, 'default') if source else 'default'}")
+    for destination in destinations:
+        lines.append(f"# destination {destination}")
     for watch in spool.watches:
         lines.append(
             f"# watching {watch} compress={watch.compress or 'none'} keep={str(not watch.delete).lower()} "
@@ -103,6 +112,8 @@ class Reloader:
             )
             if old.watches != new.watches:
                 restart.append("watch")
+            if old.destinations != new.destinations:
+                restart.append("destinations")
             if restart:
                 logger.warning("config reload: %s changed: takes effect after a restart", ", ".join(restart))
             else:

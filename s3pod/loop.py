@@ -27,6 +27,7 @@ from s3po_client.transfer import TransferEngine
 
 from .budget import MemoryBudget
 from .config import WorkerConfig, WorkerHooks
+from .destinations import Destinations
 from .events import Listener
 from .keeper import Keeper
 from .reachability import RedisWatch, s3_answers
@@ -65,9 +66,12 @@ class Worker:
         listeners: Sequence[Listener] = (),
         hooks: WorkerHooks | None = None,
         watcher: UploadWatcher | None = None,
+        destinations: Destinations | None = None,
     ) -> None:
         self.client = client
         self.engine = engine
+        #: the engine of each job: ``engine`` for jobs naming no destination
+        self.destinations = destinations or Destinations(engine)
         self.config = config
         self.hooks = hooks or WorkerHooks()
         self.queue = consumer_for(client, config.prefix, config.worker_id, config.heartbeat_timeout_s)
@@ -77,13 +81,13 @@ class Worker:
         self.cold_stop = threading.Event()  # put back the jobs in flight now
         self.settlement = Settlement(
             worker_id=config.worker_id,
-            engine=engine,
+            engine_for=self.destinations.engine_for,
             retry=config.retry,
             watch=self.watch,
             listeners=listeners,
             allow_dirs=config.paths.allow_dirs,
         )
-        self.runner = Runner(engine, config, self.budget, self.stopping, watcher)
+        self.runner = Runner(self.destinations, config, self.budget, self.stopping, watcher)
         self._held_jobs: Counter[Claimed] = Counter()
         self._held_jobs_lock = threading.Lock()
         self._thread_died = threading.Event()

@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import BinaryIO, Protocol
 
@@ -25,6 +25,7 @@ from s3po_client.transfer import TransferEngine, UploadResult
 
 from .budget import MemoryBudget
 from .config import WorkerConfig
+from .destinations import Destinations
 from .sharded import Claimed
 from .uploads import record_for
 
@@ -103,13 +104,13 @@ class Runner:
 
     def __init__(
         self,
-        engine: TransferEngine,
+        destinations: Destinations,
         config: WorkerConfig,
         budget: MemoryBudget,
         stopping: threading.Event,
         watcher: UploadWatcher | None = None,
     ) -> None:
-        self.engine = engine
+        self.destinations = destinations
         self.config = config
         self.budget = budget
         self.stopping = stopping
@@ -131,6 +132,10 @@ class Runner:
             job.attempt,
         )
         try:
+            route = self.destinations.route(job)
+        except JobError as exc:
+            return Rejected(claimed, job, started, str(exc))
+        try:
             opened = self.config.paths.open(job.path)  # checked on the descriptor that is read
         except JobError as exc:
             return Rejected(claimed, job, started, str(exc), missing=not os.path.lexists(job.path))
@@ -138,7 +143,7 @@ class Runner:
         witness = os.dup(opened[0].fileno())
         try:
             with opened[0]:
-                return self._upload(claimed, job, started, opened, witness, before_long)
+                return self._upload(claimed, job, route, started, opened, witness, before_long)
         except Exception as exc:  # noqa: BLE001 - every failure settles the job, none ends the worker
             if not isinstance(exc, S3poError):
                 logger.exception("bug while uploading job=%s", job.id)
@@ -150,13 +155,15 @@ class Runner:
         self,
         claimed: Claimed,
         job: Job,
+        route: tuple[TransferEngine, Mapping[str, str]],
         started: float,
         opened: tuple[BinaryIO, str],
         witness: int,
         before_long: Callable[[], None] | None,
     ) -> RunResult:
         file, path = opened
-        threshold = self.engine.settings.multipart_threshold_bytes
+        engine, headers = route
+        threshold = engine.settings.multipart_threshold_bytes
         size = os.fstat(file.fileno()).st_size
         small = size < threshold
         if not small and before_long is not None:
@@ -171,11 +178,11 @@ class Runner:
             progress = functools.partial(_report_progress, watcher, job.id)
         try:
             # One attempt (retries=0): the next one is scheduled in Redis, not slept through here.
-            result = self.engine.upload_file(
+            result = engine.upload_file(
                 job.bucket,
                 job.key,
                 path,
-                headers=job.headers,
+                headers=headers,
                 compress=job.compress,
                 retries=0,
                 allow_dirs=self.config.paths.allow_dirs,

@@ -98,7 +98,7 @@ class Settlement:
         self,
         *,
         worker_id: str,
-        engine: TransferEngine,
+        engine_for: Callable[[Job | None], TransferEngine],
         retry: RetryPolicy,
         watch: RedisWatch,
         listeners: Sequence[Listener] = (),
@@ -107,7 +107,8 @@ class Settlement:
         self.worker_id = worker_id
         #: where files may be deleted: the delete walks down from these, never through a symlink
         self.allow_dirs = tuple(allow_dirs)
-        self.engine = engine
+        #: the engine a job was sent with (its destination's), to abort its multipart upload
+        self.engine_for = engine_for
         self.retry = retry
         self.watch = watch
         self.listeners = tuple(listeners)
@@ -221,7 +222,7 @@ class Settlement:
     def _abandon_upload(self, claimed: Claimed, job: Job) -> None:
         """Abort the multipart upload a settled job still has recorded (an earlier run's), if any."""
         best_effort(
-            lambda: self.engine.abandon_upload(record_for(claimed.shard, job.id)),
+            lambda: self.engine_for(job).abandon_upload(record_for(claimed.shard, job.id)),
             "abort the job's recorded multipart upload",
             self.watch,
         )

@@ -67,6 +67,7 @@ def open_redis(redis_url: str | None) -> redis.Redis:
     help="Follow symlinks in a directory (their files are uploaded, never deleted).",
 )
 @option("--silent", is_flag=True, help="On final failure, s3pod logs at a lower level.")
+@option("--destination", metavar="NAME", help="Upload through this destination of s3pod's config file.")
 @redis_options
 @output_options
 def enqueue_command(
@@ -80,6 +81,7 @@ def enqueue_command(
     include: tuple[str, ...],
     follow_symlinks: bool,
     silent: bool,
+    destination: str | None,
     redis_url: str | None,
     prefix: str,
     as_json: bool,
@@ -104,7 +106,9 @@ def enqueue_command(
     say_delete_rule(reporter, items, keep)
     client, queued = open_redis(redis_url), 0
 
-    job_of = functools.partial(job_for, headers=parsed, compress=compress, retries=retries, keep=keep, silent=silent)
+    job_of = functools.partial(
+        job_for, headers=parsed, compress=compress, retries=retries, keep=keep, silent=silent, destination=destination
+    )
     try:
         batch: list[tuple[LocalFile, S3Url, Job]] = []
         for item in items:
@@ -125,7 +129,15 @@ def enqueue_command(
 
 
 def job_for(
-    item: LocalFile, where: S3Url, *, headers: dict[str, str], compress: Any, retries: int, keep: bool, silent: bool
+    item: LocalFile,
+    where: S3Url,
+    *,
+    headers: dict[str, str],
+    compress: Any,
+    retries: int,
+    keep: bool,
+    silent: bool,
+    destination: str | None = None,
 ) -> Job:
     """Return the job that uploads ``item`` to ``where``; a file reached through a symlink is never deleted."""
     delete = not keep and not item.via_symlink
@@ -138,6 +150,7 @@ def job_for(
         retries=retries,
         delete=delete,
         silent=silent,
+        destination=destination,
     )
 
 
