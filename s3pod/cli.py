@@ -90,12 +90,18 @@ def command(**options: Any) -> None:
 
 def start_logging(options: Mapping[str, Any], redis_url: str) -> None:
     """Configure logging, with every secret given (keys, tokens, the Redis URL's passwords) redacted."""
-    # A URL's passwords are redacted by pattern too; naming them also catches them out of a URL.
-    secrets = [s for s in (options["secret_key"], options["api_token"], *url_secrets(redis_url)) if s]
     try:
-        configure_logging(options["log_level"], options["log_format"], options["log_file"], secrets=secrets)
+        configure_logging(
+            options["log_level"], options["log_format"], options["log_file"], secrets=secrets_of(options, redis_url)
+        )
     except OSError as exc:
         raise click.UsageError(f"cannot open --log-file {options['log_file']!r}: {exc.strerror}") from None
+
+
+def secrets_of(options: Mapping[str, Any], redis_url: str) -> list[str]:
+    """Return every secret given: the keys, the API token, the Redis URL's passwords (what is redacted)."""
+    # A URL's passwords are redacted by pattern too; naming them also catches them out of a URL.
+    return [s for s in (options["secret_key"], options["api_token"], *url_secrets(redis_url)) if s]
 
 
 def warn_of_secrets_on_the_command_line(options: Mapping[str, Any]) -> None:
@@ -133,7 +139,7 @@ def check_config(ctx: click.Context, options: Mapping[str, Any], url: str, spool
     service_settings(options)
     s3_settings(options)
     transfer_settings(options, transfers_at_once=options["concurrency"])
-    secrets = [s for s in (options["secret_key"], options["api_token"], *url_secrets(url)) if s]
+    secrets = secrets_of(options, url)
     file: configfile.FileConfig | None = options["config"]
     for line in effective_settings(ctx, options, spool, secrets, file.destinations if file is not None else ()):
         click.echo(line)

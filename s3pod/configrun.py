@@ -46,16 +46,14 @@ def effective_settings(
 ) -> list[str]:
     """Return one line per option (``name = value  # where it comes from``), then per destination and watch.
 
-    Secrets are redacted."""
+    Each of ``secrets`` (and any password in a URL) shows as ``***``.
+    """
     secrets = list(secrets)
     lines = []
     for param in ctx.command.params:
         if not isinstance(param, click.Option) or param.name in configfile.NOT_IN_FILE or param.name is None:
             continue
-        value = options[param.name]
-        if value is not None and param.name in ("secret_key", "api_token"):
-            value = "***"
-        shown = redact(_shown(value), secrets)
+        shown = redact(_shown(options[param.name]), secrets)
         source = ctx.get_parameter_source(param.name)
         lines.append(f"{param.opts[0][2:]} = {shown}  # {_SOURCES.get(source, 'default') if source else 'default'}")
     for destination in destinations:
