@@ -98,7 +98,7 @@ class Reloader:
                 if self.ctx.get_parameter_source(name) in OVERRIDES:
                     logger.warning("config reload: %s changed in the file, but the command line sets it", name)
                     continue
-                logger.info("config reload: %s = %r (was %r)", name, after, before)
+                logger.info("config reload: %s = %s (was %s)", name, after or "unset", before or "unset")
                 if name == "bwlimit":
                     limiter.follow(parse_bwlimit(after) if after else Schedule.constant(OFF))
                 else:

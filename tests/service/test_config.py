@@ -131,7 +131,8 @@ def test_sighup_changes_the_bandwidth_limit_of_a_running_daemon(start_daemon: An
     daemon.signal(signal.SIGHUP)
     wait_until(lambda: limit() == "2M", message="the new limit")
     wait_until(lambda: "needs a restart" in daemon.log or "after a restart" in daemon.log, message="the log")
-    assert "config reload: bwlimit = '2M' (was '5M')" in daemon.log
+    assert "config reload: bwlimit = 2M (was 5M)" in daemon.log
+    assert "config reload: log_level = debug (was unset)" in daemon.log
     assert "config reload: concurrency changed: takes effect after a restart" in daemon.log
     assert daemon.proc.poll() is None
 
