@@ -261,8 +261,8 @@ def run(
         bandwidth=Limiter(bwlimit),
     )
     hooks = WorkerHooks(on_ready=service.ready, on_tick=service.tick, on_stopping=service.stopping)
-    if on_reload is not None:
-        reload_on_sighup(on_reload, service.bandwidth)
+    if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+        reload_on_sighup(on_reload or nothing_to_reload, service.bandwidth)
     try:
         with service:
             service.notifier.status("starting: waiting for Redis and the S3 endpoint")
@@ -289,6 +289,11 @@ def reload_on_sighup(reload: Callable[[Limiter], None], limiter: Limiter) -> Non
         threading.Thread(target=reload, args=(limiter,), name="s3pod-reload", daemon=True).start()
 
     signal.signal(signal.SIGHUP, handle)
+
+
+def nothing_to_reload(_limiter: Limiter) -> None:
+    """SIGHUP without ``--config``: say so, rather than let the signal end the daemon."""
+    logger.warning("SIGHUP: no --config file to reload; nothing changed")
 
 
 def probe_url(s3: S3Settings) -> str:

@@ -151,6 +151,15 @@ def test_a_broken_file_on_sighup_keeps_the_settings_in_force(start_daemon: Any, 
     assert daemon.proc.poll() is None
 
 
+def test_sighup_without_a_config_file_is_logged_and_the_daemon_keeps_running(start_daemon: Any) -> None:
+    """``systemctl reload`` on a unit started without ``--config`` must not end the daemon."""
+    daemon = start_daemon()
+    wait_until(lambda: "ready" in daemon.log, message="the worker ready")
+    daemon.signal(signal.SIGHUP)
+    wait_until(lambda: "no --config file to reload" in daemon.log, message="the log")
+    assert daemon.proc.poll() is None
+
+
 def test_a_watch_table_uploads_a_dropped_file(s3: Any, bucket: str, start_daemon: Any, tmp_path: Path) -> None:
     spool = tmp_path / "spool"
     spool.mkdir()
