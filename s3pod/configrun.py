@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import click
+from click.core import ParameterSource  # click 8.1.0, the floor, does not export it at the top level
 
 from s3po_client.errors import ConfigError
 from s3po_client.redaction import redact
@@ -28,12 +29,12 @@ logger = logging.getLogger("s3pod")
 #: the settings a SIGHUP applies without a restart
 RELOADABLE = ("bwlimit", "log_level")
 #: where a value comes from when it overrides the config file's
-OVERRIDES = (click.ParameterSource.COMMANDLINE, click.ParameterSource.ENVIRONMENT)
+OVERRIDES = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
 _SOURCES = {
-    click.ParameterSource.COMMANDLINE: "command line",
-    click.ParameterSource.ENVIRONMENT: "environment",
-    click.ParameterSource.DEFAULT_MAP: "config file",
-    click.ParameterSource.DEFAULT: "default",
+    ParameterSource.COMMANDLINE: "command line",
+    ParameterSource.ENVIRONMENT: "environment",
+    ParameterSource.DEFAULT_MAP: "config file",
+    ParameterSource.DEFAULT: "default",
 }
 
 
