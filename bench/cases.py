@@ -20,7 +20,7 @@ import data
 import tools
 from measure import Contender, Driver, Results, Sample, run_command, run_rounds
 from rig import BUCKET, Daemon, Endpoint, Rig
-from targets import Faster, PeakRss, Smaller, Target
+from targets import CpuPerGiB, Faster, LessCpu, PeakRss, Smaller, Target
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -237,14 +237,20 @@ def large_upload(b: Bench, endpoint: Endpoint) -> Iterator[Case]:
             f"1 file × {size_label(b.sizes.large_bytes)} of random bytes, {endpoint.name.upper()}",
             contenders,
             [engine, s3pod],
-            [
-                Faster(engine, "boto3 upload_file", 1.15),
-                Faster(engine, "rclone copyto", 1.4),
-                Faster(engine, "curl -T (one PUT, SigV4)", 0.95),
-                Faster(s3pod, "boto3 upload_file", 1.1),
-            ],
+            large_targets(engine, s3pod, endpoint, b.sizes.large_bytes / GiB),
             b.sizes.rounds,
         )
+
+
+def large_targets(engine: str, s3pod: str, endpoint: Endpoint, gib: float) -> list[Target]:
+    """Issue 20's: ≥ 1.15× boto3 over HTTP and HTTPS; over HTTP ≥ 1.0× curl and ≤ 1.5 CPU-s per GiB."""
+    curl = "curl -T (one PUT, SigV4)"
+    targets: list[Target] = [Faster(engine, "boto3 upload_file", 1.15)]
+    if endpoint.name == "http":
+        targets += [Faster(engine, curl, 1.0), CpuPerGiB(engine, gib, 1.5)]
+    else:
+        targets.append(Faster(engine, curl, 0.95, issue=9))
+    return targets + [Faster(engine, "rclone copyto", 1.4, issue=9), Faster(s3pod, "boto3 upload_file", 1.1, issue=9)]
 
 
 # -- many small files --------------------------------------------------------------------
@@ -263,6 +269,7 @@ def small_files(b: Bench, endpoint: Endpoint) -> Iterator[Case]:
     b.warm(endpoint)
     with b.rig.daemon(endpoint, b.work / f"spool-{endpoint.name}") as daemon:
         s3pod, pool = "s3pod: enqueue_many → all acknowledged", "boto3 put_object, 16 threads"
+        rclone = "rclone copy --transfers 16"
         contenders = [
             b.via_s3pod(s3pod, daemon, lambda: files, lambda tag, p: f"small/{tag}/{p.name}", after=clear),
             Contender(
@@ -281,7 +288,7 @@ def small_files(b: Bench, endpoint: Endpoint) -> Iterator[Case]:
         if tools.RCLONE:
             contenders.append(
                 b.command(
-                    "rclone copy --transfers 16",
+                    rclone,
                     endpoint,
                     lambda tag: tools.rclone(
                         endpoint, "copy", "--transfers", "16", str(folder), tools.rclone_remote(f"small/{tag}")
@@ -305,7 +312,7 @@ def small_files(b: Bench, endpoint: Endpoint) -> Iterator[Case]:
             f"{count:,} files × {size // 1024} KiB, {endpoint.name.upper()}",
             contenders,
             [s3pod],
-            [Faster(s3pod, pool, 2.0), Faster(s3pod, "rclone copy --transfers 16", 1.0)],
+            [Faster(s3pod, pool, 2.0), Faster(s3pod, rclone, 1.0), LessCpu(s3pod, rclone)],
             b.sizes.rounds,
             notes=["boto3's pool gets as many pooled connections as threads (its default is 10)."],
         )
@@ -380,9 +387,9 @@ def compressed(b: Bench, endpoint: Endpoint) -> Iterator[Case]:
         contenders,
         [subject],
         [
-            Faster(subject, gz, 4.0),
-            Faster(subject, pigz, 2.0),
-            Faster(subject, plain, 1.0, "faster than boto3 uncompressed"),
+            Faster(subject, gz, 4.0, issue=9),
+            Faster(subject, pigz, 2.0, issue=9),
+            Faster(subject, plain, 1.0, "faster than boto3 uncompressed", issue=9),
             Smaller(subject, gz, 1.25),
         ],
         b.sizes.rounds,
@@ -445,7 +452,7 @@ def download(b: Bench, endpoint: Endpoint) -> Iterator[Case]:
             f"download 1 object × {size_label(b.sizes.large_bytes)}, {endpoint.name.upper()}",
             contenders,
             [subject],
-            [Faster(subject, peer, 1.15)],
+            [Faster(subject, peer, 1.15), Faster(subject, "rclone copyto", 1.0)],
             b.sizes.rounds,
         )
     finally:
@@ -507,7 +514,7 @@ def enqueue_many_rate(b: Bench) -> Iterator[Case]:
             Contender(peer, queue_call(b, b.redis, "pipelined_lpush_rate", n, latency=False)),
         ],
         [subject],
-        [Faster(subject, peer, 0.7, "rate ≥ 0.7× pipelined LPUSH's")],
+        [Faster(subject, peer, 0.7, "rate ≥ 0.7× pipelined LPUSH's", issue=9)],
         b.sizes.rounds,
         measures="rate",
         count=n,
@@ -553,7 +560,14 @@ def memory(b: Bench, endpoint: Endpoint) -> Iterator[Case]:
             f.unlink(missing_ok=True)
 
 
-#: every case, by the name ``--cases`` takes, in the order of the report (issue 9's table)
+def far_case(name: str, b: Bench) -> Any:
+    """A case of ``far.py`` (the store 20 ms away), which imports this module."""
+    import far
+
+    return getattr(far, name)(b)
+
+
+#: every case, by the name ``--cases`` takes, in the order of the report (issue 20's table, then the far cases)
 CASES: dict[str, Callable[[Bench], Any]] = {
     "large": lambda b: large_upload(b, b.rig.http),
     "large-tls": lambda b: large_upload(b, b.rig.https),
@@ -563,7 +577,20 @@ CASES: dict[str, Callable[[Bench], Any]] = {
     "enqueue": lambda b: enqueue_latency(b),
     "enqueue_many": lambda b: enqueue_many_rate(b),
     "memory": lambda b: memory(b, b.rig.http),
+    "small-far": lambda b: far_case("small_files_far", b),
+    "large-far": lambda b: far_case("large_upload_far", b),
 }
 
 #: the order cases run in: the short ones first, so that a long run cut short has them
-RUN_ORDER = ["enqueue", "enqueue_many", "small", "memory", "large", "large-tls", "download", "gzip"]
+RUN_ORDER = [
+    "enqueue",
+    "enqueue_many",
+    "small",
+    "small-far",
+    "memory",
+    "large",
+    "large-tls",
+    "large-far",
+    "download",
+    "gzip",
+]

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from delay import DelayProxy
 from measure import ProcessMeter, die_with_parent
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,13 +34,15 @@ from servers import REGION, RedisServer, S3Server, free_port, make_certs, stop_p
 BUCKET = "bench"
 #: deleted bytes after which the store is vacuumed (see ``Rig.clear``)
 VACUUM_AFTER_BYTES = 1 << 30
+#: the round trip of the far cases (the store behind ``delay.DelayProxy``)
+FAR_RTT_MS = 20
 
 
 @dataclass(frozen=True)
 class Endpoint:
     """One way to reach the store: its URL and, over HTTPS, the CA bundle that proves it."""
 
-    name: str  # "http" or "https"
+    name: str  # "http", "https", or "far" (HTTP through the delay proxy)
     url: str
     ca_bundle: str | None = None
 
@@ -65,6 +68,7 @@ class Rig:
         self.https = Endpoint("https", f"https://127.0.0.1:{https_port}", str(certs["ca"]))
         self.client = self.s3.client()
         self.garbage_bytes = 0
+        self.proxy: DelayProxy | None = None
         self.client.create_bucket(Bucket=BUCKET)
         # SeaweedFS allocates volumes on a bucket's first writes (about a second): warm up
         # so that no tool pays for it.
@@ -72,7 +76,15 @@ class Rig:
             self.client.put_object(Bucket=BUCKET, Key=f"warm-up/{i}", Body=os.urandom(1 << 20))
         self.clear("warm-up/")
 
+    def far(self) -> tuple[Endpoint, DelayProxy]:
+        """The store over HTTP, ``FAR_RTT_MS`` away through a delay proxy (started on first use)."""
+        if self.proxy is None:
+            self.proxy = DelayProxy(self.s3.port, FAR_RTT_MS / 2, self.work)
+        return Endpoint("far", self.proxy.url), self.proxy
+
     def close(self) -> None:
+        if self.proxy is not None:
+            self.proxy.close()
         self.s3.close()
         self.redis.close()
         shutil.rmtree(self.work, ignore_errors=True)

@@ -1,4 +1,7 @@
-"""The targets of the benchmark (issue 9's table), each checked against a case's results."""
+"""The targets of the benchmark (issue 20's table, and issue 9's where 20 does not restate them), each checked against a case's results.
+
+Every target says which issue set it (``issue``); the report shows it beside the target.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,9 @@ MiB = 1024 * 1024
 
 
 class Target(Protocol):
+    @property
+    def issue(self) -> int: ...
+
     def describe(self) -> str: ...
 
     def check(self, results: Results) -> tuple[str, bool]:
@@ -28,6 +34,7 @@ class Faster:
     wording: str = ""
     #: show ``subject's / peer's`` (for a latency: "its p50 is 22× LPUSH's") rather than the speed ratio
     inverse: bool = False
+    issue: int = 20
 
     def describe(self) -> str:
         return f"{self.subject}: {self.wording or f'≥ {self.at_least:.2f}× {self.peer}'}"
@@ -45,6 +52,7 @@ class Smaller:
     subject: str
     peer: str
     at_most: float
+    issue: int = 9
 
     def describe(self) -> str:
         return f"{self.subject}: output ≤ {self.at_most:.2f}× {self.peer}'s size"
@@ -60,6 +68,7 @@ class PeakRss:
 
     subject: str
     at_most_mib: float
+    issue: int = 20
 
     def describe(self) -> str:
         return f"{self.subject}: peak RSS ≤ {self.at_most_mib:.0f} MiB"
@@ -67,3 +76,57 @@ class PeakRss:
     def check(self, results: Results) -> tuple[str, bool]:
         peak = results.peak_rss_bytes(self.subject) / MiB
         return f"{peak:.0f} MiB", peak <= self.at_most_mib
+
+
+@dataclass(frozen=True)
+class FasterThanBest:
+    """``subject`` is at least ``at_least`` × as fast as the fastest of ``peers`` (those measured)."""
+
+    subject: str
+    peers: tuple[str, ...]
+    at_least: float
+    issue: int = 20
+
+    def describe(self) -> str:
+        return f"{self.subject}: ≥ {self.at_least:.2f}× the best of {', '.join(self.peers)}"
+
+    def check(self, results: Results) -> tuple[str, bool]:
+        measured = [p for p in self.peers if p in results.samples]
+        if not measured:
+            raise KeyError(self.peers[0])
+        best = min(measured, key=results.median_s)
+        ratio = results.ratio(self.subject, best)
+        return f"{ratio:.2f}× {best}", ratio >= self.at_least
+
+
+@dataclass(frozen=True)
+class CpuPerGiB:
+    """``subject``'s client CPU seconds (median) per GiB sent is at most ``at_most``."""
+
+    subject: str
+    gib: float
+    at_most: float
+    issue: int = 20
+
+    def describe(self) -> str:
+        return f"{self.subject}: ≤ {self.at_most:g} CPU-s per GiB"
+
+    def check(self, results: Results) -> tuple[str, bool]:
+        per_gib = results.median_cpu_s(self.subject) / self.gib
+        return f"{per_gib:.2f} CPU-s per GiB", per_gib <= self.at_most
+
+
+@dataclass(frozen=True)
+class LessCpu:
+    """``subject``'s client CPU seconds (median, for the same work) are at most ``peer``'s."""
+
+    subject: str
+    peer: str
+    issue: int = 20
+
+    def describe(self) -> str:
+        return f"{self.subject}: client CPU ≤ {self.peer}'s"
+
+    def check(self, results: Results) -> tuple[str, bool]:
+        ratio = results.median_cpu_s(self.subject) / results.median_cpu_s(self.peer)
+        return f"{ratio:.2f}× its CPU", ratio <= 1.0
