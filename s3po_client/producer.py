@@ -5,6 +5,7 @@ Producers only need this (and redis-py): ``enqueue`` never imports boto3.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 import zlib
@@ -149,17 +150,17 @@ def push_jobs(
     if not jobs:
         return []
     # One prefix (the usual case): no hash per job to place it; each job is serialised once.
-    shards = (
-        {prefix.strip(): jobs} if "," not in prefix else group_by_shard(jobs, prefix, lambda job: (job.bucket, job.key))
-    )
+    if "," in prefix:
+        grouped = group_by_shard(jobs, prefix, lambda job: (job.bucket, job.key))
+        batches = [(shard, [job.to_json() for job in shard_jobs]) for shard, shard_jobs in grouped.items()]
+    else:
+        batches = [(prefix.strip(), [job.to_json() for job in jobs])]
     r = client if client is not None else shared_client(redis_url)
-    payloads_of = {shard: [job.to_json() for job in shard_jobs] for shard, shard_jobs in shards.items()}
 
     def push() -> None:
-        for shard, _shard_jobs in shards.items():
+        for shard, payloads in batches:
             check_prefix(r, shard)
-            queue = QueueKeys(shard).queue
-            payloads = payloads_of[shard]
+            queue = queue_key(shard)
             if durable:
                 _push_replicated(r, queue, payloads)
             else:
@@ -179,6 +180,12 @@ def push_jobs(
         where = "" if client is not None else f" at {redact_url(resolve_redis_url(redis_url))}"
         raise ConfigError(f"cannot enqueue on Redis{where}: {exc}") from exc
     return [job.id for job in jobs]
+
+
+@functools.lru_cache(maxsize=64)
+def queue_key(prefix: str) -> str:
+    """Return ``prefix``'s queue key (checked once per prefix, not once per enqueue)."""
+    return QueueKeys(prefix).queue
 
 
 def _push_replicated(client: redis.Redis, queue: str, payloads: list[str]) -> None:

@@ -113,3 +113,54 @@ def test_null_headers_and_compress_are_accepted() -> None:
 def test_any_malformed_input_is_a_job_error_naming_what_is_wrong(raw: str | bytes, what: str) -> None:
     with pytest.raises(JobError, match=what):
         Job.from_json(raw)
+
+
+class Count(int):
+    """An int subclass: valid where an integer is, written by json as the int it is."""
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {},
+        {"key": 'dir/naïve ☃ \U0001f600\n\t"q"\\', "path": "/tmp/é\x7f\x01"},
+        {"headers": {"x-amz-meta-b": "2", "Content-Type": "text/plain; charset=ü"}, "compress": "gzip"},
+        {"destination": "eu-archive", "retries": 0, "delete": False, "silent": True, "attempt": 7},
+        {"enqueued_at": None},
+        {"enqueued_at": 1700000000},
+        {"enqueued_at": 1e-7},
+        {"enqueued_at": float("nan")},
+        {"attempt": Count(2), "retries": Count(5)},
+        {"key": "k" * 300},
+    ],
+)
+def test_to_json_is_the_encoders_text(fields: dict[str, object]) -> None:
+    """The direct writer of ``to_json`` gives exactly what json.dumps gives (keys sorted, compact, ASCII)."""
+    job = Job(**{**GOOD, "enqueued_at": 1733560000.123456, **fields})  # type: ignore[arg-type]
+    assert job.to_json() == json.dumps(job.to_dict(), separators=(",", ":"), sort_keys=True)
+    again = Job.from_json(job.to_json())
+    assert again.to_dict().keys() == job.to_dict().keys()
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"key": "é" * 513}, "key"),
+        ({"path": "relative"}, "path"),
+        ({"headers": []}, "headers"),
+        ({"headers": ""}, "headers"),
+        ({"retries": True}, "retries"),
+        ({"enqueued_at": False}, "enqueued_at"),
+        ({"v": 1.0}, "v"),
+        ({"destination": "bad name"}, "destination"),
+    ],
+)
+def test_a_bad_field_is_named_whichever_way_it_is_checked(fields: dict[str, object], field: str) -> None:
+    with pytest.raises(JobError, match=f"'{field}'"):
+        Job(**{**GOOD, **fields})  # type: ignore[arg-type]
+
+
+def test_headers_are_read_only_even_when_empty() -> None:
+    job = Job(**GOOD)
+    with pytest.raises(TypeError):
+        job.headers["x"] = "y"  # type: ignore[index]
