@@ -108,7 +108,8 @@ $(AWSCLI_STAMP):
 	.venv-awscli/bin/python -m pip install --quiet awscli
 	touch $(AWSCLI_STAMP)
 
-# `make bench` is the full run (about 40 minutes on 2 idle cores; writes docs/BENCHMARKS.md);
+# `make bench` is the full run (about 45 minutes on 2 idle cores; writes docs/BENCHMARKS.md and
+# the headline table of README.md);
 # `make bench-quick` a check in under 3 minutes (bench/results/latest.md).
 bench: $(STAMP) $(AWSCLI_STAMP)
 	PYTHON=$(PYTHON) BENCH=1 scripts/install-system-deps

@@ -32,6 +32,8 @@ class Machine:
     kernel: str
     load_before: tuple[float, float, float]
     load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    #: how long the whole run took (0 while it runs)
+    minutes: float = 0.0
 
     @classmethod
     def now(cls) -> Machine:
@@ -125,7 +127,8 @@ def render(
         f"load average {machine.load_before[0]:.2f} before, {machine.load_after[0]:.2f} after "
         "(the machine is shared: its other work is part of the noise)",
         f"- Command: `{command}`"
-        + (" (quick mode: smaller sizes and fewer rounds than the full run)" if quick else ""),
+        + (" (quick mode: smaller sizes and fewer rounds than the full run)" if quick else "")
+        + (f"; {machine.minutes:.0f} minutes, servers' start and data included" if machine.minutes else ""),
         "- Versions: " + "; ".join(f"{k} {v}" for k, v in versions.items()),
         "",
         f"Every case runs its tools interleaved, {' or '.join(map(str, rounds))} rounds (A B C, A B C, …, each round "
