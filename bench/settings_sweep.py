@@ -11,6 +11,7 @@ table.
     .venv/bin/python bench/settings_sweep.py                  # the sweep docs/BENCHMARKS.md shows
     .venv/bin/python bench/settings_sweep.py --mib 256 --rounds 3 \\
         --settings 'defaults;max_concurrency=8;part_size_bytes=16MiB'
+    .venv/bin/python bench/settings_sweep.py --far    # the store 20 ms away (bench/delay.py)
 """
 
 from __future__ import annotations
@@ -56,19 +57,37 @@ def parse(spec: str) -> dict[str, Any]:
     return out
 
 
+def boto3_client(rig: Rig, url: str) -> Any:
+    """boto3 at its defaults against ``url`` (the loopback port, or the delay proxy's)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=url,
+        region_name=REGION,
+        aws_access_key_id=rig.s3.access_key,
+        aws_secret_access_key=rig.s3.secret_key,
+        config=Config(s3={"addressing_style": "path"}),
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mib", type=int, default=1024, help="the file's size (default 1 GiB)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--settings", default=SETTINGS, help="settings to compare, ';'-separated")
+    parser.add_argument("--far", action="store_true", help="the store 20 ms round trip away, as in the far cases")
     args = parser.parse_args()
     specs = [s.strip() for s in args.settings.split(";") if s.strip()]
     rig = Rig()
     try:
         path = data.random_file(rig.work / "sweep.bin", args.mib << 20)
+        endpoint = rig.far()[0] if args.far else rig.http
         s3 = S3Settings(
-            endpoint_url=rig.http.url, access_id=rig.s3.access_key, secret_key=rig.s3.secret_key, region=REGION
+            endpoint_url=endpoint.url, access_id=rig.s3.access_key, secret_key=rig.s3.secret_key, region=REGION
         )
+        peer = boto3_client(rig, endpoint.url)
         engines = {spec: TransferEngine(s3, TransferSettings(**parse(spec))) for spec in specs}
         contenders = [*specs, "boto3 upload_file"]
         results: dict[str, list[tuple[float, float]]] = {c: [] for c in contenders}
@@ -81,14 +100,14 @@ def main() -> int:
                 if name in engines:
                     engines[name].upload_file(BUCKET, key, path)
                 else:
-                    rig.client.upload_file(str(path), BUCKET, key)
+                    peer.upload_file(str(path), BUCKET, key)
                 after = os.times()
                 seconds = time.monotonic() - started
                 results[name].append((seconds, after.user - cpu.user + after.system - cpu.system))
                 print(f"  round {r + 1}/{args.rounds}  {name:45s} {seconds:7.3f} s", flush=True)
                 rig.clear("sweep/")
         print(
-            f"\n{args.mib} MiB, {args.rounds} rounds, load average {load_before:.1f} before, "
+            f"\n{args.mib} MiB, {args.rounds} rounds, {'20 ms round trip, ' if args.far else ''}load average {load_before:.1f} before, "
             f"{os.getloadavg()[0]:.1f} after\n"
         )
         print("| setting | median s | speed vs defaults (same round) | CPU s |")
