@@ -10,6 +10,7 @@ lock) are not sampled, so the counts are CPU.
     .venv/bin/pip install py-spy
     .venv/bin/python bench/cpu_profile.py large-http --mib 1024 --runs 3
     .venv/bin/python bench/cpu_profile.py small --count 2000
+    .venv/bin/python bench/cpu_profile.py small --far          # the store 20 ms away
 
 The raw stacks (``--out``, default bench/results/profile-<what>.txt) load into any
 flame-graph viewer that reads collapsed stacks (speedscope, inferno, flamegraph.pl).
@@ -226,17 +227,18 @@ def main() -> int:
         help="sample C frames too (pauses the process at each sample, so blocked threads count)",
     )
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--far", action="store_true", help="over HTTP with the store 20 ms away (the far cases)")
     args = parser.parse_args()
-    out = args.out or ROOT / "bench" / "results" / f"profile-{args.what}{'-native' if args.native else ''}.txt"
+    name = f"profile-{args.what}{'-far' if args.far else ''}{'-native' if args.native else ''}.txt"
+    out = args.out or ROOT / "bench" / "results" / name
     out.parent.mkdir(parents=True, exist_ok=True)
     rig = Rig()
     try:
+        endpoint = rig.far()[0] if args.far else rig.https if args.what == "large-https" else rig.http
         if args.what == "small":
-            profile_small(rig, rig.http, args.count, args.runs, out, args.native)
+            profile_small(rig, endpoint, args.count, args.runs, out, args.native)
         else:
-            profile_large(
-                rig, rig.https if args.what == "large-https" else rig.http, args.mib, args.runs, out, args.native
-            )
+            profile_large(rig, endpoint, args.mib, args.runs, out, args.native)
     finally:
         rig.close()
     text = summarize(out)
