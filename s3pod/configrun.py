@@ -15,12 +15,12 @@ from typing import Any
 import click
 from click.core import ParameterSource  # click 8.1.0, the floor, does not export it at the top level
 
+from s3po_client.destinations import Destination
 from s3po_client.errors import ConfigError
 from s3po_client.redaction import redact
 from s3po_client.transfer.bandwidth import OFF, Limiter, Schedule, parse_bwlimit
 
 from . import configfile
-from .destinations import Destination
 from .service.logs import set_level
 from .watchspec import SpoolSettings
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,13 @@ from servers import S3Server
 
 from s3po_client import enqueue
 from s3po_client.admin import list_dead
-from s3po_client.errors import JobError
+from s3po_client.destinations import Destination
+from s3po_client.errors import ConfigError, JobError
 from s3po_client.job import Job
+from s3po_client.settings import MiB, TransferSettings
+from s3po_client.transfer import TransferEngine
+from s3pod.budget import MemoryBudget
+from s3pod.destinations import Destinations
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +48,7 @@ def backup(backup_server: S3Server, tmp_path: Path) -> tuple[Any, str, Path]:
     config = tmp_path / "s3pod.toml"
     config.write_text(
         f'allow-dir = ["{tmp_path}"]\n\n[destinations.backup]\nendpoint-url = "{backup_server.url}"\n'
-        'profile = "backup"\nheaders = { "x-amz-meta-copy" = "backup" }\n'
+        'profile = "backup"\nheaders = { "x-amz-meta-copy" = "backup" }\nmemory-share = 0.5\n'
     )
     return client, bucket, config
 
@@ -111,3 +117,53 @@ def test_a_secret_in_a_destination_is_refused_with_one_line(tmp_path: Path) -> N
         f"s3pod: {config}, line 2: [destinations.backup] secret-key: no secret in the config file "
         "(it may be world-readable); name a profile, or set the credentials in the environment file\n"
     )
+
+
+def test_a_destination_sets_its_addressing_style_in_its_engines_botocore_config(s3_settings: Any) -> None:
+    virtual = Destination.from_table("virtual", {"addressing-style": "virtual", "region": "eu-west-1"})
+    routes = Destinations(TransferEngine(s3_settings), (virtual, Destination(name="plain")))
+    try:
+        style = {
+            name: routes.engine_for(Job(bucket="b", key="k", path="/f", destination=name)).client.meta.config.s3[
+                "addressing_style"
+            ]
+            for name in ("virtual", "plain")
+        }
+        default = routes.engine_for(Job(bucket="b", key="k", path="/f")).client.meta.config.s3["addressing_style"]
+    finally:
+        routes.close()
+        routes.default.close()
+    assert style == {"virtual": "virtual", "plain": "path"}  # path: the default with an endpoint URL
+    assert default == "path"
+    with pytest.raises(ConfigError, match="addressing style must be one of path, virtual, auto, got 'dns'"):
+        Destination.from_table("x", {"addressing_style": "dns"})
+
+
+def test_a_destinations_jobs_wait_for_its_memory_share_while_another_destinations_start(s3_settings: Any) -> None:
+    whole = MemoryBudget(64 * MiB, TransferSettings())
+    backup = Destination.from_table("backup", {"memory-share": 0.25})  # 16 MiB of the 64
+    routes = Destinations(TransferEngine(s3_settings), (backup, Destination(name="other")))
+    stop = threading.Event()
+    to_backup = Job(bucket="b", key="k", path="/f", destination="backup")
+    to_other = Job(bucket="b", key="k", path="/f", destination="other")
+    first = routes.budget_for(to_backup, whole).reserve(12 * MiB, stop)  # a 12 MiB single PUT holds 12 MiB
+    assert first is not None and whole.in_use_bytes == 12 * MiB
+    second: list[Any] = []
+    waiting = threading.Thread(
+        target=lambda: second.append(routes.budget_for(to_backup, whole).reserve(12 * MiB, stop))
+    )
+    waiting.start()
+    waiting.join(0.5)
+    assert waiting.is_alive(), "a second backup job fitted in the whole budget, past its destination's share"
+    others = [routes.budget_for(job, whole).reserve(12 * MiB, stop) for job in (to_other, to_other, to_other)]
+    assert all(r is not None for r in others) and whole.in_use_bytes == 48 * MiB  # the others' jobs still start
+    first.release()
+    waiting.join(5)
+    assert not waiting.is_alive() and second[0] is not None
+    assert whole.in_use_bytes == 48 * MiB and routes.budget_for(to_backup, whole).in_use_bytes == 12 * MiB
+    for reservation in (*others, second[0]):
+        reservation.release()
+    assert whole.in_use_bytes == 0
+    routes.default.close()
+    with pytest.raises(ConfigError, match="memory-share: expected a fraction above 0, at most 1"):
+        Destination.from_table("x", {"memory-share": 2})
