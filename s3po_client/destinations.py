@@ -14,11 +14,14 @@ import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
 from .job import DESTINATION_NAME
 from .settings import CHECKSUM_MODES, S3Settings, TransferSettings
+
+if TYPE_CHECKING:
+    from .transfer.bandwidth import Schedule
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -93,15 +96,12 @@ class Destination:
 
     def check(self) -> None:
         """Raise ConfigError if a value cannot be used (built once here, so a wrong one stops the start)."""
-        from .transfer.bandwidth import parse_bwlimit  # the transfer package loads boto3: only once a table is read
-
         where = f"[destinations.{self.name}]"
         if self.checksum is not None and self.checksum not in CHECKSUM_MODES:
             raise ConfigError(f"{where} checksum: one of {', '.join(CHECKSUM_MODES)}, got {self.checksum!r}")
         try:  # the addressing style and endpoint are checked by S3Settings
             self.s3_settings(S3Settings())
-            if self.bwlimit is not None:
-                parse_bwlimit(self.bwlimit)
+            self.schedule()
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
 
@@ -121,6 +121,12 @@ class Destination:
     def transfer_settings(self, base: TransferSettings) -> TransferSettings:
         """Return ``base`` with this destination's checksum mode, if it sets one."""
         return base if self.checksum is None else replace(base, checksum=self.checksum)  # type: ignore[arg-type]
+
+    def schedule(self) -> Schedule | None:
+        """Return this destination's bandwidth limit as a schedule; None if it has none of its own."""
+        from .transfer.bandwidth import parse_bwlimit
+
+        return parse_bwlimit(self.bwlimit) if self.bwlimit is not None else None
 
     def headers_under(self, headers: Mapping[str, str]) -> dict[str, str]:
         """Return this destination's default headers with ``headers`` over them (a job's or a command's win)."""

@@ -15,7 +15,7 @@ from s3po_client.destinations import Destination
 from s3po_client.errors import JobError
 from s3po_client.job import Job
 from s3po_client.transfer import TransferEngine
-from s3po_client.transfer.bandwidth import Limiter, parse_bwlimit
+from s3po_client.transfer.bandwidth import Limiter
 
 from .budget import MemoryBudget
 
@@ -62,9 +62,7 @@ class Destinations:
         self._engines: dict[str, TransferEngine] = {}
         self._budgets: dict[str, ShareBudget] = {}
         #: the limiter of each destination with a bandwidth limit of its own (the others share the default's)
-        self.limiters = {
-            d.name: Limiter(parse_bwlimit(d.bwlimit)) for d in sorted(destinations, key=lambda d: d.name) if d.bwlimit
-        }
+        self.limiters = {d.name: Limiter(d.schedule()) for d in sorted(destinations, key=lambda d: d.name) if d.bwlimit}
         self._lock = threading.Lock()
 
     def route(self, job: Job) -> tuple[TransferEngine, Mapping[str, str]]:

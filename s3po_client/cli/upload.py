@@ -18,6 +18,8 @@ from ..settle import delete_uploaded
 from .batch import Interrupted, Summary, Task, run_batch
 from .engine_options import backoff_option_for, s3_settings, transfer_options_for, transfer_settings
 from .options import (
+    destination_named,
+    destination_options,
     filters_of,
     make_engine,
     make_reporter,
@@ -41,6 +43,7 @@ Examples:
   s3po upload logs/ s3://my-bucket/logs/2024-06-01/ --compress gzip --exclude '*.tmp'
   s3po upload --json -j 8 spool/ s3://my-bucket/in/ > uploaded.jsonl
   pg_dump mydb | s3po upload - s3://my-bucket/backups/mydb.sql.zst --compress zstd
+  s3po upload --config /etc/s3po/s3pod.toml --destination backup db.dump s3://backups/
 """
 
 
@@ -58,6 +61,7 @@ Examples:
 @backoff_option_for("S3PO")
 @s3_options
 @transfer_options_for("S3PO")
+@destination_options
 @output_options
 def upload(
     sources: tuple[str, ...],
@@ -71,6 +75,8 @@ def upload(
     jobs: int,
     follow_symlinks: bool,
     backoff_base: float,
+    destination: str | None,
+    config: str | None,
     as_json: bool,
     quiet: bool,
     debug: bool,
@@ -86,13 +92,19 @@ def upload(
     """
     dest = parse_url(target)
     parsed = parse_headers(headers)
+    s3, transfer, bwlimit = (
+        s3_settings(settings),
+        transfer_settings(settings, transfers_at_once=jobs),
+        settings["bwlimit"],
+    )
+    if destination is not None:  # its settings over the command's; a header or --bwlimit given still wins
+        named = destination_named(destination, config)
+        s3, transfer, parsed = named.s3_settings(s3), named.transfer_settings(transfer), named.headers_under(parsed)
+        bwlimit = bwlimit or named.schedule()
     check_headers(parsed, compress)
     reporter = make_reporter(as_json, quiet, debug)
     items, skipped, is_tree = collect(sources, dest, follow_symlinks, filters_of(exclude, include))
-    transfer = transfer_settings(settings, transfers_at_once=jobs)
-    engine = make_engine(
-        s3_settings(settings), backoff_base_s=backoff_base, jobs=jobs, transfer=transfer, bwlimit=settings["bwlimit"]
-    )
+    engine = make_engine(s3, backoff_base_s=backoff_base, jobs=jobs, transfer=transfer, bwlimit=bwlimit)
     stop = threading.Event()  # set by Ctrl-C: ends a transfer's backoff at once
 
     def work(item: LocalFile, progress: ProgressCallback) -> Outcome:

@@ -167,3 +167,38 @@ def test_a_destinations_jobs_wait_for_its_memory_share_while_another_destination
     routes.default.close()
     with pytest.raises(ConfigError, match="memory-share: expected a fraction above 0, at most 1"):
         Destination.from_table("x", {"memory-share": 2})
+
+
+def test_s3po_upload_goes_through_a_destination_of_the_same_config_file(
+    backup: tuple[Any, str, Path], tmp_path: Path
+) -> None:
+    backup_s3, backup_bucket, config = backup
+    (tmp_path / "now.txt").write_text("sent now, to the backup")
+    env = {
+        "PYTHONPATH": str(ROOT),
+        "PATH": "/usr/bin:/bin",
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "credentials"),
+        "S3PO_CONFIG": str(config),
+    }
+
+    def s3po_upload(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "s3po_client.cli", "upload", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    out = s3po_upload("--destination", "backup", str(tmp_path / "now.txt"), f"s3://{backup_bucket}/")
+    assert out.returncode == 0, out.stderr
+    stored = backup_s3.get_object(Bucket=backup_bucket, Key="now.txt")
+    assert stored["Body"].read() == b"sent now, to the backup"
+    assert stored["Metadata"] == {"copy": "backup"}
+    assert not (tmp_path / "now.txt").exists()
+    (tmp_path / "later.txt").write_text("x")
+    out = s3po_upload("--destination", "archive", str(tmp_path / "later.txt"), f"s3://{backup_bucket}/")
+    assert out.returncode == 2
+    assert out.stderr.splitlines() == [
+        f"s3po upload: error: unknown destination 'archive' in {config} (known: backup) (see 's3po upload --help')"
+    ]
