@@ -56,13 +56,19 @@ class Destinations:
         self,
         default: TransferEngine,
         destinations: tuple[Destination, ...] = (),
+        limiters: Mapping[str, Limiter] | None = None,
     ) -> None:
         self.default = default
         self.destinations = {d.name: d for d in destinations}
         self._engines: dict[str, TransferEngine] = {}
         self._budgets: dict[str, ShareBudget] = {}
-        #: the limiter of each destination with a bandwidth limit of its own (the others share the default's)
-        self.limiters = {d.name: Limiter(d.schedule()) for d in sorted(destinations, key=lambda d: d.name) if d.bwlimit}
+        #: the limiter of each destination with a bandwidth limit of its own (the others share the default's):
+        #: ``limiters`` (the daemon's, which the API and the metrics see), else made here
+        self.limiters = (
+            dict(limiters)
+            if limiters is not None
+            else {d.name: Limiter(d.schedule()) for d in destinations if d.bwlimit}
+        )
         self._lock = threading.Lock()
 
     def route(self, job: Job) -> tuple[TransferEngine, Mapping[str, str]]:

@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -33,6 +33,10 @@ from .options import (
 )
 from .output import Outcome, ProgressCallback, Reporter, Status, display_path, human_bytes
 from .tree import Filters, LocalFile, S3Url, Unusable, walk
+
+if TYPE_CHECKING:
+    from ..settings import S3Settings, TransferSettings
+    from ..transfer.bandwidth import Schedule
 
 logger = logging.getLogger(__name__)
 
@@ -92,15 +96,7 @@ def upload(
     """
     dest = parse_url(target)
     parsed = parse_headers(headers)
-    s3, transfer, bwlimit = (
-        s3_settings(settings),
-        transfer_settings(settings, transfers_at_once=jobs),
-        settings["bwlimit"],
-    )
-    if destination is not None:  # its settings over the command's; a header or --bwlimit given still wins
-        named = destination_named(destination, config)
-        s3, transfer, parsed = named.s3_settings(s3), named.transfer_settings(transfer), named.headers_under(parsed)
-        bwlimit = bwlimit or named.schedule()
+    s3, transfer, parsed, bwlimit = through_destination(destination, config, settings, jobs, parsed)
     check_headers(parsed, compress)
     reporter = make_reporter(as_json, quiet, debug)
     items, skipped, is_tree = collect(sources, dest, follow_symlinks, filters_of(exclude, include))
@@ -126,6 +122,27 @@ def upload(
         say_summary(reporter, summary, len(items), time.monotonic() - started)
     if reporter.failures:
         raise SystemExit(1)
+
+
+def through_destination(
+    name: str | None, config: str | None, settings: dict[str, Any], jobs: int, headers: dict[str, str]
+) -> tuple[S3Settings, TransferSettings, dict[str, str], Schedule | None]:
+    """Return the S3 and transfer settings, headers and limit: the command's, or a destination's over them.
+
+    A destination's settings replace the command's S3 ones; its headers go under ``-H``'s and its
+    limit applies unless ``--bwlimit`` is given.
+    """
+    s3, transfer = s3_settings(settings), transfer_settings(settings, transfers_at_once=jobs)
+    bwlimit: Schedule | None = settings["bwlimit"]
+    if name is None:
+        return s3, transfer, headers, bwlimit
+    named = destination_named(name, config)
+    return (
+        named.s3_settings(s3),
+        named.transfer_settings(transfer),
+        named.headers_under(headers),
+        bwlimit or named.schedule(),
+    )
 
 
 def task_of(item: LocalFile, dest: S3Url, is_tree: bool) -> Task[LocalFile]:

@@ -24,8 +24,8 @@ from faultproxy import FaultProxy
 from servers import REGION
 
 from s3po_client import Connection, Job, JobError, S3poError, UploadError
-from s3po_client.errors import ConfigError
 from s3po_client.admin import count_jobs
+from s3po_client.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 MODES = ("sync", "in-process", "queued")

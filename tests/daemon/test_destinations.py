@@ -7,13 +7,15 @@ import json
 import subprocess
 import sys
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import ROOT, wait_until
-from servers import S3Server
+from servers import S3Server, free_port
 
 from s3po_client import enqueue
 from s3po_client.admin import list_dead
@@ -24,6 +26,19 @@ from s3po_client.settings import MiB, TransferSettings
 from s3po_client.transfer import TransferEngine
 from s3pod.budget import MemoryBudget
 from s3pod.destinations import Destinations
+
+
+def http(method: str, url: str, body: object | None = None) -> tuple[int, bytes]:
+    """Return the status and body of one HTTP request (0 when nothing listens yet)."""
+    request = urllib.request.Request(url, data=None if body is None else json.dumps(body).encode(), method=method)
+    request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except urllib.error.URLError:
+        return 0, b""
 
 
 @pytest.fixture(scope="module")
@@ -202,3 +217,44 @@ def test_s3po_upload_goes_through_a_destination_of_the_same_config_file(
     assert out.stderr.splitlines() == [
         f"s3po upload: error: unknown destination 'archive' in {config} (known: backup) (see 's3po upload --help')"
     ]
+
+
+def test_a_destinations_own_limit_is_in_the_metrics_and_the_api_which_changes_it(
+    backup_server: S3Server, backup: tuple[Any, str, Path], redis_server: Any, start_daemon: Any, tmp_path: Path
+) -> None:
+    backup_s3, backup_bucket, _ = backup
+    api, metrics = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    config = tmp_path / "limited.toml"
+    config.write_text(
+        f'allow-dir = ["{tmp_path}"]\napi-listen = "{api}"\nmetrics-listen = "{metrics}"\nbwlimit = "8M"\n\n'
+        f'[destinations.backup]\nendpoint-url = "{backup_server.url}"\nprofile = "backup"\nbwlimit = "1M:off"\n'
+    )
+    start_daemon("--config", str(config), env={"AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "credentials")})
+
+    def scrape() -> dict[str, float]:
+        status, body = http("GET", f"http://{metrics}/metrics")
+        return dict(
+            (line.rsplit(" ", 1)[0], float(line.rsplit(" ", 1)[1]))
+            for line in body.decode().splitlines()
+            if status == 200 and line.startswith("s3pod_")
+        )
+
+    wait_until(lambda: http("GET", f"http://{api}/v1/bwlimit")[0] == 200, message="the API")
+    (tmp_path / "d.bin").write_bytes(b"d" * 300_000)
+    enqueue(backup_bucket, "d.bin", tmp_path / "d.bin", destination="backup", redis_url=redis_server.url)
+    wait_until(lambda: not (tmp_path / "d.bin").exists(), message="the upload")
+    assert backup_s3.get_object(Bucket=backup_bucket, Key="d.bin")["ContentLength"] == 300_000
+    got = scrape()
+    assert got['s3pod_bwlimit_bytes_per_second{direction="up"}'] == 8 * 1024 * 1024
+    assert got['s3pod_destination_bwlimit_bytes_per_second{destination="backup",direction="up"}'] == 1024 * 1024
+    assert got['s3pod_destination_bwlimit_bytes_per_second{destination="backup",direction="down"}'] == 0
+    assert got['s3pod_destination_transferred_bytes_total{destination="backup",direction="up"}'] >= 300_000
+    shown = json.loads(http("GET", f"http://{api}/v1/bwlimit")[1])
+    assert shown["bwlimit"] == "8M" and shown["destinations"]["backup"]["bwlimit"] == "1M:off"
+    status, body = http("PUT", f"http://{api}/v1/bwlimit", {"rate": "3M", "destination": "backup"})
+    assert status == 200 and json.loads(body)["destinations"]["backup"]["rate"] == "3M"
+    assert json.loads(body)["bwlimit"] == "8M", "the process's limit is left alone"
+    assert scrape()['s3pod_destination_bwlimit_bytes_per_second{destination="backup",direction="up"}'] == 3 * 1024**2
+    status, body = http("PUT", f"http://{api}/v1/bwlimit", {"rate": "3M", "destination": "archive"})
+    assert status == 400
+    assert json.loads(body)["error"] == "no destination 'archive' with a limit of its own (known: backup)"
