@@ -107,7 +107,12 @@ class ApiServer:
         #: the limiters of the destinations with a bandwidth limit of their own, by name
         self.destination_bandwidth = dict(destination_bandwidth or {})
         self.dashboard = Dashboard(
-            client, prefix, token=self.token, redact_paths=redact_paths, worker_ttl_s=worker_ttl_s
+            client,
+            prefix,
+            token=self.token,
+            redact_paths=redact_paths,
+            worker_ttl_s=worker_ttl_s,
+            bandwidth=(lambda: self.bwlimit(None)) if bandwidth is not None else None,
         )
         listener = _listen(host, port)
         self.host = host
