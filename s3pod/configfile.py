@@ -15,7 +15,8 @@ from typing import Any
 import click
 
 from s3po_client.destinations import Destination, KeyLines, destination_in, read_text
-from s3po_client.errors import ConfigError
+from s3po_client.errors import ConfigError, JobError
+from s3po_client.job import DESTINATION_NAME
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -31,6 +32,8 @@ WATCH_FIELDS = {
     "include": "include",
     "exclude": "exclude",
     "prune_empty_dirs": "prune_empty_dirs",
+    "headers": "headers",
+    "destination": "destination",
 }
 
 
@@ -75,6 +78,7 @@ def load(path: str, ctx: click.Context) -> FileConfig:
         if param is None:
             raise where.error(key, f"unknown key {key!r}")
         defaults[param.name] = _checked(param, value, ctx, where, key)
+    _known_destinations(watches, destinations, where)
     return FileConfig(path, defaults, tuple(watches), tuple(destinations))
 
 
@@ -119,6 +123,31 @@ def _checked(param: click.Option, value: Any, ctx: click.Context, where: KeyLine
     return value
 
 
+def _watch_headers(value: Any, where: KeyLines, key: str) -> tuple[tuple[str, str], ...]:
+    """Return a ``[[watch]]`` table's headers as pairs, each one s3po can send (ConfigError naming the line)."""
+    from s3po_client.transfer.headers import object_args
+
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise where.error(key, "[[watch]] headers: expected a table of strings")
+    try:
+        object_args(value, compress=None, name="watch")
+    except JobError as exc:
+        raise where.error(key, f"[[watch]] headers: {exc}") from None
+    return tuple(value.items())
+
+
+def _known_destinations(watches: list[WatchTable], destinations: list[Destination], where: KeyLines) -> None:
+    """Raise ConfigError if a ``[[watch]]`` names a destination the file does not describe."""
+    known = sorted(d.name for d in destinations)
+    for watch in watches:
+        wanted = watch.fields.get("destination")
+        if wanted is not None and wanted not in known:
+            raise where.error(
+                "destination",
+                f"[[watch]] destination: no [destinations.{wanted}] (known: {', '.join(known) or 'none'})",
+            )
+
+
 def _watch_table(table: Any, where: KeyLines) -> WatchTable:
     """Return one ``[[watch]]`` table checked: ``dir`` and ``to`` strings, known keys of the right types."""
     if not isinstance(table, dict):
@@ -140,6 +169,12 @@ def _watch_table(table: Any, where: KeyLines) -> WatchTable:
         elif name == "compress":
             if value not in ("gzip", "zlib", "zstd"):
                 raise where.error(key, f"[[watch]] compress: expected gzip, zlib or zstd, got {value!r}")
+            fields[name] = value
+        elif name == "headers":
+            fields[name] = _watch_headers(value, where, key)
+        elif name == "destination":
+            if not isinstance(value, str) or not DESTINATION_NAME.fullmatch(value):
+                raise where.error(key, f"[[watch]] destination: expected a destination's name, got {value!r}")
             fields[name] = value
         else:
             raise where.error(key, f"[[watch]]: unknown key {key!r}")

@@ -65,6 +65,8 @@ def effective_settings(
         lines.append(
             f"# watching {watch} compress={watch.compress or 'none'} keep={str(not watch.delete).lower()} "
             f"include={list(watch.include)} exclude={list(watch.exclude)} prune_empty_dirs={watch.prune_empty_dirs}"
+            + (f" headers={dict(watch.headers)}" if watch.headers else "")
+            + (f" destination={watch.destination}" if watch.destination else "")
         )
     return lines
 

@@ -325,7 +325,15 @@ class Spool:
             self._skip(path, st)
             return None
         try:
-            job = make_job(spec.bucket, spec.key_for(below), path, compress=spec.compress, delete=spec.delete)
+            job = make_job(
+                spec.bucket,
+                spec.key_for(below),
+                path,
+                headers=dict(spec.headers),
+                compress=spec.compress,
+                delete=spec.delete,
+                destination=spec.destination,
+            )
         except JobError:  # gone, or not a regular file, since the event
             return None
         return replace(job, id=watch_job_id(path, st))

@@ -258,3 +258,41 @@ def test_a_destinations_own_limit_is_in_the_metrics_and_the_api_which_changes_it
     status, body = http("PUT", f"http://{api}/v1/bwlimit", {"rate": "3M", "destination": "archive"})
     assert status == 400
     assert json.loads(body)["error"] == "no destination 'archive' with a limit of its own (known: backup)"
+
+
+def test_a_watch_table_sends_its_files_through_a_destination_with_its_headers(
+    backup: tuple[Any, str, Path], start_daemon: Any, tmp_path: Path
+) -> None:
+    backup_s3, backup_bucket, config = backup
+    spool = tmp_path / "outbox"
+    spool.mkdir()
+    config.write_text(
+        config.read_text()
+        + f'\n[[watch]]\ndir = "{spool}"\nto = "s3://{backup_bucket}/in"\ndestination = "backup"\n'
+        'headers = { "Cache-Control" = "max-age=60" }\n'
+    )
+    start_daemon("--config", str(config), env={"AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "credentials")})
+    (spool / "r.txt").write_text("watched, to the backup")
+    wait_until(lambda: not (spool / "r.txt").exists(), message="the upload")
+    stored = backup_s3.get_object(Bucket=backup_bucket, Key="in/r.txt")
+    assert stored["Body"].read() == b"watched, to the backup"
+    assert stored["CacheControl"] == "max-age=60" and stored["Metadata"] == {"copy": "backup"}
+
+
+def test_a_watch_naming_an_unknown_destination_stops_the_start_with_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "s3pod.toml"
+    config.write_text(
+        f'[destinations.backup]\nregion = "eu-west-1"\n\n[[watch]]\ndir = "{tmp_path}"\nto = "s3://b/p"\n'
+        'destination = "archive"\n'
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "s3pod", "--config", str(config), "--check-config"],
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2
+    assert out.stderr == (
+        f"s3pod: {config}, line 7: [[watch]] destination: no [destinations.archive] (known: backup)\n"
+    )
