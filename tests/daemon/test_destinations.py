@@ -267,8 +267,7 @@ def test_a_watch_table_sends_its_files_through_a_destination_with_its_headers(
     spool = tmp_path / "outbox"
     spool.mkdir()
     config.write_text(
-        config.read_text()
-        + f'\n[[watch]]\ndir = "{spool}"\nto = "s3://{backup_bucket}/in"\ndestination = "backup"\n'
+        config.read_text() + f'\n[[watch]]\ndir = "{spool}"\nto = "s3://{backup_bucket}/in"\ndestination = "backup"\n'
         'headers = { "Cache-Control" = "max-age=60" }\n'
     )
     start_daemon("--config", str(config), env={"AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "credentials")})
