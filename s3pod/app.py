@@ -327,7 +327,7 @@ def serve(
     no ``--allow-dir`` limits the files, and runs one :class:`~s3pod.loop.Worker` (with a
     :class:`~s3pod.spool.Spool` watcher when ``spool`` has watches, or a reload gives some).
     """
-    live = live or Live()
+    live = live or Live(destinations=destinations)
     client = connect(
         redis_url, socket_timeout=config.claim_timeout_s + 10, socket_connect_timeout=5, health_check_interval=30
     )
