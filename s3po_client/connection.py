@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     import redis
 
     from .transfer import TransferEngine
+    from .transfer.bandwidth import Limiter
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,9 @@ class Connection:
     transfer run in this process (doubling each time: 1, 2, 4 minutes by default).
     ``tempdir`` holds the temporary files of asynchronous string uploads and of downloads
     without a file name; with ``s3pod``, it must be a directory the daemon may read and
-    delete in (``--allow-dir``). Other keyword arguments go to ``botocore.config.Config``.
+    delete in (``--allow-dir``). ``bwlimit`` limits this connection's transfers in this process, all
+    together (what ``s3po --bwlimit`` takes: ``"10M"``, ``"10M:off"``, a timetable; s3pod limits queued
+    uploads itself). Other keyword arguments go to ``botocore.config.Config``.
 
     >>> conn = Connection(delete=False, async_=False)  # doctest: +SKIP
     >>> conn.uploadFile("my-bucket", "my-key", "foo.txt")  # doctest: +SKIP
@@ -76,6 +79,7 @@ class Connection:
         profile: str | None = None,
         backoff_base: float = DEFAULT_BACKOFF_BASE_S,
         tempdir: str | os.PathLike[str] | None = None,
+        bwlimit: str | None = None,
         **boto_options: Any,
     ) -> None:
         if LEGACY_ASYNC in boto_options:
@@ -89,6 +93,11 @@ class Connection:
             boto_options=boto_options,
         )
         self.retry = RetryPolicy(base_s=backoff_base)
+        self._limiter: Limiter | None = None
+        if bwlimit is not None:  # checked now; only a connection given a limit loads the engine's modules here
+            from .transfer.bandwidth import Limiter, parse_bwlimit
+
+            self._limiter = Limiter(parse_bwlimit(bwlimit))
         self.keys = QueueKeys(prefix)
         self.delete = bool(delete)
         self.async_ = bool(async_)
@@ -294,7 +303,7 @@ class Connection:
             if self._engine is None:
                 from .transfer import TransferEngine
 
-                self._engine = TransferEngine(self.s3, retry=self.retry)
+                self._engine = TransferEngine(self.s3, retry=self.retry, limiter=self._limiter)
             return self._engine
 
     def _resolve_async(self, async_: bool | None, legacy: Mapping[str, Any]) -> bool:

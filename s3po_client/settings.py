@@ -26,6 +26,9 @@ MAX_OBJECT_BYTES = 5 * 1024 * GiB
 #: How uploads prove their integrity (see ``TransferSettings.checksum``).
 ChecksumMode = Literal["auto", "md5", "crc32"]
 CHECKSUM_MODES: tuple[str, ...] = get_args(ChecksumMode)
+#: How a bucket is named in a request's URL (botocore's ``addressing_style``).
+AddressingStyle = Literal["path", "virtual", "auto"]
+ADDRESSING_STYLES: tuple[str, ...] = get_args(AddressingStyle)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +43,9 @@ class S3Settings:
     #: CA bundle (PEM file) that verifies the store's TLS certificate, for a private CA;
     #: None: botocore's own choice (``AWS_CA_BUNDLE``, ``ca_bundle`` in the AWS config, certifi)
     ca_bundle: str | None = None
+    #: ``path`` (``endpoint/bucket/key``), ``virtual`` (``bucket.endpoint/key``) or ``auto``;
+    #: None: path-style with an ``endpoint_url`` (most S3-compatible stores), else ``auto``
+    addressing_style: str | None = None
     #: extra keyword arguments for ``botocore.config.Config`` (e.g. ``connect_timeout``)
     boto_options: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -48,6 +54,10 @@ class S3Settings:
             raise ConfigError("give both the access id and the secret key, or neither")
         if self.endpoint_url is not None and not self.endpoint_url.startswith(("http://", "https://")):
             raise ConfigError(f"endpoint URL must start with http:// or https://, got {self.endpoint_url!r}")
+        if self.addressing_style is not None and self.addressing_style not in ADDRESSING_STYLES:
+            raise ConfigError(
+                f"addressing style must be one of {', '.join(ADDRESSING_STYLES)}, got {self.addressing_style!r}"
+            )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -30,11 +30,12 @@ from s3po_client.redaction import redact_url
 from s3po_client.redis_url import connect, split_prefixes
 from s3po_client.settings import S3Settings, TransferSettings
 from s3po_client.transfer import TransferEngine
-from s3po_client.transfer.bandwidth import Limiter, Schedule
+from s3po_client.transfer.bandwidth import Schedule
 
 from .config import WorkerConfig, WorkerHooks
 from .destinations import Destination, Destinations
 from .events import Listener
+from .live import Live
 from .loop import Worker
 from .reachability import s3_answers
 from .safety import PathPolicy
@@ -44,7 +45,6 @@ from .service.logs import LOG_FORMATS
 from .service.metrics import DEFAULT_WORKER_TTL_S, Metrics, MetricsServer
 from .service.notify import Notifier
 from .service.pidfile import PidFile, daemonize
-from .spool import Spool
 from .watchspec import SpoolSettings
 
 logger = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ class Service:
         check_s3: Callable[[], None] | None = None,
         notifier: Notifier | None = None,
         worker_ttl_s: float = DEFAULT_WORKER_TTL_S,
-        bandwidth: Limiter | None = None,
+        live: Live | None = None,
     ) -> None:
         self.settings = settings
         self.client = client
@@ -145,9 +145,11 @@ class Service:
         self.notifier = notifier if notifier is not None else Notifier.from_env()
         self.worker_ttl_s = worker_ttl_s
         self.metrics = Metrics()
-        #: the process's bandwidth limits: the engine's, shown by the metrics, set through the API
-        self.bandwidth = bandwidth or Limiter()
-        self.metrics.watch_bandwidth(self.bandwidth)
+        #: what may change while running: the bandwidth limits (shown by the metrics, set through the API), the watches
+        self.live = live or Live()
+        self.bandwidth = self.live.bandwidth
+        self.metrics.watch_bandwidth(self.bandwidth, self.live.destination_bandwidth)
+        self.metrics.watch_spool(self.live.watch_counts)
         self.listeners: list[Listener] = [self.metrics]
         self.metrics_server: MetricsServer | None = None
         self.api_server: ApiServer | None = None
@@ -178,6 +180,7 @@ class Service:
                     redact_paths=s.api_redact_paths,
                     worker_ttl_s=self.worker_ttl_s,
                     bandwidth=self.bandwidth,
+                    destination_bandwidth=self.live.destination_bandwidth,
                 )
         except BaseException:
             self._close_servers()
@@ -230,13 +233,13 @@ def run(
     burst: bool = False,
     spool: SpoolSettings | None = None,
     bwlimit: Schedule | None = None,
-    on_reload: Callable[[Limiter], None] | None = None,
+    on_reload: Callable[[Live], None] | None = None,
     destinations: tuple[Destination, ...] = (),
 ) -> int:
     """Run the daemon with everything around it; return its exit status.
 
-    ``bwlimit`` limits every upload at once (the API can change it); ``on_reload`` is called on
-    SIGHUP, in a thread, with the limiter; ``destinations``: the stores a job may name besides ``s3``.
+    ``bwlimit`` limits every upload at once (the API can change it); ``on_reload`` is called on SIGHUP,
+    in a thread, with what it may change (:class:`~s3pod.live.Live`); ``destinations``: those a job may name.
     With ``settings.daemon``, first lock the pidfile (AlreadyRunningError if another s3pod
     holds it) and detach; the log handlers configured so far keep their files. Then open
     the metrics and API ports, and run the worker with the service's listeners and hooks.
@@ -258,11 +261,11 @@ def run(
         paths=config.paths,
         check_s3=s3_check(probe, s3.ca_bundle),
         worker_ttl_s=config.heartbeat_timeout_s,
-        bandwidth=Limiter(bwlimit),
+        live=Live(bwlimit, destinations),
     )
     hooks = WorkerHooks(on_ready=service.ready, on_tick=service.tick, on_stopping=service.stopping)
     if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
-        reload_on_sighup(on_reload or nothing_to_reload, service.bandwidth)
+        reload_on_sighup(on_reload or nothing_to_reload, service.live)
     try:
         with service:
             service.notifier.status("starting: waiting for Redis and the S3 endpoint")
@@ -275,23 +278,23 @@ def run(
                 listeners=service.listeners,
                 hooks=hooks,
                 spool=spool,
-                limiter=service.bandwidth,
+                live=service.live,
                 destinations=destinations,
             )
     finally:
         client.close()
 
 
-def reload_on_sighup(reload: Callable[[Limiter], None], limiter: Limiter) -> None:
-    """Call ``reload(limiter)`` on each SIGHUP, in a new thread: it reads files and logs, which a handler must not."""
+def reload_on_sighup(reload: Callable[[Live], None], live: Live) -> None:
+    """Call ``reload(live)`` on each SIGHUP, in a new thread: it reads files and logs, which a handler must not."""
 
     def handle(signum: int, frame: object) -> None:
-        threading.Thread(target=reload, args=(limiter,), name="s3pod-reload", daemon=True).start()
+        threading.Thread(target=reload, args=(live,), name="s3pod-reload", daemon=True).start()
 
     signal.signal(signal.SIGHUP, handle)
 
 
-def nothing_to_reload(_limiter: Limiter) -> None:
+def nothing_to_reload(_live: Live) -> None:
     """SIGHUP without ``--config``: say so, rather than let the signal end the daemon."""
     logger.warning("SIGHUP: no --config file to reload; nothing changed")
 
@@ -314,16 +317,17 @@ def serve(
     hooks: WorkerHooks | None = None,
     signals: bool = True,
     spool: SpoolSettings | None = None,
-    limiter: Limiter | None = None,
+    live: Live | None = None,
     destinations: tuple[Destination, ...] = (),
 ) -> int:
     """Run the daemon until SIGTERM/SIGINT (or, with ``burst``, until the queue is empty); return its exit status.
 
     Connects to Redis (with socket timeouts, so a silent network cannot hang a thread), builds
-    the engines (limited by ``limiter``; one per destination, on first use), warns when no
-    ``--allow-dir`` limits the files, and runs one :class:`~s3pod.loop.Worker` (with a
-    :class:`~s3pod.spool.Spool` watcher when ``spool`` has watches).
+    the engines (limited by ``live``'s limiters; one per destination, on first use), warns when
+    no ``--allow-dir`` limits the files, and runs one :class:`~s3pod.loop.Worker` (with a
+    :class:`~s3pod.spool.Spool` watcher when ``spool`` has watches, or a reload gives some).
     """
+    live = live or Live(destinations=destinations)
     client = connect(
         redis_url, socket_timeout=config.claim_timeout_s + 10, socket_connect_timeout=5, health_check_interval=30
     )
@@ -340,38 +344,27 @@ def serve(
         config.worker_id,
         redact_url(redis_url),
         s3.endpoint_url or "AWS",
-        limiter.schedule.text if limiter is not None else "off",
+        live.bandwidth.schedule.text,
     )
     # Enough pooled connections for every job in flight to send all its parts at once.
     transfer = (transfer or TransferSettings()).pooled_for(config.concurrency)
     # What the dashboard and `s3po top` show: kept in Redis, shared by every daemon of the queue.
     activity = Activity(client, QueueKeys(split_prefixes(config.prefix)[0]), config.worker_id)
     listeners = (*listeners, activity.throughput)
-    engine = TransferEngine(s3, transfer, limiter=limiter)
-    routes = Destinations(engine, destinations)
+    engine = TransferEngine(s3, transfer, limiter=live.bandwidth)
+    routes = Destinations(engine, destinations, live.destination_bandwidth)
     worker = Worker(client, engine, config, listeners, hooks, activity.uploads, routes)
     if signals:
         worker.install_signal_handlers()
     activity.start()
-    watcher = start_spool(spool, redis_url, config.prefix)
+    live.start_watching(spool, redis_url, config.prefix)
     try:
         return worker.run(burst=burst)
     finally:
-        if watcher is not None:
-            watcher.close()
-            watcher.client.close()
+        live.close()
         activity.close()
         routes.close()
         client.close()
-
-
-def start_spool(spool: SpoolSettings | None, redis_url: str, prefix: str) -> Spool | None:
-    """Start watching the spool directories, with a Redis client of the watcher's own; None without watches."""
-    if spool is None or not spool.watches:
-        return None
-    watcher = Spool(connect(redis_url, socket_timeout=REDIS_TIMEOUT_S), spool, prefix=prefix)
-    watcher.start()
-    return watcher
 
 
 def _log_streams() -> list[Any]:

@@ -77,7 +77,7 @@ def command(**options: Any) -> None:
             burst=options["burst"],
             spool=spool,
             bwlimit=options["bwlimit"],
-            on_reload=Reloader(ctx, file).reload if file is not None else None,
+            on_reload=Reloader(ctx, file, lambda tables: spool_settings(options, tables)).reload if file else None,
             destinations=file.destinations if file is not None else (),
         )
     except AlreadyRunningError as exc:

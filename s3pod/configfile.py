@@ -8,16 +8,15 @@ found, the line (TOML decoding errors carry their own).
 
 from __future__ import annotations
 
-import re
 import sys
 from dataclasses import dataclass
 from typing import Any
 
 import click
 
-from s3po_client.errors import ConfigError
-
-from .destinations import Destination
+from s3po_client.destinations import Destination, KeyLines, destination_in, read_text
+from s3po_client.errors import ConfigError, JobError
+from s3po_client.job import DESTINATION_NAME
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -33,6 +32,8 @@ WATCH_FIELDS = {
     "include": "include",
     "exclude": "exclude",
     "prune_empty_dirs": "prune_empty_dirs",
+    "headers": "headers",
+    "destination": "destination",
 }
 
 
@@ -56,24 +57,19 @@ class FileConfig:
 
 def load(path: str, ctx: click.Context) -> FileConfig:
     """Read and check the file at ``path`` against ``ctx``'s command; ConfigError (one line) if it is wrong."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    text = raw.decode("utf-8", errors="replace")
+    text = read_text(path)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    where = _Where(path, text)
+    where = KeyLines(path, text)
     options = _options(ctx.command)
     defaults: dict[str, Any] = {}
     watches: list[WatchTable] = []
     destinations: list[Destination] = []
     for key, value in data.items():
         if key == "destinations" and isinstance(value, dict):
-            destinations += [_destination(name, table, where) for name, table in value.items()]
+            destinations += [destination_in(name, table, where) for name, table in value.items()]
             continue
         if _name(key) == "watch" and isinstance(value, list) and any(isinstance(v, dict) for v in value):
             watches += [_watch_table(item, where) for item in value]
@@ -82,6 +78,7 @@ def load(path: str, ctx: click.Context) -> FileConfig:
         if param is None:
             raise where.error(key, f"unknown key {key!r}")
         defaults[param.name] = _checked(param, value, ctx, where, key)
+    _known_destinations(watches, destinations, where)
     return FileConfig(path, defaults, tuple(watches), tuple(destinations))
 
 
@@ -113,7 +110,7 @@ def _name(key: str) -> str:
     return key.replace("-", "_")
 
 
-def _checked(param: click.Option, value: Any, ctx: click.Context, where: _Where, key: str) -> Any:
+def _checked(param: click.Option, value: Any, ctx: click.Context, where: KeyLines, key: str) -> Any:
     """Return ``value`` if the option takes it (a list for a repeatable option); ConfigError otherwise."""
     if param.multiple and not isinstance(value, list):
         value = [value]
@@ -126,15 +123,32 @@ def _checked(param: click.Option, value: Any, ctx: click.Context, where: _Where,
     return value
 
 
-def _destination(name: str, table: Any, where: _Where) -> Destination:
-    """Return one ``[destinations.NAME]`` table checked; the error names the table's line."""
+def _watch_headers(value: Any, where: KeyLines, key: str) -> tuple[tuple[str, str], ...]:
+    """Return a ``[[watch]]`` table's headers as pairs, each one s3po can send (ConfigError naming the line)."""
+    from s3po_client.transfer.headers import object_args
+
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise where.error(key, "[[watch]] headers: expected a table of strings")
     try:
-        return Destination.from_table(name, table)
-    except ConfigError as exc:
-        raise where.error(f"destinations.{name}", str(exc)) from None
+        object_args(value, compress=None, name="watch")
+    except JobError as exc:
+        raise where.error(key, f"[[watch]] headers: {exc}") from None
+    return tuple(value.items())
 
 
-def _watch_table(table: Any, where: _Where) -> WatchTable:
+def _known_destinations(watches: list[WatchTable], destinations: list[Destination], where: KeyLines) -> None:
+    """Raise ConfigError if a ``[[watch]]`` names a destination the file does not describe."""
+    known = sorted(d.name for d in destinations)
+    for watch in watches:
+        wanted = watch.fields.get("destination")
+        if wanted is not None and wanted not in known:
+            raise where.error(
+                "destination",
+                f"[[watch]] destination: no [destinations.{wanted}] (known: {', '.join(known) or 'none'})",
+            )
+
+
+def _watch_table(table: Any, where: KeyLines) -> WatchTable:
     """Return one ``[[watch]]`` table checked: ``dir`` and ``to`` strings, known keys of the right types."""
     if not isinstance(table, dict):
         raise where.error("watch", "watch: mix of tables and strings; use [[watch]] tables only")
@@ -156,6 +170,12 @@ def _watch_table(table: Any, where: _Where) -> WatchTable:
             if value not in ("gzip", "zlib", "zstd"):
                 raise where.error(key, f"[[watch]] compress: expected gzip, zlib or zstd, got {value!r}")
             fields[name] = value
+        elif name == "headers":
+            fields[name] = _watch_headers(value, where, key)
+        elif name == "destination":
+            if not isinstance(value, str) or not DESTINATION_NAME.fullmatch(value):
+                raise where.error(key, f"[[watch]] destination: expected a destination's name, got {value!r}")
+            fields[name] = value
         else:
             raise where.error(key, f"[[watch]]: unknown key {key!r}")
     if "dir" not in table or "to" not in table:
@@ -163,22 +183,6 @@ def _watch_table(table: Any, where: _Where) -> WatchTable:
     if not table["to"].startswith("s3://"):
         raise where.error("to", f"[[watch]] to: expected s3://BUCKET/PREFIX, got {table['to']!r}")
     return WatchTable(f"{table['dir']}={table['to']}", fields)
-
-
-@dataclass(frozen=True, slots=True)
-class _Where:
-    """Finds the line of a key (tomllib does not say): the first line that sets it or opens its table."""
-
-    path: str
-    text: str
-
-    def error(self, key: str, message: str) -> ConfigError:
-        pattern = re.compile(rf"^[ \t]*(\[\[?[ \t]*)?[\"']?{re.escape(key)}[\"']?[ \t]*(=|\])", re.MULTILINE)
-        match = pattern.search(self.text)
-        if match is None:
-            return ConfigError(f"{self.path}: {message}")
-        line = self.text.count("\n", 0, match.start()) + 1
-        return ConfigError(f"{self.path}, line {line}: {message}")
 
 
 __all__ = ["FileConfig", "WatchTable", "load", "read_config_file"]

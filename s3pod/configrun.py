@@ -1,26 +1,28 @@
 """What s3pod does with its settings besides running: ``--check-config``'s report and SIGHUP's reload.
 
 A reload re-reads the config file and applies what can change while running (the
-bandwidth limit, the log level) unless the command line or the environment sets it; every
-other change is logged as needing a restart.
+bandwidth limit, the log level, the ``[[watch]]`` tables) unless the command line or the
+environment sets it; every other change is logged as needing a restart.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import click
 from click.core import ParameterSource  # click 8.1.0, the floor, does not export it at the top level
 
+from s3po_client.destinations import Destination
 from s3po_client.errors import ConfigError
 from s3po_client.redaction import redact
-from s3po_client.transfer.bandwidth import OFF, Limiter, Schedule, parse_bwlimit
+from s3po_client.transfer.bandwidth import OFF, Schedule, parse_bwlimit
 
 from . import configfile
-from .destinations import Destination
+from .live import Live
 from .service.logs import set_level
 from .watchspec import SpoolSettings
 
@@ -63,6 +65,8 @@ def effective_settings(
         lines.append(
             f"# watching {watch} compress={watch.compress or 'none'} keep={str(not watch.delete).lower()} "
             f"include={list(watch.include)} exclude={list(watch.exclude)} prune_empty_dirs={watch.prune_empty_dirs}"
+            + (f" headers={dict(watch.headers)}" if watch.headers else "")
+            + (f" destination={watch.destination}" if watch.destination else "")
         )
     return lines
 
@@ -76,15 +80,25 @@ def _shown(value: Any) -> str:
 
 
 class Reloader:
-    """Re-reads the config file on SIGHUP and applies what can change without a restart."""
+    """Re-reads the config file on SIGHUP and applies what can change without a restart.
 
-    def __init__(self, ctx: click.Context, loaded: configfile.FileConfig) -> None:
+    ``spool_for`` returns the checked spool settings of a file's ``[[watch]]`` tables (with the
+    command line's ``--watch-*`` settings), or raises ConfigError.
+    """
+
+    def __init__(
+        self,
+        ctx: click.Context,
+        loaded: configfile.FileConfig,
+        spool_for: Callable[[tuple[configfile.WatchTable, ...]], SpoolSettings] | None = None,
+    ) -> None:
         self.ctx = ctx
         self.loaded = loaded
+        self.spool_for = spool_for
         self._lock = threading.Lock()
 
-    def reload(self, limiter: Limiter) -> None:
-        """Re-read the file; apply the bandwidth limit and log level; log what changed and what needs a restart."""
+    def reload(self, live: Live) -> None:
+        """Re-read the file; apply the bandwidth limit, log level and watches; log what changed and what needs a restart."""
         with self._lock:
             try:
                 new = configfile.load(self.loaded.path, self.ctx)
@@ -101,22 +115,37 @@ class Reloader:
                     continue
                 logger.info("config reload: %s = %s (was %s)", name, after or "unset", before or "unset")
                 if name == "bwlimit":
-                    limiter.follow(parse_bwlimit(after) if after else Schedule.constant(OFF))
+                    live.bandwidth.follow(parse_bwlimit(after) if after else Schedule.constant(OFF))
                 else:
                     set_level(after or "INFO")
+            if old.watches != new.watches and not self._rewatch(live, new.watches):
+                self.loaded = replace(new, watches=old.watches)  # the next reload tries them again
             restart = sorted(
                 name
                 for name in {*old.defaults, *new.defaults}
                 if name not in RELOADABLE and old.defaults.get(name) != new.defaults.get(name)
             )
-            if old.watches != new.watches:
-                restart.append("watch")
             if old.destinations != new.destinations:
                 restart.append("destinations")
             if restart:
                 logger.warning("config reload: %s changed: takes effect after a restart", ", ".join(restart))
             else:
                 logger.info("config reload: done, nothing needs a restart")
+
+    def _rewatch(self, live: Live, tables: tuple[configfile.WatchTable, ...]) -> bool:
+        """Give the watcher the file's new watches; False (logged, the watches in force stay) if they cannot be."""
+        if self.spool_for is None or self.ctx.get_parameter_source("watches") in OVERRIDES:
+            logger.warning("config reload: watch changed in the file, but the command line sets the watches")
+            return True
+        try:
+            spool = self.spool_for(tables)
+        except ConfigError as exc:
+            logger.error("config reload: the watches in force stay: %s", exc)
+            return False
+        live.watch(spool)
+        shown = ", ".join(str(w) for w in spool.watches) or "none"
+        logger.info("config reload: watching %s", shown)
+        return True
 
 
 __all__ = ["RELOADABLE", "Reloader", "effective_settings"]

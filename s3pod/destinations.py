@@ -1,101 +1,52 @@
-"""Named destinations: a job's ``destination`` picks the store it goes to, each with its own engine.
+"""Named destinations in the daemon: a job's ``destination`` picks the engine it goes through, and its share of memory.
 
-The config file's ``[destinations.NAME]`` tables describe them: an endpoint, a region, the
-credentials of a profile (or the environment: boto3's chain, never a key in the file), a CA
-bundle, a checksum mode, default headers, a bandwidth limit. A job without a destination
-goes to the command line's store, as every job did before destinations existed.
+The config file's ``[destinations.NAME]`` tables (:mod:`s3po_client.destinations`, which
+``s3po upload --destination`` reads too) describe them. A job without a destination goes to
+the command line's store, as every job did before destinations existed.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any
 
-from s3po_client.errors import ConfigError, JobError
-from s3po_client.job import DESTINATION_NAME, Job
-from s3po_client.settings import CHECKSUM_MODES, S3Settings, TransferSettings
+from s3po_client.destinations import Destination
+from s3po_client.errors import JobError
+from s3po_client.job import Job
 from s3po_client.transfer import TransferEngine
-from s3po_client.transfer.bandwidth import Limiter, parse_bwlimit
+from s3po_client.transfer.bandwidth import Limiter
 
-#: what a ``[destinations.NAME]`` table may set (``-`` or ``_``)
-KEYS = ("endpoint_url", "region", "profile", "ca_bundle", "checksum", "headers", "bwlimit")
-#: keys refused with their reason: the file may be world-readable
-SECRETS = ("secret_key", "access_id", "api_token")
+from .budget import MemoryBudget
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Destination:
-    """One ``[destinations.NAME]`` table: where its jobs go and how (unset: the command line's value)."""
+class ShareBudget(MemoryBudget):
+    """A destination's share of the daemon's :class:`~s3pod.budget.MemoryBudget`: what it takes, the whole takes too.
 
-    name: str
-    endpoint_url: str | None = None
-    region: str | None = None
-    profile: str | None = None
-    ca_bundle: str | None = None
-    checksum: str | None = None
-    #: headers every job of this destination gets, under its own (a job's header wins)
-    headers: Mapping[str, str] = field(default_factory=dict)
-    bwlimit: str | None = None
+    A job reserves here first (waiting while its destination's jobs hold the share), then in
+    the whole budget, so one destination's uploads can never hold more than its share while
+    the other destinations' still start.
+    """
 
-    @classmethod
-    def from_table(cls, name: str, table: Any) -> Destination:
-        """Return the destination a table describes; ConfigError naming the key that is wrong."""
-        where = f"[destinations.{name}]"
-        if not DESTINATION_NAME.fullmatch(name):
-            raise ConfigError(f"{where}: a name is letters, digits, '_', '.', '-' (at most 64)")
-        if not isinstance(table, dict):
-            raise ConfigError(f"{where}: expected a table")
-        values: dict[str, Any] = {}
-        for key, value in table.items():
-            name_ = key.replace("-", "_")
-            if name_ in SECRETS:
-                raise ConfigError(
-                    f"{where} {key}: no secret in the config file (it may be world-readable); "
-                    "name a profile, or set the credentials in the environment file"
-                )
-            if name_ not in KEYS:
-                raise ConfigError(f"{where}: unknown key {key!r} (known: {', '.join(KEYS)})")
-            if name_ == "headers":
-                if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-                    raise ConfigError(f"{where} headers: expected a table of strings")
-            elif not isinstance(value, str):
-                raise ConfigError(f"{where} {key}: expected a string")
-            values[name_] = value
-        destination = cls(name=name, **values)
-        destination.check()
-        return destination
+    def __init__(self, limit_bytes: int, whole: MemoryBudget) -> None:
+        super().__init__(limit_bytes, whole.settings)
+        self.whole = whole
 
-    def check(self) -> None:
-        """Raise ConfigError if a value cannot be used (built once here, so a wrong one stops the start)."""
-        where = f"[destinations.{self.name}]"
-        if self.checksum is not None and self.checksum not in CHECKSUM_MODES:
-            raise ConfigError(f"{where} checksum: one of {', '.join(CHECKSUM_MODES)}, got {self.checksum!r}")
-        try:
-            self.s3_settings(S3Settings())
-            if self.bwlimit is not None:
-                parse_bwlimit(self.bwlimit)
-        except ConfigError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
+    def acquire(self, nbytes: int, stop: threading.Event) -> bool:
+        if not super().acquire(nbytes, stop):
+            return False
+        if not self.whole.acquire(nbytes, stop):
+            super().release(nbytes)
+            return False
+        return True
 
-    def s3_settings(self, base: S3Settings) -> S3Settings:
-        """Return ``base`` (the command line's store) with this destination's values; never its keys."""
-        return replace(
-            base,
-            access_id=None,
-            secret_key=None,
-            endpoint_url=self.endpoint_url or base.endpoint_url,
-            region=self.region or base.region,
-            profile=self.profile,
-            ca_bundle=self.ca_bundle or base.ca_bundle,
-        )
+    def take_now(self, nbytes: int) -> None:
+        super().take_now(nbytes)
+        self.whole.take_now(nbytes)
 
-    def __str__(self) -> str:
-        shown = {k: getattr(self, k) for k in KEYS if getattr(self, k)}
-        shown["headers"] = dict(self.headers) if self.headers else None
-        return f"{self.name}: " + " ".join(f"{k}={v}" for k, v in shown.items() if v)
+    def release(self, nbytes: int) -> None:
+        super().release(nbytes)
+        self.whole.release(nbytes)
 
 
 class Destinations:
@@ -105,10 +56,19 @@ class Destinations:
         self,
         default: TransferEngine,
         destinations: tuple[Destination, ...] = (),
+        limiters: Mapping[str, Limiter] | None = None,
     ) -> None:
         self.default = default
         self.destinations = {d.name: d for d in destinations}
         self._engines: dict[str, TransferEngine] = {}
+        self._budgets: dict[str, ShareBudget] = {}
+        #: the limiter of each destination with a bandwidth limit of its own (the others share the default's):
+        #: ``limiters`` (the daemon's, which the API and the metrics see), else made here
+        self.limiters = (
+            dict(limiters)
+            if limiters is not None
+            else {d.name: Limiter(d.schedule()) for d in destinations if d.bwlimit}
+        )
         self._lock = threading.Lock()
 
     def route(self, job: Job) -> tuple[TransferEngine, Mapping[str, str]]:
@@ -119,13 +79,24 @@ class Destinations:
         if destination is None:
             known = ", ".join(sorted(self.destinations)) or "none configured"
             raise JobError(f"unknown destination {job.destination!r} (known: {known})")
-        headers = MappingProxyType({**destination.headers, **job.headers})
-        return self._engine(destination), headers
+        return self._engine(destination), MappingProxyType(destination.headers_under(job.headers))
 
     def engine_for(self, job: Job | None) -> TransferEngine:
         """Return the engine of ``job``'s destination: the default one for none, or one not known."""
         destination = self.destinations.get(job.destination or "") if job is not None else None
         return self.default if destination is None else self._engine(destination)
+
+    def budget_for(self, job: Job, whole: MemoryBudget) -> MemoryBudget:
+        """Return the budget ``job`` reserves its memory in: its destination's share of ``whole``, else ``whole``."""
+        destination = self.destinations.get(job.destination or "")
+        if destination is None or destination.memory_share is None:
+            return whole
+        with self._lock:
+            budget = self._budgets.get(destination.name)
+            if budget is None or budget.whole is not whole:
+                limit = max(1, int(whole.limit_bytes * destination.memory_share))
+                budget = self._budgets[destination.name] = ShareBudget(limit, whole)
+            return budget
 
     def close(self) -> None:
         """Close every engine built for a destination (not the default one: its owner closes it)."""
@@ -143,13 +114,10 @@ class Destinations:
 
     def _build(self, destination: Destination) -> TransferEngine:
         base = self.default
-        settings: TransferSettings = base.settings
-        if destination.checksum is not None:
-            settings = replace(settings, checksum=destination.checksum)  # type: ignore[arg-type]
-        limiter: Limiter = base.limiter
-        if destination.bwlimit is not None:
-            limiter = Limiter(parse_bwlimit(destination.bwlimit))
-        return TransferEngine(destination.s3_settings(base.s3), settings, base.retry, limiter=limiter)
+        limiter = self.limiters.get(destination.name, base.limiter)
+        return TransferEngine(
+            destination.s3_settings(base.s3), destination.transfer_settings(base.settings), base.retry, limiter=limiter
+        )
 
 
-__all__ = ["Destination", "Destinations"]
+__all__ = ["Destination", "Destinations", "ShareBudget"]

@@ -168,7 +168,7 @@ class Runner:
         small = size < threshold
         if not small and before_long is not None:
             before_long()
-        reservation = self.budget.reserve(size, self.stopping)
+        reservation = self.destinations.budget_for(job, self.budget).reserve(size, self.stopping)
         if reservation is None:
             return Stopped(claimed, job, started)
         watcher = self.watcher

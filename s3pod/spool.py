@@ -22,13 +22,12 @@ daemon does not use. Without it (or where inotify cannot start) the watcher scan
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import stat
 import threading
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import redis
@@ -39,6 +38,7 @@ from s3po_client.job import Job
 from s3po_client.keys import QueueKeys
 from s3po_client.producer import group_by_shard, make_job
 
+from .spoolfiles import Settler, entries, lstat, prune_empty_dirs, relpath, watch_job_id
 from .watchspec import SpoolSettings, WatchSpec
 
 logger = logging.getLogger(__name__)
@@ -61,37 +61,16 @@ except ImportError:  # pragma: no cover - a dependency; scanning still works wit
 Found = tuple[WatchSpec, str]
 
 
-def watch_job_id(path: str, st: os.stat_result) -> str:
-    """Return the job id of one version of a watched file: 32 hex digits of a BLAKE2b of its path and identity."""
-    identity = f"{path}\0{st.st_dev}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}"
-    return hashlib.blake2b(identity.encode(errors="surrogateescape"), digest_size=16).hexdigest()
+@dataclass
+class WatchCounts:
+    """What the watchers of one daemon did, for the metrics: moved by the watcher's thread only."""
 
-
-class Settler:
-    """Files found by a scan, each taken once its size and mtime stayed the same for ``quiet_s``."""
-
-    def __init__(self, quiet_s: float) -> None:
-        self.quiet_s = quiet_s
-        self._seen: dict[str, tuple[int, int, float]] = {}
-
-    def look(self, path: str, st: os.stat_result, now: float) -> bool:
-        """Return whether the file is complete now; remember it otherwise, to look again later."""
-        version = (st.st_size, st.st_mtime_ns)
-        before = self._seen.get(path)
-        if now - st.st_mtime >= self.quiet_s or (
-            before is not None and before[:2] == version and now - before[2] >= self.quiet_s
-        ):
-            self._seen.pop(path, None)
-            return True
-        if before is None or before[:2] != version:
-            self._seen[path] = (*version, now)
-        return False
-
-    def forget(self, path: str) -> None:
-        self._seen.pop(path, None)
-
-    def pending(self) -> list[str]:
-        return list(self._seen)
+    #: files queued (one per version of a file: a rescan finding it again does not count)
+    files_queued: int = 0
+    #: full scans of every watched directory: at start, after an overflow, each poll, after a reload
+    rescans: int = 0
+    #: inotify queue overflows
+    overflows: int = 0
 
 
 class Spool:
@@ -101,9 +80,14 @@ class Spool:
     (several, comma-separated, for a sharded queue: each job goes to its shard).
     """
 
-    def __init__(self, client: redis.Redis, settings: SpoolSettings, *, prefix: str) -> None:
+    def __init__(
+        self, client: redis.Redis, settings: SpoolSettings, *, prefix: str, counts: WatchCounts | None = None
+    ) -> None:
         self.client = client
         self.settings = settings
+        self.counts = counts if counts is not None else WatchCounts()
+        self._next: SpoolSettings | None = None  # watches a reload gave, taken up by the thread's next turn
+        self._next_lock = threading.Lock()
         self.prefix = prefix
         self.poll_s = settings.poll_s
         self._script = load_script(client, "watched", package="s3pod")
@@ -129,6 +113,15 @@ class Spool:
                 self.poll_s = FALLBACK_POLL_S
         self._thread.start()
 
+    def reconfigure(self, settings: SpoolSettings) -> None:
+        """Watch ``settings.watches`` from the thread's next turn on (checked settings; their poll setting is kept).
+
+        Every directory is watched anew and scanned: a file of a new watch is taken, one of a
+        removed watch no longer is; a file queued already is not queued again.
+        """
+        with self._next_lock:
+            self._next = settings
+
     def close(self) -> None:
         """Stop the thread and release inotify; files not yet queued are found by the next start's scan."""
         self._stop.set()
@@ -150,7 +143,11 @@ class Spool:
                 self._stop.wait(1.0)
 
     def _step(self) -> None:
-        """One turn: rescan when due (first of all), read events (or wait a poll interval), settle pending files."""
+        """One turn: new watches if a reload gave some, rescan when due, read events (or wait), settle pending files."""
+        with self._next_lock:
+            new, self._next = self._next, None
+        if new is not None:
+            self._replace_watches(new)
         if self._rescan_due:
             self._rescan()
         if self._inotify is not None:
@@ -161,8 +158,22 @@ class Spool:
         self._settle_pending()
         self._upkeep_if_due()
 
+    def _replace_watches(self, new: SpoolSettings) -> None:
+        """Drop every inotify watch, take ``new``'s watches, and rescan them (which watches their directories)."""
+        if self._inotify is not None:
+            for wd in list(self._dirs):
+                try:
+                    self._inotify.rm_watch(wd)
+                except OSError:  # the directory went away meanwhile
+                    pass
+        self._dirs.clear()
+        self.settings = replace(new, poll_s=self.settings.poll_s)
+        self._announced = False
+        self._rescan_due = True
+
     def _rescan(self) -> None:
         self._rescan_due = False
+        self.counts.rescans += 1
         for spec in self.settings.watches:
             self._scan(spec, spec.directory)
         if not self._announced:  # once the first scan has set every watch
@@ -175,6 +186,7 @@ class Spool:
         for event in events:
             if event.mask & flags.Q_OVERFLOW:
                 logger.warning("spool: inotify queue overflowed: rescanning every watched directory")
+                self.counts.overflows += 1
                 self._rescan_due = True
                 continue
             where = self._dirs.get(event.wd)
@@ -207,7 +219,7 @@ class Spool:
             directory = directories.pop()
             if self._inotify is not None:
                 self._watch_dir(spec, directory)
-            for entry in _entries(directory):
+            for entry in entries(directory):
                 if entry.is_dir(follow_symlinks=False):
                     if not spec.ignores_dir(entry.name):
                         directories.append(entry.path)
@@ -220,9 +232,9 @@ class Spool:
 
     def _takes(self, spec: WatchSpec, entry: os.DirEntry[str], now: float) -> bool:
         """Return whether a scan takes this file now (wanted, regular, complete)."""
-        if not spec.wants(_relpath(spec, entry.path)):
+        if not spec.wants(relpath(spec, entry.path)):
             return False
-        st = _lstat(entry.path)
+        st = lstat(entry.path)
         if st is None:
             return False
         if not stat.S_ISREG(st.st_mode):
@@ -269,7 +281,7 @@ class Spool:
         now = time.time()
         found: list[Found] = []
         for path in self._settler.pending():
-            st = _lstat(path)
+            st = lstat(path)
             spec = self._spec_of(path)
             if st is None or spec is None or not stat.S_ISREG(st.st_mode):
                 self._settler.forget(path)
@@ -297,6 +309,7 @@ class Spool:
             args=[WATCHED_TTL_S, *(job.to_json() for job in jobs)],
             client=self.client,
         )
+        self.counts.files_queued += len(pushed)
         for index in pushed:
             job = jobs[int(index) - 1]
             logger.info("watch queued job=%s path=%s bucket=%s key=%s", job.id, job.path, job.bucket, job.key)
@@ -304,15 +317,23 @@ class Spool:
     def _job_for(self, spec: WatchSpec, path: str) -> Job | None:
         """Return the job for the file at ``path``, or None if the watch does not take it (now)."""
         self._settler.forget(path)
-        relpath = _relpath(spec, path)
-        st = _lstat(path)
-        if st is None or not spec.wants(relpath):
+        below = relpath(spec, path)
+        st = lstat(path)
+        if st is None or not spec.wants(below):
             return None
         if not stat.S_ISREG(st.st_mode):
             self._skip(path, st)
             return None
         try:
-            job = make_job(spec.bucket, spec.key_for(relpath), path, compress=spec.compress, delete=spec.delete)
+            job = make_job(
+                spec.bucket,
+                spec.key_for(below),
+                path,
+                headers=dict(spec.headers),
+                compress=spec.compress,
+                delete=spec.delete,
+                destination=spec.destination,
+            )
         except JobError:  # gone, or not a regular file, since the event
             return None
         return replace(job, id=watch_job_id(path, st))
@@ -341,42 +362,3 @@ class Spool:
                 if spec.directory not in watched and os.path.isdir(spec.directory):
                     logger.warning("spool: watched directory %s is back: watching it again", spec.directory)
                     self._scan(spec, spec.directory)
-
-
-def prune_empty_dirs(top: str, quiet_s: float, now: float) -> None:
-    """Remove each empty directory below ``top`` (never ``top``) unchanged for ``quiet_s``.
-
-    The quiet period leaves a directory a program just made, and is about to write into, alone.
-    """
-    for directory, _subdirs, files in os.walk(top, topdown=False):
-        if directory == top or files:
-            continue
-        st = _lstat(directory)
-        if st is None or now - st.st_mtime < quiet_s:
-            continue
-        try:
-            os.rmdir(directory)  # fails, harmlessly, if something was put in since the walk
-        except OSError:
-            continue
-        logger.info("spool: removed empty directory %s", directory)
-
-
-def _relpath(spec: WatchSpec, path: str) -> str:
-    return os.path.relpath(path, spec.directory).replace(os.sep, "/")
-
-
-def _lstat(path: str) -> os.stat_result | None:
-    try:
-        return os.lstat(path)
-    except OSError:
-        return None
-
-
-def _entries(directory: str) -> list[os.DirEntry[str]]:
-    """Return the entries of ``directory``, or none (with a warning) if it cannot be listed."""
-    try:
-        with os.scandir(directory) as entries:
-            return list(entries)
-    except OSError as exc:
-        logger.warning("spool: cannot scan %s: %s", directory, exc.strerror)
-        return []

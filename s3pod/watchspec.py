@@ -1,8 +1,8 @@
 """What a spool directory is: where it is, where its files go, which files it takes.
 
 ``--watch DIR=s3://BUCKET/PREFIX`` gives one :class:`WatchSpec`; the ``--watch-*`` options
-give every watch the same settings for now (a config file will give each its own: every
-field here is a plain value it can set).
+give every watch the same settings; a config file's ``[[watch]]`` table gives each its own
+(every field here is a plain value it can set; headers and a destination only there).
 """
 
 from __future__ import annotations
@@ -36,6 +36,10 @@ class WatchSpec:
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     prune_empty_dirs: bool = False
+    #: headers each of its jobs gets (name, value pairs: a config file's ``headers`` table)
+    headers: tuple[tuple[str, str], ...] = ()
+    #: the destination its jobs go through (a ``[destinations.NAME]`` of the config file); None: the default
+    destination: str | None = None
 
     def __post_init__(self) -> None:
         if not self.bucket:

@@ -26,6 +26,7 @@ from .output import Reporter, configure_logging
 from .tree import BadArgument, Filters, S3Url, filter_order
 
 if TYPE_CHECKING:
+    from ..destinations import Destination
     from ..transfer.bandwidth import Schedule
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -193,6 +194,42 @@ def parse_headers(values: tuple[str, ...]) -> dict[str, str]:
     return headers
 
 
+def destination_options(func: F) -> F:
+    """``--destination NAME`` and ``--config FILE``: upload through a destination of s3pod's config file."""
+    return apply(
+        func,
+        option(
+            "--destination",
+            envvar="S3PO_DESTINATION",
+            metavar="NAME",
+            help="Upload through this [destinations.NAME] of the config file: its store, credentials, headers, limit.",
+        ),
+        option(
+            "--config",
+            envvar="S3PO_CONFIG",
+            metavar="FILE",
+            help="The s3pod config file (TOML) naming the destinations (e.g. /etc/s3po/s3pod.toml).",
+        ),
+    )
+
+
+def destination_named(name: str, config: str | None) -> Destination:
+    """Return the destination ``name`` of the config file; a one-line usage error naming the known ones."""
+    from ..destinations import read_destinations
+
+    if config is None:
+        raise click.UsageError("--destination needs --config FILE (or S3PO_CONFIG): the config file naming it")
+    try:
+        known = read_destinations(config)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    if name not in known:
+        raise click.UsageError(
+            f"unknown destination {name!r} in {config} (known: {', '.join(sorted(known)) or 'none configured'})"
+        )
+    return known[name]
+
+
 def make_engine(
     s3: S3Settings,
     *,
@@ -219,6 +256,8 @@ def make_engine(
 
 __all__ = [
     "DEFAULT_JOBS",
+    "destination_named",
+    "destination_options",
     "filters_of",
     "make_engine",
     "make_reporter",

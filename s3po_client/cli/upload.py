@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -18,6 +18,8 @@ from ..settle import delete_uploaded
 from .batch import Interrupted, Summary, Task, run_batch
 from .engine_options import backoff_option_for, s3_settings, transfer_options_for, transfer_settings
 from .options import (
+    destination_named,
+    destination_options,
     filters_of,
     make_engine,
     make_reporter,
@@ -32,6 +34,10 @@ from .options import (
 from .output import Outcome, ProgressCallback, Reporter, Status, display_path, human_bytes
 from .tree import Filters, LocalFile, S3Url, Unusable, walk
 
+if TYPE_CHECKING:
+    from ..settings import S3Settings, TransferSettings
+    from ..transfer.bandwidth import Schedule
+
 logger = logging.getLogger(__name__)
 
 EXAMPLES = """\b
@@ -41,6 +47,7 @@ Examples:
   s3po upload logs/ s3://my-bucket/logs/2024-06-01/ --compress gzip --exclude '*.tmp'
   s3po upload --json -j 8 spool/ s3://my-bucket/in/ > uploaded.jsonl
   pg_dump mydb | s3po upload - s3://my-bucket/backups/mydb.sql.zst --compress zstd
+  s3po upload --config /etc/s3po/s3pod.toml --destination backup db.dump s3://backups/
 """
 
 
@@ -58,6 +65,7 @@ Examples:
 @backoff_option_for("S3PO")
 @s3_options
 @transfer_options_for("S3PO")
+@destination_options
 @output_options
 def upload(
     sources: tuple[str, ...],
@@ -71,6 +79,8 @@ def upload(
     jobs: int,
     follow_symlinks: bool,
     backoff_base: float,
+    destination: str | None,
+    config: str | None,
     as_json: bool,
     quiet: bool,
     debug: bool,
@@ -86,13 +96,11 @@ def upload(
     """
     dest = parse_url(target)
     parsed = parse_headers(headers)
+    s3, transfer, parsed, bwlimit = through_destination(destination, config, settings, jobs, parsed)
     check_headers(parsed, compress)
     reporter = make_reporter(as_json, quiet, debug)
     items, skipped, is_tree = collect(sources, dest, follow_symlinks, filters_of(exclude, include))
-    transfer = transfer_settings(settings, transfers_at_once=jobs)
-    engine = make_engine(
-        s3_settings(settings), backoff_base_s=backoff_base, jobs=jobs, transfer=transfer, bwlimit=settings["bwlimit"]
-    )
+    engine = make_engine(s3, backoff_base_s=backoff_base, jobs=jobs, transfer=transfer, bwlimit=bwlimit)
     stop = threading.Event()  # set by Ctrl-C: ends a transfer's backoff at once
 
     def work(item: LocalFile, progress: ProgressCallback) -> Outcome:
@@ -114,6 +122,27 @@ def upload(
         say_summary(reporter, summary, len(items), time.monotonic() - started)
     if reporter.failures:
         raise SystemExit(1)
+
+
+def through_destination(
+    name: str | None, config: str | None, settings: dict[str, Any], jobs: int, headers: dict[str, str]
+) -> tuple[S3Settings, TransferSettings, dict[str, str], Schedule | None]:
+    """Return the S3 and transfer settings, headers and limit: the command's, or a destination's over them.
+
+    A destination's settings replace the command's S3 ones; its headers go under ``-H``'s and its
+    limit applies unless ``--bwlimit`` is given.
+    """
+    s3, transfer = s3_settings(settings), transfer_settings(settings, transfers_at_once=jobs)
+    bwlimit: Schedule | None = settings["bwlimit"]
+    if name is None:
+        return s3, transfer, headers, bwlimit
+    named = destination_named(name, config)
+    return (
+        named.s3_settings(s3),
+        named.transfer_settings(transfer),
+        named.headers_under(headers),
+        bwlimit or named.schedule(),
+    )
 
 
 def task_of(item: LocalFile, dest: S3Url, is_tree: bool) -> Task[LocalFile]:

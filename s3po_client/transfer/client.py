@@ -104,7 +104,7 @@ def make_client(s3: S3Settings, settings: TransferSettings | None = None) -> S3C
     )
     options: dict[str, Any] = {
         "s3": {
-            "addressing_style": "path" if s3.endpoint_url else "auto",
+            "addressing_style": s3.addressing_style or ("path" if s3.endpoint_url else "auto"),
             "payload_signing_enabled": settings.sign_payload,
         },
         "retries": {"total_max_attempts": 1, "mode": "standard"},

@@ -15,7 +15,7 @@ import ipaddress
 import json
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -71,7 +71,8 @@ class ApiServer:
     them is answered 503 with Retry-After (:mod:`s3pod.service.httpserver`). The
     dashboard (:mod:`s3pod.service.dashboard`) shares the port and the threads;
     ``redact_paths`` hides full local paths from its readers without the token.
-    ``bandwidth`` is the process's bandwidth limiter, which ``/v1/bwlimit`` reads and sets.
+    ``bandwidth`` is the process's bandwidth limiter, which ``/v1/bwlimit`` reads and sets, and
+    ``destination_bandwidth`` those of the destinations with a limit of their own.
     """
 
     def __init__(
@@ -89,6 +90,7 @@ class ApiServer:
         redact_paths: bool = False,
         worker_ttl_s: float = 30.0,
         bandwidth: Limiter | None = None,
+        destination_bandwidth: Mapping[str, Limiter] | None = None,
     ) -> None:
         if not token and not is_loopback(host):
             raise ConfigError(
@@ -102,8 +104,15 @@ class ApiServer:
         self.check_s3 = check_s3
         self.max_body_bytes = max_body_bytes
         self.bandwidth = bandwidth
+        #: the limiters of the destinations with a bandwidth limit of their own, by name
+        self.destination_bandwidth = dict(destination_bandwidth or {})
         self.dashboard = Dashboard(
-            client, prefix, token=self.token, redact_paths=redact_paths, worker_ttl_s=worker_ttl_s
+            client,
+            prefix,
+            token=self.token,
+            redact_paths=redact_paths,
+            worker_ttl_s=worker_ttl_s,
+            bandwidth=(lambda: self.bwlimit(None)) if bandwidth is not None else None,
         )
         listener = _listen(host, port)
         self.host = host
@@ -210,27 +219,32 @@ class ApiServer:
             raise HttpError(HTTPStatus.SERVICE_UNAVAILABLE, "Redis is unavailable") from None
 
     def bwlimit(self, body: bytes | None) -> dict[str, Any]:
-        """Return the bandwidth limit; with a body ``{"rate": "5M"}`` (anything ``--bwlimit`` takes), set it first."""
+        """Return the bandwidth limits; with a body ``{"rate": "5M"}`` (anything ``--bwlimit`` takes), set one first.
+
+        ``{"rate": ..., "destination": "NAME"}`` sets the limit of a destination with one of its own.
+        """
         from s3po_client.transfer.bandwidth import parse_bwlimit
 
         if self.bandwidth is None:
             raise HttpError(HTTPStatus.NOT_FOUND, "this server has no bandwidth limiter")
         if body is not None:
-            try:
-                data = json.loads(body)
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise HttpError(HTTPStatus.BAD_REQUEST, f"body is not valid JSON: {exc}") from None
-            if not isinstance(data, dict) or set(data) != {"rate"} or not isinstance(data["rate"], str):
+            rate, name = _rate_request(body)
+            limiter = self.bandwidth if name is None else self.destination_bandwidth.get(name)
+            if limiter is None:
+                known = ", ".join(self.destination_bandwidth) or "none"
                 raise HttpError(
-                    HTTPStatus.BAD_REQUEST, 'expected {"rate": "<RATE>"}, e.g. {"rate": "5M"} or {"rate": "off"}'
+                    HTTPStatus.BAD_REQUEST, f"no destination {name!r} with a limit of its own (known: {known})"
                 )
             try:
-                schedule = parse_bwlimit(data["rate"])
+                schedule = parse_bwlimit(rate)
             except ConfigError as exc:
                 raise HttpError(HTTPStatus.BAD_REQUEST, str(exc)) from None
-            self.bandwidth.follow(schedule)
-            logger.info("bwlimit set bwlimit=%r via=api", schedule.text)
-        return self.bandwidth.status()
+            limiter.follow(schedule)
+            logger.info("bwlimit set bwlimit=%r destination=%s via=api", schedule.text, name or "-")
+        status = self.bandwidth.status()
+        if self.destination_bandwidth:
+            status["destinations"] = {name: lim.status() for name, lim in self.destination_bandwidth.items()}
+        return status
 
     def health(self) -> tuple[HTTPStatus, dict[str, Any]]:
         """Return 200 if Redis and S3 both answer, else 503; the body says which is down."""
@@ -249,6 +263,24 @@ class ApiServer:
                 checks["s3"] = False
         ok = all(checks.values())
         return (HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE), {"ok": ok, **checks}
+
+
+def _rate_request(body: bytes) -> tuple[str, str | None]:
+    """Return the rate and destination (None: the process's) a ``PUT /v1/bwlimit`` body asks for; HttpError 400."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise HttpError(HTTPStatus.BAD_REQUEST, f"body is not valid JSON: {exc}") from None
+    if (
+        not isinstance(data, dict)
+        or not {"rate"} <= set(data) <= {"rate", "destination"}
+        or not all(isinstance(v, str) for v in data.values())
+    ):
+        raise HttpError(
+            HTTPStatus.BAD_REQUEST,
+            'expected {"rate": "<RATE>"} (and "destination": "<NAME>" for one of its own), e.g. {"rate": "5M"}',
+        )
+    return data["rate"], data.get("destination")
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -4,7 +4,7 @@
 path                      method answers
 ========================= ====== =============================================================
 ``/``, ``/static/*``      GET    the page, its CSS and JavaScript (package files, nothing else)
-``/dashboard/state``      GET    counts, workers, uploads in flight, the last hour, failures
+``/dashboard/state``      GET    counts, workers, uploads in flight, the last hour, failures, the bwlimit
 ``/dashboard/dead``       GET    a page of dead letters (``?offset=&limit=``), newest first
 ``/dashboard/failures``   GET    a page of the recent failures, likewise
 ``/dashboard/login``      POST   form field ``token``: sets the session cookie, back to ``/``
@@ -113,8 +113,11 @@ class Dashboard:
         redact_paths: bool = False,
         worker_ttl_s: float = 30.0,
         clock: Callable[[], float] = time.time,
+        bandwidth: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.client = client
+        #: returns the daemon's bandwidth limits (as ``GET /v1/bwlimit``), shown on the page
+        self.bandwidth = bandwidth
         self.prefix = prefix
         self.token = token or None
         self.redact_paths = redact_paths
@@ -264,6 +267,7 @@ class Dashboard:
             upload["path"] = hide(upload["path"])
         for failure in body["failures"]:
             failure["error"] = hide(redact(failure["error"]))
+        body["bandwidth"] = self.bandwidth() if self.bandwidth is not None else None
         body["access"] = {
             "can_act": self.token is not None and csrf is not None,
             "csrf": csrf or None,

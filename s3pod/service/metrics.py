@@ -2,20 +2,28 @@
 
 Exposed with ``--metrics-listen HOST:PORT`` at ``/metrics``:
 
-================================= ========= ==================================================
-name                              type      meaning
-================================= ========= ==================================================
-s3pod_jobs_total{outcome}         counter   job attempts by outcome: uploaded, retry, dead, invalid
-s3pod_uploaded_bytes_total        counter   bytes sent to S3 by successful uploads
-s3pod_upload_duration_seconds     histogram time of each successful upload
-s3pod_retries_total               counter   retries scheduled
-s3pod_queue_jobs{state}           gauge     jobs pending, processing, delayed, dead (read at scrape)
-s3pod_workers_alive               gauge     workers whose heartbeat is fresh (read at scrape)
-s3pod_redis_up                    gauge     1 if the scrape could read Redis, else 0
-s3pod_bwlimit_bytes_per_second    gauge     the bandwidth limit now, by direction (up, down); 0: off
-s3pod_transferred_bytes_total     counter   body bytes sent (up) and received (down) as they go,
-                                            retries included: ``rate()`` of it is the bandwidth used
-================================= ========= ==================================================
+========================================== ========= ============================================================
+name                                       type      meaning
+========================================== ========= ============================================================
+s3pod_jobs_total{outcome}                  counter   job attempts by outcome: uploaded, retry, dead, invalid
+s3pod_uploaded_bytes_total                 counter   bytes sent to S3 by successful uploads
+s3pod_upload_duration_seconds              histogram time of each successful upload
+s3pod_retries_total                        counter   retries scheduled
+s3pod_queue_jobs{state}                    gauge     jobs pending, processing, delayed, dead (read at scrape)
+s3pod_workers_alive                        gauge     workers whose heartbeat is fresh (read at scrape)
+s3pod_redis_up                             gauge     1 if the scrape could read Redis, else 0
+s3pod_bwlimit_bytes_per_second             gauge     the bandwidth limit now, by direction (up, down); 0: off
+s3pod_transferred_bytes_total              counter   body bytes sent (up) and received (down) as they go, retries
+                                                     included: ``rate()`` of it is the bandwidth used
+s3pod_destination_bwlimit_bytes_per_second gauge     the same two, by ``destination`` too, for each destination
+                                                     with a limit of its own (whose bytes are counted there, not
+                                                     above)
+s3pod_destination_transferred_bytes_total  counter
+s3pod_watch_files_queued_total             counter   files the spool watcher queued (one per version of a file)
+s3pod_watch_rescans_total                  counter   full scans of the watched directories (start, overflow,
+                                                     poll, reload)
+s3pod_watch_overflows_total                counter   inotify queue overflows, each followed by a rescan
+========================================== ========= ============================================================
 
 Names follow https://prometheus.io/docs/practices/naming/ (base units, ``_total`` for
 counters). The queue gauges are read from Redis when scraped, so every daemon sharing a
@@ -25,7 +33,7 @@ queue reports the same depths: aggregate them with ``max``, not ``sum``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
 import redis
@@ -41,6 +49,8 @@ from ..events import Outcome, OutcomeKind
 
 if TYPE_CHECKING:
     from s3po_client.transfer.bandwidth import Limiter
+
+    from ..spool import WatchCounts
 
 logger = logging.getLogger(__name__)
 
@@ -88,32 +98,66 @@ class Metrics:
         """Also export the queue depths and live workers, read from Redis at each scrape."""
         self.registry.register(QueueCollector(client, prefix, worker_ttl_s))
 
-    def watch_bandwidth(self, limiter: Limiter) -> None:
-        """Also export the bandwidth limit and the bytes moved, read from ``limiter`` at each scrape."""
-        self.registry.register(BandwidthCollector(limiter))
+    def watch_spool(self, counts: WatchCounts) -> None:
+        """Also export what the spool watchers did, read from ``counts`` at each scrape."""
+        self.registry.register(SpoolCollector(counts))
+
+    def watch_bandwidth(self, limiter: Limiter, destinations: Mapping[str, Limiter] | None = None) -> None:
+        """Also export the bandwidth limit and the bytes moved, read from ``limiter`` (and each of ``destinations``) at each scrape."""
+        self.registry.register(BandwidthCollector(limiter, destinations or {}))
+
+
+class SpoolCollector(Collector):
+    """Reads the spool watchers' counts (files queued, rescans, overflows) when Prometheus scrapes."""
+
+    def __init__(self, counts: WatchCounts) -> None:
+        self.counts = counts
+
+    def collect(self) -> Iterator[Metric]:
+        for name, what, value in (
+            ("files_queued", "Files the spool watcher queued, one per version of a file.", self.counts.files_queued),
+            ("rescans", "Full scans of the watched directories.", self.counts.rescans),
+            ("overflows", "inotify queue overflows, each followed by a rescan.", self.counts.overflows),
+        ):
+            yield CounterMetricFamily(f"s3pod_watch_{name}", what, value=value)
 
 
 class BandwidthCollector(Collector):
-    """Reads the process's bandwidth limits and byte counts (a ``Limiter``) when Prometheus scrapes."""
+    """Reads the bandwidth limits and byte counts (a ``Limiter``, and each destination's own) when Prometheus scrapes."""
 
-    def __init__(self, limiter: Limiter) -> None:
+    def __init__(self, limiter: Limiter, destinations: Mapping[str, Limiter] | None = None) -> None:
         self.limiter = limiter
+        self.destinations = dict(destinations or {})
 
     def collect(self) -> Iterator[Metric]:
-        rates = self.limiter.rates
-        limit = GaugeMetricFamily(
-            "s3pod_bwlimit_bytes_per_second", "Bandwidth limit now, bytes per second (0: off).", labels=["direction"]
-        )
-        moved = CounterMetricFamily(
-            "s3pod_transferred_bytes",
-            "Body bytes sent (up) and received (down), retries included.",
-            labels=["direction"],
-        )
-        for direction, rate, bucket in (("up", rates.up, self.limiter.up), ("down", rates.down, self.limiter.down)):
-            limit.add_metric([direction], rate or 0)
-            moved.add_metric([direction], bucket.bytes_total)
-        yield limit
-        yield moved
+        yield from _bandwidth_families("s3pod", [], [((), self.limiter)])
+        if self.destinations:
+            yield from _bandwidth_families(
+                "s3pod_destination", ["destination"], [((name,), lim) for name, lim in self.destinations.items()]
+            )
+
+
+def _bandwidth_families(
+    prefix: str, labels: list[str], limiters: list[tuple[tuple[str, ...], Limiter]]
+) -> Iterator[Metric]:
+    """Yield the limit and bytes-moved families of ``limiters``, each labelled with its values and a direction."""
+    limit = GaugeMetricFamily(
+        f"{prefix}_bwlimit_bytes_per_second",
+        "Bandwidth limit now, bytes per second (0: off).",
+        labels=[*labels, "direction"],
+    )
+    moved = CounterMetricFamily(
+        f"{prefix}_transferred_bytes",
+        "Body bytes sent (up) and received (down), retries included.",
+        labels=[*labels, "direction"],
+    )
+    for values, limiter in limiters:
+        rates = limiter.rates
+        for direction, rate, bucket in (("up", rates.up, limiter.up), ("down", rates.down, limiter.down)):
+            limit.add_metric([*values, direction], rate or 0)
+            moved.add_metric([*values, direction], bucket.bytes_total)
+    yield limit
+    yield moved
 
 
 class QueueCollector(Collector):

@@ -12,6 +12,7 @@ import gzip
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from servers import REGION
 
 from s3po_client import Connection, Job, JobError, S3poError, UploadError
 from s3po_client.admin import count_jobs
+from s3po_client.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 MODES = ("sync", "in-process", "queued")
@@ -316,6 +318,29 @@ def test_upload_string_with_gzip_then_download_string(make_conn, s3, bucket) -> 
     assert s3.head_object(Bucket=bucket, Key="key")["ContentEncoding"] == "gzip"
     # When downloading, it's also aware that it was compressed with gzip.
     assert conn.downloadString(bucket, "key") == b"howdy " * 100
+
+
+def test_bwlimit_limits_the_connections_uploads_and_downloads(make_conn, s3, bucket, tmp_path) -> None:
+    conn = make_conn(async_=False, delete=False, bwlimit="1M")
+    data = os.urandom(2 * 1024 * 1024)
+    path = tmp_path / "two-mib"
+    path.write_bytes(data)
+    started = time.monotonic()
+    assert conn.uploadFile(bucket, "limited", str(path)) is True
+    up_s = time.monotonic() - started
+    started = time.monotonic()
+    assert conn.downloadString(bucket, "limited") == data
+    down_s = time.monotonic() - started
+    print(f"measured at 1M: up {len(data) / up_s / 1024:.0f} KiB/s, down {len(data) / down_s / 1024:.0f} KiB/s")
+    # 2 MiB at 1 MiB/s: 2 s, less a burst of at most a quarter second (a band that load cannot break)
+    assert 1.6 <= up_s <= 6.0, up_s
+    assert 1.6 <= down_s <= 6.0, down_s
+    assert object_bytes(s3, bucket, "limited") == data
+
+
+def test_a_bad_bwlimit_is_refused_when_the_connection_is_made() -> None:
+    with pytest.raises(ConfigError, match="bwlimit|rate"):
+        Connection(bwlimit="fast")
 
 
 # -- Asynchronous use: in-process threads (the original's "threaded version") --------------

@@ -257,6 +257,29 @@ def test_a_directory_it_cannot_watch_stops_the_start_with_one_line(
     assert proc.stderr.strip().splitlines() == [f"s3pod: watched directory {str(spool)!r} {message}"]
 
 
+def test_a_directory_it_cannot_read_stops_the_start_naming_it(daemon_env: dict[str, str], tmp_path: Path) -> None:
+    """A directory s3pod may not list: refused at start, not watched in vain.
+
+    Root reads any directory through CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH, so as root
+    s3pod runs with both dropped from its bounding set (``setpriv``): it is then held to
+    the directory's mode, as a service user is.
+    """
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    spool.chmod(0)
+    drop = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+    proc = subprocess.run(
+        [*drop, sys.executable, "-m", "s3pod", "--watch", f"{spool}=s3://b/p"],
+        env=daemon_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    spool.chmod(0o755)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [f"s3pod: watched directory {str(spool)!r} is not readable"]
+
+
 def max_queued_events() -> int:
     return int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
 

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -179,3 +180,49 @@ def test_a_watch_table_uploads_a_dropped_file(s3: Any, bucket: str, start_daemon
     assert s3.get_object(Bucket=bucket, Key="in/report.csv")["Body"].read() == b"a,b\n1,2\n"
     assert (spool / "report.csv").exists()  # keep = true
     assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]] == ["in/report.csv"]
+
+
+def test_sighup_takes_up_the_watch_tables_of_the_file(s3: Any, bucket: str, start_daemon: Any, tmp_path: Path) -> None:
+    """A watch removed from the file is no longer taken, one added is, without a restart; the metrics count them."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    metrics = f"127.0.0.1:{free_port()}"
+    config = tmp_path / "s3pod.toml"
+
+    def watching(spool: Path, prefix: str) -> str:
+        return (
+            f'allow-dir = ["{tmp_path}"]\nmetrics-listen = "{metrics}"\nwatch-quiet = 0.5\n\n'
+            f'[[watch]]\ndir = "{spool}"\nto = "s3://{bucket}/{prefix}"\n'
+        )
+
+    def keys() -> list[str]:
+        return [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+    def counter(name: str) -> float:
+        status, body = http("GET", f"http://{metrics}/metrics")
+        assert status == 200
+        [line] = [line for line in body.decode().splitlines() if line.startswith(f"{name} ")]
+        return float(line.split()[1])
+
+    config.write_text(watching(first, "one"))
+    daemon = start_daemon("--config", str(config))
+    (first / "a.txt").write_text("before the reload")
+    wait_until(lambda: keys() == ["one/a.txt"], message="the first watch's upload")
+    config.write_text(watching(second, "two"))
+    daemon.signal(signal.SIGHUP)
+    wait_until(lambda: f"config reload: watching {second}=s3://{bucket}/two/" in daemon.log, message="the reload")
+    wait_until(lambda: f"watching {second}=s3://{bucket}/two/ (inotify)" in daemon.log, message="the watcher's turn")
+    (second / "b.txt").write_text("after the reload")
+    (first / "c.txt").write_text("no longer watched")
+    wait_until(lambda: "two/b.txt" in keys(), message="the new watch's upload")
+    wait_until(lambda: not (second / "b.txt").exists(), message="b.txt deleted after its upload")
+    assert "after a restart" not in daemon.log
+    time.sleep(1.0)  # twice the watcher's tick: c.txt's event has been read, and must have been ignored
+    assert counter("s3pod_watch_files_queued_total") == 2
+    assert counter("s3pod_watch_rescans_total") >= 2  # at start, and at the reload
+    assert counter("s3pod_watch_overflows_total") == 0
+    daemon.stop()  # all that was queued is settled: c.txt was never taken
+    assert sorted(keys()) == ["one/a.txt", "two/b.txt"]
+    assert (first / "c.txt").read_text() == "no longer watched"
+    assert daemon.log.count("watch queued job=") == 2

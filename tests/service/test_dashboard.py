@@ -265,3 +265,23 @@ def test_recent_failures_are_paged_and_their_paths_hidden(api: ApiServer, redis_
     assert (older["total"], [f["job_id"] for f in older["entries"]]) == (25, ["j4", "j3", "j2", "j1", "j0"])
     assert "private" not in json.dumps(older)
     assert request(api.port, "GET", "/dashboard/failures?offset=x").status == 400
+
+
+def test_the_state_carries_the_bandwidth_limit_in_force(redis_client: redis.Redis) -> None:
+    from s3po_client.transfer.bandwidth import Limiter, Rates, parse_bwlimit
+
+    limiter, backup = Limiter(parse_bwlimit("5M:off")), Limiter(parse_bwlimit("1M"))
+    server = ApiServer(redis_client, bandwidth=limiter, destination_bandwidth={"backup": backup})
+    try:
+        state = json.loads(request(server.port, "GET", "/dashboard/state").body)
+        assert state["bandwidth"]["rate"] == "5M:off" and state["bandwidth"]["destinations"]["backup"]["rate"] == "1M"
+        limiter.set_rate(Rates(2 * 1024 * 1024, 2 * 1024 * 1024))
+        time.sleep(1.1)  # the state is read at most once a second
+        assert json.loads(request(server.port, "GET", "/dashboard/state").body)["bandwidth"]["rate"] == "2M"
+    finally:
+        server.close()
+    without = ApiServer(redis_client)
+    try:
+        assert json.loads(request(without.port, "GET", "/dashboard/state").body)["bandwidth"] is None
+    finally:
+        without.close()

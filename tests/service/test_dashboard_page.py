@@ -154,7 +154,15 @@ def test_the_page_shows_the_queue_and_retries_a_dead_letter_only_with_the_token(
 ) -> None:
     port, spool = free_port(), tmp_path / "spool"
     spool.mkdir()
-    start_daemon("--api-listen", f"127.0.0.1:{port}", "--allow-dir", str(spool), env={"S3POD_API_TOKEN": TOKEN})
+    start_daemon(
+        "--api-listen",
+        f"127.0.0.1:{port}",
+        "--allow-dir",
+        str(spool),
+        "--bwlimit",
+        "64M:off",
+        env={"S3POD_API_TOKEN": TOKEN},
+    )
     base = f"http://127.0.0.1:{port}"
     wait_until(lambda: _answers(port), message="the API up")
     late_bucket = f"{bucket}-late"
@@ -173,6 +181,7 @@ def test_the_page_shows_the_queue_and_retries_a_dead_letter_only_with_the_token(
     row = f'#dead tr[data-job="{late.id}"]'
     wait_until(lambda: page.find_elements("css selector", row), timeout_s=10, message="the dead letter listed")
     wait_until(lambda: page.find_elements("css selector", "#workers tbody tr"), timeout_s=10, message="the worker")
+    assert page.find_element("id", "bwlimit").text == "64M:off"
     assert enabled(page, f"{row} button.retry") is False  # read-only without the token
     assert post_from_page(page, "/dashboard/dead/retry", {"all": True}) == 401
     screenshot(page, "dashboard-light.png", tmp_path)

@@ -100,6 +100,14 @@ function drawRates(rates) {
   $("rate-failed").textContent = rates.failures;
 }
 
+function drawBandwidth(bandwidth) {
+  // The rate in force now; a timetable and the destinations' own limits go in the tooltip.
+  if (!bandwidth) return;
+  const own = Object.entries(bandwidth.destinations ?? {}).map(([name, b]) => `${name} ${b.rate}`);
+  $("bwlimit").textContent = bandwidth.rate + (own.length ? ` · ${own.join(" · ")}` : "");
+  $("bwlimit").parentElement.title = `--bwlimit ${bandwidth.bwlimit}` + (own.length ? `; destinations: ${own.join(", ")}` : "");
+}
+
 function drawUploads(uploads) {
   $("uploads-count").textContent = uploads.length ? `(${uploads.length})` : "";
   fill("uploads", uploads, (u) => {
@@ -176,6 +184,7 @@ async function refresh() {
     drawCounts(state.counts);
     drawChart(state.history);
     drawRates(state.rates);
+    drawBandwidth(state.bandwidth);
     drawUploads(state.uploads);
     drawWorkers(state.workers, state.read_at);
     drawFailures(failures ?? { total: state.failures_total, offset: 0, entries: state.failures });
