@@ -13,6 +13,8 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from packaging.requirements import Requirement
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
@@ -21,7 +23,8 @@ else:  # pragma: no cover - Python 3.10
 ROOT = Path(__file__).resolve().parent.parent
 CONSTRAINTS = ROOT / "constraints" / "minimum.txt"
 
-#: a dependency as pyproject.toml must write it: a name and its floor, nothing else
+#: a dependency as pyproject.toml must write it: a name and its floor (and at most an
+#: environment marker, as ``tomli>=1.1; python_version < '3.11'``), nothing else
 FLOOR = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)>=([0-9]+(?:\.[0-9]+)*)$")
 #: a line of constraints/minimum.txt: a name pinned to one release
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([0-9]+(?:\.[0-9]+)*)$")
@@ -36,14 +39,20 @@ def pyproject() -> dict[str, Any]:
     return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 
 
-def floors() -> dict[str, str]:
-    """Return each runtime dependency's floor, as pyproject.toml declares it."""
+def floors(here_only: bool = False) -> dict[str, str]:
+    """Return each runtime dependency's floor, as pyproject.toml declares it.
+
+    ``here_only``: only those whose environment marker holds for this Python (the installed ones).
+    """
     found = {}
-    for requirement in pyproject()["project"]["dependencies"]:
-        match = FLOOR.match(requirement.replace(" ", ""))
-        assert match, (
-            f"pyproject.toml: {requirement!r} must read name>=X.Y.Z (a floor that constraints/minimum.txt pins)"
+    for text in pyproject()["project"]["dependencies"]:
+        requirement = Requirement(text)
+        match = FLOOR.match(f"{requirement.name}{requirement.specifier}")
+        assert match and not requirement.extras, (
+            f"pyproject.toml: {text!r} must read name>=X.Y.Z (a floor that constraints/minimum.txt pins)"
         )
+        if here_only and requirement.marker is not None and not requirement.marker.evaluate():
+            continue
         found[normalize(match[1])] = match[2]
     return found
 
@@ -110,7 +119,7 @@ def test_installed_versions_are_within_the_floors() -> None:
     """Each dependency installed here is at least its floor; under ``make test-min``, exactly it."""
     exact = os.environ.get("S3PO_EXPECT_FLOORS") == "1"
     tools = {name: floor for name, floor in tool_floors().items() if name in pins()}
-    for name, floor in {**floors(), **tools}.items():
+    for name, floor in {**floors(here_only=True), **tools}.items():
         installed = version(name)
         if exact:
             assert release(installed) == release(floor), f"{name} {installed} installed, floor {floor}"
