@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import os
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from s3pod.service.logs import configure_logging, redact
+from s3pod.service.logs import QueuedStreamHandler, TextFormatter, configure_logging, redact
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 
@@ -107,7 +110,7 @@ def test_secrets_never_reach_the_log(log_to: Callable[..., Path], log_format: st
     except ValueError:
         log.exception("upload failed")
     logging.getLogger("botocore.endpoint").warning("sent key %s", SECRET)  # a library's logger too
-    text = path.read_text()
+    text = "\n".join(lines(path))
     for secret in (SECRET, "hunter2-pw", "only-pw", "sockpw", "tok-4f9a8e7d"):
         assert secret not in text
     assert "redis://s3pod:***@10.0.0.5:6379/0" in text
@@ -133,3 +136,62 @@ def test_configuring_twice_does_not_double_lines(log_to: Callable[..., Path]) ->
     path = log_to("json")
     logging.getLogger("s3pod").info("once")
     assert len(lines(path)) == 1
+
+
+class WritersSeen(io.StringIO):
+    """A stream that remembers which threads wrote to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writers: set[str] = set()
+
+    def write(self, text: str) -> int:
+        self.writers.add(threading.current_thread().name)
+        return super().write(text)
+
+
+def test_records_from_many_threads_are_written_by_one_writer_in_order() -> None:
+    stream = WritersSeen()
+    handler = QueuedStreamHandler(stream)
+    handler.setFormatter(TextFormatter())
+    log = logging.getLogger("s3pod.test.writer")
+    log.propagate, log.level = False, logging.INFO
+    log.addHandler(handler)
+    try:
+
+        def job_thread(n: int) -> None:
+            for i in range(200):
+                log.info("uploaded job=%d-%d", n, i)
+
+        threads = [threading.Thread(target=job_thread, args=(n,), name=f"job-{n}") for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        handler.flush()  # returns once every record handed over is written
+        written = stream.getvalue().splitlines()
+        assert len(written) == 1600
+        for n in range(8):
+            mine = [line.rsplit("=", 1)[1] for line in written if f"job={n}-" in line]
+            assert mine == [f"{n}-{i}" for i in range(200)]
+        assert stream.writers == {"s3pod-log"}  # no job thread waited on a write
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX fork")
+def test_a_forked_child_writes_its_lines_and_the_parents_are_written_once(log_to: Callable[..., Path]) -> None:
+    path = log_to("text")
+    log = logging.getLogger("s3pod.test.fork")
+    log.info("before the fork")
+    pid = os.fork()
+    if pid == 0:  # the child, as a detached daemon after its fork
+        log.info("in the child")
+        logging.shutdown()
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert status == 0
+    log.info("in the parent")
+    text = "\n".join(lines(path))
+    assert [text.count(m) for m in ("before the fork", "in the child", "in the parent")] == [1, 1, 1]
