@@ -247,8 +247,11 @@ class QueuedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
             if self._handing_over:
                 self._queue.put(record)
             else:  # closed: written here, as a plain StreamHandler would
-                with self.lock:
+                self.acquire()
+                try:
                     super().emit(record)
+                finally:
+                    self.release()
         return bool(passed)
 
     def flush(self) -> None:
