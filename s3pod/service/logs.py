@@ -14,11 +14,11 @@ record and hands it over, never waiting on a lock held by another thread's write
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import json
 import logging
 import os
-import queue
 import re
 import sys
 import threading
@@ -211,6 +211,8 @@ def set_level(level: str) -> None:
 
 #: how long a flush or a close waits for the writer thread to write what it was handed
 DRAIN_WAIT_S = 10.0
+#: how often the writer writes while records keep coming (a line is in the file this late at most)
+WRITE_EVERY_S = 0.05
 
 _LIVE: weakref.WeakSet[QueuedStreamHandler] = weakref.WeakSet()
 
@@ -219,12 +221,15 @@ class QueuedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes records to ``stream`` from one writer thread; the threads that log only hand records over.
 
     Sixteen job threads writing through one handler queue on its lock while each write
-    runs: a fifth of a busy daemon's CPU samples. Here a record is filtered (redacted) by
-    the thread that logs it, so what is written is fixed then, and put on a queue; the
-    writer formats and writes whatever has come, then flushes once. :meth:`flush` returns
-    once every record handed over before it is written (``logging.shutdown`` calls it at
-    exit), and a fork starts a writer of its own in the child after the parent's has
-    written everything. ``owns_stream``: :meth:`close` closes the stream (a log file).
+    runs (a fifth of a busy daemon's CPU samples), and a queue that wakes a writer for
+    every record costs a thread switch a line. Here a record is filtered (redacted) by the
+    thread that logs it, so what is written is fixed then, and appended to a list; only
+    the first record after a quiet spell wakes the writer, which then writes what has come
+    every :data:`WRITE_EVERY_S` (one write and one flush) until a spell finds nothing.
+    :meth:`flush` returns once every record handed over before it is written
+    (``logging.shutdown`` calls it at exit), and a fork starts a writer of its own in the
+    child after the parent's has written everything. ``owns_stream``: :meth:`close`
+    closes the stream (a log file).
     """
 
     def __init__(self, stream: TextIO, *, owns_stream: bool = False) -> None:
@@ -236,7 +241,10 @@ class QueuedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         _LIVE.add(self)
 
     def _start_writer(self) -> None:
-        self._queue: queue.SimpleQueue[logging.LogRecord | threading.Event | None] = queue.SimpleQueue()
+        self._pending: collections.deque[logging.LogRecord | threading.Event] = collections.deque()
+        self._wake = threading.Event()
+        self._awake = False  # the writer looks again soon: no need to wake it
+        self._closing = False
         self._writer = threading.Thread(target=self._write_all, name="s3pod-log", daemon=True)
         self._writer.start()
         self._handing_over = True
@@ -245,7 +253,10 @@ class QueuedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         passed = self.filter(record)
         if passed:
             if self._handing_over:
-                self._queue.put(record)
+                self._pending.append(record)  # then look: see _write_all for the order
+                if not self._awake:
+                    self._awake = True
+                    self._wake.set()
             else:  # closed: written here, as a plain StreamHandler would
                 self.acquire()
                 try:
@@ -257,7 +268,8 @@ class QueuedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def flush(self) -> None:
         if self._writer.is_alive() and threading.current_thread() is not self._writer:
             written = threading.Event()
-            self._queue.put(written)
+            self._pending.append(written)
+            self._wake.set()
             written.wait(DRAIN_WAIT_S)
         else:
             self._flush_stream()
@@ -265,35 +277,54 @@ class QueuedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def close(self) -> None:
         self._handing_over = False
         if self._writer.is_alive() and threading.current_thread() is not self._writer:
-            self._queue.put(None)
+            self._closing = True
+            self._wake.set()
             self._writer.join(DRAIN_WAIT_S)
         if self.owns_stream and not self.stream.closed:
             self.stream.close()
         super().close()
 
     def _write_all(self) -> None:
-        take = self._queue
+        pending, wake = self._pending, self._wake
         while True:
-            batch = [take.get()]
-            while not take.empty():
-                batch.append(take.get_nowait())
-            marks = []
-            for item in batch:
-                if isinstance(item, logging.LogRecord):
-                    self._write(item)
-                elif item is not None:
-                    marks.append(item)
-            self._flush_stream()
-            for mark in marks:
-                mark.set()
-            if None in batch:
-                return
+            wake.wait()
+            while True:
+                wake.clear()
+                self._write_pending()
+                if self._closing:
+                    return
+                wake.wait(WRITE_EVERY_S)  # a flush or a close cuts the wait short
+                if not pending:
+                    # Quiet: say so, then look once more, as a record appended before the
+                    # flag fell found it up and did not wake the writer.
+                    self._awake = False
+                    if not pending:
+                        break
+                    self._awake = True
 
-    def _write(self, record: logging.LogRecord) -> None:
-        try:
-            self.stream.write(self.format(record) + self.terminator)
-        except Exception:  # noqa: BLE001 - as logging does: said on stderr, the daemon goes on
-            self.handleError(record)
+    def _write_pending(self) -> None:
+        pending = self._pending
+        lines: list[str] = []
+        written: list[threading.Event] = []
+        last: logging.LogRecord | None = None
+        while pending:
+            item = pending.popleft()
+            if isinstance(item, logging.LogRecord):
+                last = item
+                try:
+                    lines.append(self.format(item) + self.terminator)
+                except Exception:  # noqa: BLE001 - as logging does: said on stderr, the daemon goes on
+                    self.handleError(item)
+            else:
+                written.append(item)
+        if lines and last is not None:
+            try:
+                self.stream.write("".join(lines))
+            except Exception:  # noqa: BLE001 - as above, told with the last record of the write
+                self.handleError(last)
+        self._flush_stream()
+        for each in written:
+            each.set()
 
     def _flush_stream(self) -> None:
         try:
