@@ -8,8 +8,8 @@ formatter turns each ``key=%x`` of the template into a field holding its argumen
 parseable line without a second logging call. More fields may come in
 ``extra={"fields": {...}}``: JSON gets them as keys, text as ``key=value`` at the end.
 
-Records are written by one thread (:class:`QueuedStreamHandler`): a job thread redacts its
-record and hands it over, never waiting on a lock held by another thread's write.
+No thread that logs waits for another one's write (:class:`CombiningStreamHandler`): a
+record is handed to the thread writing, if one is.
 """
 
 from __future__ import annotations
@@ -186,9 +186,9 @@ def configure_logging(
     does not double the lines.
     """
     if log_file:
-        handler = QueuedStreamHandler(open(log_file, "a", encoding="utf-8"), owns_stream=True)  # noqa: SIM115
+        handler = CombiningStreamHandler(open(log_file, "a", encoding="utf-8"), owns_stream=True)  # noqa: SIM115
     else:
-        handler = QueuedStreamHandler(sys.stderr)
+        handler = CombiningStreamHandler(sys.stderr)
     handler.setFormatter(make_formatter(log_format))
     handler.addFilter(RedactingFilter(secrets, template_fields=log_format == "json"))
     root = logging.getLogger()
@@ -209,144 +209,86 @@ def set_level(level: str) -> None:
         logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))
 
 
-#: how long a flush or a close waits for the writer thread to write what it was handed
-DRAIN_WAIT_S = 10.0
-#: how often the writer writes while records keep coming (a line is in the file this late at most)
-WRITE_EVERY_S = 0.05
-
-_LIVE: weakref.WeakSet[QueuedStreamHandler] = weakref.WeakSet()
+_LIVE: weakref.WeakSet[CombiningStreamHandler] = weakref.WeakSet()
 
 
-class QueuedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes records to ``stream`` from one writer thread; the threads that log only hand records over.
+class CombiningStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes records to ``stream`` without making a thread that logs wait for another one's write.
 
     Sixteen job threads writing through one handler queue on its lock while each write
-    runs (a fifth of a busy daemon's CPU samples), and a queue that wakes a writer for
-    every record costs a thread switch a line. Here a record is filtered (redacted) by the
-    thread that logs it, so what is written is fixed then, and appended to a list; only
-    the first record after a quiet spell wakes the writer, which then writes what has come
-    every :data:`WRITE_EVERY_S` (one write and one flush) until a spell finds nothing.
-    :meth:`flush` returns once every record handed over before it is written
-    (``logging.shutdown`` calls it at exit), and a fork starts a writer of its own in the
-    child after the parent's has written everything. ``owns_stream``: :meth:`close`
-    closes the stream (a log file).
+    runs: a fifth of a busy daemon's samples, and a thread switch a line. Here a record is
+    filtered (redacted) by the thread that logs it, so what is written is fixed then, and
+    appended to a list; the thread then writes every record listed, in one write, unless
+    another thread is writing, in which case that one writes it right after its own: it
+    looks at the list again each time it lets go of the writing. So a line is in the
+    stream when the call returns, unless another thread's write was running, and then a
+    moment later; lines keep the order in which they were logged. ``owns_stream``:
+    :meth:`close` closes the stream (a log file).
     """
 
     def __init__(self, stream: TextIO, *, owns_stream: bool = False) -> None:
         super().__init__(stream)
         self.owns_stream = owns_stream
-        #: records go to the writer thread until close
-        self._handing_over = False
-        self._start_writer()
+        self._pending: collections.deque[logging.LogRecord] = collections.deque()
+        self._writing = threading.Lock()
         _LIVE.add(self)
-
-    def _start_writer(self) -> None:
-        self._pending: collections.deque[logging.LogRecord | threading.Event] = collections.deque()
-        self._wake = threading.Event()
-        self._awake = False  # the writer looks again soon: no need to wake it
-        self._closing = False
-        self._writer = threading.Thread(target=self._write_all, name="s3pod-log", daemon=True)
-        self._writer.start()
-        self._handing_over = True
 
     def handle(self, record: logging.LogRecord) -> bool:
         passed = self.filter(record)
         if passed:
-            if self._handing_over:
-                self._pending.append(record)  # then look: see _write_all for the order
-                if not self._awake:
-                    self._awake = True
-                    self._wake.set()
-            else:  # closed: written here, as a plain StreamHandler would
-                self.acquire()
-                try:
-                    super().emit(record)
-                finally:
-                    self.release()
+            self._pending.append(record)  # first, then try: see _write_pending
+            self._write_pending(wait=False)
         return bool(passed)
 
     def flush(self) -> None:
-        if self._writer.is_alive() and threading.current_thread() is not self._writer:
-            written = threading.Event()
-            self._pending.append(written)
-            self._wake.set()
-            written.wait(DRAIN_WAIT_S)
-        else:
-            self._flush_stream()
+        self._write_pending(wait=True)
 
     def close(self) -> None:
-        self._handing_over = False
-        if self._writer.is_alive() and threading.current_thread() is not self._writer:
-            self._closing = True
-            self._wake.set()
-            self._writer.join(DRAIN_WAIT_S)
+        self._write_pending(wait=True)
         if self.owns_stream and not self.stream.closed:
             self.stream.close()
         super().close()
 
-    def _write_all(self) -> None:
-        pending, wake = self._pending, self._wake
-        while True:
-            wake.wait()
-            while True:
-                wake.clear()
-                self._write_pending()
-                if self._closing:
-                    return
-                wake.wait(WRITE_EVERY_S)  # a flush or a close cuts the wait short
-                if not pending:
-                    # Quiet: say so, then look once more, as a record appended before the
-                    # flag fell found it up and did not wake the writer.
-                    self._awake = False
-                    if not pending:
-                        break
-                    self._awake = True
+    def _write_pending(self, wait: bool) -> None:
+        """Write every record listed; without ``wait``, leave them to a thread writing already.
 
-    def _write_pending(self) -> None:
+        Whoever writes looks at the list again after letting go, so a record appended while
+        it wrote (whose thread found the writing taken) is never left behind.
+        """
         pending = self._pending
-        lines: list[str] = []
-        written: list[threading.Event] = []
-        last: logging.LogRecord | None = None
-        while pending:
-            item = pending.popleft()
-            if isinstance(item, logging.LogRecord):
-                last = item
-                try:
-                    lines.append(self.format(item) + self.terminator)
-                except Exception:  # noqa: BLE001 - as logging does: said on stderr, the daemon goes on
-                    self.handleError(item)
-            else:
-                written.append(item)
-        if lines and last is not None:
+        while pending or wait:
+            if not self._writing.acquire(blocking=wait):
+                return
             try:
-                self.stream.write("".join(lines))
-            except Exception:  # noqa: BLE001 - as above, told with the last record of the write
-                self.handleError(last)
-        self._flush_stream()
-        for each in written:
-            each.set()
-
-    def _flush_stream(self) -> None:
-        try:
-            if not self.stream.closed:
-                self.stream.flush()
-        except (OSError, ValueError):
-            pass  # as StreamHandler.flush: a stream gone is not the logger's caller's problem
-
-
-def _before_fork() -> None:
-    for handler in list(_LIVE):
-        handler.flush()
+                lines: list[str] = []
+                last: logging.LogRecord | None = None
+                while pending:
+                    last = pending.popleft()
+                    try:
+                        lines.append(self.format(last) + self.terminator)
+                    except Exception:  # noqa: BLE001 - as logging does: said on stderr, the daemon goes on
+                        self.handleError(last)
+                if lines and last is not None and not self.stream.closed:
+                    try:
+                        self.stream.write("".join(lines))
+                        self.stream.flush()
+                    except Exception:  # noqa: BLE001 - as above, told with the last record of the write
+                        self.handleError(last)
+            finally:
+                self._writing.release()
+            wait = False
 
 
 def _after_fork_in_child() -> None:
+    # A thread of the parent's may have held the writing at the fork, and the records listed
+    # are the parent's to write: the child starts with a free lock and an empty list.
     for handler in list(_LIVE):
-        if handler._handing_over:
-            handler._start_writer()
+        handler._writing = threading.Lock()
+        handler._pending.clear()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _text_value(value: Any) -> str:

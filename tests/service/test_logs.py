@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from s3pod.service.logs import QueuedStreamHandler, TextFormatter, configure_logging, redact
+from s3pod.service.logs import CombiningStreamHandler, configure_logging, redact
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 
@@ -138,44 +138,47 @@ def test_configuring_twice_does_not_double_lines(log_to: Callable[..., Path]) ->
     assert len(lines(path)) == 1
 
 
-class WritersSeen(io.StringIO):
-    """A stream that remembers which threads wrote to it."""
+class HeldStream(io.StringIO):
+    """A stream whose first write waits until ``go`` is set, as a write to a slow disk does."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.writers: set[str] = set()
+        self.go, self.writing = threading.Event(), threading.Event()
 
     def write(self, text: str) -> int:
-        self.writers.add(threading.current_thread().name)
+        if not self.writing.is_set():
+            self.writing.set()
+            self.go.wait(10)
         return super().write(text)
 
 
-def test_records_from_many_threads_are_written_by_one_writer_in_order() -> None:
-    stream = WritersSeen()
-    handler = QueuedStreamHandler(stream)
-    handler.setFormatter(TextFormatter())
+def test_no_thread_waits_for_another_ones_write_and_no_line_is_lost() -> None:
+    stream = HeldStream()
+    handler = CombiningStreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(message)s"))
     log = logging.getLogger("s3pod.test.writer")
     log.propagate, log.level = False, logging.INFO
     log.addHandler(handler)
     try:
+        first = threading.Thread(target=log.info, args=("line 0",))
+        first.start()
+        assert stream.writing.wait(10)  # that thread is in its write now
 
-        def job_thread(n: int) -> None:
-            for i in range(200):
-                log.info("uploaded job=%d-%d", n, i)
+        def others() -> None:
+            for i in range(1, 101):
+                log.info("line %d", i)
 
-        threads = [threading.Thread(target=job_thread, args=(n,), name=f"job-{n}") for n in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        handler.flush()  # returns once every record handed over is written
-        written = stream.getvalue().splitlines()
-        assert len(written) == 1600
-        for n in range(8):
-            mine = [line.rsplit("=", 1)[1] for line in written if f"job={n}-" in line]
-            assert mine == [f"{n}-{i}" for i in range(200)]
-        assert stream.writers == {"s3pod-log"}  # no job thread waited on a write
+        other = threading.Thread(target=others)
+        other.start()
+        other.join(5)
+        assert not other.is_alive(), "logging waited for another thread's write"
+        stream.go.set()
+        first.join(10)
+        assert stream.getvalue().splitlines() == [f"line {i}" for i in range(101)]  # written by the first
+        log.info("line 101")  # no write running: written before the call returns
+        assert stream.getvalue().splitlines()[-1] == "line 101"
     finally:
+        stream.go.set()
         log.removeHandler(handler)
         handler.close()
 
