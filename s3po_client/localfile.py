@@ -16,6 +16,7 @@ One home for three rules that the daemon, ``Connection`` and the ``s3po`` comman
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import stat
@@ -124,7 +125,8 @@ def _open_held(path: str, name: str, allow_dirs: Sequence[str]) -> tuple[BinaryI
             fd = os.open(f"/proc/self/fd/{pin}", os.O_RDONLY | _CLOEXEC)
         except OSError as exc:
             raise JobError(f"path {name!r} cannot be read: {exc.strerror}") from None
-        return os.fdopen(fd, "rb"), real
+        # A buffer size given: no isatty() ioctl to choose one, a file is not a terminal.
+        return os.fdopen(fd, "rb", buffering=io.DEFAULT_BUFFER_SIZE), real
     finally:
         os.close(pin)
 

@@ -191,6 +191,8 @@ def configure_logging(
         handler = CombiningStreamHandler(sys.stderr)
     handler.setFormatter(make_formatter(log_format))
     handler.addFilter(RedactingFilter(secrets, template_fields=log_format == "json"))
+    # Neither format writes a process id or name: no getpid() and no lookup for them per record.
+    logging.logProcesses = logging.logMultiprocessing = False
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
