@@ -16,6 +16,7 @@ One home for three rules that the daemon, ``Connection`` and the ``s3po`` comman
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import stat
@@ -31,6 +32,8 @@ _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 #: Flags for reading a job's file: never through a final symlink, never blocking on a FIFO.
 _OPEN_FLAGS = os.O_RDONLY | _NOFOLLOW | _CLOEXEC | getattr(os, "O_NONBLOCK", 0)
+#: Linux's descriptor that names a file without opening it (0 where there is none)
+_PATH_ONLY = getattr(os, "O_PATH", 0) if os.path.isdir("/proc/self/fd") else 0
 #: Flags for each directory on the way to a file to delete: a directory, never a symlink.
 _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW | _CLOEXEC
 
@@ -76,14 +79,63 @@ def _descriptor_path(fd: int, fallback: str) -> str:
 def open_checked(path: str, *, allow_dirs: Sequence[str] = (), shown: str | None = None) -> tuple[BinaryIO, str]:
     """Open the regular file at ``path`` for reading; return it and its real path.
 
-    ``path`` is resolved first (symlinks inside the allowed directories are fine), then the
-    resolved name is opened with ``O_NOFOLLOW``: if it was swapped for a symlink since, the
-    open fails. The opened descriptor is then checked — a regular file, whose real path is
-    inside ``allow_dirs`` when any are given — so what is checked is what is read. Raises
-    JobError (UnsafePathError for a path outside ``allow_dirs``) naming ``shown`` (default
-    ``path``).
+    What is checked — a regular file, whose real path is inside ``allow_dirs`` when any are
+    given — is the file that is read, never a name that could be swapped between the check
+    and the read, and nothing outside ``allow_dirs`` (a FIFO, a device) is ever opened for
+    reading. Symlinks inside the allowed directories are fine. Raises JobError
+    (UnsafePathError for a path outside ``allow_dirs``) naming ``shown`` (default ``path``).
     """
     name = shown if shown is not None else path
+    if _PATH_ONLY:
+        held = _open_held(path, name, allow_dirs)
+        if held is not None:
+            return held
+    return _open_resolved(path, name, allow_dirs)
+
+
+def _open_held(path: str, name: str, allow_dirs: Sequence[str]) -> tuple[BinaryIO, str] | None:
+    """Linux: pin the file with an ``O_PATH`` descriptor, check it, then open that very file for reading.
+
+    An ``O_PATH`` descriptor opens nothing (no device or FIFO is touched), the kernel
+    resolves the name once, and ``/proc/self/fd`` tells where it landed: no ``realpath``
+    walk of every component. None when the name itself is a symlink, or ``/proc`` cannot
+    say: :func:`_open_resolved` decides then.
+    """
+    try:
+        pin = os.open(path, _PATH_ONLY | _NOFOLLOW | _CLOEXEC)
+    except FileNotFoundError:
+        raise JobError(f"path {name!r} does not exist") from None
+    except OSError:
+        return None  # a loop, a name too long...: said the usual way
+    try:
+        st = os.fstat(pin)
+        if stat.S_ISLNK(st.st_mode):
+            return None
+        try:
+            real = os.readlink(f"/proc/self/fd/{pin}")
+        except OSError:
+            return None
+        if allow_dirs and not inside(real, allow_dirs):
+            raise UnsafePathError(
+                f"path {name!r} resolves to {real!r}, outside the allowed directories ({', '.join(allow_dirs)})"
+            )
+        if not stat.S_ISREG(st.st_mode):
+            raise JobError(f"path {name!r} is not a regular file")
+        try:  # the magic link reopens the inode pinned, whatever its name has become since
+            fd = os.open(f"/proc/self/fd/{pin}", os.O_RDONLY | _CLOEXEC)
+        except OSError as exc:
+            raise JobError(f"path {name!r} cannot be read: {exc.strerror}") from None
+        # A buffer size given: no isatty() ioctl to choose one, a file is not a terminal.
+        return os.fdopen(fd, "rb", buffering=io.DEFAULT_BUFFER_SIZE), real
+    finally:
+        os.close(pin)
+
+
+def _open_resolved(path: str, name: str, allow_dirs: Sequence[str]) -> tuple[BinaryIO, str]:
+    """Resolve ``path`` (``realpath``), open the resolved name with ``O_NOFOLLOW``, then check the descriptor.
+
+    If the resolved name was swapped for a symlink since, the open fails.
+    """
     try:
         real = os.path.realpath(path)
     except OSError as exc:  # a link swapped for a file mid-resolution: readlink says EINVAL

@@ -43,6 +43,8 @@ def through_symlink(given_path: str, real_path: str) -> bool:
     the name itself resolving elsewhere is.
     """
     given = os.path.abspath(given_path)
+    if given == real_path:  # the name given is the real path read: no symlink in it, nothing to resolve
+        return False
     return os.path.join(os.path.realpath(os.path.dirname(given)), os.path.basename(given)) != real_path
 
 

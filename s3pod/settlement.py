@@ -83,6 +83,16 @@ def best_effort(action: Callable[[], object] | None, what: str, watch: RedisWatc
         logger.exception("%s failed", what)
 
 
+def logs_written() -> None:
+    """Return once every line logged so far is written: a job's lines are in the log before Redis shows its outcome.
+
+    Whoever watches Redis (a test, an operator's script) then finds the job's lines; with
+    nothing left to write this costs one uncontended lock.
+    """
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+
+
 def by_shard(claims: Sequence[tuple[Claimed, Job]]) -> dict[Consumer, list[tuple[Claimed, Job]]]:
     """Group jobs by the shard they were claimed from, in their order."""
     groups: dict[Consumer, list[tuple[Claimed, Job]]] = {}
@@ -185,6 +195,7 @@ class Settlement:
 
     def _acknowledge(self, jobs: Sequence[tuple[Claimed, Job]]) -> None:
         """Ack jobs, one atomic step a shard; abort the multipart uploads an earlier run left recorded."""
+        logs_written()
         for shard, group in by_shard(jobs).items():
             step = functools.partial(shard.ack_many, [(claimed.raw, job.id) for claimed, job in group])
             try:
@@ -260,7 +271,6 @@ class Settlement:
             return self._dead_letter(claimed, job, error, result.started, OutcomeKind.DEAD)
         delay_s = self.retry.delay_s(job.attempt)
         next_raw = job.next_attempt().to_json()
-        self._settled(lambda: claimed.shard.delay(claimed.raw, next_raw, delay_s))
         logger.warning(
             "retry job=%s bucket=%s key=%s attempt=%d in=%.2fs error=%s",
             job.id,
@@ -270,14 +280,13 @@ class Settlement:
             delay_s,
             error,
         )
+        logs_written()
+        self._settled(lambda: claimed.shard.delay(claimed.raw, next_raw, delay_s))
         return self.emit(Outcome.of(OutcomeKind.RETRY, job, started=result.started, error=error))
 
     def _dead_letter(self, claimed: Claimed, job: Job | None, error: str, started: float, kind: OutcomeKind) -> Outcome:
         attempts = 0 if job is None else job.attempt + (kind is OutcomeKind.DEAD)
         entry = dead_entry(claimed.raw, error, attempts, self.worker_id)
-        self._settled(lambda: claimed.shard.dead_letter(claimed.raw, entry))
-        if job is not None:
-            self._abandon_upload(claimed, job)
         log = logger.info if job is not None and job.silent else logger.error
         log(
             "dead job=%s bucket=%s key=%s attempts=%d error=%s",
@@ -287,6 +296,10 @@ class Settlement:
             attempts,
             error,
         )
+        logs_written()
+        self._settled(lambda: claimed.shard.dead_letter(claimed.raw, entry))
+        if job is not None:
+            self._abandon_upload(claimed, job)
         return self.emit(Outcome.of(kind, job, started=started, error=error))
 
     def _drop(self, job: Job, error: str, started: float) -> Outcome:

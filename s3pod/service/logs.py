@@ -7,17 +7,24 @@ formatter turns each ``key=%x`` of the template into a field holding its argumen
 (``"bytes": 1024``, ``"duration": 0.25``), so each job transition the worker logs is one
 parseable line without a second logging call. More fields may come in
 ``extra={"fields": {...}}``: JSON gets them as keys, text as ``key=value`` at the end.
+
+No thread that logs waits for another one's write (:class:`CombiningStreamHandler`): a
+record is handed to the thread writing, if one is.
 """
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import json
 import logging
+import os
 import re
 import sys
+import threading
+import weakref
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TextIO
 
 from s3po_client.redaction import redact
 
@@ -178,13 +185,14 @@ def configure_logging(
     Replaces the root logger's handlers, so calling it again (after daemonizing, say)
     does not double the lines.
     """
-    handler: logging.Handler
     if log_file:
-        handler = logging.FileHandler(log_file, encoding="utf-8")
+        handler = CombiningStreamHandler(open(log_file, "a", encoding="utf-8"), owns_stream=True)  # noqa: SIM115
     else:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = CombiningStreamHandler(sys.stderr)
     handler.setFormatter(make_formatter(log_format))
     handler.addFilter(RedactingFilter(secrets, template_fields=log_format == "json"))
+    # Neither format writes a process id or name: no getpid() and no lookup for them per record.
+    logging.logProcesses = logging.logMultiprocessing = False
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -201,6 +209,88 @@ def set_level(level: str) -> None:
     # botocore's DEBUG output includes request headers; keep libraries at INFO and above.
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
         logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))
+
+
+_LIVE: weakref.WeakSet[CombiningStreamHandler] = weakref.WeakSet()
+
+
+class CombiningStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes records to ``stream`` without making a thread that logs wait for another one's write.
+
+    Sixteen job threads writing through one handler queue on its lock while each write
+    runs: a fifth of a busy daemon's samples, and a thread switch a line. Here a record is
+    filtered (redacted) by the thread that logs it, so what is written is fixed then, and
+    appended to a list; the thread then writes every record listed, in one write, unless
+    another thread is writing, in which case that one writes it right after its own: it
+    looks at the list again each time it lets go of the writing. So a line is in the
+    stream when the call returns, unless another thread's write was running, and then a
+    moment later; lines keep the order in which they were logged. ``owns_stream``:
+    :meth:`close` closes the stream (a log file).
+    """
+
+    def __init__(self, stream: TextIO, *, owns_stream: bool = False) -> None:
+        super().__init__(stream)
+        self.owns_stream = owns_stream
+        self._pending: collections.deque[logging.LogRecord] = collections.deque()
+        self._writing = threading.Lock()
+        _LIVE.add(self)
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        passed = self.filter(record)
+        if passed:
+            self._pending.append(record)  # first, then try: see _write_pending
+            self._write_pending(wait=False)
+        return bool(passed)
+
+    def flush(self) -> None:
+        self._write_pending(wait=True)
+
+    def close(self) -> None:
+        self._write_pending(wait=True)
+        if self.owns_stream and not self.stream.closed:
+            self.stream.close()
+        super().close()
+
+    def _write_pending(self, wait: bool) -> None:
+        """Write every record listed; without ``wait``, leave them to a thread writing already.
+
+        Whoever writes looks at the list again after letting go, so a record appended while
+        it wrote (whose thread found the writing taken) is never left behind.
+        """
+        pending = self._pending
+        while pending or wait:
+            if not self._writing.acquire(blocking=wait):
+                return
+            try:
+                lines: list[str] = []
+                last: logging.LogRecord | None = None
+                while pending:
+                    last = pending.popleft()
+                    try:
+                        lines.append(self.format(last) + self.terminator)
+                    except Exception:  # noqa: BLE001 - as logging does: said on stderr, the daemon goes on
+                        self.handleError(last)
+                if lines and last is not None and not self.stream.closed:
+                    try:
+                        self.stream.write("".join(lines))
+                        self.stream.flush()
+                    except Exception:  # noqa: BLE001 - as above, told with the last record of the write
+                        self.handleError(last)
+            finally:
+                self._writing.release()
+            wait = False
+
+
+def _after_fork_in_child() -> None:
+    # A thread of the parent's may have held the writing at the fork, and the records listed
+    # are the parent's to write: the child starts with a free lock and an empty list.
+    for handler in list(_LIVE):
+        handler._writing = threading.Lock()
+        handler._pending.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _text_value(value: Any) -> str:

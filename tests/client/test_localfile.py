@@ -112,3 +112,37 @@ def test_a_symlink_swapped_in_after_the_check_is_never_uploaded(
     assert count_jobs(redis_client).dead + len(stored) >= jobs  # every job either stored or dead-lettered
     assert daemon.proc.poll() is None
     assert (outside / "secret").read_bytes() == SECRET
+
+
+@pytest.mark.skipif(not hasattr(os, "O_PATH") or not os.path.isdir("/proc/self/fd"), reason="Linux: O_PATH, /proc")
+def test_a_plain_name_is_opened_and_settled_without_resolving_it_in_python(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """realpath walks every component with a system call each: the kernel's resolution is used instead."""
+    from s3po_client.settle import through_symlink
+
+    allowed = tmp_path / "allowed"
+    (allowed / "real").mkdir(parents=True)
+    (allowed / "real" / "f").write_bytes(INSIDE)
+    (allowed / "dirlink").symlink_to(allowed / "real")  # a symlinked directory inside: fine
+    (allowed / "flink").symlink_to(allowed / "real" / "f")  # a symlinked name: resolved the careful way
+    resolved: list[str] = []
+    realpath = os.path.realpath
+
+    def counting(path: str, *args: object, **kwargs: object) -> str:
+        resolved.append(path)
+        return realpath(path)
+
+    monkeypatch.setattr(os.path, "realpath", counting)
+    for name in ("real/f", "dirlink/f"):
+        f, real = open_checked(str(allowed / name), allow_dirs=[str(allowed)])
+        with f:
+            assert f.read() == INSIDE and real == str(allowed / "real" / "f")
+    assert not through_symlink(str(allowed / "real" / "f"), str(allowed / "real" / "f"))
+    assert resolved == []
+    f, real = open_checked(str(allowed / "flink"), allow_dirs=[str(allowed)])
+    f.close()
+    assert real == str(allowed / "real" / "f") and resolved == [str(allowed / "flink")]
+    assert through_symlink(str(allowed / "flink"), real)
+    with pytest.raises(UnsafePathError, match="outside the allowed"):
+        open_checked(str(allowed / "dirlink" / "f"), allow_dirs=[str(allowed / "dirlink2")])

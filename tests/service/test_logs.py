@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import os
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from s3pod.service.logs import configure_logging, redact
+from s3pod.service.logs import CombiningStreamHandler, configure_logging, redact
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 
@@ -107,7 +110,7 @@ def test_secrets_never_reach_the_log(log_to: Callable[..., Path], log_format: st
     except ValueError:
         log.exception("upload failed")
     logging.getLogger("botocore.endpoint").warning("sent key %s", SECRET)  # a library's logger too
-    text = path.read_text()
+    text = "\n".join(lines(path))
     for secret in (SECRET, "hunter2-pw", "only-pw", "sockpw", "tok-4f9a8e7d"):
         assert secret not in text
     assert "redis://s3pod:***@10.0.0.5:6379/0" in text
@@ -133,3 +136,65 @@ def test_configuring_twice_does_not_double_lines(log_to: Callable[..., Path]) ->
     path = log_to("json")
     logging.getLogger("s3pod").info("once")
     assert len(lines(path)) == 1
+
+
+class HeldStream(io.StringIO):
+    """A stream whose first write waits until ``go`` is set, as a write to a slow disk does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.go, self.writing = threading.Event(), threading.Event()
+
+    def write(self, text: str) -> int:
+        if not self.writing.is_set():
+            self.writing.set()
+            self.go.wait(10)
+        return super().write(text)
+
+
+def test_no_thread_waits_for_another_ones_write_and_no_line_is_lost() -> None:
+    stream = HeldStream()
+    handler = CombiningStreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log = logging.getLogger("s3pod.test.writer")
+    log.propagate, log.level = False, logging.INFO
+    log.addHandler(handler)
+    try:
+        first = threading.Thread(target=log.info, args=("line 0",))
+        first.start()
+        assert stream.writing.wait(10)  # that thread is in its write now
+
+        def others() -> None:
+            for i in range(1, 101):
+                log.info("line %d", i)
+
+        other = threading.Thread(target=others)
+        other.start()
+        other.join(5)
+        assert not other.is_alive(), "logging waited for another thread's write"
+        stream.go.set()
+        first.join(10)
+        assert stream.getvalue().splitlines() == [f"line {i}" for i in range(101)]  # written by the first
+        log.info("line 101")  # no write running: written before the call returns
+        assert stream.getvalue().splitlines()[-1] == "line 101"
+    finally:
+        stream.go.set()
+        log.removeHandler(handler)
+        handler.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX fork")
+def test_a_forked_child_writes_its_lines_and_the_parents_are_written_once(log_to: Callable[..., Path]) -> None:
+    path = log_to("text")
+    log = logging.getLogger("s3pod.test.fork")
+    log.info("before the fork")
+    pid = os.fork()
+    if pid == 0:  # the child, as a detached daemon after its fork
+        log.info("in the child")
+        logging.shutdown()
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert status == 0
+    log.info("in the parent")
+    text = "\n".join(lines(path))
+    assert [text.count(m) for m in ("before the fork", "in the child", "in the parent")] == [1, 1, 1]
