@@ -1,4 +1,4 @@
-"""A direct PUT for small objects: botocore's own SigV4 signer over a pooled urllib3 connection.
+"""A direct PUT for objects and parts: botocore's own SigV4 signer over a pooled urllib3 connection.
 
 A ``put_object`` through boto3 costs about 2.2 ms of client CPU here (parameter
 validation, serialisation, event hooks, response parsing), twice what the same signed
@@ -55,7 +55,7 @@ class OneWriteConnection(urllib3.connection.HTTPConnection):
     _holding = False
 
     def request(self, method: str, url: str, body: Any = None, headers: Any = None, **options: Any) -> None:
-        self._holding = isinstance(body, bytes) and 0 < len(body) <= ONE_WRITE_MAX_BYTES
+        self._holding = isinstance(body, (bytes, memoryview)) and 0 < len(body) <= ONE_WRITE_MAX_BYTES
         self._held = None
         try:
             super().request(method, url, body=body, headers=headers, **options)

@@ -72,14 +72,14 @@ def test_each_part_of_a_large_upload_leaves_in_one_write(
     engine = TransferEngine(s3_settings, SMALL)
     try:
         engine.upload_bytes(bucket, "warm", b"w")
-        data = pattern(3 * PART + 12345)
+        data = pattern(3 * PART + 100_000)
         path = tmp_path / "large.bin"
         path.write_bytes(data)
         writes = count_writes(monkeypatch, socket.socket)
         engine.upload_file(bucket, "large", path)
         monkeypatch.undo()
         assert s3.get_object(Bucket=bucket, Key="large")["Body"].read() == data
-        assert body_writes(writes) == [12345, PART, PART, PART]
+        assert body_writes(writes) == [100_000, PART, PART, PART]
     finally:
         engine.close()
 
@@ -230,13 +230,13 @@ def test_each_part_of_a_large_upload_over_tls_leaves_in_one_write(
     engine = tls_engine(https_s3, ca_bundle=str(https_s3.ca))
     try:
         engine.upload_bytes(bucket, "warm", b"w")
-        data = pattern(2 * PART + 12345)
+        data = pattern(2 * PART + 100_000)
         path = tmp_path / "large.bin"
         path.write_bytes(data)
         writes = count_writes(no_proxy_env, ssl.SSLSocket)
         engine.upload_file(bucket, "large", path)
         no_proxy_env.undo()
         assert engine.download_bytes(bucket, "large") == data
-        assert body_writes(writes) == [12345, PART, PART]
+        assert body_writes(writes) == [100_000, PART, PART]
     finally:
         engine.close()
