@@ -21,6 +21,7 @@ from typing import Any
 from ..errors import TransferError, VerificationError
 from ..settings import MAX_PARTS, TransferSettings
 from . import s3calls as s3
+from .bandwidth import LimitedBody
 from .body import Body, ProgressReporter, Sent
 from .buffers import PartBuffers, PartReader
 from .checksums import REFUSAL_CODES, ChecksumChoice
@@ -266,8 +267,8 @@ class MultipartUpload:
                         checksum_crc32=body.crc32,
                         limit=req.limiter.up,
                     )
-                else:  # boto3 takes bytes or a file, not a view
-                    payload = req.limiter.up.body(bytes(data))
+                else:  # boto3 takes bytes or a file, not a view: a file reading the buffer, no copy of it
+                    payload = LimitedBody(data, req.limiter.up)
                     response = s3.upload_part(
                         req.client,
                         req.bucket,

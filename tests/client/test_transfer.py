@@ -310,6 +310,25 @@ def test_bodies_are_signed_only_when_asked_and_the_store_takes_both(
     assert unsigned and all(unsigned) is (not sign_payload) and any(unsigned) is (not sign_payload), bodies
 
 
+@pytest.mark.parametrize(
+    "how", [{}, {"lean_put": False}, {"lean_put": False, "sign_payload": True}], ids=["lean", "boto3", "signed"]
+)
+def test_parts_read_into_reused_buffers_are_stored_whole_each_way(
+    make_engine: Callable[..., TransferEngine], s3: Any, bucket: str, tmp_path: Path, how: dict[str, bool]
+) -> None:
+    """Parts in lent buffers, sent by the lean PUT or by boto3 (from a file reading the buffer), each byte counted once."""
+    from dataclasses import replace
+
+    engine = make_engine(replace(SMALL, **how))
+    data = pattern(7 * PART + 4321)  # more parts than buffers: each buffer is lent again
+    path = tmp_path / "parts.bin"
+    path.write_bytes(data)
+    result = engine.upload_file(bucket, "parts", path)
+    assert result is not False and result.bytes_sent == len(data)
+    assert s3.get_object(Bucket=bucket, Key="parts")["Body"].read() == data
+    assert engine.limiter.up.bytes_total == len(data)
+
+
 def test_the_lean_put_stores_what_boto3_stores_and_fails_the_same_way(
     make_engine: Callable[..., TransferEngine], s3: Any, bucket: str, fault_proxy: Any
 ) -> None:
