@@ -15,6 +15,10 @@ from typing import Protocol
 #: what a part's bytes are held in
 Bytes = bytes | bytearray | memoryview
 
+#: the most one ``read`` of a reader without ``readinto`` (a compressor) asks for: what it
+#: returns is copied into the buffer, and a whole part's worth would be one more part in memory
+READ_STEP_BYTES = 1024 * 1024
+
 
 class Readable(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
@@ -65,7 +69,7 @@ def fill(reader: Readable, buf: bytearray, start: int, size: int) -> int:
     """Read into ``buf[start:size]`` until it is full or ``reader`` ends; return the bytes now in ``buf``.
 
     With ``readinto`` (a file) the bytes land in ``buf`` directly; otherwise (a compressor)
-    each ``read`` is copied in.
+    each ``read``, of at most :data:`READ_STEP_BYTES`, is copied in.
     """
     view = memoryview(buf)
     got = start
@@ -76,7 +80,7 @@ def fill(reader: Readable, buf: bytearray, start: int, size: int) -> int:
             if not n:
                 break
         else:
-            chunk = reader.read(size - got)
+            chunk = reader.read(min(size - got, READ_STEP_BYTES))
             n = len(chunk)
             if not n:
                 break
