@@ -102,10 +102,11 @@ class TransferSettings:
     #: HTTP signing would hash every byte a second time; turn it on for a store that
     #: requires signed payloads.
     sign_payload: bool = False
-    #: send single PUTs (bodies below ``multipart_threshold_bytes``) as requests built and
-    #: signed by s3po with botocore's signer over pooled connections, instead of through
-    #: boto3's whole call stack: half the client CPU per small object. Used only with an
-    #: explicit ``endpoint_url`` and headers that map one to one; anything else uses boto3.
+    #: send single PUTs and multipart parts as requests built and signed by s3po with
+    #: botocore's signer over pooled connections, each body in one write, instead of through
+    #: boto3's whole call stack: half the client CPU per small object, and per large one.
+    #: Used only with an explicit ``endpoint_url`` and headers that map one to one; anything
+    #: else uses boto3.
     lean_put: bool = True
     #: compression level: ``None`` is the codec's fast default (ISA-L level 1 for gzip/zlib,
     #: zstd level 1). gzip/zlib take 0–3 with ISA-L (higher values use 3) and 1–9 with the

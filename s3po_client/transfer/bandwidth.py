@@ -21,12 +21,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import ConfigError
 from ..settings import KiB, MiB
 
 logger = logging.getLogger(__name__)
+
+_Data = TypeVar("_Data", bound=bytes | bytearray | memoryview)
 
 #: a bucket holds at most this many seconds of its rate: the largest burst after a pause
 BURST_S = 0.25
@@ -235,7 +237,7 @@ class TokenBucket:
         with self._cond:
             self._total += n
 
-    def body(self, data: bytes | bytearray) -> bytes | bytearray | LimitedBody:
+    def body(self, data: _Data) -> _Data | LimitedBody:
         """Return what to send for ``data``: itself when unlimited (counted now), else a :class:`LimitedBody`."""
         if self._rate is None:
             self.count(len(data))
@@ -256,7 +258,7 @@ class LimitedBody:
     not on the wire.
     """
 
-    def __init__(self, data: bytes | bytearray, bucket: TokenBucket) -> None:
+    def __init__(self, data: bytes | bytearray | memoryview, bucket: TokenBucket) -> None:
         self._view = memoryview(data)
         self._pos = 0
         self._bucket = bucket

@@ -6,6 +6,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .buffers import Bytes
 from .parts import crc32_b64, md5
 from .sources import Reader
 
@@ -28,14 +29,15 @@ class Sent:
 class Body:
     """One PUT's or part's bytes and the checksums it carries (at least one; see :mod:`.checksums`)."""
 
-    data: bytes
+    #: the bytes, or a view of the part buffer they were read into
+    data: Bytes
     md5: bytes | None
     crc32: str | None
     #: source bytes consumed once this body was cut (for progress, with compression)
     source_done: int
 
     @classmethod
-    def of(cls, data: bytes, *, md5: bool, crc32: bool, source_done: int) -> Body:
+    def of(cls, data: Bytes, *, md5: bool, crc32: bool, source_done: int) -> Body:
         return cls(
             data=data,
             md5=md5_of(data) if md5 or not crc32 else None,
@@ -48,7 +50,7 @@ class Body:
         return self.md5 if self.md5 is not None else md5_of(self.data)
 
 
-def md5_of(data: bytes) -> bytes:
+def md5_of(data: Bytes) -> bytes:
     return md5(data).digest()
 
 

@@ -9,6 +9,7 @@ not, or when the stream is compressed.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -20,7 +21,9 @@ from typing import Any
 from ..errors import TransferError, VerificationError
 from ..settings import MAX_PARTS, TransferSettings
 from . import s3calls as s3
-from .body import Body, ProgressReporter, Sent, read_exactly
+from .bandwidth import LimitedBody
+from .body import Body, ProgressReporter, Sent
+from .buffers import PartBuffers, PartReader
 from .checksums import REFUSAL_CODES, ChecksumChoice
 from .client import Requester, error_code
 from .parts import b64, clean_etag, composite_crc32, is_plain_md5, multipart_etag, part_size_for
@@ -53,6 +56,9 @@ class MultipartUpload:
         self.verify_etag = verify_etag
         self.progress = progress
         self.checksums: ChecksumChoice = req.checksums
+        direct = req.direct_put
+        #: the lean request for parts (``direct_put.DirectPut``), where the engine has one
+        self.direct = direct if direct is not None and direct.accepts(object_args) else None
         #: whether the upload is created with CRC32 checksums: then every part carries one
         self.crc = self.checksums.sends_crc32()
         self.upload_id: str | None = None
@@ -170,7 +176,10 @@ class MultipartUpload:
         return True
 
     def _send_parts(self, reader: Reader, head: list[bytes], source_done: Callable[[], int]) -> int:
-        pending = memoryview(head.pop())
+        # Each part is read into a buffer lent for as long as it is in flight (tried again
+        # from it), then given back: one buffer per part in flight plus the one being read.
+        buffers = PartBuffers(self.settings.max_concurrency + 1)
+        parts = PartReader(reader, head.pop(), buffers)
         sent = 0
         number = 1
         futures: list[Future[None]] = []
@@ -178,49 +187,47 @@ class MultipartUpload:
             try:
                 while True:
                     size = part_size_for(number, base_bytes=self.settings.part_size_bytes, size_hint=self.size_hint)
-                    if len(pending) >= size:
-                        data, pending = bytes(pending[:size]), pending[size:]
-                        if not pending:
-                            pending = memoryview(b"")  # the last view of the first buffer: free it
-                    else:
-                        data = bytes(pending) + read_exactly(reader, size - len(pending))
-                        pending = memoryview(b"")
-                    if not data and number > 1:
+                    buf, n = parts.next(size)
+                    if n == 0 and number > 1:
+                        buffers.give_back(buf)
                         break
-                    if number > MAX_PARTS:
-                        raise TransferError(
-                            f"s3://{self.req.bucket}/{self.req.key}: more than {MAX_PARTS} parts",
-                            bucket=self.req.bucket,
-                            key=self.req.key,
-                            transient=False,
-                        )
+                    self._check_part_count(number)
+                    data = memoryview(buf)[:n]
                     done = source_done()
                     if number in self.stored and self._reuse(
                         number, Body.of(data, md5=True, crc32=self.crc, source_done=done)
                     ):
-                        sent += len(data)
-                        number += 1
-                        if len(data) < size:
-                            break
-                        continue
-                    while not self._slots.acquire(timeout=0.2):
+                        buffers.give_back(buf)
+                    else:
+                        while not self._slots.acquire(timeout=0.2):
+                            self._raise_if_failed()
                         self._raise_if_failed()
-                    self._raise_if_failed()
-                    # The part's checksums are computed by the thread that sends it: hashlib and
-                    # zlib release the GIL, so hashing runs on every core, not serially with the reads.
-                    futures.append(pool.submit(self._send_part, number, data, done))
-                    sent += len(data)
+                        # The part's checksums are computed by the thread that sends it: they
+                        # release the GIL, so hashing runs on every core, not serially with the reads.
+                        release = functools.partial(buffers.give_back, buf)
+                        futures.append(pool.submit(self._send_part, number, data, done, release))
+                    sent += n
                     number += 1
-                    if len(data) < size:
+                    if n < size:
                         break
             except BaseException:
                 self.req.cancelled.set()  # parts waiting to retry give up; queued ones never start
                 for f in futures:
                     f.cancel()
                 raise
+        buffers.clear()
         for f in futures:
             f.result()  # raises the first part's error
         return sent
+
+    def _check_part_count(self, number: int) -> None:
+        if number > MAX_PARTS:
+            raise TransferError(
+                f"s3://{self.req.bucket}/{self.req.key}: more than {MAX_PARTS} parts",
+                bucket=self.req.bucket,
+                key=self.req.key,
+                transient=False,
+            )
 
     def _reuse(self, number: int, body: Body) -> bool:
         """Take part ``number`` as sent if a resumed upload holds exactly these bytes for it."""
@@ -237,7 +244,7 @@ class MultipartUpload:
         if self._failure is not None:
             raise self._failure
 
-    def _send_part(self, number: int, data: bytes, source_done: int) -> None:
+    def _send_part(self, number: int, data: memoryview, source_done: int, release: Callable[[], None]) -> None:
         req = self.req
         assert self.upload_id is not None
         upload_id = self.upload_id
@@ -248,16 +255,30 @@ class MultipartUpload:
                 # Built at each try: a try after the store ignored CRC32 carries Content-MD5 too.
                 body = Body.of(data, md5=self.checksums.sends_md5(), crc32=self.crc, source_done=source_done)
                 sent[:] = [body]
-                response = s3.upload_part(
-                    req.client,
-                    req.bucket,
-                    req.key,
-                    upload_id,
-                    number,
-                    req.limiter.up.body(body.data),
-                    content_md5=b64(body.md5) if body.md5 is not None else None,
-                    checksum_crc32=body.crc32,
-                )
+                md5_header = b64(body.md5) if body.md5 is not None else None
+                if self.direct is not None:
+                    response = self.direct.upload_part(
+                        req.bucket,
+                        req.key,
+                        upload_id,
+                        number,
+                        data,
+                        content_md5=md5_header,
+                        checksum_crc32=body.crc32,
+                        limit=req.limiter.up,
+                    )
+                else:  # boto3 takes bytes or a file, not a view: a file reading the buffer, no copy of it
+                    payload = LimitedBody(data, req.limiter.up)
+                    response = s3.upload_part(
+                        req.client,
+                        req.bucket,
+                        req.key,
+                        upload_id,
+                        number,
+                        payload,
+                        content_md5=md5_header,
+                        checksum_crc32=body.crc32,
+                    )
                 etag = clean_etag(response.get("ETag"))
                 check_acknowledged(req, f"part {number}", etag, body, response, self.verify_etag)
                 return etag
@@ -271,6 +292,7 @@ class MultipartUpload:
             self.req.cancelled.set()
             raise
         finally:
+            release()
             self._slots.release()
 
     def _complete(self, sent: int) -> Sent:

@@ -47,7 +47,7 @@ def put_single(
                     req.client,
                     req.bucket,
                     req.key,
-                    req.limiter.up.body(body.data),
+                    req.limiter.up.body(data),
                     content_md5=md5_header,
                     checksum_crc32=body.crc32,
                     object_args=object_args,

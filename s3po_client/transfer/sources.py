@@ -33,6 +33,18 @@ class CountingReader:
         self.count += len(data)
         return data
 
+    def readinto(self, buf: memoryview) -> int:
+        """Read into ``buf`` (straight from the file, where the reader can); return the bytes read."""
+        readinto = getattr(self.reader, "readinto", None)
+        if readinto is not None:
+            n = int(readinto(buf) or 0)
+        else:
+            data = self.reader.read(len(buf))
+            n = len(data)
+            buf[:n] = data
+        self.count += n
+        return n
+
 
 class Source(Protocol):
     """A strategy for one kind of upload source."""

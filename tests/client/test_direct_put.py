@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from servers import REGION, ConnectProxy, HttpsS3Server
-from test_transfer import SMALL, THRESHOLD, pattern
+from test_transfer import PART, SMALL, THRESHOLD, pattern
 
 from s3po_client.errors import UploadError
 from s3po_client.settings import S3Settings
@@ -41,6 +43,43 @@ def test_a_small_put_leaves_in_one_write_and_is_stored_whole(
             assert len(writes) == 1 and writes[0] > size, "headers and body in one write"
         else:
             assert len(writes) == 2 and writes[1] == size, "a larger body follows its headers, as http.client sends it"
+    finally:
+        engine.close()
+
+
+def count_writes(monkeypatch: pytest.MonkeyPatch, cls: type[socket.socket]) -> list[int]:
+    """Record the length of every ``sendall`` on sockets of ``cls`` from now on."""
+    writes: list[int] = []
+    sendall = cls.sendall
+
+    def counted(self: socket.socket, data: Any, *args: Any) -> Any:
+        writes.append(len(memoryview(data).cast("B")))
+        return sendall(self, data, *args)
+
+    monkeypatch.setattr(cls, "sendall", counted)
+    return writes
+
+
+def body_writes(writes: list[int]) -> list[int]:
+    """The writes that carry a body (headers and the small XML bodies of create/complete are under 4 KiB), sorted."""
+    return sorted(w for w in writes if w > 4096)
+
+
+def test_each_part_of_a_large_upload_leaves_in_one_write(
+    s3_settings: Any, s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A part goes in one ``sendall`` from the buffer it was read into (boto3 writes 16 KiB blocks)."""
+    engine = TransferEngine(s3_settings, SMALL)
+    try:
+        engine.upload_bytes(bucket, "warm", b"w")
+        data = pattern(3 * PART + 100_000)
+        path = tmp_path / "large.bin"
+        path.write_bytes(data)
+        writes = count_writes(monkeypatch, socket.socket)
+        engine.upload_file(bucket, "large", path)
+        monkeypatch.undo()
+        assert s3.get_object(Bucket=bucket, Key="large")["Body"].read() == data
+        assert body_writes(writes) == [100_000, PART, PART, PART]
     finally:
         engine.close()
 
@@ -180,5 +219,24 @@ def test_a_limited_upload_over_tls_keeps_to_the_limit(
         assert engine.upload_bytes(bucket, "limited", data, retries=0) is not False
         assert time.monotonic() - started >= size / (4 * 1024 * 1024) * 0.9
         assert engine.download_bytes(bucket, "limited") == data
+    finally:
+        engine.close()
+
+
+def test_each_part_of_a_large_upload_over_tls_leaves_in_one_write(
+    https_s3: HttpsS3Server, no_proxy_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    bucket = tls_bucket(https_s3)
+    engine = tls_engine(https_s3, ca_bundle=str(https_s3.ca))
+    try:
+        engine.upload_bytes(bucket, "warm", b"w")
+        data = pattern(2 * PART + 100_000)
+        path = tmp_path / "large.bin"
+        path.write_bytes(data)
+        writes = count_writes(no_proxy_env, ssl.SSLSocket)
+        engine.upload_file(bucket, "large", path)
+        no_proxy_env.undo()
+        assert engine.download_bytes(bucket, "large") == data
+        assert body_writes(writes) == [100_000, PART, PART]
     finally:
         engine.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -292,7 +293,11 @@ def test_crc32_checksum_mode_round_trips(make_engine: Callable[..., TransferEngi
 
 @pytest.mark.parametrize("sign_payload", [False, True])
 def test_bodies_are_signed_only_when_asked_and_the_store_takes_both(
-    make_engine: Callable[..., TransferEngine], s3: Any, bucket: str, sign_payload: bool
+    make_engine: Callable[..., TransferEngine],
+    s3: Any,
+    bucket: str,
+    sign_payload: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from dataclasses import replace
 
@@ -301,13 +306,50 @@ def test_bodies_are_signed_only_when_asked_and_the_store_takes_both(
     engine.client.meta.events.register(
         "before-send.s3.*", lambda request, **_: sent.append(request.headers.get("X-Amz-Content-SHA256", b""))
     )
+    # The lean PUT (single PUTs and parts) builds its requests itself: read from the wire.
+    heads: list[bytes] = []
+    sendall = socket.socket.sendall
+
+    def seen(self: socket.socket, block: Any, *args: Any) -> Any:
+        if bytes(block[:4]) == b"PUT ":
+            heads.append(bytes(block[:8192]))
+        return sendall(self, block, *args)
+
+    monkeypatch.setattr(socket.socket, "sendall", seen)
     data = pattern(2 * PART + 1)  # multipart: every part, and the single PUT below
     engine.upload_bytes(bucket, "signed", data)
     engine.upload_bytes(bucket, "small", b"tiny")
+    monkeypatch.undo()
     assert s3.get_object(Bucket=bucket, Key="signed")["Body"].read() == data
+    parts = [h for h in heads if b"partNumber=" in h.split(b"\r\n", 1)[0]]
+    assert len(parts) == 3 and len(heads) == 4
+    for head in heads:
+        for line in head.split(b"\r\n"):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"x-amz-content-sha256":
+                sent.append(value.strip().decode())
     bodies = [v.decode() if isinstance(v, bytes) else v for v in sent]
     unsigned = [v == "UNSIGNED-PAYLOAD" for v in bodies if v]
     assert unsigned and all(unsigned) is (not sign_payload) and any(unsigned) is (not sign_payload), bodies
+
+
+@pytest.mark.parametrize(
+    "how", [{}, {"lean_put": False}, {"lean_put": False, "sign_payload": True}], ids=["lean", "boto3", "signed"]
+)
+def test_parts_read_into_reused_buffers_are_stored_whole_each_way(
+    make_engine: Callable[..., TransferEngine], s3: Any, bucket: str, tmp_path: Path, how: dict[str, bool]
+) -> None:
+    """Parts in lent buffers, sent by the lean PUT or by boto3 (from a file reading the buffer), each byte counted once."""
+    from dataclasses import replace
+
+    engine = make_engine(replace(SMALL, **how))
+    data = pattern(7 * PART + 4321)  # more parts than buffers: each buffer is lent again
+    path = tmp_path / "parts.bin"
+    path.write_bytes(data)
+    result = engine.upload_file(bucket, "parts", path)
+    assert result is not False and result.bytes_sent == len(data)
+    assert s3.get_object(Bucket=bucket, Key="parts")["Body"].read() == data
+    assert engine.limiter.up.bytes_total == len(data)
 
 
 def test_the_lean_put_stores_what_boto3_stores_and_fails_the_same_way(
