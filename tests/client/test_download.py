@@ -163,6 +163,30 @@ def test_bytes_damaged_on_the_way_fail_verification_and_leave_nothing(
     assert target.read_bytes() == data
 
 
+#: one GET at a time: then a GET written at offsets takes whole parts up to half the object
+ONE_AT_A_TIME = replace(SETTINGS, max_concurrency=1)
+
+
+@pytest.mark.parametrize("sizes", [UNIFORM, [6 * MiB] + [PART] * 5 + [7 * MiB]], ids=["uniform", "fits-one-size"])
+def test_parts_written_at_their_offsets_go_several_to_a_get_and_each_is_checked(
+    make_engine: Callable[..., TransferEngine],
+    fault_proxy: Any,
+    s3: Any,
+    bucket: str,
+    tmp_path: Path,
+    sizes: list[int],
+) -> None:
+    data = put_parts(s3, bucket, "grouped", sizes)
+    engine = make_engine(ONE_AT_A_TIME, endpoint=fault_proxy.url)
+    result = engine.get_file(bucket, "grouped", tmp_path / "grouped", retries=0)
+    assert (tmp_path / "grouped").read_bytes() == data and result.verified == "md5-composite"
+    assert len(requests(fault_proxy, "GET")) == 3, "each GET takes whole parts up to half the object"
+    rule = fault_proxy.add_rule("corrupt", method="GET", times=1)  # one GET's bytes damaged on the way
+    with pytest.raises(VerificationError, match="ETag"):
+        engine.get_file(bucket, "grouped", tmp_path / "sub" / "grouped", retries=0)
+    assert rule.hits == 1 and list((tmp_path / "sub").iterdir()) == [], "no file, no temporary file"
+
+
 def test_a_failed_download_written_at_offsets_leaves_nothing(
     make_engine: Callable[..., TransferEngine], fault_proxy: Any, s3: Any, bucket: str, tmp_path: Path
 ) -> None:
