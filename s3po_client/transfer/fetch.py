@@ -12,8 +12,9 @@ Where the bytes go is the caller's ``Target``:
   threads (:mod:`.offsets`); a GET takes several whole parts (``SPAN_BYTES``). A wrong
   guess of the part ranges is checked again by reading the file.
 - any other (decoding, ``download_bytes``, ``download_fileobj``) gets the ranges in order,
-  one part a GET: at most ``max_concurrency + 1`` are in memory. A wrong guess starts it again from the
-  first byte (``Target.restart``); a target that cannot restart is never given a guess.
+  one part a GET: at most ``max_concurrency + 1`` are in memory. A wrong guess starts it
+  again from the first byte (``Target.restart``); a target that cannot restart is never
+  given a guess.
 
 Parts larger than ``whole_part_limit`` are fetched as ranges of ``part_size_bytes``,
 hashed in order as they are handed over, so memory stays bounded whatever the part size.

@@ -252,8 +252,7 @@ def learn_parts(req: Requester, info: ObjectInfo, pool: ThreadPoolExecutor, coun
 class PartDigests:
     """The digest of each part in stored bytes fed in order from ``start``: a part ends at each of ``ends``.
 
-    Bytes past the last end go to one more digest, so with no ``ends`` it is the digest of
-    everything fed.
+    With no ``ends``, the one digest of everything fed.
     """
 
     def __init__(self, check: Check, start: int, ends: Sequence[int]) -> None:
@@ -276,7 +275,7 @@ class PartDigests:
                 self.hashed = self.check.new()
 
     def digests(self) -> list[bytes]:
-        """Each part's digest; the digest of what was fed past the last end too, when there are no ends."""
+        """Each part's digest (with no ``ends``, the digest of everything fed)."""
         return self.done if self.ends else [self.hashed.digest()]
 
 
