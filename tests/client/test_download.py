@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +163,30 @@ def test_bytes_damaged_on_the_way_fail_verification_and_leave_nothing(
     assert target.read_bytes() == data
 
 
+#: one GET at a time: then a GET written at offsets takes whole parts up to half the object
+ONE_AT_A_TIME = replace(SETTINGS, max_concurrency=1)
+
+
+@pytest.mark.parametrize("sizes", [UNIFORM, [6 * MiB] + [PART] * 5 + [7 * MiB]], ids=["uniform", "fits-one-size"])
+def test_parts_written_at_their_offsets_go_several_to_a_get_and_each_is_checked(
+    make_engine: Callable[..., TransferEngine],
+    fault_proxy: Any,
+    s3: Any,
+    bucket: str,
+    tmp_path: Path,
+    sizes: list[int],
+) -> None:
+    data = put_parts(s3, bucket, "grouped", sizes)
+    engine = make_engine(ONE_AT_A_TIME, endpoint=fault_proxy.url)
+    result = engine.get_file(bucket, "grouped", tmp_path / "grouped", retries=0)
+    assert (tmp_path / "grouped").read_bytes() == data and result.verified == "md5-composite"
+    assert len(requests(fault_proxy, "GET")) == 3, "each GET takes whole parts up to half the object"
+    rule = fault_proxy.add_rule("corrupt", method="GET", times=1)  # one GET's bytes damaged on the way
+    with pytest.raises(VerificationError, match="ETag"):
+        engine.get_file(bucket, "grouped", tmp_path / "sub" / "grouped", retries=0)
+    assert rule.hits == 1 and list((tmp_path / "sub").iterdir()) == [], "no file, no temporary file"
+
+
 def test_a_failed_download_written_at_offsets_leaves_nothing(
     make_engine: Callable[..., TransferEngine], fault_proxy: Any, s3: Any, bucket: str, tmp_path: Path
 ) -> None:
@@ -275,45 +300,47 @@ KMS = [(rb"(?i)(\r\netag:)", rb"\r\nx-amz-server-side-encryption: aws:kms\1")]
 
 
 @pytest.mark.parametrize(
-    ("size", "etag_verified", "kms_verified"),
-    [(MiB, "md5", "crc32"), (3 * PART + 11, "md5-composite", "crc32-composite")],
+    ("size", "crc32_verified", "etag_verified"),
+    [(MiB, "crc32", "md5"), (3 * PART + 11, "crc32-composite", "md5-composite")],
     ids=["single", "multipart"],
 )
 @pytest.mark.parametrize("how", ["file", "fileobj"])
-def test_the_result_says_what_was_verified_and_a_non_md5_etag_is_verified_by_crc32(
+def test_a_stored_crc32_is_checked_before_the_etag_and_the_result_says_which(
     make_engine: Callable[..., TransferEngine],
     s3_server: Any,
     bucket: str,
     tmp_path: Path,
     size: int,
+    crc32_verified: str,
     etag_verified: str,
-    kms_verified: str,
     how: str,
 ) -> None:
     from servers import rewriting_proxy
 
     data = os.urandom(size)
     assert make_engine(SETTINGS).upload_bytes(bucket, "crc", data) is not False  # CRC32 stored, the default
+    assert make_engine(replace(SETTINGS, checksum="md5")).upload_bytes(bucket, "md5", data) is not False  # no CRC32
 
-    def get(engine: TransferEngine) -> Any:
+    def get(engine: TransferEngine, key: str) -> Any:
         if how == "file":
-            result = engine.get_file(bucket, "crc", tmp_path / "crc")
-            assert (tmp_path / "crc").read_bytes() == data and result.path == str(tmp_path / "crc")
+            result = engine.get_file(bucket, key, tmp_path / key)
+            assert (tmp_path / key).read_bytes() == data and result.path == str(tmp_path / key)
             return result
-        with open(tmp_path / "crc-obj", "w+b") as f:
-            result = engine.get_fileobj(bucket, "crc", f)
+        with open(tmp_path / f"{key}-obj", "w+b") as f:
+            result = engine.get_fileobj(bucket, key, f)
             f.seek(0)
             assert f.read() == data
         return result
 
-    result = get(make_engine(SETTINGS))
-    assert (result.verified, result.bytes_stored, result.bytes_written) == (etag_verified, size, size)
-    with rewriting_proxy(s3_server.port, KMS) as proxy:
+    result = get(make_engine(SETTINGS), "crc")
+    assert (result.verified, result.bytes_stored, result.bytes_written) == (crc32_verified, size, size)
+    assert get(make_engine(SETTINGS), "md5").verified == etag_verified
+    with rewriting_proxy(s3_server.port, KMS) as proxy:  # the ETag is no MD5: the CRC32 still checks every byte
         engine = make_engine(SETTINGS, endpoint=proxy.url)
-        assert get(engine).verified == kms_verified
+        assert get(engine, "crc").verified == crc32_verified
         rule = proxy.add_rule("corrupt", method="GET", times=None)  # a byte damaged on the way
         with pytest.raises(VerificationError, match="CRC32"):
-            get(engine)
+            get(engine, "crc")
         assert rule.hits >= 1
 
 
@@ -324,7 +351,7 @@ def test_download_json_says_what_was_verified(cli_env: dict[str, str], s3: Any, 
     out = s3po("download", "--json", f"s3://{bucket}/v/one.txt", str(tmp_path), env=cli_env)
     assert out.returncode == 0, out.stderr
     [row] = records(out)
-    assert row["verified"] == "md5" and row["status"] == "downloaded"
+    assert row["verified"] == "crc32" and row["status"] == "downloaded"  # boto3 stores a CRC32
 
 
 @pytest.mark.parametrize("size", [MiB, 3 * PART + 11], ids=["single", "multipart"])
