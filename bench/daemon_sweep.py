@@ -26,7 +26,7 @@ from cases import FULL, Bench
 from measure import Driver
 from rig import Endpoint, Rig
 
-SETTINGS = "16x4;16x8;16x16;32x4;32x8;32x16;64x4;64x8;64x16;128x8"
+SETTINGS = "16x4;16x8;16x16;32x4;32x8;32x16;64x4;64x8;64x16"
 
 
 def run_one(b: Bench, endpoint: Endpoint, setting: str, files: list[Path], tag: str) -> tuple[float, float]:
