@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,8 +144,8 @@ class Rig:
     # -- the daemon ----------------------------------------------------------------------
 
     @contextmanager
-    def daemon(self, endpoint: Endpoint, spool: Path) -> Iterator[Daemon]:
-        """s3pod at its default settings against ``endpoint``, reading and deleting files under ``spool``."""
+    def daemon(self, endpoint: Endpoint, spool: Path, args: Sequence[str] = ()) -> Iterator[Daemon]:
+        """s3pod at its default settings (or with ``args``) against ``endpoint``, reading and deleting files under ``spool``."""
         spool.mkdir(parents=True, exist_ok=True)
         log = self.logs / f"s3pod-{endpoint.name}.log"
         env = {
@@ -155,7 +155,7 @@ class Rig:
             "S3POD_REDIS_URL": self.redis.url,
         }
         proc = subprocess.Popen(
-            [sys.executable, "-m", "s3pod", "--allow-dir", str(spool), "--log-file", str(log)],
+            [sys.executable, "-m", "s3pod", "--allow-dir", str(spool), "--log-file", str(log), *args],
             env=env,
             stdin=subprocess.DEVNULL,
             stderr=open(self.logs / "s3pod-stderr.log", "ab"),

@@ -22,13 +22,15 @@ def new_worker_id() -> str:
 
 
 def default_concurrency() -> int:
-    """Return the default number of jobs in flight: 8 per CPU, between 8 and 32.
+    """Return the default number of jobs in flight: 16 per CPU, between 16 and 64.
 
     Uploads wait on the network far more than on the CPU; compression is what bounds it.
-    Measured with 1,000 files of 4 KiB on 2 cores shared with the store (README, "s3pod"):
-    16 jobs in flight moved 184-208 jobs/s against 128-169 for 8, and 147-189 for 24-32.
+    Measured with 2,000 files of 4 KiB on 2 shared cores (docs/BENCHMARKS.md, "The defaults,
+    chosen by measurement"): with the store 20 ms away, 32 jobs in flight moved 533-565
+    jobs/s against 407-458 for 16 (which waits on the round trips), for 3 % more CPU per job
+    on loopback, where 16, 32 and 64 were within the noise of each other.
     """
-    return max(8, min(32, 8 * (os.cpu_count() or 1)))
+    return max(16, min(64, 16 * (os.cpu_count() or 1)))
 
 
 #: Most jobs one job thread claims in one round trip while the queue is deep (see claim.lua):

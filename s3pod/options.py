@@ -62,7 +62,7 @@ def worker_options(func: F) -> F:
             envvar=env("CONCURRENCY"),
             type=click.IntRange(1, 256),
             default=default_concurrency(),
-            help="Jobs in flight at once (default: 8 per CPU, 8 to 32).",
+            help="Jobs in flight at once (default: 16 per CPU, 16 to 64).",
         ),
         option(
             "--claim-batch",
