@@ -51,6 +51,8 @@ logger = logging.getLogger(__name__)
 
 #: Socket timeouts of the Redis client the API and the metrics use (not the worker's).
 REDIS_TIMEOUT_S = 5.0
+#: Redis connections beyond one per job thread: the keeper, heartbeats, the health and metrics reads.
+REDIS_SPARE_CONNECTIONS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,8 +330,14 @@ def serve(
     :class:`~s3pod.spool.Spool` watcher when ``spool`` has watches, or a reload gives some).
     """
     live = live or Live(destinations=destinations)
+    # Every job thread may hold a connection at once (a blocking claim waits on one); redis-py
+    # caps a pool at 100 by default, which --concurrency 128 ran into ("Too many connections").
     client = connect(
-        redis_url, socket_timeout=config.claim_timeout_s + 10, socket_connect_timeout=5, health_check_interval=30
+        redis_url,
+        socket_timeout=config.claim_timeout_s + 10,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+        max_connections=config.concurrency + REDIS_SPARE_CONNECTIONS,
     )
     if not config.paths.allow_dirs:
         logger.warning(

@@ -155,3 +155,22 @@ def test_version() -> None:
 
     out = subprocess.run([sys.executable, "-m", "s3pod", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and "s3pod, version" in out.stdout
+
+
+def test_more_job_threads_than_redis_py_pools_by_default_all_work(
+    redis_server, redis_client, s3, bucket, start_daemon, tmp_path: Path
+) -> None:
+    """128 threads block on their claims at once: each needs a pooled connection (redis-py's default pool holds 100)."""
+    daemon = start_daemon("--concurrency", "128", "--claim-batch", "1")
+    wait_until(lambda: "worker=" in daemon.log, message="s3pod to start")
+    files = [tmp_path / f"f{i:03d}.txt" for i in range(40)]
+    for i, path in enumerate(files):
+        path.write_text(f"file {i}\n")
+    for path in files:
+        enqueue(bucket, f"many/{path.name}", path, redis_url=redis_server.url)
+    wait_until(lambda: settled(redis_client) and not any(p.exists() for p in files), message="all 40 jobs done")
+    for i, path in enumerate(files):
+        assert object_bytes(s3, bucket, f"many/{path.name}") == f"file {i}\n".encode()
+    assert "Too many connections" not in daemon.log
+    assert redis_client.llen("s3po:dead") == 0
+    assert daemon.proc.poll() is None
