@@ -40,7 +40,12 @@ class PutSigner:
         self._key: tuple[str, str, bytes] | None = None  # (secret, date, signing key)
 
     def sign(
-        self, path: str, headers: dict[str, str], body: bytes, credentials: Any, amz_date: str | None = None
+        self,
+        path: str,
+        headers: dict[str, str],
+        body: bytes | bytearray | memoryview,
+        credentials: Any,
+        amz_date: str | None = None,
     ) -> dict[str, str]:
         """Add the SigV4 headers to ``headers`` (in botocore's order) for a PUT of ``body`` to ``path``; return it.
 

@@ -100,3 +100,10 @@ def test_the_cached_signing_key_follows_new_credentials_and_a_new_day() -> None:
         expected = auth.signature(auth.string_to_sign(request, auth.canonical_request(request)), request)
         signed = signer.sign("/b/k", {}, BODY, creds, amz_date)
         assert signed["Authorization"].endswith(f"Signature={expected}")
+
+
+def test_a_part_held_in_a_memoryview_is_signed_as_its_bytes() -> None:
+    expected = botocore_signed("http://127.0.0.1:8333", "us-east-1", PATHS[2], {}, BODY, KEYS, True)
+    signer = PutSigner("http://127.0.0.1:8333", "us-east-1", sign_payload=True)
+    view = memoryview(bytearray(BODY))
+    assert list(signer.sign(PATHS[2], {}, view, KEYS, dict(expected)["X-Amz-Date"]).items()) == expected
