@@ -11,6 +11,7 @@ asked; multipart in parallel above a threshold; every part verified) and downloa
 ``send``        one upload attempt: single PUT or multipart, and its source read
 ``single``      a single PUT, proven by the store's CRC32 or ETag
 ``direct_put``  the small-object PUT signed by s3po, past boto3's call stack
+``sigv4``       that PUT's SigV4 signature, held to botocore's byte for byte
 ``multipart``   a multipart upload: parts in parallel, each retried alone
 ``resume``      a multipart upload an earlier run left: resumed or aborted
 ``state``       the interface through which that upload is remembered

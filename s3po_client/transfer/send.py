@@ -62,8 +62,15 @@ def upload_stream(
     if req.checksums is None:
         req.checksums = ChecksumChoice(settings.checksum)
     saved = resume.load(req) if resume is not None else None
-    first = read_exactly(reader, settings.multipart_threshold_bytes)
-    if len(first) < settings.multipart_threshold_bytes:
+    threshold = settings.multipart_threshold_bytes
+    # A source of known size asks for that many bytes and one more (a file that grew shows
+    # it), not for the threshold: an 8 MiB buffer per small file is an mmap, page faults and
+    # a munmap each. A file that grew past the threshold is read on to it and goes multipart.
+    want = threshold if size_hint is None else min(threshold, size_hint + 1)
+    first = read_exactly(reader, want)
+    if len(first) == want < threshold:
+        first += read_exactly(reader, threshold - want)
+    if len(first) < threshold:
         done = source_done()
         if resume is not None and saved is not None:  # the file shrank below the threshold since
             resume.discard(req, saved, "the object now goes in a single PUT")

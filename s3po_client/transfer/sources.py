@@ -123,8 +123,10 @@ class FileSource:
             raise SourceChangedError(
                 f"s3://{bucket}/{key}: {self.path!r} vanished while it was sent", bucket=bucket, key=key
             ) from None
-        held = FileStat.from_stat(os.fstat(self._file.fileno()))
-        if now != self._stat or held != self._stat or bytes_read != self._stat.size:
+        # No fstat of the descriptor as well: a name that still shows the stat taken at open
+        # names the inode read (held open, its number cannot be reused), so it is that inode's
+        # stat now, ctime included.
+        if now != self._stat or bytes_read != self._stat.size:
             raise SourceChangedError(
                 f"s3://{bucket}/{key}: {self.path!r} changed while it was sent "
                 f"(read {bytes_read} bytes of {self._stat.size}; size now {now.size})",

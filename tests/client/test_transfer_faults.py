@@ -129,6 +129,44 @@ def test_a_file_changed_while_sent_is_not_stored(
     assert result is not False and result.bytes_read == 3 * PART + 14
 
 
+def grow_at_start(path: Path, extra: bytes) -> Callable[[int, int | None], None]:
+    """A progress callback that appends ``extra`` once, after the file was measured and before it is read."""
+
+    def grow(done: int, total: int | None) -> None:
+        if done == 0 and path.stat().st_size == total:
+            with open(path, "ab") as f:
+                f.write(extra)
+
+    return grow
+
+
+@pytest.mark.parametrize("extra", [1, 100], ids=["one-byte", "a-line"])
+def test_a_small_file_that_grew_after_it_was_measured_is_not_stored(
+    make_engine: Callable[..., TransferEngine], s3: Any, bucket: str, tmp_path: Path, extra: int
+) -> None:
+    engine = make_engine(QUICK)
+    path = tmp_path / "small.log"
+    path.write_bytes(pattern(4096))
+    with pytest.raises(SourceChangedError, match="changed while it was sent"):
+        engine.upload_file(bucket, "small.log", str(path), progress=grow_at_start(path, b"x" * extra), retries=0)
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
+    result = engine.upload_file(bucket, "small.log", str(path), retries=0)
+    assert result is not False and result.bytes_read == 4096 + extra
+
+
+def test_a_small_file_that_grew_past_the_threshold_after_it_was_measured_goes_multipart(
+    make_engine: Callable[..., TransferEngine], fault_proxy: Any, s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    engine = make_engine(QUICK, endpoint=fault_proxy.url)
+    path = tmp_path / "small.log"
+    path.write_bytes(pattern(4096))
+    with pytest.raises(SourceChangedError, match="changed while it was sent"):
+        engine.upload_file(bucket, "small.log", str(path), progress=grow_at_start(path, pattern(THRESHOLD)), retries=0)
+    assert puts(fault_proxy, "partNumber=1")  # read on to the threshold, then cut into parts
+    assert no_uploads_left(s3, bucket)
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
+
+
 def test_a_failed_range_is_fetched_again(
     make_engine: Callable[..., TransferEngine], fault_proxy: Any, s3: Any, bucket: str, tmp_path: Path
 ) -> None:
