@@ -308,6 +308,19 @@ def probe_url(s3: S3Settings) -> str:
     return f"https://s3.{s3.region or 'us-east-1'}.amazonaws.com"
 
 
+def _worker_redis(redis_url: str | None, config: WorkerConfig) -> redis.Redis:
+    """The worker's Redis client: socket timeouts (a silent network cannot hang a thread) and a
+    connection for every job thread at once (a blocking claim holds one; redis-py caps a pool
+    at 100 by default, which --concurrency 128 ran into as "Too many connections")."""
+    return connect(
+        redis_url,
+        socket_timeout=config.claim_timeout_s + 10,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+        max_connections=config.concurrency + REDIS_SPARE_CONNECTIONS,
+    )
+
+
 def serve(
     s3: S3Settings,
     redis_url: str,
@@ -330,15 +343,7 @@ def serve(
     :class:`~s3pod.spool.Spool` watcher when ``spool`` has watches, or a reload gives some).
     """
     live = live or Live(destinations=destinations)
-    # Every job thread may hold a connection at once (a blocking claim waits on one); redis-py
-    # caps a pool at 100 by default, which --concurrency 128 ran into ("Too many connections").
-    client = connect(
-        redis_url,
-        socket_timeout=config.claim_timeout_s + 10,
-        socket_connect_timeout=5,
-        health_check_interval=30,
-        max_connections=config.concurrency + REDIS_SPARE_CONNECTIONS,
-    )
+    client = _worker_redis(redis_url, config)
     if not config.paths.allow_dirs:
         logger.warning(
             "no --allow-dir given: any process able to write to Redis can make s3pod "
