@@ -16,7 +16,18 @@ import click
 from ..errors import TransferError
 from .batch import Task, run_batch
 from .engine_options import bwlimit_option_for, s3_settings
-from .options import filters_of, make_engine, make_reporter, option, output_options, parse_url, s3_options, tree_options
+from .options import (
+    destination_named,
+    destination_options,
+    filters_of,
+    make_engine,
+    make_reporter,
+    option,
+    output_options,
+    parse_url,
+    s3_options,
+    tree_options,
+)
 from .output import Outcome, ProgressCallback, Status, display_path, human_bytes
 from .tree import BadArgument, S3Url, local_target
 
@@ -32,6 +43,7 @@ Examples:
   s3po download s3://my-bucket/logs/2024-06-01/ logs/        # every object under the prefix
   s3po download s3://my-bucket/logs/ . --include '*.log' --exclude '*/old/*'
   s3po download --raw s3://my-bucket/app.log.gz - | zcat | less
+  s3po download --config /etc/s3po/s3pod.toml --destination backup s3://backups/db.dump
 """
 
 LS_EXAMPLES = """\b
@@ -78,6 +90,7 @@ class DownloadOutcome(Outcome):
 @tree_options
 @s3_options
 @bwlimit_option_for("S3PO")
+@destination_options
 @output_options
 def download(
     source: str,
@@ -88,6 +101,8 @@ def download(
     include: tuple[str, ...],
     jobs: int,
     bwlimit: Schedule | None,
+    destination: str | None,
+    config: str | None,
     as_json: bool,
     quiet: bool,
     debug: bool,
@@ -103,7 +118,7 @@ def download(
     """
     src = parse_url(source)
     reporter = make_reporter(as_json, quiet, debug)
-    engine = make_engine(s3_settings(s3), jobs=jobs, bwlimit=bwlimit)
+    engine = engine_for(s3, bwlimit, destination, config, jobs)
     try:
         remotes, unsafe = what_to_fetch(engine, src, path, filters_of(exclude, include))
         for outcome in unsafe:
@@ -136,6 +151,18 @@ def download(
         )
     if reporter.failures:
         raise SystemExit(1)
+
+
+def engine_for(
+    s3: dict[str, str | None], bwlimit: Schedule | None, destination: str | None, config: str | None, jobs: int
+) -> Any:
+    """The engine of the command's S3 options, or of a destination's over them (its store,
+    credentials and limit, unless ``--bwlimit``)."""
+    settings = s3_settings(s3)
+    if destination is not None:
+        named = destination_named(destination, config)
+        settings, bwlimit = named.s3_settings(settings), bwlimit or named.schedule()
+    return make_engine(settings, jobs=jobs, bwlimit=bwlimit)
 
 
 def what_to_fetch(engine: Any, src: S3Url, path: str | None, filters: Any) -> tuple[list[Remote], list[Outcome]]:

@@ -195,14 +195,14 @@ def parse_headers(values: tuple[str, ...]) -> dict[str, str]:
 
 
 def destination_options(func: F) -> F:
-    """``--destination NAME`` and ``--config FILE``: upload through a destination of s3pod's config file."""
+    """``--destination NAME`` and ``--config FILE``: transfer through a destination of s3pod's config file."""
     return apply(
         func,
         option(
             "--destination",
             envvar="S3PO_DESTINATION",
             metavar="NAME",
-            help="Upload through this [destinations.NAME] of the config file: its store, credentials, headers, limit.",
+            help="Go through this [destinations.NAME] of the config file: its store, credentials, headers, limit.",
         ),
         option(
             "--config",

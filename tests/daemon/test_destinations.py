@@ -219,6 +219,37 @@ def test_s3po_upload_goes_through_a_destination_of_the_same_config_file(
     ]
 
 
+def test_s3po_download_fetches_through_a_destination_of_the_same_config_file(
+    backup: tuple[Any, str, Path], tmp_path: Path
+) -> None:
+    backup_s3, backup_bucket, config = backup
+    backup_s3.put_object(Bucket=backup_bucket, Key="kept.txt", Body=b"only the backup store has this")
+    env = {
+        "PYTHONPATH": str(ROOT),
+        "PATH": "/usr/bin:/bin",
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "credentials"),
+    }
+
+    def s3po_download(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "s3po_client.cli", "download", "--config", str(config), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    out = s3po_download("--destination", "backup", f"s3://{backup_bucket}/kept.txt", str(tmp_path / "got.txt"))
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "got.txt").read_bytes() == b"only the backup store has this"
+    out = s3po_download("--destination", "archive", f"s3://{backup_bucket}/kept.txt", str(tmp_path / "no.txt"))
+    assert out.returncode == 2
+    assert out.stderr.splitlines() == [
+        f"s3po download: error: unknown destination 'archive' in {config} (known: backup) (see 's3po download --help')"
+    ]
+    assert not (tmp_path / "no.txt").exists()
+
+
 def test_a_destinations_own_limit_is_in_the_metrics_and_the_api_which_changes_it(
     backup_server: S3Server, backup: tuple[Any, str, Path], redis_server: Any, start_daemon: Any, tmp_path: Path
 ) -> None:
