@@ -136,7 +136,7 @@ def test_pidfile_in_a_missing_directory_is_a_config_error(tmp_path: Path) -> Non
 # -- daemon mode -----------------------------------------------------------------------
 
 DAEMON = textwrap.dedent("""
-    import logging, signal, sys, threading
+    import logging, signal, sys
     from s3pod.service.logs import configure_logging
     from s3pod.service.pidfile import AlreadyRunningError, PidFile, daemonize
     pidfile = PidFile(sys.argv[1])
@@ -146,10 +146,11 @@ DAEMON = textwrap.dedent("""
         sys.exit(f"s3pod: {exc}")
     daemonize(pidfile, sys.argv[2])
     configure_logging("INFO", "json", sys.argv[2])
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # SIGTERM waited for, not handled: an Event set from a handler can deadlock when the
+    # signal lands while the main thread holds the Event's lock inside its wait().
+    signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])
     logging.getLogger("s3pod").info("daemon running")
-    stop.wait(120)
+    signal.sigtimedwait([signal.SIGTERM], 120)
     logging.getLogger("s3pod").info("daemon stopping")
 """)
 
