@@ -41,6 +41,17 @@ def http(method: str, url: str, body: object | None = None) -> tuple[int, bytes]
         return 0, b""
 
 
+def run(*argv: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m argv…`` (s3pod or s3po_client.cli) with this checkout and ``env`` only."""
+    return subprocess.run(
+        [sys.executable, "-m", *argv],
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 @pytest.fixture(scope="module")
 def backup_server() -> Iterator[S3Server]:
     """A second store, with keys of its own: only the ``backup`` profile's credentials open it."""
@@ -92,13 +103,15 @@ def test_s3po_enqueue_names_a_destination_and_an_unknown_one_is_dead_lettered(
     _, backup_bucket, config = backup
     start_daemon("--config", str(config), env={"AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "credentials")})
     (tmp_path / "c.txt").write_text("nowhere to go")
-    out = subprocess.run(
-        [sys.executable, "-m", "s3po_client.cli", "enqueue", str(tmp_path / "c.txt"), f"s3://{backup_bucket}/c.txt"]
-        + ["--destination", "archive", "--json"],
-        env={"S3PO_REDIS_URL": redis_server.url, "PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=60,
+    out = run(
+        "s3po_client.cli",
+        "enqueue",
+        str(tmp_path / "c.txt"),
+        f"s3://{backup_bucket}/c.txt",
+        "--destination",
+        "archive",
+        "--json",
+        S3PO_REDIS_URL=redis_server.url,
     )
     assert out.returncode == 0, out.stderr
     wait_until(lambda: list_dead(redis_client), message="the dead letter")
@@ -120,13 +133,7 @@ def test_the_destination_field_is_left_out_when_unset_and_checked_when_set() -> 
 def test_a_secret_in_a_destination_is_refused_with_one_line(tmp_path: Path) -> None:
     config = tmp_path / "s3pod.toml"
     config.write_text('prefix = "s3po"\n[destinations.backup]\nregion = "eu-west-1"\nsecret-key = "abc123"\n')
-    out = subprocess.run(
-        [sys.executable, "-m", "s3pod", "--config", str(config), "--check-config"],
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    out = run("s3pod", "--config", str(config), "--check-config")
     assert out.returncode == 2
     assert out.stderr == (
         f"s3pod: {config}, line 2: [destinations.backup] secret-key: no secret in the config file "
@@ -189,21 +196,10 @@ def test_s3po_upload_goes_through_a_destination_of_the_same_config_file(
 ) -> None:
     backup_s3, backup_bucket, config = backup
     (tmp_path / "now.txt").write_text("sent now, to the backup")
-    env = {
-        "PYTHONPATH": str(ROOT),
-        "PATH": "/usr/bin:/bin",
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "credentials"),
-        "S3PO_CONFIG": str(config),
-    }
+    credentials = str(tmp_path / "credentials")
 
     def s3po_upload(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "s3po_client.cli", "upload", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        return run("s3po_client.cli", "upload", *args, AWS_SHARED_CREDENTIALS_FILE=credentials, S3PO_CONFIG=str(config))
 
     out = s3po_upload("--destination", "backup", str(tmp_path / "now.txt"), f"s3://{backup_bucket}/")
     assert out.returncode == 0, out.stderr
@@ -224,19 +220,11 @@ def test_s3po_download_fetches_through_a_destination_of_the_same_config_file(
 ) -> None:
     backup_s3, backup_bucket, config = backup
     backup_s3.put_object(Bucket=backup_bucket, Key="kept.txt", Body=b"only the backup store has this")
-    env = {
-        "PYTHONPATH": str(ROOT),
-        "PATH": "/usr/bin:/bin",
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "credentials"),
-    }
+    credentials = str(tmp_path / "credentials")
 
     def s3po_download(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "s3po_client.cli", "download", "--config", str(config), *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
+        return run(
+            "s3po_client.cli", "download", "--config", str(config), *args, AWS_SHARED_CREDENTIALS_FILE=credentials
         )
 
     out = s3po_download("--destination", "backup", f"s3://{backup_bucket}/kept.txt", str(tmp_path / "got.txt"))
@@ -315,13 +303,7 @@ def test_a_watch_naming_an_unknown_destination_stops_the_start_with_one_line(tmp
         f'[destinations.backup]\nregion = "eu-west-1"\n\n[[watch]]\ndir = "{tmp_path}"\nto = "s3://b/p"\n'
         'destination = "archive"\n'
     )
-    out = subprocess.run(
-        [sys.executable, "-m", "s3pod", "--config", str(config), "--check-config"],
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    out = run("s3pod", "--config", str(config), "--check-config")
     assert out.returncode == 2
     assert out.stderr == (
         f"s3pod: {config}, line 7: [[watch]] destination: no [destinations.archive] (known: backup)\n"
